@@ -1,0 +1,88 @@
+"""The cell registry: stable kebab-case names -> builders. The names are a public contract."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import jax.numpy as jnp
+
+from gradscope._errors import ConfigError, UnknownNameError, check_positive_int
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    description: str
+    family: str
+    equation: str
+    build: Callable
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, description: str, *, family: str, equation: str):
+    """Decorator for a builder ``build(input_size, hidden_size, *, key, dtype, **options) -> Cell``."""
+
+    def deco(build):
+        if name in _REGISTRY:
+            raise RuntimeError(f"cell {name!r} registered twice")
+        _REGISTRY[name] = Entry(name, description, family, equation, build)
+        return build
+
+    return deco
+
+
+def names() -> dict[str, str]:
+    """Registered cell names with their one-line descriptions, in registration order."""
+    return {e.name: e.description for e in _REGISTRY.values()}
+
+
+def entries() -> tuple[Entry, ...]:
+    return tuple(_REGISTRY.values())
+
+
+def entry(name: str) -> Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownNameError(
+            f"cell={name!r} is not a registered cell: {hint}run `gradscope cells` for the list"
+        ) from None
+
+
+def options(name: str) -> dict[str, object]:
+    """The options a cell accepts, with their defaults."""
+    sig = inspect.signature(entry(name).build)
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.name not in ("key", "dtype")
+    }
+
+
+def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32, **opts):
+    """Build the registered cell ``name`` with freshly initialised weights.
+
+    ``key`` is a `jax.random` key (same key, same weights); ``opts`` are cell options such as
+    ``forget_bias`` (see `options(name)`).
+    """
+    e = entry(name)
+    input_size = check_positive_int("input_size", input_size)
+    hidden_size = check_positive_int("hidden_size", hidden_size)
+    allowed = options(name)
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"option {unknown[0]!r} is not accepted by cell {name!r}; "
+            f"allowed options: {', '.join(allowed) or 'none'}"
+        )
+    if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
+        raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 or float64")
+    cell = e.build(input_size, hidden_size, key=key, dtype=jnp.dtype(dtype), **opts)
+    return cell

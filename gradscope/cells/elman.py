@@ -1,0 +1,140 @@
+"""Elman (vanilla) RNNs and IRNN.
+
+    h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),     φ ∈ {tanh, sigmoid, relu, leaky-relu, elu, linear}
+
+PyTorch's ``nn.RNN`` layout (``weight_ih (n, m)``, ``weight_hh (n, n)``, two biases). The step Jacobian
+is ``∂h_t/∂h_{t-1} = diag(φ'(a_t)) W_hh`` — the factor whose product Pascanu et al. (2013) bound by
+``(γ σ_max(W_hh))^(t-k)``.
+
+IRNN (Le, Jaitly & Hinton 2015): relu, ``W_hh = I`` (optionally scaled), zero biases, so with every
+unit active ``∂h_t/∂h_k = I`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from gradscope._errors import ConfigError, bad_value
+from gradscope.cells import _activations
+from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._registry import register
+
+RECURRENT_INITS = ("uniform", "gaussian", "orthogonal", "identity")
+
+
+@pytree_cell
+class Elman(Cell):
+    weight_ih: jax.Array
+    weight_hh: jax.Array
+    bias_ih: jax.Array
+    bias_hh: jax.Array
+    input_size: int = static()
+    hidden_size: int = static()
+    activation: str = static("tanh")
+
+    def __call__(self, x, state):
+        (h,) = state
+        a = self.weight_ih @ x + self.bias_ih + self.weight_hh @ h + self.bias_hh
+        return (_activations.get(self.activation).fn(a),), {"a": a}
+
+    def jacobian(self, x, state, t=None):
+        (h,) = state
+        a = self.weight_ih @ x + self.bias_ih + self.weight_hh @ h + self.bias_hh
+        d = _activations.get(self.activation).deriv(a)[:, None]
+        return d * self.weight_hh, d * self.weight_ih
+
+    @property
+    def gamma(self) -> float:
+        """sup |φ'|, the γ of Pascanu's bound."""
+        return _activations.get(self.activation).gamma
+
+    @property
+    def recurrent_matrix(self):
+        return self.weight_hh
+
+
+def recurrent_matrix(key, n: int, init: str, gain: float, dtype):
+    """W_hh for the named init; ``gain`` sets the scale (spectral radius ≈ gain for the random ones)."""
+    if init == "uniform":  # PyTorch's default U(±1/√n)
+        return gain * uniform_init(key, (n, n), 1 / math.sqrt(n), dtype)
+    if init == "gaussian":  # N(0, gain²/n): circular law, spectral radius → gain
+        return gain * jax.random.normal(key, (n, n), dtype) / math.sqrt(n)
+    if init == "orthogonal":
+        q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype))
+        return gain * q * jnp.sign(jnp.diagonal(r))[None, :]
+    if init == "identity":
+        return gain * jnp.eye(n, dtype=dtype)
+    raise bad_value("recurrent_init", init, "one of " + ", ".join(RECURRENT_INITS))
+
+
+def _build(input_size, hidden_size, key, dtype, activation, recurrent_init, gain, bias):
+    if not (isinstance(gain, (int, float)) and math.isfinite(gain)):
+        raise bad_value("gain", gain, "expected a finite number")
+    _activations.get(activation)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    bound = 1 / math.sqrt(hidden_size)
+    if bias:
+        b_ih = uniform_init(k3, (hidden_size,), bound, dtype)
+        b_hh = uniform_init(k4, (hidden_size,), bound, dtype)
+    else:
+        b_ih = b_hh = jnp.zeros((hidden_size,), dtype)
+    return Elman(
+        weight_ih=uniform_init(k1, (hidden_size, input_size), bound, dtype),
+        weight_hh=recurrent_matrix(k2, hidden_size, recurrent_init, gain, dtype),
+        bias_ih=b_ih,
+        bias_hh=b_hh,
+        input_size=input_size,
+        hidden_size=hidden_size,
+        activation=activation,
+    )
+
+
+_ACT_EQ = {
+    "tanh": "h_t = tanh(W_ih x_t + W_hh h_{t-1} + b)",
+    "sigmoid": "h_t = σ(W_ih x_t + W_hh h_{t-1} + b)",
+    "relu": "h_t = max(0, W_ih x_t + W_hh h_{t-1} + b)",
+    "leaky-relu": "h_t = leaky_relu_0.01(W_ih x_t + W_hh h_{t-1} + b)",
+    "elu": "h_t = elu(W_ih x_t + W_hh h_{t-1} + b)",
+    "linear": "h_t = W_ih x_t + W_hh h_{t-1} + b",
+}
+
+
+def _register_activation(act: str):
+    @register(
+        f"rnn-{act}",
+        f"Elman RNN with {act} activation (PyTorch nn.RNN layout)",
+        family="elman",
+        equation=_ACT_EQ[act],
+    )
+    def build(input_size, hidden_size, *, key, dtype=jnp.float32, recurrent_init="uniform",
+              gain=1.0, bias=True):
+        return _build(input_size, hidden_size, key, dtype, act, recurrent_init, gain, bias)
+
+    return build
+
+
+for _act in _activations.ACTIVATIONS:
+    _register_activation(_act)
+
+
+@register(
+    "irnn",
+    "IRNN (Le et al. 2015): relu, identity recurrent init, zero bias",
+    family="elman",
+    equation="h_t = max(0, W_ih x_t + W_hh h_{t-1}),  W_hh = scale·I, b = 0",
+)
+def build_irnn(input_size, hidden_size, *, key, dtype=jnp.float32, scale=1.0, input_std=0.001):
+    if not scale > 0:
+        raise ConfigError(f"scale={scale!r} is not allowed: expected a positive number (1.0 = identity)")
+    return Elman(
+        weight_ih=input_std * jax.random.normal(key, (hidden_size, input_size), dtype),
+        weight_hh=scale * jnp.eye(hidden_size, dtype=dtype),
+        bias_ih=jnp.zeros((hidden_size,), dtype),
+        bias_hh=jnp.zeros((hidden_size,), dtype),
+        input_size=input_size,
+        hidden_size=hidden_size,
+        activation="relu",
+    )

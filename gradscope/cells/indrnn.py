@@ -1,0 +1,99 @@
+"""IndRNN (Li et al. 2018): independently recurrent neurons.
+
+    h_t = φ(W_ih x_t + u ⊙ h_{t-1} + b)                        (CVPR 2018, eq. 2)
+
+The recurrent weight is a vector ``u`` (``weight_hh_diag``), so the step Jacobian is *diagonal*:
+``∂h_{n,t}/∂h_{n,t-1} = u_n φ'(a_{n,t})`` and ``∂h_{n,T}/∂h_{n,k} = u_n^{T-k} ∏ φ'`` (eq. 4). With relu,
+keeping ``|u_n| ≤ γ^{1/T}`` bounds the gradient over T steps by γ (§3.1); the official code uses γ = 2.
+
+Layout (gradscope's own; no framework ships IndRNN): ``weight_ih (n, m)``, ``weight_hh_diag (n,)``,
+``bias (n,)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from gradscope._errors import ConfigError
+from gradscope.cells import _activations
+from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._registry import register
+
+
+@pytree_cell
+class IndRNN(Cell):
+    weight_ih: jax.Array
+    weight_hh_diag: jax.Array
+    bias: jax.Array
+    input_size: int = static()
+    hidden_size: int = static()
+    activation: str = static("relu")
+
+    structure = "diagonal"
+
+    def __call__(self, x, state):
+        (h,) = state
+        a = self.weight_ih @ x + self.weight_hh_diag * h + self.bias
+        return (_activations.get(self.activation).fn(a),), {"a": a}
+
+    def jacobian_diag(self, x, state, t=None):
+        """(diagonal of ∂h_t/∂h_{t-1}, ∂h_t/∂x_t)."""
+        (h,) = state
+        a = self.weight_ih @ x + self.weight_hh_diag * h + self.bias
+        d = _activations.get(self.activation).deriv(a)
+        return d * self.weight_hh_diag, d[:, None] * self.weight_ih
+
+    def jacobian(self, x, state, t=None):
+        diag, jx = self.jacobian_diag(x, state, t)
+        return jnp.diag(diag), jx
+
+    @property
+    def gamma(self) -> float:
+        return _activations.get(self.activation).gamma
+
+
+def recurrent_bound(length: int, gamma: float = 2.0) -> float:
+    """The IndRNN bound |u| ≤ γ^{1/T}: the gradient over T steps then grows by at most γ (relu)."""
+    if not (isinstance(length, int) and length > 0):
+        raise ConfigError(f"length={length!r} is not allowed: expected a positive integer")
+    if not gamma > 0:
+        raise ConfigError(f"gamma={gamma!r} is not allowed: expected a positive number")
+    return float(gamma) ** (1.0 / length)
+
+
+def clip_recurrent(cell: IndRNN, max_abs: float) -> IndRNN:
+    """Clip ``u`` to [−max_abs, max_abs] (IndRNN's constraint, applied after every update)."""
+    import dataclasses
+
+    return dataclasses.replace(cell, weight_hh_diag=jnp.clip(cell.weight_hh_diag, -max_abs, max_abs))
+
+
+@register(
+    "indrnn",
+    "IndRNN (Li et al. 2018): diagonal recurrence u⊙h, relu; u ~ U(u_min, γ^(1/T))",
+    family="indrnn",
+    equation="h_t = relu(W_ih x_t + u⊙h_{t-1} + b)",
+)
+def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation="relu", max_length=None,
+                 gamma=2.0, u_min=0.0, u_max=None):
+    """``u ~ U(u_min, u_max)``; ``u_max`` defaults to γ^(1/max_length) when ``max_length`` is given, else 1.
+
+    For a last layer of a classification net the paper sets ``u_min = ε^(1/T)``.
+    """
+    _activations.get(activation)
+    if u_max is None:
+        u_max = recurrent_bound(max_length, gamma) if max_length is not None else 1.0
+    if not u_min <= u_max:
+        raise ConfigError(f"u_min={u_min!r} is not allowed: it must not exceed u_max={u_max!r}")
+    k1, k2, k3 = jax.random.split(key, 3)
+    return IndRNN(
+        weight_ih=uniform_init(k1, (hidden_size, input_size), 1 / math.sqrt(input_size), dtype),
+        weight_hh_diag=jax.random.uniform(k2, (hidden_size,), dtype, u_min, u_max),
+        bias=jnp.zeros((hidden_size,), dtype),
+        input_size=input_size,
+        hidden_size=hidden_size,
+        activation=activation,
+    )

@@ -1,0 +1,234 @@
+"""Networks built from cells: deep `Stack`s (optionally residual) and `Bidirectional` wrappers.
+
+Both follow the cell protocol (``blocks``, ``block_sizes``, ``step``, ``jacobian``), so the engine
+treats them like any cell. The feed-forward `MLP` for depth diagnostics lives in `gradscope.mlp`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gradscope._errors import ConfigError
+from gradscope.cells._base import Cell, jacobians, pytree_cell, static
+
+
+@pytree_cell
+class Stack(Cell):
+    """Layers fed one into the next within each time step.
+
+    Layer l reads ``inp_l`` = the output (``h`` block) of layer l−1 at the same step, plus, with
+    ``residual=True``, ``inp_{l−1}`` (identity shortcut, as in residual IndRNN; needs equal sizes).
+    State blocks are named ``layer{l}.{block}``, layer 0 first.
+    """
+
+    layers: tuple
+    residual: bool = static(False)
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ConfigError("layers=() is not allowed: a Stack needs at least one layer")
+        for l in range(1, len(self.layers)):
+            prev, cur = self.layers[l - 1], self.layers[l]
+            if isinstance(cur, Bidirectional) or isinstance(prev, Bidirectional):
+                raise ConfigError(
+                    "a Bidirectional layer cannot sit inside a Stack (it needs the whole sequence); "
+                    "wrap the Stack in Bidirectional instead"
+                )
+            if cur.input_size != prev.output_size:
+                raise ConfigError(
+                    f"layer {l} has input_size={cur.input_size} but layer {l - 1} outputs {prev.output_size}"
+                )
+            if self.residual and l >= 2 and cur.input_size != self.layers[l - 1].input_size:
+                raise ConfigError(f"residual=True needs equal widths: layer {l} input {cur.input_size} "
+                                  f"!= layer {l - 1} input {self.layers[l - 1].input_size}")
+
+    @property
+    def name(self):  # type: ignore[override]
+        return "stack"
+
+    @property
+    def blocks(self):  # type: ignore[override]
+        return tuple(f"layer{l}.{b}" for l, c in enumerate(self.layers) for b in c.blocks)
+
+    @property
+    def block_sizes(self):
+        return tuple(n for c in self.layers for n in c.block_sizes)
+
+    @property
+    def input_size(self):
+        return self.layers[0].input_size
+
+    @property
+    def hidden_size(self):
+        return self.layers[-1].hidden_size
+
+    @property
+    def output_size(self):
+        return self.layers[-1].output_size
+
+    @property
+    def structure(self):  # type: ignore[override]
+        return "dense"
+
+    def _split(self, state):
+        out, i = [], 0
+        for c in self.layers:
+            k = len(c.blocks)
+            out.append(tuple(state[i : i + k]))
+            i += k
+        return out
+
+    def _residual_from(self, l: int) -> bool:
+        # the shortcut skips layer l's input into layer l+1's input; layer 0's input has the data width
+        return self.residual and l >= 1
+
+    def step(self, x, state, t):
+        new, aux, inp = [], {}, x
+        for l, (c, s) in enumerate(zip(self.layers, self._split(tuple(state)))):
+            s2, a = c.step(inp, s, t)
+            new.extend(s2)
+            aux.update({f"layer{l}.{k}": v for k, v in a.items()})
+            out = c.output(s2)
+            inp = out + inp if self._residual_from(l) else out
+        return tuple(new), aux
+
+    def __call__(self, x, state):
+        return self.step(x, state, 0)
+
+    def jacobian(self, x, state, t=None):
+        """Block lower-triangular ``∂S'/∂S``: layer l's new state depends on its own old state and,
+        through its input, on every layer below (within the same step)."""
+        d = self.state_size
+        offs, o = [], 0
+        for c in self.layers:
+            offs.append(o)
+            o += c.state_size
+        dinp_dS = jnp.zeros((self.input_size, d), x.dtype)
+        dinp_dx = jnp.eye(self.input_size, dtype=x.dtype)
+        rows_S, rows_x, inp = [], [], x
+        for l, (c, s) in enumerate(zip(self.layers, self._split(tuple(state)))):
+            J, X = jacobians(c, inp, s, t)
+            dS = X @ dinp_dS
+            dS = dS.at[:, offs[l] : offs[l] + c.state_size].add(J)
+            dx = X @ dinp_dx
+            rows_S.append(dS)
+            rows_x.append(dx)
+            s2, _ = c.step(inp, s, t)
+            out = c.output(s2)
+            no = c.output_size  # output = the first block of the new state
+            if self._residual_from(l):
+                dinp_dS, dinp_dx, inp = dS[:no] + dinp_dS, dx[:no] + dinp_dx, out + inp
+            else:
+                dinp_dS, dinp_dx, inp = dS[:no], dx[:no], out
+        return jnp.concatenate(rows_S, 0), jnp.concatenate(rows_x, 0)
+
+    def describe(self):
+        return {"cell": "stack", "residual": self.residual, "layers": [c.describe() for c in self.layers]}
+
+
+@pytree_cell
+class Bidirectional(Cell):
+    """A forward and a backward model over the same sequence.
+
+    Joint state at step t: ``S_t = [forward state after x_1..x_t, backward state after x_T..x_{T−t+1}]``
+    (blocks ``fwd.*`` then ``bwd.*``). The two chains never interact, so ``∂S_t/∂S_k`` is block
+    diagonal; the backward block is the backward direction's gradient flow over the same lags.
+    """
+
+    forward: object
+    backward: object
+
+    def __post_init__(self):
+        if self.forward.input_size != self.backward.input_size:
+            raise ConfigError(
+                f"forward input_size={self.forward.input_size} != backward input_size={self.backward.input_size}"
+            )
+
+    @property
+    def name(self):  # type: ignore[override]
+        return "bidirectional"
+
+    @property
+    def blocks(self):  # type: ignore[override]
+        return tuple(f"fwd.{b}" for b in self.forward.blocks) + tuple(f"bwd.{b}" for b in self.backward.blocks)
+
+    @property
+    def block_sizes(self):
+        return tuple(self.forward.block_sizes) + tuple(self.backward.block_sizes)
+
+    @property
+    def input_size(self):
+        return self.forward.input_size
+
+    @property
+    def hidden_size(self):
+        return self.forward.hidden_size
+
+    @property
+    def output_size(self):
+        return self.forward.output_size + self.backward.output_size
+
+    @property
+    def structure(self):  # type: ignore[override]
+        return "dense"
+
+    def prepare_inputs(self, xs):
+        # pair x_t with x_{T+1-t}: the backward chain reads the sequence reversed
+        return jnp.concatenate([xs, xs[::-1]], axis=-1)
+
+    def _split(self, state):
+        k = len(self.forward.blocks)
+        return tuple(state[:k]), tuple(state[k:])
+
+    def step(self, x, state, t):
+        m = self.input_size
+        sf, sb = self._split(tuple(state))
+        nf, af = self.forward.step(x[:m], sf, t)
+        nb, ab = self.backward.step(x[m:], sb, t)
+        aux = {f"fwd.{k}": v for k, v in af.items()} | {f"bwd.{k}": v for k, v in ab.items()}
+        return tuple(nf) + tuple(nb), aux
+
+    def __call__(self, x, state):
+        return self.step(x, state, 0)
+
+    def output(self, state):
+        sf, sb = self._split(tuple(state))
+        return jnp.concatenate([self.forward.output(sf), self.backward.output(sb)])
+
+    def jacobian(self, x, state, t=None):
+        m = self.input_size
+        sf, sb = self._split(tuple(state))
+        Jf, Xf = jacobians(self.forward, x[:m], sf, t)
+        Jb, Xb = jacobians(self.backward, x[m:], sb, t)
+        J = jax.scipy.linalg.block_diag(Jf, Jb)
+        X = jax.scipy.linalg.block_diag(Xf, Xb)
+        return J, X
+
+    def describe(self):
+        return {"cell": "bidirectional", "forward": self.forward.describe(), "backward": self.backward.describe()}
+
+
+def stack(name: str, input_size: int, hidden_size: int, layers: int, *, key, residual=False, **opts) -> Stack:
+    """``layers`` copies of the registered cell ``name`` (fresh weights each), optionally residual."""
+    from gradscope.cells import make
+    from gradscope._errors import check_positive_int
+
+    layers = check_positive_int("layers", layers)
+    keys = jax.random.split(key, layers)
+    cells, m = [], input_size
+    for l in range(layers):
+        c = make(name, m, hidden_size, key=keys[l], **opts)
+        cells.append(c)
+        m = c.output_size
+    return Stack(tuple(cells), residual=residual)
+
+
+def bidirectional(name: str, input_size: int, hidden_size: int, *, key, **opts) -> Bidirectional:
+    """Forward and backward copies of the registered cell ``name`` with independent weights."""
+    from gradscope.cells import make
+
+    kf, kb = jax.random.split(key)
+    return Bidirectional(make(name, input_size, hidden_size, key=kf, **opts),
+                         make(name, input_size, hidden_size, key=kb, **opts))
+

@@ -1,0 +1,101 @@
+"""Run a model over a sequence with `lax.scan` and keep every state: the `Trajectory`.
+
+Time convention (DESIGN §3): ``S_0`` is the initial state and ``S_t`` the state after consuming
+``x_t``; a trajectory holds ``S_0 .. S_T`` for each named block and the per-step ``aux`` (gate
+values, pre-activations) for steps 1..T.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradscope._errors import ShapeError
+from gradscope.cells._base import check_state, flatten_state
+
+
+@partial(jax.tree_util.register_dataclass, data_fields=["states", "aux"], meta_fields=["blocks"])
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """All states S_0..S_T by block (each ``(..., T+1, d_b)``) and per-step aux (``(..., T, ...)``)."""
+
+    states: tuple
+    aux: dict
+    blocks: tuple
+
+    def __getitem__(self, name: str):
+        try:
+            return self.states[self.blocks.index(name)]
+        except ValueError:
+            raise KeyError(f"no state block {name!r}; blocks are {self.blocks}") from None
+
+    @property
+    def flat(self):
+        """The flat state vectors ``(..., T+1, d)``, blocks concatenated in order."""
+        return flatten_state(self.states)
+
+    @property
+    def final(self) -> tuple:
+        return tuple(s[..., -1, :] for s in self.states)
+
+    @property
+    def length(self) -> int:
+        return self.states[0].shape[-2] - 1
+
+
+def check_inputs(model, xs, state0=None):
+    """Validate ``xs`` (``(T, m)`` or ``(B, T, m)``) and ``state0``; return ``(xs, state0, batched)``.
+
+    ``xs`` is cast to the model's dtype; a missing ``state0`` becomes zeros.
+    """
+    arr = xs if isinstance(xs, jax.Array) else np.asarray(xs)
+    if arr.ndim not in (2, 3):
+        raise ShapeError(
+            f"xs has shape {tuple(arr.shape)}: expected (T, input_size) or (B, T, input_size) "
+            f"with input_size={model.input_size}"
+        )
+    if arr.shape[-1] != model.input_size:
+        raise ShapeError(f"xs has {arr.shape[-1]} features (shape {tuple(arr.shape)}), but the model's input_size is {model.input_size}")
+    if arr.shape[-2] < 1:
+        raise ShapeError(f"xs has shape {tuple(arr.shape)}: the sequence must have at least one step")
+    if not np.issubdtype(np.dtype(arr.dtype), np.floating) and not np.issubdtype(np.dtype(arr.dtype), np.integer):
+        raise ShapeError(f"xs has dtype {arr.dtype}: expected a real floating-point array")
+    dtype = model.dtype
+    xs = jnp.asarray(arr, dtype)
+    batched = xs.ndim == 3
+    batch_shape = xs.shape[:1] if batched else ()
+    if state0 is None:
+        state0 = tuple(jnp.zeros(batch_shape + (n,), dtype) for n in model.block_sizes)
+    else:
+        state0 = tuple(jnp.asarray(s, dtype) for s in check_state(model, state0, batch_shape))
+    return xs, state0, batched
+
+
+def _scan(model, xs, state0):
+    xs = model.prepare_inputs(xs)
+
+    def body(s, tx):
+        t, x = tx
+        s2, aux = model.step(x, s, t)
+        return s2, (s2, aux)
+
+    _, (ss, aux) = jax.lax.scan(body, state0, (jnp.arange(xs.shape[0]), xs))
+    states = tuple(jnp.concatenate([s0[None], s], axis=0) for s0, s in zip(state0, ss))
+    return Trajectory(states=states, aux=aux, blocks=tuple(model.blocks))
+
+
+@partial(jax.jit, static_argnames=("batched",))
+def _rollout(model, xs, state0, batched):
+    if batched:
+        return jax.vmap(_scan, in_axes=(None, 0, 0))(model, xs, state0)
+    return _scan(model, xs, state0)
+
+
+def rollout(model, xs, state0=None) -> Trajectory:
+    """Run ``model`` over ``xs`` (``(T, m)`` or ``(B, T, m)``) from ``state0`` (default zeros)."""
+    xs, state0, batched = check_inputs(model, xs, state0)
+    return _rollout(model, xs, state0, batched)
