@@ -3,17 +3,70 @@
     import gradscope as gs
     cell = gs.cells.make("lstm", 8, 64, key=jax.random.key(0), forget_bias=1.0)
     traj = gs.rollout(cell, xs)
+
+Public names are loaded lazily (PEP 562 module ``__getattr__``): ``import gradscope`` itself does not
+import JAX, so that JAX-free parts such as ``gradscope.checks`` (CI regression checks on saved JSON)
+and the ``gradscope check`` command start fast. The first access to ``gs.rollout``, ``gs.cells``, ...
+imports the module that defines it. To add a public name, add one line to ``_LAZY``.
 """
 
-from gradscope import cells
-from gradscope._errors import ConfigError, GradscopeError, NonFiniteError, ShapeError, UnknownNameError
-from gradscope.nets import Bidirectional, Stack, bidirectional, stack
-from gradscope.rollout import Trajectory, rollout
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "cells", "rollout", "Trajectory", "Stack", "Bidirectional", "stack", "bidirectional",
-    "GradscopeError", "ConfigError", "ShapeError", "UnknownNameError", "NonFiniteError",
-    "__version__",
-]
+# public name -> (module that defines it, attribute in that module; None = the module itself)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "cells": ("gradscope.cells", None),
+    "rollout": ("gradscope.rollout", "rollout"),
+    "Trajectory": ("gradscope.rollout", "Trajectory"),
+    "Stack": ("gradscope.nets", "Stack"),
+    "Bidirectional": ("gradscope.nets", "Bidirectional"),
+    "stack": ("gradscope.nets", "stack"),
+    "bidirectional": ("gradscope.nets", "bidirectional"),
+    "GradscopeError": ("gradscope._errors", "GradscopeError"),
+    "ConfigError": ("gradscope._errors", "ConfigError"),
+    "ShapeError": ("gradscope._errors", "ShapeError"),
+    "UnknownNameError": ("gradscope._errors", "UnknownNameError"),
+    "NonFiniteError": ("gradscope._errors", "NonFiniteError"),
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'gradscope' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # cache: later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """The package object, with one fix for lazy loading.
+
+    When a submodule is imported (``import gradscope.rollout``, also indirectly), the import system
+    binds it as an attribute of the package, which would shadow a public function of the same name
+    (``gs.rollout`` would become the module). Bind the public attribute instead, as an eager
+    ``from gradscope.rollout import rollout`` in this file used to do.
+    """
+
+    def __setattr__(self, name, value):
+        target = _LAZY.get(name)
+        if (target is not None and target[1] is not None and isinstance(value, types.ModuleType)
+                and value.__name__ == target[0]):
+            value = getattr(value, target[1])
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
