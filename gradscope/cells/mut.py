@@ -1,1 +1,258 @@
-"""Placeholder: filled in by the cell work in progress."""
+"""MUT1, MUT2, MUT3: the three architectures evolved by Jozefowicz, Zaremba & Sutskever (2015).
+
+"An Empirical Exploration of Recurrent Network Architectures" (ICML 2015), page 7; equations as
+re-implemented by theanets and RecurrentLayers.jl (papers.md §2)::
+
+    MUT1:  z  = σ(W_xz x + b_z)
+           r  = σ(W_xr x + W_hr h + b_r)
+           h' = tanh(W_hh (r ⊙ h) + tanh(W_xh x) + b_h) ⊙ z + h ⊙ (1 − z)
+
+    MUT2:  z  = σ(W_xz x + W_hz h + b_z)
+           r  = σ(W_xr x + W_hr h + b_r)
+           h' = tanh(W_hh (r ⊙ h) + W_xh x + b_h) ⊙ z + h ⊙ (1 − z)
+
+    MUT3:  z  = σ(W_xz x + W_hz tanh(h) + b_z)
+           r  = σ(W_xr x + W_hr h + b_r)
+           h' = tanh(W_hh (r ⊙ h) + W_xh x + b_h) ⊙ z + h ⊙ (1 − z)
+
+**Inserted weight matrices.** As printed, MUT1 uses ``tanh(x_t)`` and MUT2's reset gate uses ``x_t``
+with no weight matrix, which only type-checks when input size = hidden size. Following the
+implementations (theanets: ``tanh(x W_xh)``), gradscope inserts a learnable matrix there by default:
+``tanh(W_xh x)`` in MUT1 and ``W_xr x`` in MUT2's r gate. The option ``printed=True`` (allowed only
+when input_size == hidden_size) uses the identity instead, i.e. the equations exactly as printed;
+the corresponding field (MUT1 ``weight_xh``, MUT2 ``weight_xr``) is then ``None``.
+
+In all three z plays the "write" role (as in Chung's GRU), so ``∂h'/∂h ⊃ diag(1 − z)``
+(`direct_path`). In MUT1 z depends on x only, so with W_hh = W_hr = 0 the Jacobian is exactly
+``diag(1 − z)`` (papers.md §10 item 10).
+
+Layout (gradscope's own; no framework ships MUT): ``weight_x* (n, m)``, ``weight_h* (n, n)``,
+biases ``bias_z, bias_r, bias_h (n,)``. Every weight and bias is initialised U(±1/√n), as PyTorch
+does for its gated cells.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from gradscope._errors import ConfigError, bad_value
+from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._registry import register
+
+sig = jax.nn.sigmoid
+
+
+def _dsig(s):
+    return s * (1 - s)
+
+
+def _matvec(w, x):
+    """``w @ x``, with ``w = None`` meaning the identity (the printed, matrix-free form)."""
+    return x if w is None else w @ x
+
+
+def _matrix(w, n, dtype):
+    return jnp.eye(n, dtype=dtype) if w is None else w
+
+
+class _MUT(Cell):
+    """The shared update ``h' = tanh(a) ⊙ z + h ⊙ (1 − z)`` with ``a = W_hh (r ⊙ h) + u(x) + b_h``.
+
+    Subclasses define the z pre-activation and the input term u(x), with their derivatives.
+    """
+
+    # --- hooks ---------------------------------------------------------------------------
+    def _pre_z(self, x, h):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _dpre_z(self, x, h):  # -> (∂pre_z/∂h (n, n) or None, ∂pre_z/∂x (n, m))
+        raise NotImplementedError  # pragma: no cover
+
+    def _input_term(self, x):
+        return self.weight_xh @ x
+
+    def _dinput_term(self, x):
+        return self.weight_xh
+
+    def _weight_xr(self):
+        return self.weight_xr
+
+    # --- the step --------------------------------------------------------------------------
+    def _forward(self, x, h):
+        pre_z = self._pre_z(x, h)
+        pre_r = _matvec(self._weight_xr(), x) + self.weight_hr @ h + self.bias_r
+        z, r = sig(pre_z), sig(pre_r)
+        pre_h = self.weight_hh @ (r * h) + self._input_term(x) + self.bias_h
+        return pre_z, pre_r, pre_h, z, r, jnp.tanh(pre_h)
+
+    def __call__(self, x, state):
+        (h,) = state
+        pre_z, pre_r, pre_h, z, r, c = self._forward(x, h)
+        h2 = c * z + h * (1 - z)
+        return (h2,), {"pre_z": pre_z, "pre_r": pre_r, "pre_h": pre_h, "z": z, "r": r, "candidate": c}
+
+    def direct_path(self, x, state, t=None):
+        """The gate-highway diagonal of ∂h'/∂h: ``1 − z``."""
+        (h,) = state
+        return 1 - sig(self._pre_z(x, h))
+
+    def jacobian(self, x, state, t=None):
+        (h,) = state
+        _, _, _, z, r, c = self._forward(x, h)
+        n = self.hidden_size
+        # dh' = diag(1-z) dh + (c - h) σ'(z) dpre_z + z (1 - c²) dpre_h
+        # dpre_h = W_hh (r ⊙ dh + h ⊙ σ'(r) dpre_r) + du
+        a = (c - h) * _dsig(z)
+        bW = (z * (1 - c**2))[:, None] * self.weight_hh  # diag(z(1-c²)) W_hh
+        hdr = (h * _dsig(r))[:, None]
+        dz_h, dz_x = self._dpre_z(x, h)
+        Jh = jnp.diag(1 - z) + bW * r[None, :] + bW @ (hdr * self.weight_hr)
+        if dz_h is not None:
+            Jh = Jh + a[:, None] * dz_h
+        Wxr = _matrix(self._weight_xr(), n, h.dtype)
+        du = (z * (1 - c**2))[:, None] * self._dinput_term(x)
+        Jx = a[:, None] * dz_x + bW @ (hdr * Wxr) + du
+        return Jh, Jx
+
+
+@pytree_cell
+class MUT1(_MUT):
+    """MUT1: z reads the input only; the input enters the candidate through tanh(W_xh x)."""
+
+    weight_xz: jax.Array  # (n, m)
+    weight_xr: jax.Array  # (n, m)
+    weight_hr: jax.Array  # (n, n)
+    weight_hh: jax.Array  # (n, n)
+    weight_xh: jax.Array | None  # (n, m); None with printed=True: tanh(x) as printed
+    bias_z: jax.Array
+    bias_r: jax.Array
+    bias_h: jax.Array
+    input_size: int = static(0)
+    hidden_size: int = static(0)
+
+    def _pre_z(self, x, h):
+        return self.weight_xz @ x + self.bias_z
+
+    def _dpre_z(self, x, h):
+        return None, self.weight_xz
+
+    def _input_term(self, x):
+        return jnp.tanh(_matvec(self.weight_xh, x))
+
+    def _dinput_term(self, x):
+        u = jnp.tanh(_matvec(self.weight_xh, x))
+        return (1 - u**2)[:, None] * _matrix(self.weight_xh, self.input_size, x.dtype)
+
+
+@pytree_cell
+class MUT2(_MUT):
+    """MUT2: z reads h; the reset gate reads the input through W_xr x (x as printed)."""
+
+    weight_xz: jax.Array  # (n, m)
+    weight_hz: jax.Array  # (n, n)
+    weight_xr: jax.Array | None  # (n, m); None with printed=True: x as printed
+    weight_hr: jax.Array  # (n, n)
+    weight_hh: jax.Array  # (n, n)
+    weight_xh: jax.Array  # (n, m)
+    bias_z: jax.Array
+    bias_r: jax.Array
+    bias_h: jax.Array
+    input_size: int = static(0)
+    hidden_size: int = static(0)
+
+    def _pre_z(self, x, h):
+        return self.weight_xz @ x + self.weight_hz @ h + self.bias_z
+
+    def _dpre_z(self, x, h):
+        return self.weight_hz, self.weight_xz
+
+
+@pytree_cell
+class MUT3(_MUT):
+    """MUT3: z reads tanh(h)."""
+
+    weight_xz: jax.Array  # (n, m)
+    weight_hz: jax.Array  # (n, n)
+    weight_xr: jax.Array  # (n, m)
+    weight_hr: jax.Array  # (n, n)
+    weight_hh: jax.Array  # (n, n)
+    weight_xh: jax.Array  # (n, m)
+    bias_z: jax.Array
+    bias_r: jax.Array
+    bias_h: jax.Array
+    input_size: int = static(0)
+    hidden_size: int = static(0)
+
+    def _pre_z(self, x, h):
+        return self.weight_xz @ x + self.weight_hz @ jnp.tanh(h) + self.bias_z
+
+    def _dpre_z(self, x, h):
+        return self.weight_hz * (1 - jnp.tanh(h) ** 2)[None, :], self.weight_xz
+
+
+def _check_printed(printed, m, n):
+    if not isinstance(printed, bool):
+        raise bad_value("printed", printed, "expected True or False")
+    if printed and m != n:
+        raise ConfigError(
+            f"printed=True is not allowed with input_size={m} != hidden_size={n}: the printed equations "
+            "have no weight matrix there; use printed=False (the default) to insert one"
+        )
+
+
+def _weights(key, n, m, dtype, xs, hs):
+    """U(±1/√n) weights named ``weight_x*`` (n, m) and ``weight_h*`` (n, n), plus the three biases."""
+    keys = jax.random.split(key, len(xs) + len(hs) + 3)
+    bound = 1 / math.sqrt(n)
+    out = {}
+    for k, name in zip(keys, [f"weight_x{s}" for s in xs] + [f"weight_h{s}" for s in hs]):
+        out[name] = uniform_init(k, (n, m if name.startswith("weight_x") else n), bound, dtype)
+    for k, s in zip(keys[-3:], "zrh"):
+        out[f"bias_{s}"] = uniform_init(k, (n,), bound, dtype)
+    return out
+
+
+def _h_eq(u):
+    return f"h_t = tanh(W_hh (r⊙h_{{t-1}}) + {u} + b_h)⊙z + h_{{t-1}}⊙(1−z)"
+
+
+@register(
+    "mut1",
+    "MUT1 (Jozefowicz et al. 2015): z from x only; tanh(W_xh x) input term",
+    family="mut",
+    equation="z = σ(W_xz x + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("tanh(W_xh x)"),
+)
+def build_mut1(input_size, hidden_size, *, key, dtype=jnp.float32, printed=False):
+    _check_printed(printed, input_size, hidden_size)
+    w = _weights(key, hidden_size, input_size, dtype, "zrh", "rh")
+    if printed:
+        w["weight_xh"] = None
+    return MUT1(**w, input_size=input_size, hidden_size=hidden_size)
+
+
+@register(
+    "mut2",
+    "MUT2 (Jozefowicz et al. 2015): z from x and h; W_xr x in the reset gate",
+    family="mut",
+    equation="z = σ(W_xz x + W_hz h + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
+)
+def build_mut2(input_size, hidden_size, *, key, dtype=jnp.float32, printed=False):
+    _check_printed(printed, input_size, hidden_size)
+    w = _weights(key, hidden_size, input_size, dtype, "zrh", "zrh")
+    if printed:
+        w["weight_xr"] = None
+    return MUT2(**w, input_size=input_size, hidden_size=hidden_size)
+
+
+@register(
+    "mut3",
+    "MUT3 (Jozefowicz et al. 2015): z from x and tanh(h)",
+    family="mut",
+    equation="z = σ(W_xz x + W_hz tanh(h) + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
+)
+def build_mut3(input_size, hidden_size, *, key, dtype=jnp.float32):
+    w = _weights(key, hidden_size, input_size, dtype, "zrh", "zrh")
+    return MUT3(**w, input_size=input_size, hidden_size=hidden_size)
