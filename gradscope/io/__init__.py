@@ -1,0 +1,26 @@
+"""Weight import and export, from pickle-free formats (see `gradscope.io.formats`).
+
+* `from_torch` — ``nn.RNN`` / ``nn.LSTM`` (incl. ``proj_size``) / ``nn.GRU``, any ``num_layers``,
+  bidirectional; from a state dict, ``.safetensors``, ``.npz`` or ``.pt`` (``weights_only=True``).
+* `from_keras` — Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU`` (``reset_after`` both ways).
+* `from_flax` — Flax linen and NNX ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell``.
+* `from_equinox` — Equinox ``LSTMCell`` / ``GRUCell``.
+* `to_torch_state_dict`, `save_safetensors`, `save_npz` — export back to PyTorch names.
+* `inspect_file` — what a weight file holds and how it would be mapped.
+
+None of the frameworks is needed to import gradscope; each is used only when its objects are passed.
+"""
+
+from gradscope.io.deep_bidirectional import DeepBidirectional, DeepRollout
+from gradscope.io.equinox import from_equinox
+from gradscope.io.flax import from_flax
+from gradscope.io.formats import ImportFormatError, read_arrays
+from gradscope.io.inspect import inspect_file, load_model
+from gradscope.io.keras import from_keras
+from gradscope.io.torch import from_torch, save_npz, save_safetensors, to_torch_state_dict
+
+__all__ = [
+    "from_torch", "from_keras", "from_flax", "from_equinox", "load_model",
+    "to_torch_state_dict", "save_safetensors", "save_npz", "inspect_file", "read_arrays",
+    "DeepBidirectional", "DeepRollout", "ImportFormatError",
+]
