@@ -68,6 +68,12 @@ class LSTM(Cell):
         h2 = m if self.weight_hr is None else self.weight_hr @ m
         return (h2, c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
 
+    direct_block = "c"
+
+    def direct_path(self, x, state, t=None):
+        """The forget-gate highway: the diagonal ``f_t`` of ``∂c_t/∂c_{t-1}`` along the cell state."""
+        return self._gates(x, state[0])[2]
+
     def jacobian(self, x, state, t=None):
         h, c = state
         n = self.hidden_size
@@ -109,6 +115,12 @@ class LSTMNoForget(Cell):
         z, i, g, o = self._gates(x, h)
         c2 = c + i * g
         return (o * jnp.tanh(c2), c2), {"z": z, "i": i, "g": g, "o": o}
+
+    direct_block = "c"
+
+    def direct_path(self, x, state, t=None):
+        """The constant error carousel: ∂c_t/∂c_{t-1} ⊃ I (no forget gate)."""
+        return jnp.ones_like(state[1])
 
     def jacobian(self, x, state, t=None):
         h, c = state
@@ -153,6 +165,12 @@ class PeepholeLSTM(Cell):
         h, c = state
         z, i, f, g, o, c2 = self._forward(x, h, c)
         return (o * jnp.tanh(c2), c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
+
+    direct_block = "c"
+
+    def direct_path(self, x, state, t=None):
+        """The forget-gate highway diag(f_t) (peephole terms count as 'other paths')."""
+        return self._forward(x, state[0], state[1])[2]
 
     def jacobian(self, x, state, t=None):
         h, c = state

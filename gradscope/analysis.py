@@ -1,0 +1,265 @@
+"""`analyse`: the one place that wires the engine's stages into an immutable `Analysis`.
+
+Summary metrics (all from the batch-mean log10 spectral norm of ``∂S_T/∂S_k`` against the lag T−k):
+
+* ``log10_norm_max_lag``: log10 ‖∂S_T/∂S_0‖₂;
+* ``decay_per_step``: least-squares slope of log10 norm against lag (log10 units per step);
+* ``horizon``: the largest lag τ such that the norm stays ≥ 10^threshold at every lag ≤ τ;
+* ``lyapunov_max``: the largest Lyapunov exponent (nats per step);
+* ``verdict``: "exploding" if the norm at the longest lag exceeds 10 and grows with lag, "vanishing" if
+  it is below 10^threshold, else "stable".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from gradscope import engine
+from gradscope._errors import ConfigError
+from gradscope.engine._prep import MATMUL_PRECISION, prepare
+
+SCHEMA = "gradscope.analysis/1"
+
+
+def _num(x):
+    """JSON-ready float: NaN/±inf become None (documented as 'exactly zero / not computed')."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _list(a):
+    a = np.asarray(a, np.float64)
+    if a.ndim == 0:
+        return _num(a)
+    return [_list(v) for v in a]
+
+
+def summarise(curve_by_k: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Summary metrics from a log10 norm curve indexed by k = 0..T−1 (lag T−k)."""
+    by_lag = np.asarray(curve_by_k, np.float64)[::-1]  # lag 1..T
+    T = by_lag.size
+    lags = np.arange(1, T + 1)
+    ok = np.isfinite(by_lag)
+    slope = float(np.polyfit(lags[ok], by_lag[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
+    above = by_lag >= threshold
+    horizon = int(T if above.all() else np.argmin(above))
+    last = by_lag[-1]
+    if last > 1.0 and slope > 0:
+        verdict = "exploding"
+    elif not (last >= threshold):
+        verdict = "vanishing"
+    else:
+        verdict = "stable"
+    return {
+        "log10_norm_lag1": _num(by_lag[0]),
+        "log10_norm_max_lag": float(last),
+        "decay_per_step": slope,
+        "horizon": horizon,
+        "horizon_threshold": float(threshold),
+        "verdict": verdict,
+    }
+
+
+def _batch_mean(a, batched):
+    """Aggregate a log10 quantity over the batch as log10 of the mean *norm* (log-mean-exp).
+
+    A sequence whose product is exactly zero (−inf, e.g. a relu unit switched off) then does not
+    turn the batch's curve into −inf; the curve is the log of the average gradient norm.
+    """
+    a = np.asarray(a, np.float64)
+    if not batched:
+        return a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.max(a, axis=0)
+        ms = np.where(np.isfinite(m), m, 0.0)
+        return ms + np.log10(np.mean(10.0 ** (a - ms), axis=0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """Everything `analyse` computed for one model and input batch; immutable; ``to_dict()`` for JSON."""
+
+    name: str
+    model: dict
+    blocks: tuple
+    block_sizes: tuple
+    length: int
+    batch: int | None
+    dtype: str
+    method: str
+    summary: dict
+    lag_profile: Any = None
+    triangle: Any = None
+    lyapunov: Any = None
+    spectra: Any = None
+    step_spectra: Any = None
+    bound: dict | None = None
+    paths: Any = None
+    gates: dict | None = None
+    attribution: Any = None
+
+    def to_dict(self) -> dict:
+        b = self.batch is not None
+        out: dict[str, Any] = {
+            "schema": SCHEMA,
+            "name": self.name,
+            "model": self.model,
+            "blocks": list(self.blocks),
+            "block_sizes": [int(n) for n in self.block_sizes],
+            "length": self.length,
+            "batch": self.batch,
+            "precision": {"dtype": self.dtype, "matmul": MATMUL_PRECISION},
+            "method": self.method,
+            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.summary.items()},
+        }
+        lp = self.lag_profile
+        if lp is not None:
+            d = {"k": list(range(self.length)), "lag": list(range(self.length, 0, -1))}
+            if self.method == "probe":
+                d |= {
+                    "log10_frobenius": _list(_batch_mean(lp.log10_frobenius, b)),
+                    "log10_frobenius_stderr": _list(_batch_mean(lp.log10_frobenius_stderr, b)),
+                    "log10_spectral_lower": _list(_batch_mean(lp.log10_spectral_lower, b)),
+                    "probes": lp.probes,
+                }
+            else:
+                d |= {
+                    "log10_spectral": _list(_batch_mean(lp.log10_spectral, b)),
+                    "log10_frobenius": _list(_batch_mean(lp.log10_frobenius, b)),
+                    "blocks": {
+                        n: {k: _list(_batch_mean(v, b)) for k, v in bl.items()} for n, bl in lp.blocks.items()
+                    },
+                }
+                if b:
+                    d["log10_spectral_per_sequence"] = _list(lp.log10_spectral)
+            out["lag_profile"] = d
+        if self.triangle is not None:
+            out["triangle"] = {"log10_frobenius": _list(_batch_mean(self.triangle.log10_frobenius, b))}
+        if self.lyapunov is not None:
+            out["lyapunov"] = {
+                "exponents": _list(_batch_mean(self.lyapunov.exponents, b)),
+                "trace": _list(_batch_mean(self.lyapunov.trace, b)[:: max(1, self.length // 200)]),
+                "warmup": self.lyapunov.warmup,
+                "units": "nats per step",
+            }
+        if self.spectra is not None:
+            out["spectra"] = {
+                "k": [int(k) for k in self.spectra.ks],
+                "lag": [int(self.length - k) for k in self.spectra.ks],
+                "log10_singular_values": _list(_batch_mean(self.spectra.log10_sv, b)),
+            }
+        if self.step_spectra is not None:
+            ts, sv = self.step_spectra
+            out["step_spectra"] = {"t": [int(t) for t in ts], "log10_singular_values": _list(_batch_mean(sv, b))}
+        if self.bound is not None:
+            out["bound"] = self.bound
+        if self.paths is not None:
+            p = self.paths
+            out["paths"] = {"block": p.block} | {
+                f.name: _list(_batch_mean(getattr(p, f.name), b))
+                for f in dataclasses.fields(p) if f.name != "block"
+            }
+        if self.gates is not None:
+            out["gates"] = self.gates
+        if self.attribution is not None:
+            a = self.attribution
+            out["attribution"] = {
+                "log10_by_lag": _list(_batch_mean(a.log10_by_lag, b)),
+                "log10_total": _list(_batch_mean(a.log10_total, b)),
+                "log10_block_time": _list(_batch_mean(a.log10_block_time, b)),
+                "blocks": list(a.blocks),
+            }
+        return out
+
+
+def _describe(model) -> dict:
+    d = getattr(model, "describe", None)
+    return d() if callable(d) else {"cell": type(model).__name__}
+
+
+def analyse(
+    model,
+    xs,
+    state0=None,
+    *,
+    name: str | None = None,
+    mode: str = "exact",
+    threshold: float = -3.0,
+    lyapunov: bool = True,
+    lyapunov_k: int | None = None,
+    warmup: int = 0,
+    triangle: bool = False,
+    spectra: bool = True,
+    paths: bool = True,
+    gates: bool = True,
+    attribution: bool = False,
+    readout: str = "every",
+    probes: int = 16,
+    key=None,
+) -> Analysis:
+    """Analyse the gradient flow of ``model`` along ``xs`` (``(T, m)`` or ``(B, T, m)``).
+
+    ``mode="exact"`` uses dense Jacobian products; ``mode="probe"`` matrix-free random probes with error
+    bars (state sizes in the thousands). Stages can be switched off; ``triangle`` and ``attribution``
+    are off by default (O(T²)).
+    """
+    if mode not in ("exact", "probe"):
+        raise ConfigError(f"mode={mode!r} is not allowed: use 'exact' or 'probe'")
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ConfigError(f"threshold={threshold!r} is not allowed: expected a finite log10 value such as -3")
+    pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
+    T, d = int(pxs.shape[-2]), int(S.shape[-1])
+    B = int(pxs.shape[0]) if batched else None
+    res: dict[str, Any] = {}
+    if mode == "exact":
+        lp = engine.lag_profile(model, xs, state0)
+        curve = _batch_mean(lp.log10_spectral, batched)
+    else:
+        lp = engine.probe_lag_profile(model, xs, state0, probes=probes, key=key)
+        curve = _batch_mean(lp.log10_frobenius, batched)
+    summary = summarise(curve, threshold)
+    res["lag_profile"] = lp
+    if lyapunov:
+        # diagonal models get the full spectrum for free; dense ones the top 16 by default
+        k = (d if engine.paths.is_diagonal(model) else min(d, 16)) if lyapunov_k is None else lyapunov_k
+        ly = engine.lyapunov_spectrum(model, xs, state0, k=k, warmup=warmup)
+        res["lyapunov"] = ly
+        summary["lyapunov_max"] = float(np.mean(np.asarray(ly.exponents, np.float64)[..., 0]))  # arithmetic mean
+    else:
+        summary["lyapunov_max"] = float("nan")
+    if triangle:
+        res["triangle"] = engine.triangle(model, xs, state0)
+    if spectra and mode == "exact":
+        res["spectra"] = engine.singular_values(model, xs, state0, top_k=min(d, 32))
+        steps = np.unique(np.linspace(0, T - 1, min(T, 16)).astype(int))
+        res["step_spectra"] = engine.step_singular_values(model, xs, state0, steps=steps)
+    res["bound"] = engine.bound(model)
+    if paths and engine.paths.has_direct_path(model) and mode == "exact":
+        ps = engine.path_split(model, xs, state0)
+        res["paths"] = ps
+        summary["highway_log10_max_lag"] = float(_batch_mean(ps.highway_log10_spectral, batched)[0])
+        summary["remainder_log10_max_lag"] = float(_batch_mean(ps.remainder_log10_frobenius, batched)[0])
+    if gates:
+        from gradscope.rollout import rollout
+
+        res["gates"] = engine.gate_statistics(model, rollout(model, xs, state0))
+    if attribution:
+        res["attribution"] = engine.attribution(model, xs, state0, readout=readout, key=key)
+    summary["finite"] = bool(np.isfinite(curve).all())
+    return Analysis(
+        name=name or getattr(model, "name", "") or type(model).__name__,
+        model=_describe(model),
+        blocks=tuple(model.blocks),
+        block_sizes=tuple(int(n) for n in model.block_sizes),
+        length=T,
+        batch=B,
+        dtype=str(S.dtype),
+        method=mode,
+        summary=summary,
+        **res,
+    )
+

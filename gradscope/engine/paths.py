@@ -1,0 +1,154 @@
+"""Path decompositions of the gradient and gate statistics.
+
+LSTM (Hochreiter & Schmidhuber 1997; Gers et al. 2000): ``∂c_T/∂c_k`` = the forget-gate highway
+``∏_j diag(f_j)`` + the remainder (every path that leaves the cell state through h and the gates).
+The split is exact by construction: remainder = total − highway, evaluated in log space so that
+neither overflows. GRU: the direct path ``∏ diag(z_j)`` (PyTorch; z means keep) or ``∏ diag(1 − z_j)``
+(Cho/Chung; z means write) of ``∂h_T/∂h_k`` versus the rest. Any cell with a ``direct_path(x, state, t)``
+method (returning the diagonal of its direct path) and a ``direct_block`` name (default ``"h"``) gets
+the same split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradscope.cells._base import unflatten_state
+from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_jac  # noqa: F401
+from gradscope.engine.products import _renorm, top_singular_value, _tol
+
+
+def has_direct_path(model) -> bool:
+    return callable(getattr(model, "direct_path", None))
+
+
+@dataclasses.dataclass(frozen=True)
+class PathSplit:
+    """Entry k (lag T−k) of the block ``block`` of ``∂S_T/∂S_k``: log10 norms of the total, the direct
+    path (highway) and the remainder. Highway + remainder == total exactly."""
+
+    block: str
+    total_log10_spectral: jax.Array
+    total_log10_frobenius: jax.Array
+    highway_log10_spectral: jax.Array
+    highway_log10_frobenius: jax.Array
+    remainder_log10_spectral: jax.Array
+    remainder_log10_frobenius: jax.Array
+
+
+@per_example
+def _split(model, xs, S, r0, r1):
+    T, d = xs.shape[0], S.shape[-1]
+    dtype = S.dtype
+    tol = _tol(dtype)
+    nb = r1 - r0
+    v0 = jnp.eye(nb, min(4, nb), dtype=dtype)
+
+    def body(c, k):
+        M, s, L, Vt, Vr = c
+        x, st = xs[k], unflatten_state(model, S[k])
+        J = step_jac(model, x, S[k], k)[0]
+        M, ls = _renorm(M @ J)
+        s = s + ls
+        L = L + jnp.log(jnp.abs(model.direct_path(x, st, k)))
+        tot = M[r0:r1, r0:r1]
+        m = jnp.maximum(s, jnp.max(L))
+        m = jnp.where(jnp.isfinite(m), m, 0.0)
+        rem = jnp.exp(s - m) * tot - jnp.diag(jnp.exp(L - m))
+        st_, Vt = top_singular_value(tot, Vt, tol)
+        sr, Vr = top_singular_value(rem, Vr, tol)
+        out = (
+            jnp.log10(st_) + s / LN10,
+            jnp.log10(jnp.linalg.norm(tot)) + s / LN10,
+            jnp.max(L) / LN10,
+            0.5 * jax.nn.logsumexp(2 * L) / LN10,
+            jnp.log10(sr) + m / LN10,
+            jnp.log10(jnp.linalg.norm(rem)) + m / LN10,
+        )
+        return (M, s, L, Vt, Vr), jnp.stack(out)
+
+    c0 = (jnp.eye(d, dtype=dtype), jnp.zeros((), dtype), jnp.zeros((nb,), dtype), v0, v0)
+    _, out = jax.lax.scan(body, c0, jnp.arange(T), reverse=True)
+    return out.T
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "r0", "r1"))
+def _path_split(model, xs, S, batched, r0, r1):
+    return _split(model, xs, S, r0, r1, batched=batched)
+
+
+def path_split(model, xs, state0=None) -> PathSplit:
+    """Split the direct-path block of ``∂S_T/∂S_k`` (LSTM: c→c; GRU, MUT, minimalRNN: h→h) into the
+    direct path and the rest, for every k."""
+    from gradscope._errors import ConfigError
+
+    if not has_direct_path(model):
+        raise ConfigError(
+            f"model {getattr(model, 'name', type(model).__name__)!r} has no direct path to split: "
+            "path_split needs a gated cell (LSTM, GRU, MUT, minimalRNN); use lag_profile for others"
+        )
+    block = getattr(model, "direct_block", "h")
+    i = list(model.blocks).index(block)
+    r0 = int(sum(model.block_sizes[:i]))
+    r1 = r0 + int(model.block_sizes[i])
+    pxs, S, batched = prepare(model, xs, state0)
+    out = _path_split(model, pxs, S, batched, r0, r1)
+    return PathSplit(block, *[out[..., j, :] for j in range(6)])
+
+
+# --- gate statistics (no differentiation: they read the rollout's aux) --------------------------
+
+SIGMOID_GATES = ("i", "f", "o", "r", "z", "u")
+
+
+def _named_cells(model, prefix=""):
+    from gradscope.nets import Bidirectional, Stack
+
+    if isinstance(model, Stack):
+        for l, c in enumerate(model.layers):
+            yield from _named_cells(c, f"{prefix}layer{l}.")
+    elif isinstance(model, Bidirectional):
+        yield from _named_cells(model.forward, f"{prefix}fwd.")
+        yield from _named_cells(model.backward, f"{prefix}bwd.")
+    else:
+        yield prefix, model
+
+
+def gate_statistics(model, traj, *, saturation=0.01, forget_open=0.95, bins=20) -> dict:
+    """Gate saturation and dead-unit statistics from a `Trajectory`'s aux.
+
+    * per sigmoid gate: fraction with σ' = s(1−s) < ``saturation``, mean value, histogram on [0, 1];
+    * forget gates: fraction above ``forget_open`` (the highway held open);
+    * relu cells: fraction of units inactive (pre-activation ≤ 0) at a step, and the fraction dead for
+      the whole sequence.
+    """
+    out: dict = {}
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for prefix, cell in _named_cells(model):
+        for g in SIGMOID_GATES:
+            key = prefix + g
+            if key not in traj.aux:
+                continue
+            v = np.asarray(traj.aux[key], np.float64)
+            entry = {
+                "mean": float(v.mean()),
+                "saturated_fraction": float((v * (1 - v) < saturation).mean()),
+                "histogram": np.histogram(v, bins=edges)[0].tolist(),
+                "bin_edges": edges.tolist(),
+            }
+            if g == "f":
+                entry["open_fraction"] = float((v > forget_open).mean())
+            out[key] = entry
+        if getattr(cell, "activation", None) == "relu" and prefix + "a" in traj.aux:
+            a = np.asarray(traj.aux[prefix + "a"], np.float64)  # (…, T, n)
+            inactive = a <= 0
+            out[prefix + "relu"] = {
+                "inactive_fraction": float(inactive.mean()),
+                "dead_fraction": float(inactive.all(axis=-2).mean()),
+            }
+    return out

@@ -1,0 +1,237 @@
+"""Products of step Jacobians ``∂S_t/∂S_k = J[t−1] ⋯ J[k]`` in log space: lag profiles and triangles.
+
+Overflow-proof: the running product is kept as ``exp(s) · M`` with ``‖M‖_F = 1``; after every
+multiplication M is renormalised and the natural-log scale ``s`` accumulated, so a gradient of 1e−300
+or 1e+300 is just a number (ecosystem.md §5.1). Spectral norms are found by subspace iteration with
+Rayleigh–Ritz, warm-started from the previous lag's singular vectors (the top singular vector of
+``∂S_T/∂S_k`` changes slowly with k), iterated to a relative tolerance — no SVD per lag.
+
+Memory: the lag profile holds one ``d × d`` product per sequence and recomputes each step Jacobian
+inside the scan, so it never materialises ``T·d²`` numbers. Diagonal models (IndRNN) chain
+elementwise: ``log|∂h_T/∂h_k|`` is a reverse cumulative sum, computed in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_diag, step_jac
+
+SUBSPACE_RANK = 4
+MAX_ITERS = 50
+
+
+def _tol(dtype):
+    return 1e-6 if jnp.dtype(dtype) == jnp.float32 else 1e-12
+
+
+def top_singular_value(M, V, tol, max_iters=MAX_ITERS):
+    """Largest singular value of ``M`` by subspace iteration from the orthonormal block ``V``.
+
+    Returns ``(σ_max, V')``. Rayleigh–Ritz values increase monotonically towards σ_max; iteration stops
+    when the relative change is below ``tol``.
+    """
+
+    def ritz(V):
+        return jnp.linalg.svd(M @ V, compute_uv=False)[0]
+
+    def body(c):
+        V, _, sig, it = c
+        V2, _ = jnp.linalg.qr(M.T @ (M @ V))
+        return V2, sig, ritz(V2), it + 1
+
+    def cond(c):
+        _, prev, sig, it = c
+        return (it < max_iters) & (jnp.abs(sig - prev) > tol * jnp.maximum(sig, jnp.finfo(sig.dtype).tiny))
+
+    s0 = ritz(V)
+    V, _, sig, _ = jax.lax.while_loop(cond, body, body((V, -jnp.ones_like(s0), s0, 0)))
+    return sig, V
+
+
+def _init_block(d, r, dtype):
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (d, r), dtype))
+    return q
+
+
+def _renorm(M):
+    """``M / ‖M‖_F`` and ``log ‖M‖_F`` (−inf for an exactly zero product, which then stays zero)."""
+    f = jnp.linalg.norm(M)
+    return M / jnp.where(f > 0, f, 1), jnp.log(f)
+
+
+def block_pairs(model):
+    """(name, row slice, col slice) for the reported block pairs: ``"b→a"`` is ∂S_T[a]/∂S_k[b].
+
+    All pairs for up to 4 blocks; only the diagonal pairs beyond that (deep stacks).
+    """
+    sl, i = [], 0
+    for name, n in zip(model.blocks, model.block_sizes):
+        sl.append((name, i, i + n))
+        i += n
+    if len(sl) <= 4:
+        return [(f"{b}→{a}", (ra, rb), (ca, cb)) for (a, ra, rb) in sl for (b, ca, cb) in sl]
+    return [(f"{a}→{a}", (r0, r1), (r0, r1)) for (a, r0, r1) in sl]
+
+
+@dataclasses.dataclass(frozen=True)
+class LagProfile:
+    """Entry k: log10 norms of ``∂S_T/∂S_k`` (k = 0..T−1, lag T−k); ``blocks`` per block pair."""
+
+    log10_spectral: jax.Array
+    log10_frobenius: jax.Array
+    blocks: dict
+    length: int
+
+    @property
+    def lags(self):
+        return jnp.arange(self.length, 0, -1)
+
+
+@per_example
+def _lag_dense(model, xs, S, pairs, spectral):
+    T, d = xs.shape[0], S.shape[-1]
+    dtype = S.dtype
+    tol = _tol(dtype)
+    r = min(SUBSPACE_RANK, d)
+    V0 = _init_block(d, r, dtype)
+    pV0 = [_init_block(c1 - c0, min(SUBSPACE_RANK, c1 - c0), dtype) for _, _, (c0, c1) in pairs]
+
+    def body(carry, k):
+        M, s, V, pV = carry
+        J = step_jac(model, xs[k], S[k], k)[0]
+        M, ls = _renorm(M @ J)
+        s = s + ls
+        frob = s / LN10
+        pf, ps, newpV = [], [], []
+        for (_, (r0, r1), (c0, c1)), v in zip(pairs, pV):
+            sub = M[r0:r1, c0:c1]
+            pf.append(jnp.log10(jnp.linalg.norm(sub)) + frob)
+            if spectral:
+                sig, v = top_singular_value(sub, v, tol)
+                ps.append(jnp.log10(sig) + frob)
+            newpV.append(v)
+        if spectral:
+            sig, V = top_singular_value(M, V, tol)
+            spec = jnp.log10(sig) + frob
+        else:
+            spec = jnp.full_like(frob, jnp.nan)
+            ps = [jnp.full_like(frob, jnp.nan)] * len(pairs)
+        return (M, s, V, newpV), (spec, frob, jnp.stack(pf) if pf else frob[None], jnp.stack(ps) if ps else frob[None])
+
+    carry0 = (jnp.eye(d, dtype=dtype) / math.sqrt(d), jnp.asarray(0.5 * math.log(d), dtype), V0, pV0)
+    _, (spec, frob, pf, ps) = jax.lax.scan(body, carry0, jnp.arange(T), reverse=True)
+    return spec, frob, pf.T, ps.T
+
+
+@per_example
+def _lag_diag(model, xs, S):
+    T = xs.shape[0]
+    dg = jax.vmap(lambda x, s, t: step_diag(model, x, s, t))(xs, S[:-1], jnp.arange(T))
+    la = jnp.log(jnp.abs(dg))  # (T, d); −inf where a unit is switched off (an exact zero)
+    L = jnp.cumsum(la[::-1], axis=0)[::-1]  # L[k] = Σ_{j≥k} log|d_j| = log|∂h_T/∂h_k| per unit
+    spec = jnp.max(L, axis=-1) / LN10
+    frob = 0.5 * jax.nn.logsumexp(2 * L, axis=-1) / LN10
+    return spec, frob
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "diag", "spectral"))
+def _lag_profile(model, xs, S, batched, diag, spectral):
+    if diag:
+        spec, frob = _lag_diag(model, xs, S, batched=batched)
+        return spec, frob, frob[..., None], spec[..., None]
+    pairs = block_pairs(model)
+    return _lag_dense(model, xs, S, pairs, spectral, batched=batched)
+
+
+def lag_profile(model, xs, state0=None, *, spectral: bool = True) -> LagProfile:
+    """log10 spectral and Frobenius norms of ``∂S_T/∂S_k`` for k = 0..T−1, for the full state and per
+    block pair (``"h→h"``, ``"c→h"`` = ∂h_T/∂c_k, ...). Batched inputs give a leading B axis."""
+    pxs, S, batched = prepare(model, xs, state0)
+    diag = is_diagonal(model)
+    spec, frob, pf, ps = _lag_profile(model, pxs, S, batched, diag, spectral)
+    names = [f"{b}→{b}" for b in model.blocks] if diag else [p[0] for p in block_pairs(model)]
+    blocks = {
+        n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(names)
+    }
+    return LagProfile(spec, frob, blocks, int(pxs.shape[-2]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Triangle:
+    """``log10_frobenius[t, k] = log10 ‖∂S_t/∂S_k‖_F`` for 0 ≤ k ≤ t ≤ T; NaN above the diagonal."""
+
+    log10_frobenius: jax.Array
+    log10_spectral: jax.Array | None
+
+
+@per_example
+def _triangle_one(model, xs, S, chunk, spectral):
+    T, d = xs.shape[0], S.shape[-1]
+    dtype = S.dtype
+    C = chunk
+    nc = -(-T // C)
+    width = nc * C + 1
+    out0 = jnp.full((2, T + 1, width), jnp.nan, dtype)
+    idx = jnp.arange(T + 1)
+    out0 = out0.at[:, idx, idx].set(jnp.asarray([0.5 * math.log10(d), 0.0], dtype)[:, None])
+
+    def chunk_body(c, out):
+        k0 = c * C
+
+        def t_body(t, carry):
+            Q, ls, out = carry
+            J = step_jac(model, xs[t], S[t], t)[0]
+            Q = jnp.einsum("ij,cjk->cik", J, Q)
+            slot = jnp.arange(C)
+            inject = slot == (t - k0)
+            Q = jnp.where(inject[:, None, None], J, Q)
+            ls = jnp.where(inject, 0.0, ls)
+            f = jnp.linalg.norm(Q, axis=(1, 2))
+            Q = Q / jnp.where(f > 0, f, 1)[:, None, None]
+            ls = ls + jnp.log(f)
+            live = k0 + slot <= t
+            row_f = jnp.where(live, ls / LN10, jnp.nan)
+            if spectral:
+                row_s = jnp.where(live, jnp.log10(jnp.linalg.norm(Q, ord=2, axis=(1, 2))) + ls / LN10, jnp.nan)
+            else:
+                row_s = jnp.full_like(row_f, jnp.nan)
+            rows = jnp.stack([row_f, row_s])[:, None, :]
+            out = jax.lax.dynamic_update_slice(out, rows.astype(dtype), (0, t + 1, k0))
+            return Q, ls, out
+
+        Q0 = jnp.zeros((C, d, d), dtype)
+        ls0 = jnp.full((C,), -jnp.inf, dtype)
+        _, _, out = jax.lax.fori_loop(k0, T, t_body, (Q0, ls0, out))
+        return out
+
+    out = jax.lax.fori_loop(0, nc, chunk_body, out0)
+    return out[:, :, : T + 1]
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral"))
+def _triangle(model, xs, S, batched, chunk, spectral):
+    return _triangle_one(model, xs, S, chunk, spectral, batched=batched)
+
+
+def _chunk_size(T, d, batch, itemsize, budget_bytes=256 * 2**20):
+    # Slots are processed in chunks so that only products that have started are multiplied
+    # (about half the work of multiplying all T slots every step), within a memory budget.
+    by_mem = max(1, budget_bytes // max(1, batch * d * d * itemsize))
+    return int(max(1, min(T, -(-T // 8) if T >= 64 else T, by_mem)))
+
+
+def triangle(model, xs, state0=None, *, spectral: bool = False, chunk: int | None = None) -> Triangle:
+    """``log10 ‖∂S_t/∂S_k‖_F`` for all 0 ≤ k ≤ t ≤ T (shape ``(T+1, T+1)``, NaN above the diagonal);
+    spectral norms too with ``spectral=True`` (one SVD per entry: slower)."""
+    pxs, S, batched = prepare(model, xs, state0)
+    T, d = pxs.shape[-2], S.shape[-1]
+    B = pxs.shape[0] if batched else 1
+    chunk = chunk or _chunk_size(T, d, B, S.dtype.itemsize)
+    out = _triangle(model, pxs, S, batched, int(chunk), spectral)
+    return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)
