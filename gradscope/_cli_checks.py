@@ -84,8 +84,8 @@ def register(app: typer.Typer) -> None:
         baseline: Path = typer.Option(..., "--baseline", "-b", help="baseline JSON file (gradscope.baseline/1)"),
         config: Optional[Path] = typer.Option(
             None, "--config", "-c",
-            help="TOML with tolerance overrides: [defaults], [kinds.KIND], [metrics.\"NAME\"] "
-                 "(or [tool.gradscope.check] in pyproject.toml)"),
+            help="TOML with tolerance overrides: tables defaults, kinds.KIND, metrics.\"NAME\" "
+                 "(or tool.gradscope.check in pyproject.toml)"),
         format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False,
                                            help="output format"),
         output: Optional[Path] = typer.Option(None, "--output", "-o",
