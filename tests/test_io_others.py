@@ -261,6 +261,18 @@ def test_h5_refuses_links_and_corruption(tmp_path):
         f["layers/lstm/cell/vars/2"] = h5py.ExternalLink("/etc/passwd", "/x")
     with pytest.raises(ImportFormatError, match="ExternalLink"):
         from_keras(p)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones(64, np.float32).tobytes())
+    with h5py.File(p, "w") as f:  # a dataset whose bytes live in another file on disk
+        f["layers/lstm/cell/vars/0"] = np.zeros((3, 16), np.float32)
+        f.create_dataset("layers/lstm/cell/vars/1", shape=(4, 16), dtype="<f4", external=[(str(secret), 0, 256)])
+    with pytest.raises(ImportFormatError, match="outside the file"):
+        from_keras(p)
+    with h5py.File(p, "w") as f:
+        f["layers/lstm/cell/vars/0"] = np.zeros((3, 16), np.float32)
+        f["layers/lstm/cell/vars/1"] = h5py.SoftLink("/layers/lstm/cell/vars/0")
+    with pytest.raises(ImportFormatError, match="SoftLink"):
+        from_keras(p)
     good = tmp_path / "g.weights.h5"
     with h5py.File(good, "w") as f:
         f["layers/lstm/cell/vars/0"] = np.zeros((3, 16), np.float32)
