@@ -377,3 +377,18 @@ def test_bn_gamma_controls_gradient_decay():
         lognorm[gamma] = float(jnp.log10(jnp.linalg.norm(P, 2)))
     assert lognorm[0.1] > -1.0, lognorm  # nearly constant
     assert lognorm[1.0] < lognorm[0.1] - 3, lognorm  # quickly goes to zero
+
+
+@pytest.mark.parametrize("name", ["ln-lstm", "gn-lstm", "in-lstm", "bn-lstm", "ln-gru"])
+def test_direct_path(name):
+    """LSTM variants: ∂c_t/∂c_{t-1} = diag(f) exactly (c feeds no gate). LN-GRU with W_hh = 0: the
+    whole Jacobian is diag(1 − σ(z)) (papers.md §10 items 9-10)."""
+    cell = build(name, 15)
+    if name == "ln-gru":
+        cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh))
+    rng = np.random.default_rng(15)
+    x, s = jnp.asarray(rng.normal(size=M)), rand_state(cell, 15)
+    J = auto_jac(cell, x, s, 2)[0]
+    d = cell.direct_path(x, s, 2)
+    blk = J[N:, N:] if name != "ln-gru" else J
+    np.testing.assert_allclose(blk, np.diag(np.asarray(d)), atol=1e-13)

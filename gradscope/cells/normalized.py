@@ -170,6 +170,12 @@ class NormLSTM(Cell):
         _, _, z, i, f, g, o, c2, tc = self._forward(x, h, c)
         return (o * tc, c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
 
+    direct_block = "c"
+
+    def direct_path(self, x, state, t=None):
+        """The forget-gate highway ``f_t`` = ∂c_t/∂c_{t-1} (c is not normalised in the update)."""
+        return self._forward(x, state[0], state[1])[4]
+
     def jacobian(self, x, state, t=None):
         h, c = state
         G, e, n = self.groups, self.eps, self.hidden_size
@@ -216,6 +222,10 @@ class LNGRU(Cell):
         (h,) = state
         _, _, r, z, _, hc = self._forward(x, h)
         return ((1 - z) * h + z * hc,), {"r": r, "z": z, "n": hc}
+
+    def direct_path(self, x, state, t=None):
+        """The gate-highway diagonal ``1 − σ(z)`` of ∂h'/∂h (the whole Jacobian when W_hh = 0)."""
+        return 1 - self._forward(x, state[0])[3]
 
     def jacobian(self, x, state, t=None):
         (h,) = state
@@ -312,6 +322,12 @@ class BNLSTM(_BNCell):
         c2 = f * c + i * g
         h2 = o * jnp.tanh(self.beta_c + self.gamma_c * norm(c2, "c"))
         return (h2, c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
+
+    direct_block = "c"
+
+    def direct_path(self, x, state, t=0):
+        """The forget-gate highway ``f_t`` = ∂c_t/∂c_{t-1} (the cell update is not normalised)."""
+        return self.step(x, state, t)[1]["f"]
 
     def jacobian(self, x, state, t=0):
         h, c = state
