@@ -1,0 +1,162 @@
+"""Side-by-side timing of gradscope's engine against the peers in ../shared/bench (DESIGN §7).
+
+For each workload (lag profile, triangle, Lyapunov spectrum) it runs the peer script in a subprocess
+and gradscope in this process on the SAME model and inputs (rebuilt here from the peer's seeded
+construction), takes the minimum over repeats (the first call includes compilation for both), and
+prints the speed ratio and the agreement of the numbers (the peers' checksum: the mean of the finite
+log10 norms, or of the exponents).
+
+    python benchmarks/bench_engine.py --hidden 64 --steps 200 --batch 4 [--peers jax,torch] [--json out.json]
+
+On a CPU only ratios mean something (DESIGN §7); absolute times are reported for GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PEERS = {"jax": "jax_peer.py", "torch": "torch_peer.py"}
+
+
+def peer_dir() -> Path:
+    for cand in (HERE.parent.parent / "shared" / "bench", HERE.parent / "shared" / "bench"):
+        if (cand / "jax_peer.py").exists():
+            return cand
+    raise SystemExit("error: cannot find the peers (../shared/bench/jax_peer.py); run from the project checkout")
+
+
+def peer_model(peer: str, n_in: int, n: int, T: int, B: int, seed: int):
+    """The peer's LSTM weights and inputs, rebuilt exactly: (w_ih, w_hh, b, xs (B, T, m)) in float64."""
+    k = 1.0 / math.sqrt(n)
+    if peer == "jax":
+        rng = np.random.default_rng(seed)
+        w_ih = rng.uniform(-k, k, (4 * n, n_in))
+        w_hh = rng.uniform(-k, k, (4 * n, n))
+        b = rng.uniform(-k, k, 4 * n) + rng.uniform(-k, k, 4 * n)
+        xs = rng.standard_normal((T, B, n_in))
+    else:
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+
+        def u(*s):
+            return (torch.rand(*s, generator=g, dtype=torch.float64) * 2 - 1) * k
+
+        w_ih, w_hh, b = u(4 * n, n_in).numpy(), u(4 * n, n).numpy(), (u(4 * n) + u(4 * n)).numpy()
+        g2 = torch.Generator().manual_seed(seed + 1)
+        xs = torch.randn(T, B, n_in, generator=g2, dtype=torch.float64).numpy()
+    return w_ih, w_hh, b, np.transpose(xs, (1, 0, 2))
+
+
+def gradscope_workload(workload, w_ih, w_hh, b, xs, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    import gradscope as gs
+    from gradscope.cells.lstm import LSTM
+
+    n, m = w_hh.shape[1], w_ih.shape[1]
+    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    cell = LSTM(cast(w_ih), cast(w_hh), cast(b), jnp.zeros(4 * n, dtype), None, input_size=m, hidden_size=n)
+    x = cast(xs)
+    if workload == "lag":
+        def run():
+            r = gs.lag_profile(cell, x)
+            return jax.block_until_ready(r.log10_spectral)
+
+        checksum = lambda r: float(np.mean(np.asarray(r, np.float64)))  # noqa: E731
+    elif workload == "triangle":
+        def run():
+            return jax.block_until_ready(gs.triangle(cell, x).log10_frobenius)
+
+        def checksum(r):
+            r = np.asarray(r, np.float64)[:, 1:, :-1]  # rows t = 1..T, columns k = 0..T-1
+            T = r.shape[1]
+            mask = np.arange(T)[None, :] <= np.arange(T)[:, None]
+            v = r[:, mask]
+            return float(np.mean(v[np.isfinite(v)]))
+    else:
+        def run():
+            return jax.block_until_ready(gs.lyapunov_spectrum(cell, x).exponents)
+
+        checksum = lambda r: float(np.mean(np.asarray(r, np.float64)))  # noqa: E731
+    return run, checksum
+
+
+def time_min(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), times, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--inputs", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--workloads", default="lag,triangle,lyapunov")
+    ap.add_argument("--peers", default="jax,torch")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (passed to the torch peer)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write all rows to this file")
+    a = ap.parse_args()
+
+    import jax
+    import jax.numpy as jnp
+
+    rows = []
+    pdir = peer_dir()
+    for workload in a.workloads.split(","):
+        for peer in a.peers.split(","):
+            if peer == "torch" and workload == "lag" and a.steps * a.hidden > 8000:
+                print(f"skip torch lag at this size (> 150 s on an H100 in ../shared/bench/README.md)", file=sys.stderr)
+                continue
+            cmd = [sys.executable, str(pdir / PEERS[peer]), workload, "func", "--hidden", str(a.hidden),
+                   "--inputs", str(a.inputs), "--steps", str(a.steps), "--batch", str(a.batch),
+                   "--seed", str(a.seed), "--repeat", str(a.repeat)]
+            if peer == "torch":
+                cmd += ["--device", a.device]
+            env = dict(os.environ)
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if res.returncode != 0:
+                print(f"peer {peer} {workload} failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                continue
+            p = json.loads(res.stdout.strip().splitlines()[-1])
+            w_ih, w_hh, b, xs = peer_model(peer, a.inputs, a.hidden, a.steps, a.batch, a.seed)
+            run, checksum = gradscope_workload(workload, w_ih, w_hh, b, xs, jnp.float32)
+            t, ts, out = time_min(run, a.repeat)
+            row = {
+                "workload": workload, "peer": p["peer"], "hidden": a.hidden, "steps": a.steps, "batch": a.batch,
+                "peer_seconds": p["seconds_min"], "gradscope_seconds": t, "speedup": p["seconds_min"] / t,
+                "peer_checksum": p["checksum"], "gradscope_checksum": checksum(out),
+                "device": str(jax.devices()[0].device_kind), "dtype": "float32",
+            }
+            row["checksum_diff"] = abs(row["peer_checksum"] - row["gradscope_checksum"])
+            rows.append(row)
+            print(f"{workload:9s} vs {p['peer']:10s}  peer {p['seconds_min']:8.3f} s  gradscope {t:8.3f} s  "
+                  f"speedup {row['speedup']:6.1f}x  checksum diff {row['checksum_diff']:.2e}")
+    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(json.dumps(meta))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
