@@ -96,6 +96,11 @@ class Stack(Cell):
     def __call__(self, x, state):
         return self.step(x, state, 0)
 
+    def output(self, state):
+        """The top layer's output (its ``h`` block). With ``residual=True`` the stack's full output also
+        adds the shortcut of the top layer's input, which needs the step's input: see `train.Network`."""
+        return self.layers[-1].output(self._split(tuple(state))[-1])
+
     def jacobian(self, x, state, t=None):
         """Block lower-triangular ``∂S'/∂S``: layer l's new state depends on its own old state and,
         through its input, on every layer below (within the same step)."""
