@@ -1,0 +1,146 @@
+"""Which figures a report holds, their file names and their captions (what is shown, how to read it).
+
+Shared by the PNG folder, the HTML page and notebooks: the comparison figure (all analyses' norm
+against lag on one axis) comes first, then per analysis the figures whose section it carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from collections.abc import Callable, Mapping
+
+from gradscope.report import figures as F
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One figure of a report: ``filename`` under ``figures/``, a heading and a one-paragraph caption."""
+
+    filename: str
+    title: str
+    caption: str
+    make: Callable[[], object]  # -> matplotlib Figure
+    analysis: str | None = None  # None: the comparison figure
+
+    def png(self, dpi: int = 100) -> bytes:
+        """Render to PNG bytes (Agg, no pyplot state)."""
+        fig = self.make()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        return buf.getvalue()
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of an analysis name."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "analysis"
+    return s[:60]
+
+
+def _fmt(x, spec=".2f", none="n/a"):
+    return none if x is None else format(x, spec)
+
+
+def _lag_caption(items) -> str:
+    s = items[0].get("summary", {}) if items else {}
+    thr = s.get("horizon_threshold", -3.0)
+    many = len(items) > 1
+    text = (
+        "The spectral norm of the Jacobian product ∂S_T/∂S_k (log10) against the lag τ = T − k, i.e. how much "
+        "of a perturbation of the state k steps back still reaches the last step. "
+        + ("Each model has its own colour; " if many else "")
+        + "a straight falling line is exponential vanishing (the slope is the decay in log10 units per step), "
+        "a rising one exploding; gaps are exactly zero products. "
+        f"The dotted line is the horizon threshold 10^{thr:g}: "
+        "the horizon is the largest lag whose norm stays above it. "
+        "Dashed lines, where present, are the classical upper bounds τ·log10(γ σ_max) "
+        "(Pascanu et al. 2013; IndRNN: max |u|); the measured curve must lie below its bound."
+    )
+    return text
+
+
+def _captions(a: Mapping) -> dict[str, str]:
+    s = a.get("summary", {})
+    T = a.get("length")
+    hw, rest = s.get("highway_log10_max_lag"), s.get("remainder_log10_max_lag")
+    block = (a.get("paths") or {}).get("block", "")
+    gated = "LSTM cell-state path ∏ f_t" if block == "c" else "GRU direct path ∏ diag(1 − z_t)"
+    return {
+        "triangle": (
+            f"log10 Frobenius norm of ∂S_t/∂S_k for every target step t (rows) and source step k ≤ t (columns) "
+            f"over the {T} steps. Read along a row to see how far back step t still depends on; along a diagonal "
+            "band (constant lag) to see whether the decay is uniform in time. Dark is small; white cells above "
+            "the diagonal are undefined, white cells below it are exactly zero."
+        ),
+        "singular_values": (
+            "Left: all singular values σ_i of ∂S_T/∂S_k (log10) against the lag — the largest one is the norm of the "
+            "lag profile, the spread tells how many directions survive (a fan collapsing onto one line means the "
+            "gradient keeps only a low-rank memory). Right: singular values of each one-step Jacobian ∂S_(t+1)/∂S_t; "
+            "values persistently below the dotted line σ = 1 make the product shrink."
+        ),
+        "lyapunov": (
+            "Left: the Lyapunov exponents λ_1 ≥ … ≥ λ_k in nats per step "
+            f"(λ_1 = {_fmt(s.get('lyapunov_max'), '.3f')}); "
+            "λ_1 < 0 means every direction contracts (vanishing gradients), λ_1 > 0 that some direction grows "
+            "(exploding), λ_1 ≈ 0 the edge of chaos. Right: the running estimates against the number of steps "
+            "averaged; flat lines at the right end mean the sequence is long enough for the estimate to have converged."
+        ),
+        "paths": (
+            f"Split of ∂{block}_T/∂{block}_k into the {gated} (the 'highway' that gated cells add) and all other "
+            f"paths through the recurrent weights, in log10 spectral norm against the lag. At the longest lag the "
+            f"highway carries 10^{_fmt(hw)} and the remainder 10^{_fmt(rest)}. A highway above the remainder "
+            "means the gate keeps the long-range gradient alive; a highway that falls as fast as the total means "
+            "the gates are closing."
+        ),
+        "attribution": (
+            "Left: norm of the part of the parameter gradient ∂E/∂θ that comes from lag τ = t − k (Pascanu et al. "
+            "2013, eqs. 3–5), with the norm of the total gradient dashed; the long-lag contributions being many "
+            "orders of magnitude below the total is what 'the gradient is dominated by short-term dependencies' "
+            "means. Right: norm of the back-propagated error ∂E/∂S_t for each state block (rows) over time; for "
+            "stacked networks this is the depth × time picture."
+        ),
+        "gates": (
+            "Distribution of gate activations over all units, steps and sequences (fraction of values per bin). "
+            "A gate is counted as saturated where σ'(·) < 0.01 (its value is near 0 or 1) — saturated gates pass no "
+            "gradient to their weights; a forget gate held near 1 ('open') keeps the cell-state highway open. For "
+            "relu cells the bars give the fraction of units inactive at a step and dead for a whole sequence."
+        ),
+    }
+
+
+def figure_specs(report: Mapping) -> list[FigureSpec]:
+    """The report's figures, comparison first, then per analysis those whose section is present."""
+    items = list(report.get("analyses", []))
+    specs: list[FigureSpec] = []
+    if any(a.get("lag_profile") for a in items):
+        with_lp = [a for a in items if a.get("lag_profile")]
+        many = len(with_lp) > 1
+        specs.append(FigureSpec(
+            "lag_profiles.png",
+            "Gradient norm against lag" + (" — all models" if many else ""),
+            _lag_caption(with_lp),
+            lambda: F.lag_profiles(with_lp),
+        ))
+    used = {"lag_profiles"}
+    for a in items:
+        name = str(a.get("name", ""))
+        base = slug(name)
+        while base in used:
+            base += "_"
+        used.add(base)
+        caps = _captions(a)
+        for kind, (fn, section) in F.PER_ANALYSIS.items():
+            if not a.get(section):
+                continue
+            title = {
+                "triangle": "Jacobian products ∂S_t/∂S_k",
+                "singular_values": "Singular-value spectra",
+                "lyapunov": "Lyapunov exponents",
+                "paths": "Path decomposition",
+                "attribution": "Gradient attribution",
+                "gates": "Gate saturation",
+            }[kind]
+            specs.append(FigureSpec(f"{base}_{kind}.png", f"{name}: {title}", caps[kind],
+                                    (lambda fn=fn, a=a: fn(a)), name))
+    return specs

@@ -1,0 +1,132 @@
+"""The report folder, written atomically::
+
+    OUT/report.json        the source of truth (schema gradscope.report/1)
+    OUT/report.html        one self-contained page (figures inlined)
+    OUT/summary.md         Markdown summary for a CI step summary
+    OUT/figures/*.png      every figure as a PNG
+
+Everything is written into a hidden temporary sibling folder which is renamed into place at the end,
+so ``OUT`` is never half-written: after a failure it is either absent or still the old report. A
+non-empty existing ``OUT`` is only replaced with ``force=True`` (the CLI's ``--force``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from gradscope.report.catalogue import figure_specs
+from gradscope.report.document import (
+    ReportError,
+    ReportExistsError,
+    clean,
+    load_report,
+    validate_report,
+)
+from gradscope.report.html import render_html
+from gradscope.report.markdown import render_markdown
+
+RENDERED = ("report.html", "summary.md", "figures")
+
+
+def _render_into(folder: Path, report: Mapping, *, dpi: int = 100) -> None:
+    """Write figures/, summary.md and report.html (not report.json) into ``folder``."""
+    figdir = folder / "figures"
+    figdir.mkdir(exist_ok=True)
+    images = {}
+    for spec in figure_specs(report):
+        png = spec.png(dpi=dpi)
+        (figdir / spec.filename).write_bytes(png)
+        images[spec.filename] = png
+    (folder / "summary.md").write_text(render_markdown(report), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(report, images), encoding="utf-8")
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ReportExistsError(f"output {out} exists and is not a folder: choose another --output")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ReportExistsError(f"output folder {out} exists and is not empty: pass --force (force=True) to replace it")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` into place as ``out``; an existing ``out`` is moved aside first and
+    deleted only once the new one is in place (restored if the swap fails)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _atomic(out: Path, fill, *, seed: Path | None = None) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        if seed is not None:  # keep files the user put in the folder; drop what we re-render
+            shutil.copytree(seed, tmp, ignore=lambda d, names: [n for n in names if Path(d) == seed and n in RENDERED])
+        else:
+            tmp.mkdir()
+        fill(tmp)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 100) -> Path:
+    """Write a complete report folder for ``report`` (a ``gradscope.report/1`` dict) and return its path.
+
+    The dict is written as given (as strict JSON: NaN/±inf become null, NumPy values Python values)
+    after schema validation. Raises `ReportExistsError` if ``out_dir`` is a non-empty folder and not
+    ``force``, `ReportFormatError` if the report does not match the schema.
+    """
+    out = Path(out_dir)
+    _check_target(out, force)
+    doc = clean(report)
+    validate_report(doc)
+
+    def fill(tmp: Path):
+        try:
+            text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:  # clean() makes this unreachable for ordinary input
+            raise ReportError(f"report cannot be written as JSON: {e}") from None
+        (tmp / "report.json").write_text(text + "\n", encoding="utf-8")
+        _render_into(tmp, doc, dpi=dpi)
+
+    return _atomic(out, fill)
+
+
+def render_report(report_dir, out_dir=None, *, force: bool = False, dpi: int = 100) -> Path:
+    """Re-render HTML, Markdown and figures from a saved ``report.json`` without recomputing anything.
+
+    In place by default (``report.json`` and any other files are kept byte for byte); with
+    ``out_dir`` a new folder is written (same overwrite rule as `write_report`). Corrupt JSON or a
+    wrong schema raise `ReportFormatError` with a one-line message.
+    """
+    src = Path(report_dir)
+    report = load_report(src)
+    src_dir = src if src.is_dir() else src.parent
+    if out_dir is None or Path(out_dir).resolve() == src_dir.resolve():
+        return _atomic(src_dir, lambda tmp: _render_into(tmp, report, dpi=dpi), seed=src_dir)
+    out = Path(out_dir)
+    _check_target(out, force)
+
+    def fill(tmp: Path):
+        shutil.copyfile(src_dir / "report.json", tmp / "report.json")
+        _render_into(tmp, report, dpi=dpi)
+
+    return _atomic(out, fill)

@@ -1,0 +1,177 @@
+"""``report.html``: one self-contained page (figures inlined as base64 PNG, inline CSS, no scripts,
+no external URLs) that opens offline and can be kept as a CI artifact.
+
+Layout: title, environment/precision line, summary table with verdicts (and, for several
+analyses, which of them vanish, explode or keep their gradient), then each figure with a caption
+saying what it shows and how to read it, then the run's configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from html import escape
+
+from gradscope.report.catalogue import FigureSpec, figure_specs
+from gradscope.report.markdown import METRICS, environment_line, fmt, metric_keys, model_label, precision_label
+
+_CSS = """
+:root { --fg: #1d2330; --muted: #5b6475; --line: #d9dde5; --bg: #ffffff; --head: #f3f5f9;
+        --vanishing: #8a1c1c; --vanishing-bg: #fde8e8; --exploding: #7a4a00; --exploding-bg: #fff1d6;
+        --stable: #155d2b; --stable-bg: #e3f5e8; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 1.7em; margin: 0 0 4px; }
+h2 { font-size: 1.25em; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 1.05em; margin: 0 0 8px; }
+p.env { color: var(--muted); margin: 0 0 4px; font-size: 0.92em; }
+p.lead { margin: 12px 0; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; margin: 8px 0 4px; }
+th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+th { background: var(--head); font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.95em; }
+.scroll { overflow-x: auto; }
+.verdict { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: 0.9em; }
+.vanishing { color: var(--vanishing); background: var(--vanishing-bg); }
+.exploding { color: var(--exploding); background: var(--exploding-bg); }
+.stable { color: var(--stable); background: var(--stable-bg); }
+.verdicts td { width: 33%; }
+table.side th { white-space: nowrap; }
+table.side td { min-width: 7em; }
+div.unit { color: var(--muted); font-weight: normal; font-size: 0.85em; white-space: normal; max-width: 26em; }
+figure { margin: 18px 0 28px; padding: 14px; border: 1px solid var(--line); border-radius: 6px; }
+figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
+figcaption { color: var(--fg); margin-top: 10px; font-size: 0.93em; }
+details { margin-top: 24px; }
+pre { background: var(--head); padding: 10px; overflow-x: auto; font-size: 0.85em; }
+footer { color: var(--muted); font-size: 0.85em; margin-top: 32px; }
+"""
+
+_VERDICT_TEXT = {"vanishing": "Vanishing", "exploding": "Exploding", "stable": "Keeps its gradient (stable)"}
+
+
+def _verdict(v) -> str:
+    v = str(v)
+    cls = v if v in _VERDICT_TEXT else ""
+    return f'<span class="verdict {cls}">{escape(v)}</span>'
+
+
+def _setup_rows(a: Mapping) -> list[tuple[str, str]]:
+    batch = a.get("batch")
+    return [
+        ("model", escape(model_label(a))),
+        ("length × batch", escape(f"{fmt(a.get('length'))} × {batch if batch is not None else 1}")),
+        ("method", escape(str(a.get("method", "?")))),
+        ("precision", escape(precision_label(a))),
+    ]
+
+
+def _summary_table(items) -> str:
+    """Side by side (metrics as rows, one column per analysis) for up to 8 analyses, else one row
+    per analysis. Metric names are the summary keys (`gradscope check` addresses them so)."""
+    keys = [k for k in metric_keys(items) if k != "verdict"]
+    if len(items) <= 8:
+        head = "".join(f"<th><code>{escape(str(a.get('name', '')))}</code></th>" for a in items)
+        rows = ["<tr><th>verdict</th>" + "".join(
+            f"<td>{_verdict(a.get('summary', {}).get('verdict', '?'))}</td>" for a in items) + "</tr>"]
+        setups = [_setup_rows(a) for a in items]
+        for i, (label, _) in enumerate(setups[0]):
+            rows.append(f"<tr><th>{escape(label)}</th>" + "".join(f"<td>{s[i][1]}</td>" for s in setups) + "</tr>")
+        for k in keys:
+            unit = METRICS.get(k, "")
+            rows.append(
+                f'<tr><th><code>{escape(k)}</code><div class="unit">{escape(unit)}</div></th>'
+                + "".join(f'<td class="num">{escape(fmt(a.get("summary", {}).get(k)))}</td>' for a in items)
+                + "</tr>"
+            )
+        return (f'<div class="scroll"><table class="summary side"><thead><tr><th>metric</th>{head}</tr></thead>'
+                f"<tbody>{''.join(rows)}</tbody></table></div>")
+    head = "".join(f'<th title="{escape(METRICS.get(k, k))}"><code>{escape(k)}</code></th>' for k in keys)
+    rows = []
+    for a in items:
+        s = a.get("summary", {})
+        cells = "".join(f'<td class="num">{escape(fmt(s.get(k)))}</td>' for k in keys)
+        setup = "".join(f"<td>{v}</td>" for _, v in _setup_rows(a))
+        rows.append(f"<tr><td><code>{escape(str(a.get('name', '')))}</code></td>"
+                    f"<td>{_verdict(s.get('verdict', '?'))}</td>{setup}{cells}</tr>")
+    setup_head = "".join(f"<th>{escape(label)}</th>" for label, _ in _setup_rows(items[0]))
+    return (
+        '<div class="scroll"><table class="summary"><thead><tr><th>analysis</th><th>verdict</th>'
+        f"{setup_head}{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _verdict_table(items) -> str:
+    """Side by side: which analyses vanish, explode or keep their gradient."""
+    cols = []
+    for v, title in _VERDICT_TEXT.items():
+        names = [a for a in items if a.get("summary", {}).get("verdict") == v]
+        body = "<br>".join(
+            f"<code>{escape(str(a.get('name', '')))}</code> — "
+            f"horizon {escape(fmt(a['summary'].get('horizon')))} steps, "
+            f"{escape(fmt(a['summary'].get('decay_per_step')))} log10/step"
+            for a in names
+        ) or "<em>none</em>"
+        cols.append((f'<span class="verdict {v}">{escape(title)}</span> ({len(names)})', body))
+    head = "".join(f"<th>{h}</th>" for h, _ in cols)
+    body = "".join(f"<td>{b}</td>" for _, b in cols)
+    return f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody><tr>{body}</tr></tbody></table>'
+
+
+def _figure(spec: FigureSpec, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure id="{escape(spec.filename.removesuffix(".png"))}"><h3>{escape(spec.title)}</h3>'
+        f'<img alt="{escape(spec.title)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{escape(spec.caption)}</figcaption></figure>"
+    )
+
+
+def render_html(report: Mapping, images: Mapping[str, bytes] | None = None) -> str:
+    """The HTML page of a ``gradscope.report/1`` document; ``images`` maps figure file names to PNG
+    bytes already rendered (missing ones are rendered here)."""
+    items = list(report.get("analyses", []))
+    specs = figure_specs(report)
+    images = dict(images or {})
+    command = str(report.get("command", ""))
+    title = f"gradscope {command} report"
+    n = len(items)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="env">{escape(environment_line(report))}</p>',
+        f'<p class="env">created {escape(str(report.get("created", "?")))}; norms are log10, Lyapunov '
+        "exponents nats per step; S_t is the state after step t and lag τ = T − k; — marks a value not "
+        "computed or the log10 of an exactly zero norm.</p>",
+        f"<h2>Summary ({n} analys{'is' if n == 1 else 'es'})</h2>",
+    ]
+    if n > 1:
+        parts.append(_verdict_table(items))
+    parts.append(_summary_table(items))
+    groups: list[tuple[str | None, list[FigureSpec]]] = []
+    for spec in specs:
+        if not groups or groups[-1][0] != spec.analysis:
+            groups.append((spec.analysis, []))
+        groups[-1][1].append(spec)
+    for name, group in groups:
+        heading = ("Comparison" if n > 1 else "Lag profile") if name is None else "Analysis " + name
+        parts.append(f"<h2>{escape(heading)}</h2>")
+        for spec in group:
+            png = images.get(spec.filename)
+            parts.append(_figure(spec, png if png is not None else spec.png()))
+    cfg = json.dumps(report.get("config", {}), indent=2, sort_keys=True, default=str)
+    parts += [
+        f"<details><summary>Run configuration</summary><pre>{escape(cfg)}</pre></details>",
+        f"<footer>Generated by gradscope {escape(str(report.get('gradscope_version', '')))} from report.json "
+        f"(schema {escape(str(report.get('schema', '')))}), the source of truth; this page and the PNGs are "
+        "re-rendered from it by <code>gradscope.report.render_report</code>.</footer>",
+        "</main></body></html>",
+    ]
+    return "\n".join(parts)

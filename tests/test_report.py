@@ -1,0 +1,273 @@
+"""Report document and folder: build_report, the shipped JSON Schema, write_report (files, refusal to
+overwrite, atomicity), render_report round trip and its one-line errors."""
+
+import json
+import os
+import platform
+import re
+
+import jax
+import pytest
+
+jsonschema = pytest.importorskip("jsonschema")
+
+import gradscope  # noqa: E402
+from gradscope._errors import ConfigError, GradscopeError  # noqa: E402
+from gradscope.report import (  # noqa: E402
+    ReportExistsError,
+    ReportFormatError,
+    build_report,
+    figure_specs,
+    load_report,
+    load_schema,
+    render_report,
+    validate_report,
+    write_report,
+)
+from gradscope.report import folder as folder_mod  # noqa: E402
+from tests._report_data import analyses, full_report, light_report  # noqa: E402
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith("." + path.name))
+
+
+# ---- document -----------------------------------------------------------------------------------
+
+def test_build_report_follows_the_contract():
+    r = full_report()
+    assert r["schema"] == "gradscope.report/1"
+    assert r["gradscope_version"] == gradscope.__version__
+    assert r["command"] == "compare"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["created"])
+    env = r["environment"]
+    assert env["jax"] == jax.__version__ and env["backend"] == jax.default_backend()
+    assert env["x64"] is bool(jax.config.jax_enable_x64)
+    assert env["dtype"] == "float32" and env["matmul_precision"] == "highest"
+    assert env["python"] == platform.python_version() and env["platform"] == platform.platform()
+    assert [a["name"] for a in r["analyses"]] == ["rnn-tanh", "lstm"]
+    json.dumps(r, allow_nan=False)  # strict JSON
+
+
+def test_build_report_refuses_bad_input():
+    a = analyses()
+    with pytest.raises(ConfigError, match="command"):
+        build_report(a, command="plot", config={})
+    with pytest.raises(ConfigError, match="unique name"):
+        build_report([a[0], a[0]], command="compare", config={})
+    with pytest.raises(ConfigError, match="at least one"):
+        build_report([], command="analyse", config={})
+
+
+def test_schema_is_valid_draft_2020_12_and_accepts_real_reports():
+    schema = load_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for command in ("compare", "analyse"):
+        jsonschema.Draft202012Validator(schema).validate(full_report(command))
+
+
+@pytest.mark.parametrize("breakage, where", [
+    (lambda r: r.pop("analyses"), "analyses"),
+    (lambda r: r.update(schema="gradscope.report/2"), "schema"),
+    (lambda r: r["analyses"][0]["summary"].update(verdict="fine"), "verdict"),
+    (lambda r: r["analyses"][0]["lag_profile"]["log10_spectral"].__setitem__(3, "big"), "log10_spectral"),
+    (lambda r: r["analyses"][1]["triangle"].update(log10_frobenius=[1.0, 2.0]), "triangle"),
+    (lambda r: r["environment"].pop("x64"), "x64"),
+    (lambda r: r["analyses"][1].update(name="rnn-tanh"), "duplicate"),
+    (lambda r: r.update(analyses=[]), "analyses"),
+    (lambda r: r["analyses"][0].update(method="guess"), "method"),
+])
+def test_schema_rejects_broken_reports(breakage, where):
+    r = full_report()
+    breakage(r)
+    with pytest.raises(ReportFormatError, match=where) as e:
+        validate_report(r)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+    assert isinstance(e.value, GradscopeError)
+
+
+# ---- write_report ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    r = full_report()
+    out = write_report(tmp_path_factory.mktemp("rep") / "out", r)
+    return out, r
+
+
+def test_write_report_writes_every_file(written):
+    out, r = written
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.html", "report.json", "summary.md"]
+    assert json.loads((out / "report.json").read_text()) == r  # the dict as given
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    specs = figure_specs(r)
+    assert names == sorted(s.filename for s in specs)
+    # the comparison figure plus, per analysis, one figure per section it carries
+    assert "lag_profiles.png" in names
+    assert {"lstm_paths.png", "lstm_attribution.png", "lstm_gates.png", "rnn-tanh_triangle.png"} <= set(names)
+    assert "rnn-tanh_paths.png" not in names  # Elman has no direct path
+    for n in names:
+        assert (out / "figures" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _siblings(out) == []  # no temporary folder left behind
+
+
+def test_html_is_self_contained(written):
+    out, r = written
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.I)
+    assert "url(" not in html
+    imgs = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert len(imgs) == len(figure_specs(r)) and all(s.startswith("data:image/png;base64,") for s in imgs)
+    assert html.count("<figcaption>") == len(imgs)
+    # compare report: the comparison figure comes first, and the verdict table is there
+    assert html.index('id="lag_profiles"') < html.index('id="rnn-tanh_triangle"')
+    assert "Keeps its gradient" in html and "Vanishing" in html
+    for a in r["analyses"]:
+        assert a["name"] in html and a["summary"]["verdict"] in html
+    assert "float32" in html and "highest" in html and jax.__version__ in html
+
+
+def test_summary_md_fits_a_ci_step_summary(written):
+    out, r = written
+    md = (out / "summary.md").read_text()
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(table) == 2 + len(r["analyses"])  # header, separator, one row each
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert {"method", "precision", "verdict", "horizon", "decay_per_step", "lyapunov_max"} <= set(header)
+    for a, row in zip(r["analyses"], table[2:]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == f"`{a['name']}`"
+        assert cells[header.index("method")] == "exact"
+        assert cells[header.index("precision")].startswith("float32")
+        assert int(cells[header.index("horizon")]) == a["summary"]["horizon"]
+        assert float(cells[header.index("decay_per_step")]) == pytest.approx(a["summary"]["decay_per_step"], rel=1e-3)
+    assert len(md) < 8000 and "<img" not in md
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ReportExistsError, match="--force") as e:
+        write_report(out, light_report())
+    assert isinstance(e.value, GradscopeError) and "\n" not in str(e.value)
+    assert (out / "keep.txt").read_text() == "mine"
+    write_report(out, light_report(), force=True)
+    assert not (out / "keep.txt").exists() and (out / "report.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_report(empty, light_report())  # an empty folder is fine without force
+    assert (empty / "report.html").exists()
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ReportExistsError, match="not a folder"):
+        write_report(afile, light_report(), force=True)
+
+
+def test_nan_becomes_null_and_numpy_becomes_python(tmp_path):
+    import numpy as np
+
+    r = light_report()
+    r["config"] = {"gain": np.float32(1.5), "nan": float("nan"), "shape": np.array([2, 30])}
+    out = write_report(tmp_path / "out", r)
+    cfg = json.loads((out / "report.json").read_text())["config"]
+    assert cfg == {"gain": 1.5, "nan": None, "shape": [2, 30]}
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_failure_mid_write_leaves_no_partial_folder(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):  # after report.json and the figures were written
+        raise Boom("disk full")
+
+    monkeypatch.setattr(folder_mod, "render_html", fail)
+    out = tmp_path / "out"
+    with pytest.raises(Boom):
+        write_report(out, light_report())
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+    # replacing an existing report: a failure keeps the old one intact
+    monkeypatch.undo()
+    old = write_report(out, light_report())
+    before = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    monkeypatch.setattr(folder_mod, "render_html", fail)
+    with pytest.raises(Boom):
+        write_report(out, full_report(), force=True)
+    after = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_failure_while_swapping_restores_the_old_report(tmp_path, monkeypatch):
+    out = write_report(tmp_path / "out", light_report())
+    before = (out / "report.json").read_bytes()
+    real = os.replace
+    calls = []
+
+    def flaky(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # moving the new folder into place fails
+            raise OSError("rename failed")
+        return real(src, dst)
+
+    monkeypatch.setattr(folder_mod.os, "replace", flaky)
+    with pytest.raises(OSError):
+        write_report(out, light_report(), force=True)
+    monkeypatch.undo()
+    assert (out / "report.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+# ---- render_report ----------------------------------------------------------------------------------
+
+def test_render_report_round_trip(tmp_path):
+    r = light_report()
+    out = write_report(tmp_path / "out", r)
+    raw = (out / "report.json").read_bytes()
+    html0 = (out / "report.html").read_text()
+    (out / "notes.txt").write_text("user file")
+    (out / "report.html").unlink()
+    for p in (out / "figures").iterdir():
+        p.unlink()
+    (out / "summary.md").write_text("stale")
+    assert render_report(out) == out
+    assert (out / "report.json").read_bytes() == raw  # never rewritten
+    assert (out / "notes.txt").read_text() == "user file"
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["lag_profiles.png"]
+    assert (out / "summary.md").read_text() != "stale"
+    # the page is the same apart from the PNG bytes (a re-render need not be byte-identical)
+    strip = lambda s: re.sub(r"base64,[A-Za-z0-9+/=]+", "", s)  # noqa: E731
+    assert strip((out / "report.html").read_text()) == strip(html0)
+    assert load_report(out) == r
+    # to another folder
+    other = render_report(out / "report.json", tmp_path / "copy")
+    assert (other / "report.json").read_bytes() == raw and (other / "report.html").exists()
+    with pytest.raises(ReportExistsError, match="--force"):
+        render_report(out, tmp_path / "copy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "out"]
+
+
+def test_render_report_one_line_errors(tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    with pytest.raises(ReportFormatError, match="no such file"):
+        render_report(d)
+    (d / "report.json").write_text('{"schema": "gradscope.report/1", "analyses": [')
+    with pytest.raises(ReportFormatError, match="not valid JSON") as e:
+        render_report(d)
+    assert "\n" not in str(e.value)
+    (d / "report.json").write_text(json.dumps({"schema": "something/else"}))
+    with pytest.raises(ReportFormatError, match="gradscope.report/1"):
+        render_report(d)
+    r = light_report()
+    r["analyses"][0]["summary"]["horizon"] = "long"
+    (d / "report.json").write_text(json.dumps(r))
+    with pytest.raises(ReportFormatError, match="horizon") as e:
+        render_report(d)
+    assert "\n" not in str(e.value) and isinstance(e.value, GradscopeError)
+    assert sorted(p.name for p in d.iterdir()) == ["report.json"]  # nothing rendered
