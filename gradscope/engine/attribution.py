@@ -30,7 +30,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
-from gradscope.engine._prep import LN10, per_example, prepare, step_jac
+from gradscope.engine._prep import LN10, MATMUL_PRECISION, prepare, step_jac
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,6 @@ def output_cotangents(model, T: int, readout: str, key, dtype):
     return es
 
 
-@per_example
 def _attr(model, xs, S, es):
     T, d = xs.shape[0], S.shape[-1]
     dtype = S.dtype
@@ -129,7 +128,10 @@ def _attr(model, xs, S, es):
 
 @functools.partial(jax.jit, static_argnames=("batched",))
 def _attribution(model, xs, S, es, batched):
-    return _attr(model, xs, S, es, batched=batched)
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        if batched:  # the cotangents may differ per sequence
+            return jax.vmap(lambda x, s, e: _attr(model, x, s, e))(xs, S, es)
+        return _attr(model, xs, S, es)
 
 
 def attribution(model, xs, state0=None, *, readout: str = "every", key=None, cotangents=None) -> Attribution:
