@@ -79,6 +79,11 @@ def _batch_mean(a, batched):
         return ms + np.log10(np.mean(10.0 ** (a - ms), axis=0))
 
 
+def _plain_mean(a, batched):
+    a = np.asarray(a, np.float64)
+    return np.mean(a, axis=0) if batched else a
+
+
 @dataclasses.dataclass(frozen=True)
 class Analysis:
     """Everything `analyse` computed for one model and input batch; immutable; ``to_dict()`` for JSON."""
@@ -140,9 +145,10 @@ class Analysis:
         if self.triangle is not None:
             out["triangle"] = {"log10_frobenius": _list(_batch_mean(self.triangle.log10_frobenius, b))}
         if self.lyapunov is not None:
+            # exponents are rates (nats per step), not log-norms: the batch aggregate is their plain mean
             out["lyapunov"] = {
-                "exponents": _list(_batch_mean(self.lyapunov.exponents, b)),
-                "trace": _list(_batch_mean(self.lyapunov.trace, b)[:: max(1, self.length // 200)]),
+                "exponents": _list(_plain_mean(self.lyapunov.exponents, b)),
+                "trace": _list(_plain_mean(self.lyapunov.trace, b)[:: max(1, self.length // 200)]),
                 "warmup": self.lyapunov.warmup,
                 "units": "nats per step",
             }

@@ -66,7 +66,7 @@ class LSTM(Cell):
         c2 = f * c + i * g
         m = o * jnp.tanh(c2)
         h2 = m if self.weight_hr is None else self.weight_hr @ m
-        return (h2, c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
+        return (h2, c2), {"pre": z, "i": i, "f": f, "g": g, "o": o}
 
     direct_block = "c"
 
@@ -114,7 +114,7 @@ class LSTMNoForget(Cell):
         h, c = state
         z, i, g, o = self._gates(x, h)
         c2 = c + i * g
-        return (o * jnp.tanh(c2), c2), {"z": z, "i": i, "g": g, "o": o}
+        return (o * jnp.tanh(c2), c2), {"pre": z, "i": i, "g": g, "o": o}
 
     direct_block = "c"
 
@@ -164,7 +164,7 @@ class PeepholeLSTM(Cell):
     def __call__(self, x, state):
         h, c = state
         z, i, f, g, o, c2 = self._forward(x, h, c)
-        return (o * jnp.tanh(c2), c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
+        return (o * jnp.tanh(c2), c2), {"pre": z, "i": i, "f": f, "g": g, "o": o}
 
     direct_block = "c"
 
@@ -199,11 +199,13 @@ def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
     if forget_bias is not None and chrono is not None:
         raise ConfigError("forget_bias and chrono cannot both be set: chrono initialises the forget bias itself")
     fs = slice(f_index * n, (f_index + 1) * n)
+    if forget_bias is not None and not (isinstance(forget_bias, (int, float)) and math.isfinite(forget_bias)):
+        raise ConfigError(f"forget_bias={forget_bias!r} is not allowed: expected a finite number (1.0 is usual)")
     if forget_bias is not None:
         b_ih = b_ih.at[fs].set(float(forget_bias))
         b_hh = b_hh.at[fs].set(0.0)
     if chrono is not None:
-        if not (isinstance(chrono, (int, float)) and chrono > 2):
+        if not (isinstance(chrono, (int, float)) and math.isfinite(chrono) and chrono > 2):
             raise ConfigError(f"chrono={chrono!r} is not allowed: expected T_max > 2 (the longest dependency)")
         bf = jnp.log(jax.random.uniform(k3, (n,), dtype, 1.0, chrono - 1.0))
         is_ = slice(i_index * n, (i_index + 1) * n)

@@ -168,7 +168,7 @@ class NormLSTM(Cell):
     def __call__(self, x, state):
         h, c = state
         _, _, z, i, f, g, o, c2, tc = self._forward(x, h, c)
-        return (o * tc, c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
+        return (o * tc, c2), {"pre": z, "i": i, "f": f, "g": g, "o": o}
 
     direct_block = "c"
 
@@ -321,7 +321,7 @@ class BNLSTM(_BNCell):
         i, f, g, o = sig(z[..., :n]), sig(z[..., n : 2 * n]), jnp.tanh(z[..., 2 * n : 3 * n]), sig(z[..., 3 * n :])
         c2 = f * c + i * g
         h2 = o * jnp.tanh(self.beta_c + self.gamma_c * norm(c2, "c"))
-        return (h2, c2), {"z": z, "i": i, "f": f, "g": g, "o": o}
+        return (h2, c2), {"pre": z, "i": i, "f": f, "g": g, "o": o}
 
     direct_block = "c"
 

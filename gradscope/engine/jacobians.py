@@ -12,6 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from gradscope.engine._memory import require
 from gradscope.engine._prep import per_example, prepare, step_jac
 
 
@@ -39,5 +40,8 @@ def _step_jacobians(model, xs, S, batched):
 def step_jacobians(model, xs, state0=None) -> StepJacobians:
     """All one-step Jacobians of ``model`` along ``xs`` (``(T, m)`` → ``(T, d, d)``; batched → ``(B, T, d, d)``)."""
     pxs, S, batched = prepare(model, xs, state0)
+    B, T, d = (pxs.shape[0] if batched else 1), pxs.shape[-2], S.shape[-1]
+    per_step = B * d * (d + pxs.shape[-1]) * S.dtype.itemsize
+    require(T * per_step, "step_jacobians (T·B·d² numbers)", per_step_bytes=per_step)
     J, Jx = _step_jacobians(model, pxs, S, batched)
     return StepJacobians(J, Jx, tuple(model.blocks), tuple(model.block_sizes))

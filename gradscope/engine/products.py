@@ -20,6 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
 from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_diag, step_jac
 
 SUBSPACE_RANK = 4
@@ -145,7 +146,7 @@ def _lag_dense(model, xs, S, pairs, spectral):
 
     carry0 = (jnp.eye(d, dtype=dtype) / math.sqrt(d), jnp.asarray(0.5 * math.log(d), dtype), V0, pV0)
     _, (spec, frob, pf, ps) = jax.lax.scan(body, carry0, jnp.arange(T), reverse=True)
-    return spec, frob, pf.T, ps.T
+    return spec, frob, pf, ps  # (T, pairs)
 
 
 @per_example
@@ -238,10 +239,14 @@ def _triangle(model, xs, S, batched, chunk, spectral):
     return _triangle_one(model, xs, S, chunk, spectral, batched=batched)
 
 
-def _chunk_size(T, d, batch, itemsize, budget_bytes=256 * 2**20):
-    # Slots are processed in chunks so that only products that have started are multiplied
-    # (about half the work of multiplying all T slots every step), within a memory budget.
-    by_mem = max(1, budget_bytes // max(1, batch * d * d * itemsize))
+def _chunk_size(T, d, batch, itemsize):
+    """Slots per chunk: chunks let only products that have started be multiplied (about half the work
+    of multiplying all T slots every step); the chunk must also fit the memory budget."""
+    budget = min(256 * 2**20, int(BUDGET_FRACTION * available_bytes()))
+    slot = batch * d * d * itemsize
+    require(slot + 2 * batch * (T + 1) ** 2 * itemsize, "triangle (one product and the (T+1)² output)",
+            budget=budget)
+    by_mem = max(1, (budget - 2 * batch * (T + 1) ** 2 * itemsize) // slot)
     return int(max(1, min(T, -(-T // 8) if T >= 64 else T, by_mem)))
 
 
