@@ -1,0 +1,413 @@
+"""The typer CLI through `typer.testing.CliRunner`: every command, its --json output, and the error paths
+a new user hits (one line on stderr, exit code 2, no traceback).
+
+Numbers are checked against closed forms: a linear RNN with W_hh = g·I has ∂h_T/∂h_0 = g^T I, so
+log10 ‖∂h_T/∂h_0‖₂ = T·log10 g, a decay of log10 g per step and Lyapunov exponents ln g; and against
+PyTorch autograd for an imported nn.LSTM. Sizes are tiny (hidden ≤ 8, T ≤ 30) and shapes repeat, so the
+JIT cache is shared between tests.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gradscope import cli, sweep
+
+runner = CliRunner()
+TINY = ["--hidden", "4", "--length", "8", "--batch", "2"]
+
+
+def run(*args):
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def assert_error(res, *needles):
+    """Exit code 2, one line 'error: …' on stderr naming what is wrong, no traceback."""
+    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def validate(report: dict):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(cli.__file__).parent / "report" / "schema.json").read_text())
+    jsonschema.validate(report, schema)
+
+
+# ---------------------------------------------------------------------------------------- basics
+
+
+def test_cli_module_does_not_import_jax():
+    code = "import sys; from gradscope import cli; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(cli.__file__).parents[1])
+
+
+def test_no_arguments_shows_help():
+    res = run()
+    assert res.exit_code == 0
+    assert "compare" in res.stdout and "analyse" in res.stdout
+
+
+@pytest.mark.parametrize("command", ["cells", "analyse", "compare", "sweep", "report", "inspect"])
+def test_every_command_help_has_an_example(command):
+    res = run(command, "--help")
+    assert res.exit_code == 0
+    assert "Example" in res.stdout
+
+
+def test_check_and_baseline_are_registered():
+    res = run("--help")
+    assert "check" in res.stdout and "baseline" in res.stdout
+
+
+def test_typo_in_command_suggests():
+    line = assert_error(run("compar"))
+    assert "Did you mean 'compare'" in line
+
+
+def test_version():
+    res = run("--version")
+    assert res.exit_code == 0 and res.stdout.startswith("gradscope ")
+
+
+# ----------------------------------------------------------------------------------------- cells
+
+
+def test_cells_table_and_json():
+    from gradscope.cells import entries
+
+    res = run("cells")
+    assert res.exit_code == 0
+    for name in ("rnn-tanh", "lstm", "indrnn"):
+        assert name in res.stdout
+    res = run("cells", "--json")
+    rows = json.loads(res.stdout)  # nothing but JSON on stdout
+    assert [r["name"] for r in rows] == [e.name for e in entries()]
+    lstm = next(r for r in rows if r["name"] == "lstm")
+    assert lstm["family"] == "lstm" and lstm["equation"] and "forget_bias" in lstm["options"]
+
+
+# --------------------------------------------------------------------------------------- analyse
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.25])
+def test_analyse_linear_identity_matches_closed_form(tmp_path, gain):
+    T = 8
+    out = tmp_path / "r"
+    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", gain, *TINY, "--out", out,
+              "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    validate(report)
+    (a,) = report["analyses"]
+    s = a["summary"]
+    assert a["name"] == f"rnn-linear-identity-g{gain:g}"
+    assert s["log10_norm_max_lag"] == pytest.approx(T * math.log10(gain), abs=1e-5)
+    assert s["decay_per_step"] == pytest.approx(math.log10(gain), abs=1e-6)
+    assert s["lyapunov_max"] == pytest.approx(math.log(gain), abs=1e-5)
+    assert a["precision"]["dtype"] == "float32"
+    assert report["command"] == "analyse" and report["config"]["options"]["gain"] == gain
+    assert (out / "report.html").exists() and (out / "summary.md").exists()
+
+
+def test_analyse_float64(tmp_path):
+    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", "0.5", *TINY, "--float64",
+              "--out", tmp_path / "r", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    (a,) = json.loads(res.stdout)["analyses"]
+    assert a["precision"]["dtype"] == "float64"
+    assert a["summary"]["log10_norm_max_lag"] == pytest.approx(8 * math.log10(0.5), abs=1e-12)
+
+
+def test_analyse_writes_table_to_stderr_not_stdout(tmp_path):
+    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", *TINY, "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    assert res.stdout == ""
+    assert "rnn-linear" in res.stderr and "wrote" in res.stderr
+
+
+def test_analyse_refuses_non_empty_out_without_force(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_error(run("analyse", "--cell", "rnn-linear", *TINY, "--out", out), "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # untouched
+    res = run("analyse", "--cell", "rnn-linear", *TINY, "--out", out, "--force", "-q")
+    assert res.exit_code == 0, res.output
+    assert (out / "report.json").exists() and not (out / "keep.txt").exists()
+
+
+def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    import jax
+
+    from gradscope import inputs
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(2, 4, batch_first=True).double()
+    path = tmp_path / "lstm.safetensors"
+    st.save_file({k: v.float().contiguous() for k, v in lstm.state_dict().items()}, str(path))
+    T, seed, B = 8, 3, 2
+    res = run("analyse", "--weights", path, "--arch", "torch-lstm", "--length", T, "--batch", B, "--seed", seed,
+              "--out", tmp_path / "r", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    (a,) = json.loads(res.stdout)["analyses"]
+    # the CLI's inputs: U(0,1) from the second half of split(key(seed)) (documented in gradscope.sweep)
+    xs = np.asarray(inputs.make_inputs("uniform", sweep.config_keys(seed)[1], B, T, 2), np.float64)
+    lstm = lstm.float().double()  # the float32-rounded weights the file holds
+
+    def log10_norm(x):
+        def unrolled(s0):
+            h, c = s0[:4].reshape(1, 1, 4), s0[4:].reshape(1, 1, 4)
+            _, (h, c) = lstm(torch.from_numpy(x)[None], (h, c))
+            return torch.cat([h.reshape(-1), c.reshape(-1)])
+
+        J = torch.autograd.functional.jacobian(unrolled, torch.zeros(8, dtype=torch.float64)).numpy()
+        return math.log10(np.linalg.norm(J, 2))
+
+    # the batch curve is log10 of the mean norm over the sequences (gradscope.analysis._batch_mean)
+    expected = math.log10(np.mean([10 ** log10_norm(x) for x in xs]))
+    assert a["summary"]["log10_norm_max_lag"] == pytest.approx(expected, abs=2e-4)
+    assert a["blocks"] == ["h", "c"]
+
+
+def test_analyse_weights_errors(tmp_path):
+    assert_error(run("analyse", "--weights", tmp_path / "nope.safetensors", "--out", tmp_path / "r"),
+                 "nope.safetensors", "does not exist")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00garbage")
+    assert_error(run("analyse", "--weights", bad, "--out", tmp_path / "r2"))
+    assert not (tmp_path / "r2").exists()
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--cell", "lstmm"], ["did you mean lstm"]),
+    (["--cell", "rnn-tanh", "--forget-bias", "1"], ["--forget-bias", "rnn-tanh"]),
+    (["--cell", "lstm", "--gain", "2"], ["--gain", "'lstm'"]),
+    (["--cell", "lstm:forgetbias=1"], ["forgetbias", "'lstm'"]),
+    (["--cell", "lstm:forget_bias=x"], ["forget_bias", "'x'"]),
+    (["--cell", "lstm", "--hidden", "-3"], ["--hidden"]),
+    (["--cell", "lstm", "--length", "0"], ["--length"]),
+    (["--cell", "lstm", "--batch", "-1"], ["--batch"]),
+    (["--cell", "lstm", "--input", "uniformm"], ["did you mean uniform"]),
+    (["--cell", "lstm", "--input", "adding", "--input-size", "3"], ["--input-size", "adding"]),
+    (["--cell", "lstm", "--init", "weird"], ["--init"]),
+    (["--cell", "lstm", "--mode", "fast"], ["--mode"]),
+    (["--cell", "lstm", "--weights", "x.pt"], ["exactly one"]),
+    ([], ["exactly one"]),
+])
+def test_analyse_errors(tmp_path, args, needles):
+    assert_error(run("analyse", *args, "--out", tmp_path / "r"), *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_analyse_missing_out_is_a_usage_error():
+    assert_error(run("analyse", "--cell", "lstm"), "--out")
+
+
+def test_non_finite_results_are_one_line(tmp_path):
+    # a linear RNN with W = 1e30·I overflows float32 after two steps: the states become inf, then NaN
+    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", "1e30", *TINY,
+              "--input", "noise", "--out", tmp_path / "r")
+    assert_error(res, "non-finite", "--float64")
+    assert not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------------------- compare
+
+
+def test_compare_tiny(tmp_path):
+    out = tmp_path / "cmp"
+    res = run("compare", "--cells", "rnn-linear:recurrent_init=identity:gain=0.5,lstm:forget_bias=1", *TINY,
+              "--out", out, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    validate(report)
+    names = [a["name"] for a in report["analyses"]]
+    assert names == ["rnn-linear-identity-g0.5", "lstm-fb1"]
+    assert report["analyses"][0]["summary"]["log10_norm_max_lag"] == pytest.approx(8 * math.log10(0.5), abs=1e-5)
+    assert report["command"] == "compare"
+    assert (out / "report.html").exists()
+
+
+def test_compare_seeds_name_each_run(tmp_path):
+    res = run("compare", "--cells", "rnn-linear", *TINY, "--seeds", "0,1", "--out", tmp_path / "c", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    assert [a["name"] for a in json.loads(res.stdout)["analyses"]] == ["rnn-linear/s=0", "rnn-linear/s=1"]
+
+
+def test_compare_default_cells_parse():
+    from gradscope._cli_common import parse_cell_list
+
+    specs = parse_cell_list(",".join(cli.DEFAULT_COMPARE_CELLS))
+    assert [s.label for s in specs] == ["rnn-tanh", "lstm-fb0", "lstm-fb1", "gru", "indrnn", "irnn", "ln-lstm"]
+    assert cli._auto_options("indrnn", {}, 200) == {"max_length": 200}
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--cells", "rnn-tanh,lstmm"], ["did you mean lstm"]),
+    (["--cells", "rnn-tanh,,gru"], ["--cells"]),
+    (["--cells", "lstm:forget_bias"], ["key=value"]),
+    (["--cells", "rnn-tanh:forget_bias=1"], ["forget_bias", "rnn-tanh"]),
+    (["--seeds", "0,x"], ["--seeds", "'x'"]),
+    (["--seeds", "-1"], ["--seeds"]),
+    (["--hidden", "0"], ["--hidden"]),
+])
+def test_compare_errors(tmp_path, args, needles):
+    assert_error(run("compare", *args, "--out", tmp_path / "c"), *needles)
+
+
+def test_compare_refuses_non_empty_out(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x").write_text("")
+    assert_error(run("compare", "--out", tmp_path / "c"), "not empty", "--force")
+
+
+# ----------------------------------------------------------------------------------------- sweep
+
+
+SWEEP = ["--cells", "rnn-linear,irnn", "--gains", "0.5,2", "--lengths", "6,8", "--seeds", "0", "--init", "identity",
+         "--hidden", "4", "--batch", "2"]
+# one length (the shape the other tests compile), two seeds: 6 configurations
+SWEEP_RESUME = ["--cells", "rnn-linear,irnn", "--gains", "0.5,2", "--lengths", "8", "--seeds", "0,1", "--init",
+                "identity", "--hidden", "4", "--batch", "2"]
+
+
+def test_sweep_grid_names_numbers_and_heatmaps(tmp_path):
+    out = tmp_path / "sw"
+    res = run("sweep", *SWEEP, "--out", out, "--json", "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    validate(report)
+    by = {a["name"]: a for a in report["analyses"]}
+    assert list(by) == ["rnn-linear/g=0.5/T=6/s=0", "rnn-linear/g=0.5/T=8/s=0", "rnn-linear/g=2/T=6/s=0",
+                        "rnn-linear/g=2/T=8/s=0", "irnn/T=6/s=0", "irnn/T=8/s=0"]
+    for g in (0.5, 2):
+        for T in (6, 8):
+            s = by[f"rnn-linear/g={g:g}/T={T}/s=0"]["summary"]
+            assert s["log10_norm_max_lag"] == pytest.approx(T * math.log10(g), abs=1e-5)
+            assert s["lyapunov_max"] == pytest.approx(math.log(g), abs=1e-5)
+    assert report["config"]["gain_not_applicable"] == ["irnn"]
+    assert sorted(p.name for p in (out / "heatmaps").iterdir()) == sorted(sweep.SWEEP_FIGURE_FILES)
+    # the partial-results file is removed once the report holds everything
+    assert not (tmp_path / ".sw.partial.jsonl").exists()
+
+
+def test_sweep_figures_place_values_by_gain_and_cell(tmp_path):
+    report = {"config": {}, "analyses": [
+        {"name": "rnn-tanh/g=0.5/T=10/s=0", "length": 10, "summary": {"lyapunov_max": -1.0, "horizon": 3}},
+        {"name": "rnn-tanh/g=2/T=10/s=0", "length": 10, "summary": {"lyapunov_max": 0.5, "horizon": 10}},
+        {"name": "lstm/T=10/s=0", "length": 10, "summary": {"lyapunov_max": -0.2, "horizon": 7}},
+    ]}
+    lyap, horizon = sweep.sweep_figures(report)
+    M = np.ma.filled(lyap.axes[0].images[0].get_array(), np.nan)
+    np.testing.assert_array_equal(M, [[-1.0, 0.5, np.nan], [np.nan, np.nan, -0.2]])
+    H = np.ma.filled(horizon.axes[0].images[0].get_array(), np.nan)
+    np.testing.assert_array_equal(H, [[3], [10], [7]])
+
+
+def test_sweep_resumes_after_interruption_with_identical_table(tmp_path, monkeypatch):
+    full = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "full", "--json", "-q")
+    assert full.exit_code == 0, full.output
+    partial = tmp_path / "p.jsonl"
+    real, calls = sweep.analyse_config, []
+
+    def interrupted(cfg):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C after three configurations
+        calls.append(cfg.name)
+        return real(cfg)
+
+    monkeypatch.setattr(sweep, "analyse_config", interrupted)
+    res = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "resumed", "--partial", partial, "-q")
+    assert res.exit_code != 0 and not (tmp_path / "resumed").exists()
+    assert len(partial.read_text().splitlines()) == 1 + 3  # header + three finished configurations
+    with partial.open("a") as fh:
+        fh.write('{"name": "rnn-linear/g=2/T=8/s=1", "ana')  # a line cut off by the interruption
+    monkeypatch.setattr(sweep, "analyse_config", real)
+    res = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "resumed", "--partial", partial, "--json")
+    assert res.exit_code == 0, res.output
+    assert "resumed 3 of 6" in res.stderr
+    a, b = json.loads(full.stdout)["analyses"], json.loads(res.stdout)["analyses"]
+    assert a == b
+    assert not partial.exists()
+
+
+def test_sweep_partial_from_other_settings_is_refused(tmp_path):
+    partial = tmp_path / "p.jsonl"
+    cfgs = sweep.grid(["rnn-linear"], [0.5], [6], [0], hidden=4, batch=2)
+    partial.write_text(json.dumps({"schema": sweep.PARTIAL_SCHEMA, "settings": {"configs": [c.to_dict() for c in cfgs]}})
+                       + "\n")
+    assert_error(run("sweep", *SWEEP, "--out", tmp_path / "sw", "--partial", partial), "other settings")
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--gains", "0.5,-1"], ["--gains"]),
+    (["--gains", "a"], ["--gains"]),
+    (["--lengths", "0"], ["--lengths"]),
+    (["--cells", "rnn-tanh:gain=2"], ["gain"]),
+    (["--cells", "grue"], ["did you mean gru"]),
+])
+def test_sweep_errors(tmp_path, args, needles):
+    assert_error(run("sweep", *args, "--hidden", "4", "--out", tmp_path / "sw"), *needles)
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "r"
+    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", *TINY, "--out", out, "-q")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_report_rerenders_without_recomputing(report_dir):
+    before = (report_dir / "report.json").read_bytes()
+    (report_dir / "report.html").unlink()
+    res = run("report", report_dir, "-q")
+    assert res.exit_code == 0, res.output
+    assert (report_dir / "report.html").exists()
+    assert (report_dir / "report.json").read_bytes() == before
+
+
+def test_report_errors(tmp_path):
+    assert_error(run("report", tmp_path / "missing"), "does not exist")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "report.json").write_text('{"schema": "gradscope.report/1", "analyses": [')
+    assert_error(run("report", tmp_path / "corrupt"), "not valid JSON")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "report.json").write_text('{"hello": 1}')
+    assert_error(run("report", tmp_path / "other"), "not a gradscope report")
+
+
+# --------------------------------------------------------------------------------------- inspect
+
+
+def test_inspect_table_json_and_errors(tmp_path):
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    gru = torch.nn.GRU(3, 5, num_layers=2)
+    path = tmp_path / "gru.safetensors"
+    st.save_file({k: v.contiguous() for k, v in gru.state_dict().items()}, str(path))
+    res = run("inspect", path)
+    assert res.exit_code == 0, res.output
+    assert "weight_hh_l1" in res.stdout
+    d = json.loads(run("inspect", path, "--json").stdout)
+    assert d["framework"] == "torch" and d["mapping"]["num_layers"] == 2 and d["mapping"]["hidden_size"] == 5
+    shapes = {t["name"]: t["shape"] for t in d["tensors"]}
+    assert shapes["weight_ih_l0"] == [15, 3]
+    assert_error(run("inspect", tmp_path / "missing.pt"), "missing.pt", "does not exist")
