@@ -7,6 +7,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ConfigError, UnknownNameError, check_positive_int
@@ -66,6 +67,19 @@ def options(name: str) -> dict[str, object]:
     }
 
 
+def _check_key(key) -> None:
+    """A typed key (``jax.random.key``) or a legacy uint32 ``(2,)`` key (``jax.random.PRNGKey``).
+
+    Checked here so that an int seed gives a one-line ConfigError instead of a TypeError from inside JAX.
+    """
+    if isinstance(key, jax.Array):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+            return
+        if key.dtype == jnp.uint32 and key.shape == (2,):
+            return
+    raise ConfigError(f"key={key!r} is not allowed: expected a single jax.random key, e.g. jax.random.key(0)")
+
+
 def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32, **opts):
     """Build the registered cell ``name`` with freshly initialised weights.
 
@@ -84,5 +98,6 @@ def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32
         )
     if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
         raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 or float64")
+    _check_key(key)
     cell = e.build(input_size, hidden_size, key=key, dtype=jnp.dtype(dtype), **opts)
     return cell

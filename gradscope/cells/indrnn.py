@@ -84,6 +84,9 @@ def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation=
     For a last layer of a classification net the paper sets ``u_min = ε^(1/T)``.
     """
     _activations.get(activation)
+    if max_length is not None and not (isinstance(max_length, int) and max_length > 0):
+        # checked here so that the message names the option the user passed, not recurrent_bound's `length`
+        raise ConfigError(f"max_length={max_length!r} is not allowed: expected a positive integer (the sequence length T)")
     if u_max is None:
         u_max = recurrent_bound(max_length, gamma) if max_length is not None else 1.0
     if not u_min <= u_max:
