@@ -77,8 +77,6 @@ def probe_lag_profile(model, xs, state0=None, *, probes: int = 16, key=None) -> 
         raise ConfigError(f"probes={probes!r} is not allowed: expected an integer >= 2")
     pxs, S, batched = prepare(model, xs, state0)
     key = jax.random.key(0) if key is None else key
-    Z = jax.random.normal(key, (probes, S.shape[-1]), S.dtype)
-    if batched:
-        Z = jnp.broadcast_to(Z, (pxs.shape[0],) + Z.shape)
+    Z = jax.random.normal(key, (probes, S.shape[-1]), S.dtype)  # the same probes for every sequence
     out = _probe_profile(model, pxs, S, Z, batched)
     return ProbeProfile(out[..., 0, :], out[..., 1, :], out[..., 2, :], probes)
