@@ -20,7 +20,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError
 from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_diag, step_jac
-from gradscope.engine.products import _renorm
+from gradscope.engine.products import _renorm, kahan_add
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,20 +107,21 @@ def _sv_dense(model, xs, S, ks, top):
     pos = jnp.zeros((T,), jnp.int32).at[jnp.asarray(ks)].set(jnp.arange(len(ks), dtype=jnp.int32))
 
     def body(c, k):
-        M, s, out = c
+        M, sc, out = c
         J = step_jac(model, xs[k], S[k], k)[0]
         M, ls = _renorm(M @ J)
-        s = s + ls
+        sc = kahan_add(sc, ls)
+        s = sc[0]
 
         def record(out):
             sv = jnp.linalg.svd(M, compute_uv=False)[:top]
             return out.at[pos[k]].set(jnp.log10(sv) + s / LN10)
 
         out = jax.lax.cond(sel[k], record, lambda o: o, out)
-        return (M, s, out), None
+        return (M, sc, out), None
 
     out0 = jnp.zeros((len(ks), top), S.dtype)
-    (_, _, out), _ = jax.lax.scan(body, (jnp.eye(d, dtype=S.dtype), jnp.zeros((), S.dtype), out0),
+    (_, _, out), _ = jax.lax.scan(body, (jnp.eye(d, dtype=S.dtype), (jnp.zeros((), S.dtype), jnp.zeros((), S.dtype)), out0),
                                   jnp.arange(T), reverse=True)
     return out
 

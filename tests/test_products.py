@@ -1,0 +1,177 @@
+"""Lag profiles and triangles against NumPy norms of jax.jacrev products; overflow-proofing at T = 5000
+in float32 against float64; memory of the compiled lag profile at T = 5000, d = 512."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradscope import engine
+from gradscope.cells import make
+from gradscope.nets import Bidirectional, Stack, stack
+
+from _engine_ref import block_ranges, build, inputs, oracle
+
+ATOL = 1e-9
+
+
+def _models():
+    return {
+        "rnn-tanh": lambda: build("rnn-tanh", 3, 4),
+        "lstm": lambda: build("lstm", 3, 3),
+        "gru-chung": lambda: build("gru-chung", 3, 4),
+        "indrnn-tanh": lambda: build("indrnn", 3, 4, activation="tanh", u_min=0.5, u_max=1.5),
+        "stack-2-lstm": lambda: Stack((build("lstm", 3, 3, seed=1), build("lstm", 3, 2, seed=2))),
+        "stack-3-lstm": lambda: stack("lstm", 3, 2, 3, key=jax.random.key(3), dtype=jnp.float64),
+        "bidirectional": lambda: Bidirectional(build("gru", 3, 3, seed=4), build("rnn-tanh", 3, 2, seed=5)),
+    }
+
+
+MODELS = _models()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_lag_profile_matches_jacrev_norms(name):
+    model = MODELS[name]()
+    T = 6
+    xs = inputs(T, model.input_size, seed=2)
+    lp = engine.lag_profile(model, xs)
+    _, _, P, _, _ = oracle(model, xs)
+    assert lp.length == T and lp.log10_spectral.shape == (T,)
+    rng = block_ranges(model)
+    if len(rng) <= 4:
+        pairs = [(f"{b}→{a}", ra, rb, ca, cb) for a, ra, rb in rng for b, ca, cb in rng]
+    else:  # deep stacks: only the diagonal pairs
+        pairs = [(f"{a}→{a}", r0, r1, r0, r1) for a, r0, r1 in rng]
+    if model.structure == "diagonal":
+        pairs = [(f"{a}→{a}", r0, r1, r0, r1) for a, r0, r1 in rng]
+    assert set(lp.blocks) == {p[0] for p in pairs}
+    for k in range(T):
+        M = P[T, k]
+        np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.linalg.norm(M, 2)), atol=ATOL)
+        np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(M)), atol=ATOL)
+        for key, r0, r1, c0, c1 in pairs:
+            sub = M[r0:r1, c0:c1]
+            np.testing.assert_allclose(float(lp.blocks[key]["log10_spectral"][k]),
+                                       np.log10(np.linalg.norm(sub, 2)), atol=ATOL, err_msg=f"{key} k={k}")
+            np.testing.assert_allclose(float(lp.blocks[key]["log10_frobenius"][k]),
+                                       np.log10(np.linalg.norm(sub)), atol=ATOL, err_msg=f"{key} k={k}")
+
+
+def test_lag_profile_block_names_refer_to_the_right_derivative():
+    # "c→h" is ∂h_T/∂c_k: with W_hh = 0 and T = 1, ∂c_1/∂h_0 = 0 exactly while ∂h_1/∂c_0 ≠ 0
+    cell = build("lstm", 3, 3)
+    cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh))
+    lp = engine.lag_profile(cell, inputs(1, 3))
+    assert np.isneginf(float(lp.blocks["h→c"]["log10_frobenius"][0]))
+    assert np.isfinite(float(lp.blocks["c→h"]["log10_frobenius"][0]))
+
+
+def test_lag_profile_batched_equals_per_sequence():
+    model = build("gru", 3, 4)
+    xs = inputs(5, 3, B=3, seed=4)
+    lp = engine.lag_profile(model, xs)
+    assert lp.log10_spectral.shape == (3, 5)
+    for b in range(3):
+        one = engine.lag_profile(model, xs[b])
+        np.testing.assert_allclose(np.asarray(lp.log10_spectral[b]), np.asarray(one.log10_spectral), atol=1e-12)
+        np.testing.assert_allclose(np.asarray(lp.blocks["h→h"]["log10_frobenius"][b]),
+                                   np.asarray(one.blocks["h→h"]["log10_frobenius"]), atol=1e-12)
+
+
+@pytest.mark.parametrize("name,chunk", [("lstm", None), ("lstm", 2), ("rnn-tanh", 4)])
+def test_triangle_matches_jacrev_for_every_pair(name, chunk):
+    model = MODELS[name]()
+    T = 6
+    xs = inputs(T, model.input_size, seed=3)
+    tri = engine.triangle(model, xs, spectral=True, chunk=chunk)
+    _, _, P, _, _ = oracle(model, xs)
+    d = model.state_size
+    F, Sg = np.asarray(tri.log10_frobenius), np.asarray(tri.log10_spectral)
+    assert F.shape == (T + 1, T + 1)
+    for t in range(T + 1):
+        for k in range(T + 1):
+            if k > t:
+                assert np.isnan(F[t, k]) and np.isnan(Sg[t, k])
+            elif k == t:  # ∂S_t/∂S_t = I
+                np.testing.assert_allclose(F[t, k], 0.5 * np.log10(d), atol=1e-12)
+                np.testing.assert_allclose(Sg[t, k], 0.0, atol=1e-12)
+            else:
+                np.testing.assert_allclose(F[t, k], np.log10(np.linalg.norm(P[t, k])), atol=ATOL)
+                np.testing.assert_allclose(Sg[t, k], np.log10(np.linalg.norm(P[t, k], 2)), atol=ATOL)
+    # row T of the triangle is the lag profile
+    lp = engine.lag_profile(model, xs)
+    np.testing.assert_allclose(F[T, :T], np.asarray(lp.log10_frobenius), atol=ATOL)
+
+
+# --- overflow: T = 5000 in float32 against float64 (DESIGN §4) -----------------------------------
+
+def _orth_elman(act, gain, dtype):
+    return make(f"rnn-{act}", 2, 16, key=jax.random.key(7), dtype=dtype, recurrent_init="orthogonal", gain=gain)
+
+
+@pytest.mark.parametrize("act,gain", [("linear", 1.2), ("linear", 0.8), ("tanh", 1.2), ("tanh", 0.8)])
+def test_long_float32_products_are_finite_and_match_float64(act, gain):
+    T = 5000
+    cell32 = _orth_elman(act, gain, jnp.float32)
+    cell64 = jax.tree.map(lambda a: a.astype(jnp.float64), cell32)
+    xs = inputs(T, 2, seed=8, scale=0.5)
+    xs32 = np.asarray(xs, np.float32)
+    lp32, lp64 = engine.lag_profile(cell32, xs32), engine.lag_profile(cell64, np.asarray(xs32, np.float64))
+    assert lp32.log10_spectral.dtype == jnp.float32
+    for f in ("log10_spectral", "log10_frobenius"):
+        a, b = np.asarray(getattr(lp32, f), np.float64), np.asarray(getattr(lp64, f))
+        assert np.all(np.isfinite(a)), f
+        np.testing.assert_allclose(a, b, atol=1e-3, err_msg=f)
+    # the profile really is exploding / vanishing: ~ (T−k) log10(gain) for the linear net (W is the
+    # float32-rounded gain·orthogonal matrix, so only up to T·1e-7)
+    if act == "linear":
+        np.testing.assert_allclose(np.asarray(lp64.log10_spectral), np.arange(T, 0, -1) * np.log10(gain), atol=1e-3)
+    ly32 = engine.lyapunov_spectrum(cell32, xs32)
+    ly64 = engine.lyapunov_spectrum(cell64, np.asarray(xs32, np.float64))
+    assert np.all(np.isfinite(np.asarray(ly32.exponents)))
+    np.testing.assert_allclose(np.asarray(ly32.exponents, np.float64), np.asarray(ly64.exponents), atol=1e-3)
+
+
+# --- memory: the compiled lag profile never holds T·d² numbers (DESIGN §4) -------------------------
+
+def test_lag_profile_memory_is_independent_of_T():
+    T, d = 5000, 512
+    cell = make("rnn-tanh", 4, d, key=jax.random.key(0), dtype=jnp.float32)
+    xs = jax.ShapeDtypeStruct((T, 4), jnp.float32)
+
+    def profile(cell, xs):
+        lp = engine.lag_profile(cell, xs)
+        return lp.log10_spectral, lp.log10_frobenius
+
+    compiled = jax.jit(profile).lower(cell, xs).compile()
+    full = T * d * d * 4  # bytes of all T step Jacobians in float32: 5.2 GB
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        assert mem.temp_size_in_bytes < full / 100, mem.temp_size_in_bytes
+        assert mem.output_size_in_bytes < full / 100
+    # and no intermediate in the jaxpr has T·d² elements
+    jaxpr = jax.make_jaxpr(profile)(cell, xs)
+    big = []
+
+    def walk(jx):
+        for eqn in jx.eqns:
+            for v in eqn.outvars:
+                if hasattr(v.aval, "shape") and np.prod(v.aval.shape, dtype=np.int64) >= T * d * d:
+                    big.append((eqn.primitive, v.aval.shape))
+            for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else _subjaxprs(eqn):
+                walk(sub)
+
+    walk(jaxpr.jaxpr)
+    assert not big, big
+
+
+def _subjaxprs(eqn):
+    for p in eqn.params.values():
+        for q in (p if isinstance(p, (tuple, list)) else (p,)):
+            if hasattr(q, "jaxpr") and hasattr(q.jaxpr, "eqns"):
+                yield q.jaxpr
+            elif hasattr(q, "eqns"):
+                yield q
