@@ -26,6 +26,9 @@ class Stack(Cell):
     residual: bool = static(False)
 
     def __post_init__(self):
+        # pytree unflattening (tree_map over cells, e.g. masks) rebuilds Stacks from non-cells: no checks then
+        if not all(hasattr(c, "input_size") for c in self.layers or ()):
+            return
         if not self.layers:
             raise ConfigError("layers=() is not allowed: a Stack needs at least one layer")
         for l in range(1, len(self.layers)):
@@ -145,6 +148,8 @@ class Bidirectional(Cell):
     backward: object
 
     def __post_init__(self):
+        if not (hasattr(self.forward, "input_size") and hasattr(self.backward, "input_size")):
+            return  # rebuilt from non-cells by a tree_map
         if self.forward.input_size != self.backward.input_size:
             raise ConfigError(
                 f"forward input_size={self.forward.input_size} != backward input_size={self.backward.input_size}"

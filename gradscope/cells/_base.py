@@ -37,6 +37,10 @@ def pytree_cell(cls):
 
     Weights are data fields; fields declared with `static` are metadata (sizes, activation, variant).
     """
+    # every cell records the registry name it was built under (static; set by `make`)
+    if "registry_name" not in cls.__dict__.get("__annotations__", {}):
+        cls.__annotations__ = dict(cls.__dict__.get("__annotations__", {}), registry_name=str)
+        cls.registry_name = static("")
     cls = dataclasses.dataclass(frozen=True)(cls)
     data, meta = [], []
     for f in dataclasses.fields(cls):
@@ -50,8 +54,10 @@ class Cell:
     blocks: ClassVar[tuple[str, ...]] = ("h",)
     #: "dense" or "diagonal": the structure of dS'/dS, which the engine exploits.
     structure: ClassVar[str] = "dense"
-    #: registry name, set by `register`.
-    name: ClassVar[str] = ""
+    @property
+    def name(self) -> str:
+        """The registry name the cell was built under (``make`` sets it), else the class name."""
+        return getattr(self, "registry_name", "") or type(self).__name__
 
     # --- sizes ---------------------------------------------------------------------------
     @property
@@ -97,9 +103,9 @@ class Cell:
 
     def describe(self) -> dict[str, Any]:
         """Static configuration as plain Python (for reports)."""
-        out: dict[str, Any] = {"cell": self.name or type(self).__name__}
+        out: dict[str, Any] = {"cell": self.name}
         for f in dataclasses.fields(self):
-            if f.metadata.get("static", False):
+            if f.metadata.get("static", False) and f.name != "registry_name":
                 out[f.name] = getattr(self, f.name)
         return out
 

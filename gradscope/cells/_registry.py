@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from dataclasses import dataclass
@@ -100,4 +101,4 @@ def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32
         raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 or float64")
     _check_key(key)
     cell = e.build(input_size, hidden_size, key=key, dtype=jnp.dtype(dtype), **opts)
-    return cell
+    return dataclasses.replace(cell, registry_name=name)
