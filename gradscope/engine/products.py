@@ -38,7 +38,13 @@ def top_singular_value(M, V, tol, max_iters=MAX_ITERS):
 
     Returns ``(σ_max, V')``. Rayleigh–Ritz values increase monotonically towards σ_max; iteration stops
     when the relative change is below ``tol``.
+
+    Matrices of up to ``EXACT_MAX`` rows/columns get an exact SVD instead: the relative-change test
+    stops early when the Ritz value creeps (close singular values; a start block near an invariant
+    subspace, e.g. the first columns of the identity for a near-diagonal ∏ diag(f)).
     """
+    if max(M.shape) <= EXACT_MAX:
+        return jnp.linalg.svd(M, compute_uv=False)[0], V
 
     def ritz(V):
         return jnp.linalg.svd(M @ V, compute_uv=False)[0]
