@@ -1,0 +1,106 @@
+"""`analyse`: JSON-ready records, summary keys, verdicts on nets whose behaviour is known in closed
+form, option validation, batches."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradscope import engine
+from gradscope._errors import ConfigError
+from gradscope.analysis import analyse
+from gradscope.cells import make
+
+from _engine_ref import build, inputs
+
+SUMMARY_KEYS = {"log10_norm_lag1", "log10_norm_max_lag", "decay_per_step", "horizon", "horizon_threshold",
+                "verdict", "lyapunov_max", "finite"}
+
+
+def _dumps(a):
+    return json.dumps(a.to_dict(), allow_nan=False)
+
+
+def test_to_dict_is_json_with_every_stage():
+    model = build("lstm", 3, 3)
+    a = analyse(model, inputs(8, 3), triangle=True, attribution=True)
+    d = json.loads(_dumps(a))
+    assert SUMMARY_KEYS <= set(d["summary"]) and "highway_log10_max_lag" in d["summary"]
+    for key in ("lag_profile", "triangle", "lyapunov", "spectra", "step_spectra", "paths", "gates", "attribution"):
+        assert key in d, key
+    assert d["length"] == 8 and d["batch"] is None and d["blocks"] == ["h", "c"]
+    assert len(d["lag_profile"]["log10_spectral"]) == 8
+    # the record carries the engine's numbers (k = 0 is the longest lag)
+    lp = engine.lag_profile(model, inputs(8, 3))
+    np.testing.assert_allclose(d["lag_profile"]["log10_spectral"], np.asarray(lp.log10_spectral), atol=1e-12)
+    assert d["summary"]["log10_norm_max_lag"] == pytest.approx(float(lp.log10_spectral[0]), abs=1e-12)
+    # the analysis is immutable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.name = "x"
+
+
+def test_json_with_exact_zeros_and_probe_mode():
+    # a dead relu net has −inf log-norms: they must serialise (as null), never as NaN/Infinity
+    cell = build("rnn-relu", 3, 4)
+    cell = dataclasses.replace(cell, weight_ih=-jnp.abs(cell.weight_ih), bias_ih=-jnp.ones(4), bias_hh=jnp.zeros(4))
+    a = analyse(cell, np.abs(inputs(6, 3)))
+    d = json.loads(_dumps(a))
+    assert d["summary"]["verdict"] == "vanishing"
+    p = analyse(build("gru", 3, 4), inputs(6, 3), mode="probe", probes=4)
+    d = json.loads(_dumps(p))
+    assert d["method"] == "probe" and "log10_frobenius_stderr" in d["lag_profile"]
+
+
+def test_verdict_vanishing_for_small_gain_tanh():
+    cell = make("rnn-tanh", 3, 8, key=jax.random.key(0), dtype=jnp.float64, gain=0.3)
+    a = analyse(cell, inputs(40, 3))
+    assert a.summary["verdict"] == "vanishing"
+    assert a.summary["decay_per_step"] < 0 and a.summary["lyapunov_max"] < 0
+    assert a.summary["horizon"] < 40
+
+
+def test_verdict_exploding_for_orthogonal_linear_gain_1_2():
+    cell = make("rnn-linear", 3, 6, key=jax.random.key(1), dtype=jnp.float64, recurrent_init="orthogonal", gain=1.2)
+    a = analyse(cell, inputs(40, 3))
+    assert a.summary["verdict"] == "exploding"
+    assert a.summary["decay_per_step"] == pytest.approx(np.log10(1.2), rel=1e-6)
+    assert a.summary["lyapunov_max"] == pytest.approx(np.log(1.2), rel=1e-6)
+    assert a.summary["log10_norm_max_lag"] == pytest.approx(40 * np.log10(1.2), rel=1e-9)
+
+
+def test_verdict_stable_for_active_irnn():
+    cell = make("irnn", 3, 5, key=jax.random.key(0), dtype=jnp.float64)
+    cell = dataclasses.replace(cell, weight_ih=jnp.abs(cell.weight_ih) + 0.1)
+    a = analyse(cell, np.abs(inputs(30, 3)) + 0.1)
+    assert a.summary["verdict"] == "stable"
+    assert a.summary["horizon"] == 30
+    assert a.summary["log10_norm_max_lag"] == pytest.approx(0.0, abs=1e-12)
+    assert a.summary["lyapunov_max"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{"mode": "fast"}, {"threshold": float("nan")}, {"threshold": "low"},
+                                {"lyapunov_k": 0}, {"lyapunov_k": 99}, {"warmup": -1}, {"warmup": 10},
+                                {"attribution": True, "readout": "first"}])
+def test_bad_options_raise_config_error(kw):
+    with pytest.raises(ConfigError):
+        analyse(build("rnn-tanh", 3, 4), inputs(10, 3), **kw)
+
+
+def test_bad_start_indices_raise_config_error():
+    with pytest.raises(ConfigError, match="ks"):
+        engine.singular_values(build("rnn-tanh", 3, 4), inputs(10, 3), ks=[10])
+
+
+def test_batched_inputs():
+    model = build("gru", 3, 4)
+    xs = inputs(7, 3, B=3, seed=2)
+    a = analyse(model, xs)
+    d = json.loads(_dumps(a))
+    assert d["batch"] == 3
+    per = np.stack([np.asarray(engine.lag_profile(model, xs[b]).log10_spectral) for b in range(3)])
+    np.testing.assert_allclose(d["lag_profile"]["log10_spectral_per_sequence"], per, atol=1e-12)
+    # the batch curve is log10 of the mean norm over the sequences
+    np.testing.assert_allclose(d["lag_profile"]["log10_spectral"], np.log10(np.mean(10.0 ** per, axis=0)), atol=1e-12)
