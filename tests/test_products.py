@@ -175,3 +175,66 @@ def _subjaxprs(eqn):
                 yield q.jaxpr
             elif hasattr(q, "eqns"):
                 yield q
+
+
+# --- norm invariances of LN/BN cells at the level of the lag profile (papers.md §10 item 12) -------
+
+def _scaled(cell, c, fields):
+    return dataclasses.replace(cell, **{f: c * getattr(cell, f) for f in fields})
+
+
+def _profiles_equal(a, b, atol=1e-9):
+    np.testing.assert_allclose(np.asarray(a.log10_spectral), np.asarray(b.log10_spectral), atol=atol)
+    np.testing.assert_allclose(np.asarray(a.log10_frobenius), np.asarray(b.log10_frobenius), atol=atol)
+    for key in a.blocks:
+        for f in ("log10_spectral", "log10_frobenius"):
+            np.testing.assert_allclose(np.asarray(a.blocks[key][f]), np.asarray(b.blocks[key][f]), atol=atol)
+
+
+# cell name -> weight fields whose joint scaling by c > 0 leaves the step map unchanged
+INVARIANT = {
+    "ln-rnn": ("weight_hh", "weight_ih"),  # LN(W_hh h + W_xh x): scale both together
+    "ln-lstm": ("weight_hh",),  # LN(W_h h) and LN(W_x x) separately
+    "gn-lstm": ("weight_hh",),
+    "in-lstm": ("weight_hh",),
+    "ln-gru": ("weight_hh",),  # LN(W_h h) and LN(U h)
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVARIANT))
+def test_layer_norm_cells_are_invariant_to_weight_scaling(name):
+    from gradscope.cells import names
+
+    if name not in names():
+        pytest.skip(f"{name} is not registered")
+    # eps tiny so that 'invariant up to ε' is exact to test precision; a random non-zero start state
+    # (at h = 0, W_h h = 0 and LN's σ is √ε)
+    cell = build(name, 3, 4, seed=3, eps=1e-14)
+    state0 = tuple(np.random.default_rng(0).normal(size=(n,)) for n in cell.block_sizes)
+    xs = inputs(8, 3, seed=5)
+    ref = engine.lag_profile(cell, xs, state0)
+    for c in (0.25, 7.0):
+        _profiles_equal(ref, engine.lag_profile(_scaled(cell, c, INVARIANT[name]), xs, state0))
+    # not vacuous: scaling an LN gain does change the profile
+    if name == "ln-lstm":
+        other = engine.lag_profile(_scaled(cell, 3.0, ("hh_gain",)), xs, state0)
+        assert np.max(np.abs(np.asarray(other.log10_spectral) - np.asarray(ref.log10_spectral))) > 1e-3
+
+
+@pytest.mark.parametrize("name", ["bn-lstm", "bn-rnn"])
+def test_batch_norm_cells_are_invariant_to_recurrent_weight_scaling(name):
+    from gradscope.cells import names
+
+    if name not in names():
+        pytest.skip(f"{name} is not registered")
+    from gradscope.cells.normalized import collect_statistics
+
+    cell = build(name, 3, 4, seed=4, eps=1e-14)
+    xs = inputs(6, 3, B=4, seed=6)
+    rng = np.random.default_rng(1)
+    state0 = tuple(rng.normal(size=(4, n)) for n in cell.block_sizes)
+    # population statistics = the training batch's; W_h → c W_h rescales them and nothing else
+    a = collect_statistics(cell, xs, state0)
+    b = collect_statistics(_scaled(cell, 5.0, ("weight_hh",)), xs, state0)
+    s0 = tuple(s[0] for s in state0)
+    _profiles_equal(engine.lag_profile(a, xs[0], s0), engine.lag_profile(b, xs[0], s0), atol=1e-8)
