@@ -598,6 +598,10 @@ except ImportError:  # pragma: no cover - the module is part of the package
 if _register_checks is not None:
     _register_checks(app)
 
+from gradscope._cli_train import register as _reg_train  # noqa: E402  (train, reproduce; JAX-free import)
+
+_reg_train(app)
+
 
 def main() -> None:
     """Console-script entry point (``gradscope``)."""
