@@ -34,17 +34,20 @@ def _tol(dtype):
 
 
 def top_singular_value(M, V, tol, max_iters=MAX_ITERS):
-    """Largest singular value of ``M`` by subspace iteration from the orthonormal block ``V``.
+    """Largest singular value of ``M``: ``(σ_max, V')`` with ``V'`` the block to warm-start the next call.
 
-    Returns ``(σ_max, V')``. Rayleigh–Ritz values increase monotonically towards σ_max; iteration stops
-    when the relative change is below ``tol``.
-
-    Matrices of up to ``EXACT_MAX`` rows/columns get an exact SVD instead: the relative-change test
-    stops early when the Ritz value creeps (close singular values; a start block near an invariant
-    subspace, e.g. the first columns of the identity for a near-diagonal ∏ diag(f)).
+    Matrices of up to ``EXACT_MAX`` rows/columns get an exact SVD. Larger ones use subspace iteration
+    with Rayleigh–Ritz (the Ritz value rises monotonically towards σ_max) from the previous lag's block
+    ``V``, stopped when the relative change is below ``tol``. A warm start can sit exactly on an
+    invariant subspace that is no longer the top one (e.g. a diagonal product whose largest entry moves
+    to another unit), where iteration would never leave it; so a fixed random block is mixed in first,
+    giving every direction a component to grow.
     """
     if max(M.shape) <= EXACT_MAX:
         return jnp.linalg.svd(M, compute_uv=False)[0], V
+
+    G = jax.random.normal(jax.random.key(1), V.shape, V.dtype) / jnp.sqrt(V.shape[0])
+    V, _ = jnp.linalg.qr(V + 0.5 * G)
 
     def ritz(V):
         return jnp.linalg.svd(M @ V, compute_uv=False)[0]
@@ -59,34 +62,8 @@ def top_singular_value(M, V, tol, max_iters=MAX_ITERS):
         return (it < max_iters) & (jnp.abs(sig - prev) > tol * jnp.maximum(sig, jnp.finfo(sig.dtype).tiny))
 
     s0 = ritz(V)
-    V, _, sig, _ = jax.lax.while_loop(cond, body, body((V, -jnp.ones_like(s0), s0, 0)))
+    V, _, sig, _ = jax.lax.while_loop(cond, body, body(body((V, -jnp.ones_like(s0), s0, 0))))
     return sig, V
-
-
-def top_singular_value_vec(M, v, tol, max_iters=MAX_ITERS):
-    """Power iteration on ``MᵀM`` from the unit vector ``v``: ``(σ_max, v')``. Cheaper to compile than the
-    subspace version; used for the per-block norms, warm-started like it.
-
-    Blocks of up to ``EXACT_MAX`` rows/columns get an exact SVD instead: power iteration converges at the
-    rate (σ₂/σ₁)² and stalls (the relative-change test then stops it early, or the cap is hit) when the
-    top two singular values are close — e.g. the near-diagonal c→c block ``∏ diag(f)`` of an LSTM.
-    """
-    if max(M.shape) <= EXACT_MAX:
-        return jnp.linalg.svd(M, compute_uv=False)[0], v
-
-    def body(c):
-        v, _, sig, it = c
-        w = M.T @ (M @ v)
-        v2 = w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(w.dtype).tiny)
-        return v2, sig, jnp.linalg.norm(M @ v2), it + 1
-
-    def cond(c):
-        _, prev, sig, it = c
-        return (it < 4 * max_iters) & (jnp.abs(sig - prev) > tol * jnp.maximum(sig, jnp.finfo(sig.dtype).tiny))
-
-    s0 = jnp.linalg.norm(M @ v)
-    v, _, sig, _ = jax.lax.while_loop(cond, body, body((v, -jnp.ones_like(s0), s0, 0)))
-    return sig, v
 
 
 def _init_block(d, r, dtype):
@@ -103,7 +80,8 @@ def kahan_add(sc, x):
     s, c = sc
     y = x - c
     t = s + y
-    return t, (t - s) - y
+    # an exactly zero product (x = −inf) stays −inf; keep the compensation finite
+    return t, jnp.where(jnp.isfinite(t), (t - s) - y, 0.0)
 
 
 def _renorm(M):
@@ -147,7 +125,7 @@ def _lag_dense(model, xs, S, pairs, spectral):
     tol = _tol(dtype)
     r = min(SUBSPACE_RANK, d)
     V0 = _init_block(d, r, dtype)
-    pV0 = [_init_block(c1 - c0, 1, dtype)[:, 0] for _, _, (c0, c1) in pairs]
+    pV0 = [_init_block(c1 - c0, min(SUBSPACE_RANK, c1 - c0), dtype) for _, _, (c0, c1) in pairs]
 
     def body(carry, k):
         M, sc, V, pV = carry
@@ -161,7 +139,7 @@ def _lag_dense(model, xs, S, pairs, spectral):
             sub = M[r0:r1, c0:c1]
             pf.append(jnp.log10(jnp.linalg.norm(sub)) + frob)
             if spectral:
-                sig, v = top_singular_value_vec(sub, v, tol)
+                sig, v = top_singular_value(sub, v, tol)
                 ps.append(jnp.log10(sig) + frob)
             newpV.append(v)
         if spectral:
