@@ -756,7 +756,7 @@ def to_report(result: dict) -> dict:
     ``reproduction`` (claim, outcome, checks, held) and ``training`` (the runs, when there are any)."""
     from gradscope.report import build_report, clean
 
-    command = "train" if result["runs"] else "compare"
+    command = "reproduce"
     config = {"reproduce": result["name"], "setting": result["setting"], "seed": result["seed"], **result["config"]}
     report = build_report(result["analyses"], command=command, config=clean(config))
     report["reproduction"] = clean({k: result[k] for k in ("name", "title", "claim", "source", "notes", "setting",

@@ -143,4 +143,29 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
             }[kind]
             specs.append(FigureSpec(f"{base}_{kind}.png", f"{name}: {title}", caps[kind],
                                     (lambda fn=fn, a=a: fn(a)), name))
+    if report.get("command") == "sweep" and items:
+        specs += _sweep_specs(report)
+    if report.get("training"):
+        from gradscope.report import training
+
+        specs += training.figure_specs(report)
     return specs
+
+
+def _sweep_specs(report: Mapping) -> list[FigureSpec]:
+    """The two heat-maps of a sweep (`gradscope.sweep.sweep_figures`), imported lazily (JAX-free)."""
+    from gradscope.sweep import SWEEP_FIGURE_FILES, sweep_figures
+
+    thr = (report.get("config") or {}).get("threshold", -3.0)
+    titles = ("Sweep: largest Lyapunov exponent by gain and cell", "Sweep: gradient horizon by length and cell")
+    caps = (
+        "The largest Lyapunov exponent λ_max (nats per step), mean over lengths and seeds, for each cell (rows) "
+        "and recurrent gain (columns; 'no gain' for cells without a gain option). λ_max < 0: perturbations "
+        "contract and gradients vanish at the rate λ_max per step; λ_max > 0: they grow (exploding); "
+        "λ_max ≈ 0 is the edge of chaos. Grey cells were not part of the grid.",
+        f"The gradient horizon (steps): the largest lag at which log10 ‖∂S_T/∂S_k‖₂ stays ≥ {thr:g}, mean over "
+        "seeds, for each cell and gain (rows) and sequence length T (columns). A horizon equal to T means the "
+        "gradient reaches the first step; a horizon that stays fixed as T grows is a memory limit of the model.",
+    )
+    return [FigureSpec(f, t, c, (lambda i=i: sweep_figures(report)[i]))
+            for i, (f, t, c) in enumerate(zip(SWEEP_FIGURE_FILES, titles, caps))]

@@ -24,7 +24,7 @@ from gradscope._errors import ConfigError, GradscopeError
 
 SCHEMA = "gradscope.report/1"
 ANALYSIS_SCHEMA = "gradscope.analysis/1"
-COMMANDS = ("analyse", "compare", "sweep", "train")
+COMMANDS = ("analyse", "compare", "sweep", "train", "reproduce")
 
 
 class ReportError(GradscopeError):

@@ -134,8 +134,11 @@ def _figure(spec: FigureSpec, png: bytes) -> str:
 def render_html(report: Mapping, images: Mapping[str, bytes] | None = None) -> str:
     """The HTML page of a ``gradscope.report/1`` document; ``images`` maps figure file names to PNG
     bytes already rendered (missing ones are rendered here)."""
+    from gradscope.report import training
+
     items = list(report.get("analyses", []))
-    specs = figure_specs(report)
+    # training figures are shown by the training section, next to its run table
+    specs = [s for s in figure_specs(report) if not s.filename.startswith(training.FILE_PREFIX)]
     images = dict(images or {})
     command = str(report.get("command", ""))
     title = f"gradscope {command} report"
@@ -150,8 +153,10 @@ def render_html(report: Mapping, images: Mapping[str, bytes] | None = None) -> s
         f'<p class="env">created {escape(str(report.get("created", "?")))}; norms are log10, Lyapunov '
         "exponents nats per step; S_t is the state after step t and lag τ = T − k; — marks a value not "
         "computed or the log10 of an exactly zero norm.</p>",
-        f"<h2>Summary ({n} analys{'is' if n == 1 else 'es'})</h2>",
     ]
+    if report.get("reproduction"):
+        parts.append(training.reproduction_html(report["reproduction"]))
+    parts.append(f"<h2>Summary ({n} analys{'is' if n == 1 else 'es'})</h2>")
     if n > 1:
         parts.append(_verdict_table(items))
     parts.append(_summary_table(items))
@@ -166,6 +171,7 @@ def render_html(report: Mapping, images: Mapping[str, bytes] | None = None) -> s
         for spec in group:
             png = images.get(spec.filename)
             parts.append(_figure(spec, png if png is not None else spec.png()))
+    parts.append(training.training_html(report, images))
     cfg = json.dumps(report.get("config", {}), indent=2, sort_keys=True, default=str)
     parts += [
         f"<details><summary>Run configuration</summary><pre>{escape(cfg)}</pre></details>",

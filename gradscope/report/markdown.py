@@ -97,4 +97,8 @@ def render_markdown(report: Mapping) -> str:
     lines += [f"- `{k}`: {METRICS.get(k, 'see the analysis documentation')}" for k in keys]
     lines += ["- `—`: not computed, or log10 of an exactly zero norm (−∞)"]
     lines += ["", "Metrics are addressed by `gradscope check` as `<analysis>/<metric>`.", "", "</details>", ""]
-    return "\n".join(lines)
+    from gradscope.report import training
+
+    rep = report.get("reproduction")
+    head = [training.reproduction_markdown(rep), ""] if rep else []
+    return "\n".join(head + lines) + ("\n" + training.training_markdown(report) if report.get("training") else "")

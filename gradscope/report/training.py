@@ -20,7 +20,6 @@ Like the rest of `gradscope.report`, nothing here differentiates.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -146,8 +145,12 @@ def lag_heatmap(run: Mapping) -> Figure:
 # --------------------------------------------------------------------------------------- catalogue
 
 
+FILE_PREFIX = "training_"
+
+
 def figure_specs(report: Mapping) -> list[FigureSpec]:
-    """The training figures of a report (empty without a ``training`` section)."""
+    """The training figures of a report (empty without a ``training`` section); file names start with
+    `FILE_PREFIX` so the HTML shows them in the training section."""
     runs = _runs(report)
     if not runs:
         return []
@@ -276,41 +279,10 @@ def training_markdown(report: Mapping) -> str:
 # ------------------------------------------------------------------------------------------ writing
 
 
-def _inject(html: str, top: str, bottom: str) -> str:
-    """Put ``top`` before the first section heading and ``bottom`` before the run configuration."""
-    if top:
-        i = html.find("<h2>")
-        html = html[:i] + top + "\n" + html[i:] if i >= 0 else html.replace("</main>", top + "</main>")
-    if bottom:
-        j = html.find("<details>")
-        html = html[:j] + bottom + "\n" + html[j:] if j >= 0 else html.replace("</main>", bottom + "</main>")
-    return html
-
-
-def render_into(folder: Path, report: Mapping, *, dpi: int = 100) -> None:
-    """Add the training figures to ``folder/figures`` and the training/reproduction sections to the
-    ``report.html`` and ``summary.md`` that `gradscope.report.write_report` put there."""
-    folder = Path(folder)
-    images = {}
-    (folder / "figures").mkdir(exist_ok=True)
-    for spec in figure_specs(report):
-        png = spec.png(dpi=dpi)
-        (folder / "figures" / spec.filename).write_bytes(png)
-        images[spec.filename] = png
-    rep = report.get("reproduction")
-    html_path, md_path = folder / "report.html", folder / "summary.md"
-    html = html_path.read_text(encoding="utf-8")
-    html_path.write_text(_inject(html, reproduction_html(rep) if rep else "", training_html(report, images)),
-                         encoding="utf-8")
-    md = md_path.read_text(encoding="utf-8")
-    md_path.write_text((reproduction_markdown(rep) + "\n" if rep else "") + md + "\n" + training_markdown(report),
-                       encoding="utf-8")
-
-
 ENTRIES = ("figures", "summary.md", "report.html", "report.json")  # report.json last: it marks completion
 
 
-def write_training_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 100) -> Path:
+def write_training_report(out_dir, report: Mapping, *, force: bool = False) -> Path:
     """Write the report folder of a training run or reproduction (``report.json``, ``report.html``,
     ``summary.md``, ``figures/``) into ``out_dir``.
 
@@ -329,7 +301,6 @@ def write_training_report(out_dir, report: Mapping, *, force: bool = False, dpi:
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         write_report(tmp, report)
-        render_into(tmp, json.loads((tmp / "report.json").read_text(encoding="utf-8")), dpi=dpi)
         out.mkdir(exist_ok=True)
         for name in ENTRIES:
             target = out / name
