@@ -4,6 +4,7 @@
     gradscope compare                    # which cells vanish, explode or keep their gradient
     gradscope analyse --cell lstm --forget-bias 1 --out lstm-report
     gradscope sweep --cells rnn-tanh,lstm --gains 0.5,1,1.5 --lengths 50,100 --out sweep
+    gradscope merge sweep-parts --out sweep  # parts of `sweep --shard i/n` → one report
     gradscope report lstm-report         # re-render HTML/Markdown/figures from report.json
     gradscope inspect model.safetensors  # what a weight file holds and how it maps
     gradscope check REPORT --baseline B  # CI regression check (no JAX import)
@@ -458,21 +459,38 @@ def sweep(
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
     threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64."),
-    out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write."),
+    out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write (with --shard: "
+                             "the folder that collects the parts)."),
     partial: Optional[Path] = typer.Option(None, "--partial", help="Partial-results file (JSON lines) [default: "
                                            "<out parent>/.<out name>.partial.jsonl]; a rerun resumes from it."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    vmap: Optional[int] = typer.Option(None, "--vmap", min=1, help="At most this many configurations analysed "
+                                       "at once (vmapped) [default: as many as the memory budget allows]."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: analyse only slice i (0-based) of n of the "
+                                        "grid and write OUT/part-i-of-n.json; combine with `gradscope merge`."),
+    distributed: bool = typer.Option(False, "--distributed", help="Call jax.distributed.initialize() first "
+                                     "(multi-process JAX: Slurm, Open MPI, TPU pods; see docs/scale.md)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (with --shard: the part file)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
 ) -> None:
     """Sweep a grid: cells × recurrent gain × lengths × seeds, one table and two heat-maps.
 
-    Interrupted? Run the same command again: finished configurations are read from the partial file.
+    Same-shaped configurations are vmapped together and spread over all devices. Interrupted? Run the
+    same command again: finished configurations are read from the partial file.
 
     Example: `gradscope sweep --cells rnn-tanh,lstm --gains 0.5,1,1.5 --lengths 50,100 --seeds 0,1 --out sweep`
     """
     t0 = time.perf_counter()
+    from gradscope import merge as mg
+
+    shard_ix = mg.parse_shard(shard) if shard is not None else None
+    if distributed:
+        import jax
+
+        jax.distributed.initialize()
     dtype = enable_float64(float64)
+    import jax
+
     from gradscope import sweep as sw
 
     source = _input_source(input)
@@ -480,33 +498,78 @@ def sweep(
     gain_list = parse_floats("--gains", gains, positive=True)
     length_list = parse_ints("--lengths", lengths, minimum=1)
     seed_list = parse_ints("--seeds", seeds, minimum=0)
-    check_out_dir(out, force)
+    if shard_ix is None:
+        check_out_dir(out, force)
+    elif (out / mg.part_name(*shard_ix)).exists() and not force:
+        raise ConfigError(f"--out={str(out)!r} already holds {mg.part_name(*shard_ix)}: pass --force to replace it")
     m = _input_size(source, input_size, max(length_list))
     configs = sw.grid([(s.label, s.name, s.options) for s in specs], gain_list, length_list, seed_list,
                       init=init.value if init is not None else None, hidden=hidden, batch=batch, input=source,
                       input_size=m, dtype=dtype, threshold=threshold)
-    partial = partial if partial is not None else out.parent / f".{out.name}.partial.jsonl"
     not_applicable = [s.label for s in specs if all(c.gain is None for c in configs if c.label == s.label)]
     config = {"cells": [s.describe() for s in specs], "gains": gain_list, "lengths": length_list, "seeds": seed_list,
               "init": init.value if init is not None else None, "hidden": hidden, "batch": batch, "input": source,
               "input_size": m, "dtype": dtype, "threshold": threshold, "gain_not_applicable": not_applicable,
               "grid": [c.to_dict() for c in configs]}
+    if shard_ix is not None:
+        configs = mg.shard_configs(configs, *shard_ix)
+        default_partial = out / f".{mg.part_name(*shard_ix)}.partial.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        default_partial = out.parent / f".{out.name}.partial.jsonl"
+    partial = partial if partial is not None else default_partial
+    writer = jax.process_index() == 0
     resumed = []
-    with progress(len(configs), "sweeping", quiet) as advance:
+    with progress(len(configs), "sweeping", quiet or not writer) as advance:
         def done(cfg, was_resumed):
             if was_resumed:
                 resumed.append(cfg.name)
             advance(cfg.name)
 
-        analyses = sw.run_sweep(configs, partial=partial, on_done=done,
-                                on_analysis=lambda cfg, a: check_finite([(cfg.name, a.summary)]))
+        analyses = sw.run_sweep(configs, partial=partial, on_done=done, max_vmap=vmap,
+                                on_analysis=lambda cfg, a: check_finite([(cfg.name, a.summary)])) if configs else []
+    quiet = quiet or not writer
     if resumed:
         info(f"resumed {len(resumed)} of {len(configs)} configurations from {partial}", quiet)
     if not_applicable:
         info(f"--gains does not apply to {', '.join(not_applicable)} (no gain option): analysed once per length "
              "and seed", quiet)
+    if not writer:
+        return
+    if shard_ix is not None:
+        path = mg.write_part(out, config, *shard_ix, analyses)
+        Path(partial).unlink(missing_ok=True)
+        if json_out:
+            print_json({"part": str(path), "shard": list(shard_ix), "analyses": len(analyses)})
+        info(f"wrote {path} ({len(analyses)} of {len(config['grid'])} configurations) in "
+             f"{time.perf_counter() - t0:.0f} s; combine the parts with `gradscope merge {out}`", quiet)
+        return
     report = _write(out, analyses, command="sweep", config=config, force=force)
     Path(partial).unlink(missing_ok=True)  # the report now holds every result
+    _finish(out, report, json_out=json_out, quiet=quiet, title="sweep", seconds=time.perf_counter() - t0)
+
+
+@app.command()
+def merge(
+    parts: list[Path] = typer.Argument(..., help="Part files of `gradscope sweep --shard i/n`, or the folder "
+                                       "holding them."),
+    out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr."),
+) -> None:
+    """Merge the parts of a sharded sweep into one report (the same as an unsharded run's).
+
+    Checks that the parts come from one sweep and that every shard is there exactly once.
+
+    Example: `gradscope merge sweep-parts --out sweep`
+    """
+    t0 = time.perf_counter()
+    from gradscope import merge as mg
+
+    check_out_dir(out, force)
+    config, analyses = mg.merge_parts(parts)
+    report = _write(out, analyses, command="sweep", config=config, force=force)
     _finish(out, report, json_out=json_out, quiet=quiet, title="sweep", seconds=time.perf_counter() - t0)
 
 

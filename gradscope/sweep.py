@@ -8,6 +8,13 @@ cells that take a ``gain`` option: the Elman family, where the recurrent matrix 
 Pascanu et al. 2013's σ_max(W) knob); with a partial-results file (JSON lines, one per finished
 configuration) a rerun continues where an interrupted one stopped and returns the identical list.
 
+Scale: configurations that differ only in their weights (same cell, options, sizes) are grouped, their
+models stacked, and each stack analysed by one ``jax.jit(jax.vmap(…))`` program whose configuration axis
+is sharded over all devices (`gradscope.engine.batch`); stack sizes come from the memory budget.
+Results equal the one-at-a-time `analyse_config` bitwise on CPU and do not depend on the stack size or
+the device count (keys depend only on a configuration's seed). `gradscope.merge` splits a grid into
+``--shard i/n`` slices for clusters without a JAX coordinator and merges their parts (docs/scale.md).
+
 `sweep_figures(report)` draws the two summary heat-maps from a report: the largest Lyapunov exponent
 (nats per step) over gain × cell, and the gradient horizon (largest lag with log10 ‖∂S_T/∂S_k‖₂ ≥ the
 threshold) over length × cell.
@@ -197,48 +204,150 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
+def _group_key(c: Config) -> tuple:
+    """Configurations with equal keys build models of the same structure and shapes (they differ only in
+    weights: gain, seed), so they can be stacked and vmapped together."""
+    opts = {k: v for k, v in c.options.items() if k != "gain"}
+    return (c.cell, json.dumps(opts, sort_keys=True, default=str), c.hidden, c.length, c.batch, c.input,
+            c.input_size, c.dtype, c.layers, c.residual, c.mode, c.triangle, c.attribution)
+
+
+def batchable(c: Config) -> bool:
+    """The stacked engine computes the default exact-mode stages; probe mode, triangles and attribution
+    are analysed one configuration at a time."""
+    return c.mode == "exact" and not c.triangle and not c.attribution
+
+
+def groups(configs: Sequence[Config]) -> list[list[Config]]:
+    """Same-shaped configurations together (first appearance order; grid order within a group)."""
+    out: dict[tuple, list[Config]] = {}
+    for c in configs:
+        out.setdefault(_group_key(c), []).append(c)
+    return list(out.values())
+
+
+def _inputs(cfg: Config, input_key, m: int):
+    from gradscope import inputs
+
+    xs = inputs.make_inputs(cfg.input, input_key, cfg.batch, cfg.length,
+                            None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype)
+    if xs.shape[-1] != m:
+        raise ConfigError(f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
+                          "choose input noise/uniform/zeros for this model")
+    return np.asarray(xs)
+
+
+def analyse_configs(configs: Sequence[Config], *, devices=None, pad_to: int | None = None) -> list:
+    """Analyses of same-shaped configurations as ONE stacked, vmapped, sharded program
+    (`gradscope.engine.batch.analyse_stack`); equal to `analyse_config` of each.
+
+    Keys come from each configuration's own seed (`config_keys`), never from its position in the stack,
+    a shard or a device, so a result does not depend on how the sweep is split up.
+    """
+    from gradscope.engine.batch import analyse_stack
+
+    models, xs = [], []
+    for c in configs:
+        k_model, k_input = config_keys(c.seed)
+        model = build_model(c, k_model)
+        models.append(model)
+        xs.append(_inputs(c, k_input, int(model.input_size)))
+    return analyse_stack(models, np.stack(xs), names=[c.name for c in configs], threshold=configs[0].threshold,
+                         devices=devices, pad_to=pad_to)
+
+
+def plan_group(group: Sequence[Config], *, n_devices: int = 1, max_vmap: int | None = None) -> int:
+    """How many of ``group``'s configurations to vmap at once (memory budget, device count, ``max_vmap``);
+    raises `ResourceError` when even one does not fit."""
+    from gradscope.engine.batch import plan_stack
+
+    c = group[0]
+    model = build_model(c, config_keys(c.seed)[0])
+    return plan_stack(model, c.batch, c.length, int(model.input_size), len(group), n_devices=n_devices,
+                      max_vmap=max_vmap, what=f"one configuration of the sweep ({c.name})")
+
+
+def chunks(group: Sequence[Config], size: int, n_devices: int = 1) -> tuple[list[list[Config]], int]:
+    """Split ``group`` into stacks of at most ``size``, as even as possible, each padded to the same
+    length (a multiple of the device count) so the whole group compiles once. Returns (stacks, padded length)."""
+    n = len(group)
+    k = -(-n // max(1, size))
+    per = -(-n // k)
+    per = -(-per // n_devices) * n_devices
+    return [list(group[i:i + per]) for i in range(0, n, per)], per
+
+
+def _record(a) -> dict:
+    return json.loads(json.dumps(_json_ready(a.to_dict()), allow_nan=False))
+
+
 def run_sweep(configs: list[Config], *, partial: str | os.PathLike | None = None,
               on_done: Callable[[Config, bool], None] | None = None,
-              on_analysis: Callable[[Config, Any], None] | None = None) -> list[dict]:
+              on_analysis: Callable[[Config, Any], None] | None = None,
+              max_vmap: int | None = None, devices=None) -> list[dict]:
     """Analyse every configuration; returns their ``to_dict()`` records in grid order.
 
-    ``partial``: a JSON-lines file; configurations already recorded there are not recomputed, each newly
-    finished one is appended (and flushed) at once. ``on_done(config, resumed)`` is called once per
-    configuration (progress); ``on_analysis(config, analysis)`` sees each freshly computed `Analysis`
-    (e.g. to check it is finite) before it is recorded.
-    Every record is round-tripped through JSON, so fresh and resumed records are identical.
+    Same-shaped configurations (`groups`) are stacked and analysed by one jitted, vmapped program whose
+    configuration axis is sharded over ``devices`` (default: every device of every process, see
+    docs/scale.md); `plan_group` sizes the stacks from the memory budget, ``max_vmap`` caps them.
+
+    ``partial``: a JSON-lines file; configurations already recorded there are not recomputed, each
+    finished stack is appended (flushed and fsynced) at once. ``on_done(config, resumed)`` is called once
+    per configuration (progress; resumed ones first); ``on_analysis(config, analysis)`` sees each freshly
+    computed `Analysis` (e.g. to check it is finite) before it is recorded. Every record is round-tripped
+    through JSON, so fresh and resumed records are identical. With several JAX processes
+    (``jax.distributed``) every process computes, and only process 0 writes the partial file.
     """
+    import jax
+
+    if max_vmap is not None:
+        max_vmap = check_positive_int("max_vmap", max_vmap)
+    writer = jax.process_index() == 0
+    n_devices = len(jax.devices() if devices is None else devices)
     done = read_partial(Path(partial), configs) if partial is not None else {}
     fh = None
-    if partial is not None:
+    if partial is not None and writer:
         p = Path(partial)
         header = json.dumps({"schema": PARTIAL_SCHEMA, "settings": _settings(configs)})
         _write_lines(p, [header] + [json.dumps({"name": c.name, "config": c.to_dict(), "analysis": done[c.name]})
                                     for c in configs if c.name in done])
         fh = open(p, "a", encoding="utf-8")
-    results = []
-    try:
-        for cfg in configs:
-            if cfg.name in done:
-                results.append(done[cfg.name])
-                if on_done:
-                    on_done(cfg, True)
-                continue
-            a = analyse_config(cfg)
+    fresh: dict[str, dict] = {}
+
+    def record(cfgs, analyses):
+        recs = []
+        for cfg, a in zip(cfgs, analyses):
             if on_analysis:
                 on_analysis(cfg, a)
-            rec = json.loads(json.dumps(_json_ready(a.to_dict()), allow_nan=False))
-            if fh is not None:
-                fh.write(json.dumps({"name": cfg.name, "config": cfg.to_dict(), "analysis": rec}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            results.append(rec)
+            recs.append(_record(a))
+        if fh is not None:
+            fh.write("".join(json.dumps({"name": c.name, "config": c.to_dict(), "analysis": r}) + "\n"
+                             for c, r in zip(cfgs, recs)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        for cfg, r in zip(cfgs, recs):
+            fresh[cfg.name] = r
             if on_done:
                 on_done(cfg, False)
+
+    try:
+        if on_done:
+            for cfg in configs:
+                if cfg.name in done:
+                    on_done(cfg, True)
+        for group in groups([c for c in configs if c.name not in done]):
+            if not batchable(group[0]):
+                for cfg in group:
+                    record([cfg], [analyse_config(cfg)])
+                continue
+            size = plan_group(group, n_devices=n_devices, max_vmap=max_vmap)
+            stacks, per = chunks(group, size, n_devices)
+            for cfgs in stacks:
+                record(cfgs, analyse_configs(cfgs, devices=devices, pad_to=per))
     finally:
         if fh is not None:
             fh.close()
-    return results
+    return [done[c.name] if c.name in done else fresh[c.name] for c in configs]
 
 
 def _json_ready(obj):

@@ -1,0 +1,54 @@
+"""A sweep sharded over 4 (simulated CPU) devices gives bitwise the same table as on 1 device.
+
+JAX fixes its device count when it starts, so each side runs in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` set before ``import jax``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = r"""
+import json, sys
+import jax
+from gradscope import sweep
+from gradscope.engine import batch
+
+devs = jax.devices()
+assert len(devs) == int(sys.argv[1]), devs
+# one LSTM shape group of 5 configurations: not a multiple of 4, so the stack is padded; the LSTM's
+# path split (a cancellation: remainder = total - highway) is the most rounding-sensitive number we have
+cfgs = sweep.grid(["lstm"], None, [7], [0, 1, 2, 3, 4], hidden=3, batch=2)
+recs = sweep.run_sweep(cfgs, max_vmap=8)
+# the stacked program really is laid out over every device
+models = [sweep.build_model(c, sweep.config_keys(c.seed)[0]) for c in cfgs[:4]]
+mesh = batch.mesh_for()
+from jax.sharding import NamedSharding, PartitionSpec as P
+sh = NamedSharding(mesh, P("cfg"))
+stacked = jax.tree.map(lambda l: batch._put(l, sh), batch.stack_models(models))
+print(json.dumps({"records": recs, "devices": len(stacked.weight_hh.sharding.device_set)}))
+"""
+
+
+def _start(n: int) -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+    env.pop("JAX_ENABLE_X64", None)
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(n)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_four_devices_equal_one_device_bitwise():
+    p1, p4 = _start(1), _start(4)  # side by side: the test takes one compile's time, not two
+    one, four = _result(p1), _result(p4)
+    assert four["devices"] == 4 and one["devices"] == 1
+    assert len(four["records"]) == 5
+    assert four["records"] == one["records"]  # every number, bit for bit (JSON keeps float64 repr)
