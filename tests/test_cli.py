@@ -300,7 +300,8 @@ def test_sweep_grid_names_numbers_and_heatmaps(tmp_path):
             assert s["log10_norm_max_lag"] == pytest.approx(T * math.log10(g), abs=1e-5)
             assert s["lyapunov_max"] == pytest.approx(math.log(g), abs=1e-5)
     assert report["config"]["gain_not_applicable"] == ["irnn"]
-    assert sorted(p.name for p in (out / "heatmaps").iterdir()) == sorted(sweep.SWEEP_FIGURE_FILES)
+    assert sorted(p.name for p in (out / "figures").iterdir() if p.name.startswith("sweep_")) == sorted(
+        sweep.SWEEP_FIGURE_FILES)
     # the partial-results file is removed once the report holds everything
     assert not (tmp_path / ".sw.partial.jsonl").exists()
 
@@ -322,24 +323,24 @@ def test_sweep_resumes_after_interruption_with_identical_table(tmp_path, monkeyp
     full = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "full", "--json", "-q")
     assert full.exit_code == 0, full.output
     partial = tmp_path / "p.jsonl"
-    real, calls = sweep.analyse_config, []
+    real, calls = sweep.analyse_configs, []
 
-    def interrupted(cfg):
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # Ctrl-C after three configurations
-        calls.append(cfg.name)
-        return real(cfg)
+    def interrupted(cfgs, **kw):
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # Ctrl-C after the first stack of configurations
+        calls.append([c.name for c in cfgs])
+        return real(cfgs, **kw)
 
-    monkeypatch.setattr(sweep, "analyse_config", interrupted)
-    res = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "resumed", "--partial", partial, "-q")
+    monkeypatch.setattr(sweep, "analyse_configs", interrupted)
+    res = run("sweep", *SWEEP_RESUME, "--vmap", "2", "--out", tmp_path / "resumed", "--partial", partial, "-q")
     assert res.exit_code != 0 and not (tmp_path / "resumed").exists()
-    assert len(partial.read_text().splitlines()) == 1 + 3  # header + three finished configurations
+    assert len(partial.read_text().splitlines()) == 1 + 2  # header + the two configurations of one stack
     with partial.open("a") as fh:
         fh.write('{"name": "rnn-linear/g=2/T=8/s=1", "ana')  # a line cut off by the interruption
-    monkeypatch.setattr(sweep, "analyse_config", real)
+    monkeypatch.setattr(sweep, "analyse_configs", real)
     res = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "resumed", "--partial", partial, "--json")
     assert res.exit_code == 0, res.output
-    assert "resumed 3 of 6" in res.stderr
+    assert "resumed 2 of 6" in res.stderr
     a, b = json.loads(full.stdout)["analyses"], json.loads(res.stdout)["analyses"]
     assert a == b
     assert not partial.exists()

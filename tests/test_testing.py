@@ -107,8 +107,13 @@ def test_pytest_option_and_fixture(tmp_path):
         "    assert gradscope_regression.path.parts[-3:] == ('baselines', 'test_plugin_user', 'test_flag.json')\n"
         "    assert 'jax' not in sys.modules\n"
     )
+    from importlib.metadata import entry_points
+
+    # installed packages load the plugin through their pytest11 entry point; a plain checkout needs -p
+    installed = any(ep.value == "gradscope.testing" for ep in entry_points(group="pytest11"))
+    load = [] if installed else ["-p", "gradscope.testing"]
     for extra in ([], ["--gradscope-update-baselines"]):
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "gradscope.testing", "-p", "no:cacheprovider",
+        proc = subprocess.run([sys.executable, "-m", "pytest", *load, "-p", "no:cacheprovider",
                                "-q", "--rootdir", str(tmp_path), str(test), *extra],
                               cwd=ROOT, capture_output=True, text=True, timeout=120,
                               env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
