@@ -215,7 +215,7 @@ def analyse(
     """
     if mode not in ("exact", "probe"):
         raise ConfigError(f"mode={mode!r} is not allowed: use 'exact' or 'probe'")
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
         raise ConfigError(f"threshold={threshold!r} is not allowed: expected a finite log10 value such as -3")
     pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
     T, d = int(pxs.shape[-2]), int(S.shape[-1])

@@ -138,3 +138,18 @@ def test_gate_statistics_match_numpy():
     # unit 0 and 3 active throughout; unit 1 negative pre-activation; unit 2 exactly 0 (inactive)
     assert st["relu"]["inactive_fraction"] == pytest.approx(0.5)
     assert st["relu"]["dead_fraction"] == pytest.approx(0.5)
+
+
+def test_path_split_float32_matches_float64_over_long_sequences():
+    """Compensated log-scales: T = 3000 in float32 stays within 1e-3 (log10) of float64."""
+    import gradscope as gs
+
+    m64 = gs.cells.make("lstm", 2, 8, key=jax.random.key(0), dtype=jnp.float64, forget_bias=3.0)
+    m32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), m64)
+    xs = jax.random.uniform(jax.random.key(1), (3000, 2), jnp.float64)
+    p64 = gs.path_split(m64, xs)
+    p32 = gs.path_split(m32, xs.astype(jnp.float32))
+    for name in ("total_log10_frobenius", "highway_log10_frobenius", "highway_log10_spectral"):
+        a, b = np.asarray(getattr(p64, name)), np.asarray(getattr(p32, name), np.float64)
+        assert np.all(np.isfinite(a)) and np.min(a) < -5, name  # a real long-range decay
+        np.testing.assert_allclose(b, a, atol=1e-3, err_msg=name)

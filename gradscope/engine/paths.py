@@ -20,7 +20,7 @@ import numpy as np
 
 from gradscope.cells._base import unflatten_state
 from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_jac  # noqa: F401
-from gradscope.engine.products import _renorm, top_singular_value, _tol
+from gradscope.engine.products import _renorm, _tol, kahan_add, top_singular_value
 
 
 def has_direct_path(model) -> bool:
@@ -50,12 +50,14 @@ def _split(model, xs, S, r0, r1):
     v0 = jnp.eye(nb, min(4, nb), dtype=dtype)
 
     def body(c, k):
-        M, s, L, Vt, Vr = c
+        M, sc, Lc, Vt, Vr = c
         x, st = xs[k], unflatten_state(model, S[k])
         J = step_jac(model, x, S[k], k)[0]
         M, ls = _renorm(M @ J)
-        s = s + ls
-        L = L + jnp.log(jnp.abs(model.direct_path(x, st, k)))
+        # compensated sums of the log-scales: long float32 runs keep ~ulp accuracy
+        sc = kahan_add(sc, ls)
+        Lc = kahan_add(Lc, jnp.log(jnp.abs(model.direct_path(x, st, k))))
+        s, L = sc[0], Lc[0]
         tot = M[r0:r1, r0:r1]
         m = jnp.maximum(s, jnp.max(L))
         m = jnp.where(jnp.isfinite(m), m, 0.0)
@@ -70,9 +72,10 @@ def _split(model, xs, S, r0, r1):
             jnp.log10(sr) + m / LN10,
             jnp.log10(jnp.linalg.norm(rem)) + m / LN10,
         )
-        return (M, s, L, Vt, Vr), jnp.stack(out)
+        return (M, sc, Lc, Vt, Vr), jnp.stack(out)
 
-    c0 = (jnp.eye(d, dtype=dtype), jnp.zeros((), dtype), jnp.zeros((nb,), dtype), v0, v0)
+    zero, zeros = jnp.zeros((), dtype), jnp.zeros((nb,), dtype)
+    c0 = (jnp.eye(d, dtype=dtype), (zero, zero), (zeros, zeros), v0, v0)
     _, out = jax.lax.scan(body, c0, jnp.arange(T), reverse=True)
     return out.T
 

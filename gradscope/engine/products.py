@@ -212,16 +212,16 @@ def _triangle_one(model, xs, S, chunk, spectral):
         k0 = c * C
 
         def t_body(t, carry):
-            Q, ls, out = carry
+            Q, (ls, lc), out = carry
             J = step_jac(model, xs[t], S[t], t)[0]
             Q = jnp.einsum("ij,cjk->cik", J, Q)
             slot = jnp.arange(C)
             inject = slot == (t - k0)
             Q = jnp.where(inject[:, None, None], J, Q)
-            ls = jnp.where(inject, 0.0, ls)
+            ls, lc = jnp.where(inject, 0.0, ls), jnp.where(inject, 0.0, lc)
             f = jnp.linalg.norm(Q, axis=(1, 2))
             Q = Q / jnp.where(f > 0, f, 1)[:, None, None]
-            ls = ls + jnp.log(f)
+            ls, lc = kahan_add((ls, lc), jnp.log(f))
             live = k0 + slot <= t
             row_f = jnp.where(live, ls / LN10, jnp.nan)
             if spectral:
@@ -230,10 +230,10 @@ def _triangle_one(model, xs, S, chunk, spectral):
                 row_s = jnp.full_like(row_f, jnp.nan)
             rows = jnp.stack([row_f, row_s])[:, None, :]
             out = jax.lax.dynamic_update_slice(out, rows.astype(dtype), (0, t + 1, k0))
-            return Q, ls, out
+            return Q, (ls, lc), out
 
         Q0 = jnp.zeros((C, d, d), dtype)
-        ls0 = jnp.full((C,), -jnp.inf, dtype)
+        ls0 = (jnp.full((C,), -jnp.inf, dtype), jnp.zeros((C,), dtype))
         _, _, out = jax.lax.fori_loop(k0, T, t_body, (Q0, ls0, out))
         return out
 
