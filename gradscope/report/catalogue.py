@@ -109,6 +109,10 @@ def _captions(a: Mapping) -> dict[str, str]:
     }
 
 
+#: sweeps with more analyses than this get no per-analysis figures (only the comparison and heat-maps)
+SWEEP_FIGURE_LIMIT = 16
+
+
 def figure_specs(report: Mapping) -> list[FigureSpec]:
     """The report's figures, comparison first, then per analysis those whose section is present."""
     items = list(report.get("analyses", []))
@@ -123,7 +127,9 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
             lambda: F.lag_profiles(with_lp),
         ))
     used = {"lag_profiles"}
-    for a in items:
+    # a large sweep is read through its table and heat-maps; per-analysis figures would be thousands of PNGs
+    per_analysis = items if not (report.get("command") == "sweep" and len(items) > SWEEP_FIGURE_LIMIT) else []
+    for a in per_analysis:
         name = str(a.get("name", ""))
         base = slug(name)
         while base in used:
