@@ -109,7 +109,7 @@ def _captions(a: Mapping) -> dict[str, str]:
     }
 
 
-#: sweeps with more analyses than this get no per-analysis figures (only the comparison and heat-maps)
+#: sweeps with more analyses than this get only their heat-maps (no lag-profile or per-analysis figures)
 SWEEP_FIGURE_LIMIT = 16
 
 
@@ -117,7 +117,9 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
     """The report's figures, comparison first, then per analysis those whose section is present."""
     items = list(report.get("analyses", []))
     specs: list[FigureSpec] = []
-    if any(a.get("lag_profile") for a in items):
+    # a large sweep is read through its table and heat-maps; per-analysis figures would be thousands of PNGs
+    per_analysis = items if not (report.get("command") == "sweep" and len(items) > SWEEP_FIGURE_LIMIT) else []
+    if any(a.get("lag_profile") for a in per_analysis):
         with_lp = [a for a in items if a.get("lag_profile")]
         many = len(with_lp) > 1
         specs.append(FigureSpec(
@@ -127,8 +129,6 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
             lambda: F.lag_profiles(with_lp),
         ))
     used = {"lag_profiles"}
-    # a large sweep is read through its table and heat-maps; per-analysis figures would be thousands of PNGs
-    per_analysis = items if not (report.get("command") == "sweep" and len(items) > SWEEP_FIGURE_LIMIT) else []
     for a in per_analysis:
         name = str(a.get("name", ""))
         base = slug(name)
