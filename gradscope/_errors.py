@@ -37,6 +37,32 @@ def bad_value(name: str, value, allowed: str, cls=ConfigError) -> GradscopeError
     return cls(f"{name}={value!r} is not allowed: {allowed}")
 
 
+def check_number(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """A finite real number (not a bool), optionally > 0 or >= 0; else a `ConfigError` naming it."""
+    import math
+
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        import numpy as np
+
+        ok = ok or (isinstance(value, (np.integer, np.floating)) and not isinstance(value, np.bool_))
+    except ImportError:  # pragma: no cover
+        pass
+    if not ok or not math.isfinite(float(value)):
+        raise bad_value(name, value, "expected a finite number")
+    if positive and not value > 0:
+        raise bad_value(name, value, "expected a positive number")
+    if nonnegative and not value >= 0:
+        raise bad_value(name, value, "expected a number >= 0")
+    return float(value)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise bad_value(name, value, "expected True or False")
+    return value
+
+
 def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int,)) or value <= 0:
         try:

@@ -31,6 +31,8 @@ class Stack(Cell):
             return
         if not self.layers:
             raise ConfigError("layers=() is not allowed: a Stack needs at least one layer")
+        if not isinstance(self.residual, bool):
+            raise ConfigError(f"residual={self.residual!r} is not allowed: expected True or False")
         for l in range(1, len(self.layers)):
             prev, cur = self.layers[l - 1], self.layers[l]
             if isinstance(cur, Bidirectional) or isinstance(prev, Bidirectional):

@@ -52,7 +52,15 @@ def check_inputs(model, xs, state0=None):
 
     ``xs`` is cast to the model's dtype; a missing ``state0`` becomes zeros.
     """
-    arr = xs if isinstance(xs, jax.Array) else np.asarray(xs)
+    try:
+        arr = xs if isinstance(xs, jax.Array) else np.asarray(xs)
+    except (ValueError, TypeError):
+        raise ShapeError(
+            f"xs of type {type(xs).__name__} is not a rectangular array: expected (T, input_size) or "
+            f"(B, T, input_size) numbers with input_size={model.input_size}"
+        ) from None
+    if arr.dtype == object:
+        raise ShapeError(f"xs is not a rectangular numeric array (got dtype object): expected (T, {model.input_size})")
     if arr.ndim not in (2, 3):
         raise ShapeError(
             f"xs has shape {tuple(arr.shape)}: expected (T, input_size) or (B, T, input_size) "

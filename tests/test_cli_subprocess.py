@@ -65,3 +65,21 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, needle):
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_main_job_default_compare_shows_the_documents_ordering(tmp_path):
+    """`gradscope compare` with no options (the README's main job): the tanh RNN's long-lag gradient is
+    orders of magnitude below the LSTM-with-forget-bias-1's, IndRNN and IRNN keep theirs, and the report
+    folder is complete."""
+    p = gradscope("compare", "--json", "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = {a["name"]: a["summary"] for a in json.loads(p.stdout)["analyses"]}
+    assert set(out) == {"rnn-tanh", "lstm-fb0", "lstm-fb1", "gru", "indrnn", "irnn", "ln-lstm"}
+    far = {k: s["log10_norm_max_lag"] for k, s in out.items()}
+    assert far["lstm-fb1"] - far["rnn-tanh"] > 10  # ten orders of magnitude at least
+    assert far["lstm-fb1"] > far["lstm-fb0"]  # the forget bias opens the highway
+    for keeps in ("indrnn", "irnn"):
+        assert out[keeps]["verdict"] == "stable" and out[keeps]["horizon"] == 200, (keeps, out[keeps])
+    assert out["rnn-tanh"]["verdict"] == "vanishing"
+    folder = tmp_path / "gradscope-report"
+    assert {"report.json", "report.html", "summary.md", "figures"} <= {f.name for f in folder.iterdir()}

@@ -196,3 +196,23 @@ def test_bidirectional_mismatch():
         gs.Bidirectional(f, b)
     with _raises(ConfigError, "Bidirectional", "Stack"):
         gs.Stack((gs.cells.make("rnn-tanh", 3, 4, key=KEY), gs.Bidirectional(f, f)))
+
+
+_KEY = jax.random.key(0)
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda: gs.cells.make("irnn", 2, 3, key=_KEY, scale="a"), "scale='a'"),
+    (lambda: gs.cells.make("irnn", 2, 3, key=_KEY, input_std=-1), "input_std=-1"),
+    (lambda: gs.cells.make("indrnn", 2, 3, key=_KEY, u_min="x"), "u_min='x'"),
+    (lambda: gs.cells.make("indrnn", 2, 3, key=_KEY, gamma=float("nan")), "gamma=nan"),
+    (lambda: gs.cells.recurrent_bound(10, gamma="x"), "gamma='x'"),
+    (lambda: gs.cells.make("rnn-tanh", 2, 3, key=_KEY, bias=1), "bias=1"),
+    (lambda: gs.stack("rnn-tanh", 2, 3, 2, key=_KEY, residual=1), "residual=1"),
+    (lambda: gs.cells.clip_recurrent(gs.cells.make("indrnn", 2, 3, key=_KEY), -1), "max_abs=-1"),
+    (lambda: gs.rollout(gs.cells.make("rnn-tanh", 2, 3, key=_KEY), [[1.0, 2.0], [3.0]]), "rectangular"),
+    (lambda: gs.rollout(gs.cells.make("lstm", 2, 3, key=_KEY), np.ones((4, 2)), (None, np.zeros(3))), "block 'h'"),
+])
+def test_more_bad_values_name_the_argument(call, needle):
+    with pytest.raises(gs.GradscopeError, match=re.escape(needle)):
+        call()

@@ -149,7 +149,11 @@ def check_state(model, state, batch_shape=()) -> State:
         )
     out = []
     for name, n, s in zip(model.blocks, model.block_sizes, state):
-        s = jnp.asarray(s)
+        try:
+            s = jnp.asarray(s)
+        except (TypeError, ValueError):
+            raise ShapeError(f"state0 block {name!r} is {type(s).__name__}, not an array of shape "
+                             f"{tuple(batch_shape) + (n,)}") from None
         want = tuple(batch_shape) + (n,)
         if s.shape != want:
             raise ShapeError(f"state0 block {name!r} has shape {s.shape}, expected {want}")

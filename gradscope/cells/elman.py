@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradscope._errors import ConfigError, bad_value
+from gradscope._errors import bad_value, check_bool, check_number
 from gradscope.cells import _activations
 from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
@@ -71,8 +71,8 @@ def recurrent_matrix(key, n: int, init: str, gain: float, dtype):
 
 
 def _build(input_size, hidden_size, key, dtype, activation, recurrent_init, gain, bias):
-    if not (isinstance(gain, (int, float)) and math.isfinite(gain)):
-        raise bad_value("gain", gain, "expected a finite number")
+    check_number("gain", gain)
+    check_bool("bias", bias)
     _activations.get(activation)
     k1, k2, k3, k4 = jax.random.split(key, 4)
     bound = 1 / math.sqrt(hidden_size)
@@ -127,8 +127,8 @@ for _act in _activations.ACTIVATIONS:
     equation="h_t = max(0, W_ih x_t + W_hh h_{t-1}),  W_hh = scale·I, b = 0",
 )
 def build_irnn(input_size, hidden_size, *, key, dtype=jnp.float32, scale=1.0, input_std=0.001):
-    if not scale > 0:
-        raise ConfigError(f"scale={scale!r} is not allowed: expected a positive number (1.0 = identity)")
+    check_number("scale", scale, positive=True)  # 1.0 = identity
+    check_number("input_std", input_std, nonnegative=True)
     return Elman(
         weight_ih=input_std * jax.random.normal(key, (hidden_size, input_size), dtype),
         weight_hh=scale * jnp.eye(hidden_size, dtype=dtype),

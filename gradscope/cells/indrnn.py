@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradscope._errors import ConfigError
+from gradscope._errors import ConfigError, check_number
 from gradscope.cells import _activations
 from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
@@ -59,15 +59,15 @@ def recurrent_bound(length: int, gamma: float = 2.0) -> float:
     """The IndRNN bound |u| ≤ γ^{1/T}: the gradient over T steps then grows by at most γ (relu)."""
     if not (isinstance(length, int) and length > 0):
         raise ConfigError(f"length={length!r} is not allowed: expected a positive integer")
-    if not gamma > 0:
-        raise ConfigError(f"gamma={gamma!r} is not allowed: expected a positive number")
-    return float(gamma) ** (1.0 / length)
+    gamma = check_number("gamma", gamma, positive=True)
+    return gamma ** (1.0 / length)
 
 
 def clip_recurrent(cell: IndRNN, max_abs: float) -> IndRNN:
     """Clip ``u`` to [−max_abs, max_abs] (IndRNN's constraint, applied after every update)."""
     import dataclasses
 
+    max_abs = check_number("max_abs", max_abs, nonnegative=True)
     return dataclasses.replace(cell, weight_hh_diag=jnp.clip(cell.weight_hh_diag, -max_abs, max_abs))
 
 
@@ -87,8 +87,11 @@ def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation=
     if max_length is not None and not (isinstance(max_length, int) and max_length > 0):
         # checked here so that the message names the option the user passed, not recurrent_bound's `length`
         raise ConfigError(f"max_length={max_length!r} is not allowed: expected a positive integer (the sequence length T)")
+    check_number("gamma", gamma, positive=True)
+    u_min = check_number("u_min", u_min)
     if u_max is None:
         u_max = recurrent_bound(max_length, gamma) if max_length is not None else 1.0
+    u_max = check_number("u_max", u_max)
     if not u_min <= u_max:
         raise ConfigError(f"u_min={u_min!r} is not allowed: it must not exceed u_max={u_max!r}")
     k1, k2, k3 = jax.random.split(key, 3)
