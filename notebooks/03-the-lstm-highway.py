@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -91,7 +93,8 @@ forget = {name: analyse(gs.cells.make("lstm", 1, HIDDEN, key=key, **opts), name)
 fig, ax = plt.subplots(figsize=(8, 4.5))
 for i, (name, (_, per_step)) in enumerate(variants.items()):
     ax.plot(lag, curve(forget[name], "highway_log10_spectral"), color=f"C{i}", lw=2, label=f"{name}: highway")
-    ax.plot(lag, lag * per_step, color=f"C{i}", ls="--", lw=1)
+    ax.plot(lag, lag * per_step, color=f"C{i}", ls="--", lw=1,
+            label="σ(b_f)^(T−k) or (1−1/T)^(T−k), zero input" if i == 0 else None)
 ax.set_xlabel("lag T - k")
 ax.set_ylabel(r"$\log_{10}\|\prod_j \mathrm{diag}(f_j)\|_2$")
 ax.set_title("The cell-state highway under three forget-gate initialisations")
