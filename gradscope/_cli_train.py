@@ -262,7 +262,7 @@ def register(app: typer.Typer) -> None:
 
         results = []
         for n in chosen:
-            e = rp.get(n)
+            rp.get(n)  # an unknown name fails here, before any work
             target = out if name != "all" else out / n
             with progress(1, f"reproducing {n} ({'full' if full else 'quick'})", quiet) as advance:
                 res = rp.run(n, quick=not full, seed=seed)

@@ -151,7 +151,6 @@ def test_analyse_refuses_non_empty_out_without_force(tmp_path):
 def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("safetensors.torch")
-    import jax
 
     from gradscope import inputs
 

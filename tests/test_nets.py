@@ -68,14 +68,14 @@ def test_stack_rollout_equals_layer_by_layer(residual):
     traj = gs.rollout(net, xs, state0)
 
     # reference: whole-sequence rollouts, one layer after the other
-    inp, prev_inp, i = jnp.asarray(xs), None, 0
+    inp, i = jnp.asarray(xs), 0
     for l, cell in enumerate(layers):
         k = len(cell.blocks)
         sub = gs.rollout(cell, inp, state0[i:i + k])
         for b, name in enumerate(cell.blocks):
             np.testing.assert_allclose(traj[f"layer{l}.{name}"], sub.states[b], rtol=0, atol=1e-13)
         out = sub["h"][1:]
-        prev_inp, inp = inp, (out + inp if residual and l >= 1 else out)
+        inp = out + inp if residual and l >= 1 else out
         i += k
 
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gradscope.io._build import GATES, TORCH_NONLINEARITIES, expect, make_cell, resolve_dtype
+from gradscope.io._build import TORCH_NONLINEARITIES, expect, make_cell, resolve_dtype
 from gradscope.io.deep_bidirectional import DeepBidirectional
 from gradscope.io.formats import (DEFAULT_MAX_BYTES, ImportFormatError, check_float_array, read_arrays, write_npz,
                                   write_safetensors)
