@@ -38,6 +38,7 @@ from gradscope._cli_common import (
     parse_ints,
     print_json,
     progress,
+    start_distributed,
     stderr_console,
     stdout_console,
     warn,
@@ -468,7 +469,14 @@ def sweep(
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: analyse only slice i (0-based) of n of the "
                                         "grid and write OUT/part-i-of-n.json; combine with `gradscope merge`."),
     distributed: bool = typer.Option(False, "--distributed", help="Call jax.distributed.initialize() first "
-                                     "(multi-process JAX: Slurm, Open MPI, TPU pods; see docs/scale.md)."),
+                                     "(multi-process JAX: auto-detected on Slurm, Open MPI, TPU pods; elsewhere "
+                                     "give --coordinator, --num-processes and --process-id; see docs/scale.md)."),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", help="With --distributed: HOST:PORT of "
+                                              "process 0's coordinator service."),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="With --distributed: how many "
+                                                "processes take part."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help="With --distributed: this process's "
+                                             "index, 0 … num-processes − 1 (process 0 writes the report)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (with --shard: the part file)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
@@ -484,10 +492,7 @@ def sweep(
     from gradscope import merge as mg
 
     shard_ix = mg.parse_shard(shard) if shard is not None else None
-    if distributed:
-        import jax
-
-        jax.distributed.initialize()
+    start_distributed(distributed, coordinator, num_processes, process_id)
     dtype = enable_float64(float64)
     import jax
 

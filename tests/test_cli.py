@@ -359,6 +359,12 @@ def test_sweep_partial_from_other_settings_is_refused(tmp_path):
     (["--lengths", "0"], ["--lengths"]),
     (["--cells", "rnn-tanh:gain=2"], ["gain"]),
     (["--cells", "grue"], ["did you mean gru"]),
+    (["--coordinator", "node0:1234"], ["--coordinator", "add --distributed"]),
+    (["--distributed", "--coordinator", "node0:1234"], ["without --num-processes, --process-id"]),
+    (["--distributed", "--coordinator", "node0", "--num-processes", "2", "--process-id", "0"], ["HOST:PORT"]),
+    (["--distributed", "--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "2"],
+     ["--process-id=2", "0 … 1"]),
+    (["--distributed"], ["--distributed: JAX could not start", "--coordinator"]),  # no cluster to detect here
 ])
 def test_sweep_errors(tmp_path, args, needles):
     assert_error(run("sweep", *args, "--hidden", "4", "--out", tmp_path / "sw"), *needles)

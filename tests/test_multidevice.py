@@ -1,4 +1,6 @@
-"""A sweep sharded over 4 (simulated CPU) devices gives bitwise the same table as on 1 device.
+"""A sweep sharded over 4 (simulated CPU) devices gives bitwise the same table as on 1 device, and so does
+`gradscope sweep --distributed` run as two JAX processes (two simulated devices each, a coordinator on
+localhost, CPU collectives over Gloo).
 
 JAX fixes its device count when it starts, so each side runs in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` set before ``import jax``.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -52,3 +55,42 @@ def test_four_devices_equal_one_device_bitwise():
     assert four["devices"] == 4 and one["devices"] == 1
     assert len(four["records"]) == 5
     assert four["records"] == one["records"]  # every number, bit for bit (JSON keeps float64 repr)
+
+
+CLI_SWEEP = ["--cells", "rnn-tanh,lstm", "--gains", "1.5", "--lengths", "9", "--seeds", "0,1,2", "--hidden", "3",
+             "--batch", "2", "--json", "-q"]
+
+
+def _cli(n_devices: int, *args) -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu")
+    env.pop("JAX_ENABLE_X64", None)
+    return subprocess.Popen([sys.executable, "-m", "gradscope", "sweep", *CLI_SWEEP, *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_bitwise(tmp_path):
+    """The multi-controller path end to end: both processes compute, process 0 alone prints and writes."""
+    port = _free_port()
+    dist = ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [_cli(2, *dist, "--process-id", i, "--out", tmp_path / "two") for i in (0, 1)]
+    single = _cli(1, "--out", tmp_path / "one")
+    outs = []
+    for p in procs + [single]:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(out)
+    two, _, one = (json.loads(o) if o.strip() else None for o in outs)
+    assert outs[1].strip() == ""  # process 1 neither prints nor writes
+    assert (two["environment"]["devices"], two["environment"]["processes"]) == (4, 2)
+    assert (one["environment"]["devices"], one["environment"]["processes"]) == (1, 1)
+    assert "(cpu ×4, 2 processes)" in (tmp_path / "two" / "summary.md").read_text()
+    assert len(two["analyses"]) == 6 and two["analyses"] == one["analyses"]  # every number, bit for bit
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["figures", "report.html", "report.json",
+                                                                     "summary.md"]
+    assert not list(tmp_path.glob(".two.partial*"))  # the partial file is removed once the report holds all

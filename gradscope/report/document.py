@@ -114,6 +114,8 @@ def environment(dtype: str) -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "device": str(getattr(dev, "device_kind", dev.platform)),
+        "devices": jax.device_count(),  # over every process (a sweep shards its configurations over all of them)
+        "processes": jax.process_count(),
         "x64": bool(jax.config.jax_enable_x64),
         "dtype": dtype,
         "matmul_precision": MATMUL_PRECISION,

@@ -56,8 +56,10 @@ def precision_label(a: Mapping) -> str:
 
 def environment_line(report: Mapping) -> str:
     e = report.get("environment") or {}
+    n, procs = e.get("devices", 1), e.get("processes", 1)
+    count = (f" ×{n}" if n > 1 else "") + (f", {procs} processes" if procs > 1 else "")
     return (f"gradscope {e.get('gradscope', '?')} · JAX {e.get('jax', '?')} on {e.get('backend', '?')} "
-            f"({e.get('device', '?')}) · dtype {e.get('dtype', '?')}, "
+            f"({e.get('device', '?')}{count}) · dtype {e.get('dtype', '?')}, "
             f"matmul precision {e.get('matmul_precision', '?')}, "
             f"x64 {'on' if e.get('x64') else 'off'} · Python {e.get('python', '?')} · {e.get('platform', '?')}")
 
