@@ -21,6 +21,7 @@ agrees to ~1e-5; TF32-class matmuls would show ~1e-3. ``--quick`` shrinks every 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -53,8 +54,9 @@ INPUTS = 16  # the peers' default input size
 REFERENCE_PLATFORM = {"lag": "cpu", "triangle": "default", "lyapunov": "cpu", "indrnn": "cpu"}
 
 
-def workload(name: str, size: dict, dtype, seed: int = 0):
-    """(call, to_numpy) for one workload at one size: the same model and inputs in every precision."""
+def workload(name: str, size: dict, dtype, seed: int = 0, scan: str = "auto"):
+    """(call, to_numpy) for one workload at one size: the same model and inputs in every precision.
+    ``scan``: the IndRNN rollout ("auto": an associative scan on accelerators, the loop on CPUs)."""
     import jax
     import jax.numpy as jnp
 
@@ -64,7 +66,7 @@ def workload(name: str, size: dict, dtype, seed: int = 0):
     if name == "indrnn":
         # drawn in float32 and cast: the float64 run must see the very same weights
         cell = gs.cells.make("indrnn", 2, n, key=jax.random.key(seed), max_length=T)
-        cell = jax.tree.map(lambda w: w.astype(dtype), cell)
+        cell = dataclasses.replace(jax.tree.map(lambda w: w.astype(dtype), cell), scan=scan)
         xs = jnp.asarray(np.random.default_rng(seed).standard_normal((T, 2)), dtype)
         return (lambda: jax.block_until_ready(gs.lag_profile(cell, xs).log10_spectral)), np.asarray
     from bench_engine import gradscope_workload
@@ -170,6 +172,12 @@ def main() -> None:
         row = {"workload": name, **size, **t, "target_s": limit, "meets_target": t["median_s"] <= limit,
                "float64_reference": {"platform": REFERENCE_PLATFORM[name], "seconds": float(ref["seconds"]),
                                      "wall_s": time.perf_counter() - t0, **max_log_diff(out, ref["out"])}}
+        if name == "indrnn":  # the other rollout, for comparison: the loop (GPU) or the associative scan (CPU)
+            other = "sequential" if jax.default_backend() != "cpu" else "parallel"
+            t2 = time_median(workload(name, size, "float32", scan=other)[0], a.repeat)
+            row["other_scan"] = {"scan": other, "median_s": t2["median_s"],
+                                 **max_log_diff(to_np(t2["out"]), ref["out"])}
+            print(f"indrnn with scan={other}: median {t2['median_s'] * 1e3:.2f} ms", flush=True)
         if name == "lyapunov":
             row["float64_reference"]["exponents_within_1e-3"] = within(out, ref["out"])
             if not a.quick and jax.default_backend() != "cpu":  # the same workload computed in float64 on the GPU

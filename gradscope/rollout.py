@@ -83,15 +83,21 @@ def check_inputs(model, xs, state0=None):
     return xs, state0, batched
 
 
-def _scan(model, xs, state0):
-    xs = model.prepare_inputs(xs)
-
+def _loop(model, xs, state0):
     def body(s, tx):
         t, x = tx
         s2, aux = model.step(x, s, t)
         return s2, (s2, aux)
 
-    _, (ss, aux) = jax.lax.scan(body, state0, (jnp.arange(xs.shape[0]), xs))
+    return jax.lax.scan(body, state0, (jnp.arange(xs.shape[0]), xs))[1]
+
+
+def _scan(model, xs, state0):
+    xs = model.prepare_inputs(xs)
+    # a cell may run the whole sequence at once (IndRNN: an associative scan); it falls back on the loop
+    parallel = getattr(model, "parallel_rollout", None)
+    loop = lambda: _loop(model, xs, state0)  # noqa: E731
+    ss, aux = parallel(xs, state0, loop) if parallel is not None else loop()
     states = tuple(jnp.concatenate([s0[None], s], axis=0) for s0, s in zip(state0, ss))
     return Trajectory(states=states, aux=aux, blocks=tuple(model.blocks))
 

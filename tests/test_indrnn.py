@@ -3,7 +3,9 @@
 * the cell against a float64 NumPy loop of ``h_t = φ(W x_t + u ⊙ h_{t-1} + b)`` (papers.md §3, eq. 2);
 * the step Jacobian is diagonal with entries ``u_n φ'(a_n)`` (eq. 4, §10.5), against autodiff;
 * ``∂h_T/∂h_k = u^{T-k}`` exactly for relu with all units active (§10.5), against jacrev of the unrolled map;
-* the bound ``|u| ≤ γ^{1/T}`` from ``max_length`` and ``clip_recurrent``.
+* the bound ``|u| ≤ γ^{1/T}`` from ``max_length`` and ``clip_recurrent``;
+* the parallel rollout (an associative scan of clip-affine maps) against the same NumPy loop, in float64
+  to 1e-12, including negative u, nonzero h_0, T = 1, and the overflow guard's fallback on the loop.
 """
 
 import jax
@@ -19,7 +21,7 @@ TOL = {jnp.float32: 1e-6, jnp.float64: 1e-12}
 
 def _np_indrnn(cell, xs, h):
     W, u, b, xs, h = (np.asarray(a, np.float64) for a in (cell.weight_ih, cell.weight_hh_diag, cell.bias, xs, h))
-    act = {"relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh}[cell.activation]
+    act = {"relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh, "linear": lambda a: a}[cell.activation]
     hs = [h]
     for x in xs:
         h = act(W @ x + u * h + b)
@@ -137,3 +139,77 @@ def test_stack_of_indrnn_and_lstm_jacobian_matches_autodiff():
     assert J.shape == (19, 19) and X.shape == (19, 3)
     np.testing.assert_allclose(J, Ja, rtol=0, atol=1e-12)
     np.testing.assert_allclose(X, Xa, rtol=0, atol=1e-12)
+
+
+def _scan_variants(cell):
+    import dataclasses
+
+    return dataclasses.replace(cell, scan="parallel"), dataclasses.replace(cell, scan="sequential")
+
+
+@pytest.mark.parametrize("act", ["relu", "linear"])
+@pytest.mark.parametrize("T", [1, 2, 37, 300])
+def test_parallel_rollout_matches_numpy_loop(act, T):
+    import dataclasses
+
+    n, m, B = 12, 3, 3
+    rng = np.random.default_rng(T)
+    cell = gs.cells.make("indrnn", m, n, key=jax.random.key(T), activation=act, dtype=jnp.float64,
+                         u_min=-1.1, u_max=1.1)
+    # u of both signs (negative u swaps the clip bounds), |u| slightly above 1 on some units, a bias
+    cell = dataclasses.replace(cell, weight_hh_diag=jnp.asarray(rng.uniform(-1.1, 1.1, n)),
+                               bias=jnp.asarray(0.3 * rng.normal(size=n)))
+    xs = rng.normal(size=(B, T, m))
+    h0 = rng.normal(size=(B, n))
+    par, seq = _scan_variants(cell)
+    growth = T * np.log(max(1.0, np.abs(np.asarray(par.weight_hh_diag)).max()))
+    assert bool(gs.cells._parallel.parallel_safe(par.weight_hh_diag, T)) == bool(growth <= 40)
+    tp, ts = gs.rollout(par, xs, (h0,)), gs.rollout(seq, xs, (h0,))
+    for b in range(B):
+        ref = _np_indrnn(cell, xs[b], h0[b])
+        scale = max(1.0, np.abs(ref).max())
+        np.testing.assert_allclose(np.asarray(tp.states[0][b]), ref, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(np.asarray(tp.aux["a"]), np.asarray(ts.aux["a"]), rtol=0,
+                               atol=1e-12 * max(1.0, float(jnp.abs(ts.aux["a"]).max())))
+    if act == "relu":  # the relu zeros are exact, not merely small
+        np.testing.assert_array_equal(np.asarray(tp.states[0]) == 0, np.asarray(ts.states[0]) == 0)
+
+
+def test_parallel_rollout_falls_back_on_the_loop_where_products_overflow():
+    """u = 1.5 over 300 steps: ∏u = 1.5^300 ≈ 1e53 (inf in float32) although every state is 0 (relu of −1)."""
+    import dataclasses
+
+    n, T = 4, 300
+    cell = gs.cells.make("indrnn", 1, n, key=jax.random.key(0))
+    f32 = jnp.float32
+    cell = dataclasses.replace(cell, weight_ih=jnp.zeros((n, 1), f32), weight_hh_diag=jnp.full((n,), 1.5, f32),
+                               bias=jnp.full((n,), -1.0, f32), scan="parallel")
+    assert not bool(gs.cells._parallel.parallel_safe(cell.weight_hh_diag, T))
+    hs = gs.rollout(cell, jnp.ones((T, 1), f32)).states[0]
+    np.testing.assert_array_equal(np.asarray(hs), 0.0)
+    # the parallel form alone would have produced inf·0 = NaN here: the guard is what keeps it out
+    direct = gs.cells._parallel.clip_affine_states(jnp.full((T, n), -1.0, f32), cell.weight_hh_diag,
+                                                   jnp.zeros(n, f32), 0.0, float("inf"))
+    assert not bool(jnp.all(jnp.isfinite(direct)))
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_engine_results_do_not_depend_on_the_scan(act):
+    """tanh cannot take the parallel form and falls back bit for bit; relu agrees to float64 rounding."""
+    cell = gs.cells.make("indrnn", 2, 8, key=jax.random.key(3), activation=act, dtype=jnp.float64, max_length=40)
+    xs = jax.random.normal(jax.random.key(4), (2, 40, 2), jnp.float64)
+    par, seq = _scan_variants(cell)
+    lp, ls = gs.lag_profile(par, xs), gs.lag_profile(seq, xs)
+    if act == "tanh":
+        np.testing.assert_array_equal(np.asarray(lp.log10_spectral), np.asarray(ls.log10_spectral))
+    else:
+        np.testing.assert_allclose(np.asarray(lp.log10_spectral), np.asarray(ls.log10_spectral), atol=1e-10)
+    # "auto" is the loop on a CPU (where it is faster): bit for bit the sequential result
+    if jax.default_backend() == "cpu":
+        la = gs.lag_profile(cell, xs)
+        np.testing.assert_array_equal(np.asarray(la.log10_spectral), np.asarray(ls.log10_spectral))
+
+
+def test_scan_option_is_checked():
+    with pytest.raises(gs.ConfigError, match="scan='fast'.*auto, sequential, parallel"):
+        gs.cells.make("indrnn", 2, 4, key=jax.random.key(0), scan="fast")

@@ -20,7 +20,13 @@ import jax.numpy as jnp
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells import _activations
 from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._parallel import clip_affine_states, parallel_safe, wants_parallel
 from gradscope.cells._registry import register
+
+
+# activations that are a clip of their argument: the rollout can then run as a parallel scan
+_CLIP_BOUNDS = {"relu": (0.0, float("inf")), "linear": (float("-inf"), float("inf"))}
+SCANS = ("auto", "sequential", "parallel")
 
 
 @pytree_cell
@@ -31,6 +37,7 @@ class IndRNN(Cell):
     input_size: int = static()
     hidden_size: int = static()
     activation: str = static("relu")
+    scan: str = static("auto")
 
     structure = "diagonal"
 
@@ -49,6 +56,24 @@ class IndRNN(Cell):
     def jacobian(self, x, state, t=None):
         diag, jx = self.jacobian_diag(x, state, t)
         return jnp.diag(diag), jx
+
+    def parallel_rollout(self, xs, state0, loop):
+        """States and aux of the whole sequence, ``(((T, n),), {"a": (T, n)})``: by an associative scan of
+        the neurons' clip-affine maps (`gradscope.cells._parallel`) for relu and linear activations when
+        ``scan`` asks for it and ∏|u| cannot overflow; otherwise by ``loop()``, the step-by-step scan."""
+        if self.activation not in _CLIP_BOUNDS or not wants_parallel(self.scan):
+            return loop()
+        lo, hi = _CLIP_BOUNDS[self.activation]
+        (h0,) = state0
+        u = self.weight_hh_diag
+        drive = xs @ self.weight_ih.T + self.bias
+
+        def parallel():
+            hs = clip_affine_states(drive, u, h0, lo, hi)
+            prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+            return (hs,), {"a": drive + u * prev}
+
+        return jax.lax.cond(parallel_safe(u, xs.shape[0]), parallel, loop)
 
     @property
     def gamma(self) -> float:
@@ -78,12 +103,16 @@ def clip_recurrent(cell: IndRNN, max_abs: float) -> IndRNN:
     equation="h_t = relu(W_ih x_t + u⊙h_{t-1} + b)",
 )
 def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation="relu", max_length=None,
-                 gamma=2.0, u_min=0.0, u_max=None):
+                 gamma=2.0, u_min=0.0, u_max=None, scan="auto"):
     """``u ~ U(u_min, u_max)``; ``u_max`` defaults to γ^(1/max_length) when ``max_length`` is given, else 1.
 
-    For a last layer of a classification net the paper sets ``u_min = ε^(1/T)``.
+    For a last layer of a classification net the paper sets ``u_min = ε^(1/T)``. ``scan``: how a rollout
+    runs — "sequential" (a T-step loop), "parallel" (an associative scan, relu and linear only) or "auto"
+    (parallel on GPUs and TPUs, where a long loop is latency-bound; the loop on CPUs, where it is faster).
     """
     _activations.get(activation)
+    if scan not in SCANS:
+        raise ConfigError(f"scan={scan!r} is not allowed: use one of {', '.join(SCANS)}")
     if max_length is not None and not (isinstance(max_length, int) and max_length > 0):
         # checked here so that the message names the option the user passed, not recurrent_bound's `length`
         raise ConfigError(f"max_length={max_length!r} is not allowed: expected a positive integer (the sequence length T)")
@@ -102,4 +131,5 @@ def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation=
         input_size=input_size,
         hidden_size=hidden_size,
         activation=activation,
+        scan=scan,
     )
