@@ -259,3 +259,31 @@ def test_iterative_spectral_norms_of_wide_blocks_match_exact_svd():
         assert e.min() > -1e-10 and e.max() < 1e-3 and np.median(e) < 1e-8, name
     with pytest.raises(gs.ConfigError, match="spectral"):
         gs.lag_profile(cell, xs, spectral="svd")
+
+
+def test_large_batch_lag_profile_returns_on_a_small_cpu():
+    """Regression: on 2 cores with jaxlib 0.10, a lag profile with a batch of 128 wedged XLA's CPU thread
+    pool (batched LAPACK kernels waiting on the pool that runs them) and never returned. `import gradscope`
+    turns XLA's concurrency scheduler off before JAX starts; a fresh process must finish, and a user's own
+    XLA_FLAGS setting of that flag is left alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, jax, gradscope as gs; "
+            "cell = gs.cells.make('lstm', 2, 64, key=jax.random.key(0)); "
+            "xs = jax.random.normal(jax.random.key(1), (128, 5, 2)); "
+            "jax.block_until_ready(gs.lag_profile(cell, xs).log10_spectral); print(os.environ.get('XLA_FLAGS'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    env["JAX_PLATFORMS"] = "cpu"
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    from importlib import metadata
+
+    if metadata.version("jaxlib").startswith("0.10."):
+        assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in res.stdout
+    own = dict(env, XLA_FLAGS="--xla_cpu_enable_concurrency_optimized_scheduler=true")
+    out = subprocess.run([sys.executable, "-c", "import os, gradscope; print(os.environ['XLA_FLAGS'])"], env=own,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
