@@ -98,10 +98,10 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-# XLA's CPU runtime runs independent operations concurrently on its thread pool; jaxlib's batched LAPACK
-# kernels (QR, SVD) schedule their batch on that same pool and wait for it. On small machines (2 cores)
-# the two can wedge: seen with jaxlib 0.10 on 2 cores, `gs.lag_profile` of an LSTM with a batch of 128
-# never returned (every thread asleep). Turning the concurrency scheduler off removes the hang and cost
+# XLA's CPU runtime runs independent operations concurrently on its thread pool, and jaxlib's batched
+# LAPACK kernels (QR, SVD) wait on work of their own. On small machines the two can wedge: with jaxlib 0.10
+# on 2 cores, `gs.lag_profile` of an LSTM with a batch of 128 never returned (gdb: every thread asleep,
+# two of them inside jaxlib's LAPACK kernels). Turning the concurrency scheduler off removes the hang and cost
 # nothing measurable here (lag profile, n = 64, T = 200, B = 4: 0.311 vs 0.307 s, identical numbers).
 # It must be set before JAX creates its CPU backend, and only on jaxlib versions known to have the flag
 # (XLA aborts on unknown flags). The user's own XLA_FLAGS setting of it wins.
