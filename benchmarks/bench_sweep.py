@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 
 FULL = dict(hidden=256, length=1000, batch=4, gains=16, seeds=4, stacks=[1, 2, 4, 8, 16, 32, 64],
-            big_cells=["rnn-tanh", "rnn-relu", "rnn-sigmoid", "rnn-linear"], big_lengths=[250, 500, 750, 1000],
-            big_seeds=8, d_start=512, d_length=1000, t_start=10_000, t_hidden=256)
+            big_cells=["rnn-tanh", "rnn-relu", "rnn-sigmoid", "rnn-linear"], big_gains=16,
+            big_lengths=[250, 500, 750, 1000], big_seeds=8, d_start=512, d_length=1000, t_start=10_000,
+            t_hidden=256)
 QUICK = dict(hidden=8, length=20, batch=2, gains=4, seeds=4, stacks=[1, 2, 4, 8, 16],
-             big_cells=["rnn-tanh", "rnn-relu"], big_lengths=[10, 20], big_seeds=2, d_start=32, d_length=50,
-             t_start=1_000, t_hidden=8)
+             big_cells=["rnn-tanh", "rnn-relu"], big_gains=4, big_lengths=[10, 20], big_seeds=2, d_start=32,
+             d_length=50, t_start=1_000, t_hidden=8)
 
 
 class _Budget(Exception):
@@ -66,7 +67,7 @@ def throughput(p: dict) -> list[dict]:
 def big_sweep(p: dict, budget_s: float) -> dict:
     from gradscope import sweep
 
-    configs = sweep.grid(p["big_cells"], gains(16 if p is FULL else 4), p["big_lengths"],
+    configs = sweep.grid(p["big_cells"], gains(p["big_gains"]), p["big_lengths"],
                          list(range(p["big_seeds"])), hidden=p["hidden"], batch=p["batch"])
     done = []
     t0 = time.perf_counter()

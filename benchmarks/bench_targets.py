@@ -54,8 +54,15 @@ INPUTS = 16  # the peers' default input size
 REFERENCE_PLATFORM = {"lag": "cpu", "triangle": "default", "lyapunov": "cpu", "indrnn": "cpu"}
 
 
+def sized(name: str, quick: bool) -> tuple[dict, float]:
+    """(size, target seconds) of a workload: the issue's size, or the CPU smoke-test size with ``quick``."""
+    size = dict(TARGETS[name])
+    limit = size.pop("limit_s")
+    return (dict(QUICK[name]) if quick else size), limit
+
+
 def workload(name: str, size: dict, dtype, seed: int = 0, scan: str = "auto"):
-    """(call, to_numpy) for one workload at one size: the same model and inputs in every precision.
+    """The call of one workload at one size: the same model and inputs in every precision.
     ``scan``: the IndRNN rollout ("auto": an associative scan on accelerators, the loop on CPUs)."""
     import jax
     import jax.numpy as jnp
@@ -68,12 +75,11 @@ def workload(name: str, size: dict, dtype, seed: int = 0, scan: str = "auto"):
         cell = gs.cells.make("indrnn", 2, n, key=jax.random.key(seed), max_length=T)
         cell = dataclasses.replace(jax.tree.map(lambda w: w.astype(dtype), cell), scan=scan)
         xs = jnp.asarray(np.random.default_rng(seed).standard_normal((T, 2)), dtype)
-        return (lambda: jax.block_until_ready(gs.lag_profile(cell, xs).log10_spectral)), np.asarray
+        return lambda: jax.block_until_ready(gs.lag_profile(cell, xs).log10_spectral)
     from bench_engine import gradscope_workload
 
     w_ih, w_hh, b, xs = peer_model("jax", INPUTS, n, T, B, seed)
-    run, _ = gradscope_workload(name, w_ih, w_hh, b, xs, jnp.float64 if dtype == "float64" else jnp.float32)
-    return run, np.asarray
+    return gradscope_workload(name, w_ih, w_hh, b, xs, jnp.float64 if dtype == "float64" else jnp.float32)[0]
 
 
 def time_median(call, repeat: int) -> dict:
@@ -104,9 +110,9 @@ def reference(name: str, size: dict, platform_name: str, npz: Path, repeat: int 
     if platform_name == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
     code = ("import sys, json, numpy as np; sys.path.insert(0, %r); import bench_targets as b; "
-            "size = json.loads(sys.argv[2]); run, to_np = b.workload(sys.argv[1], size, 'float64'); "
+            "size = json.loads(sys.argv[2]); run = b.workload(sys.argv[1], size, 'float64'); "
             "t = b.time_median(run, int(sys.argv[4])); "
-            "np.savez(sys.argv[3], out=to_np(t['out']), seconds=t['first_call_s'], "
+            "np.savez(sys.argv[3], out=np.asarray(t['out']), seconds=t['first_call_s'], "
             "median_s=t['median_s'])") % str(HERE)
     subprocess.run([sys.executable, "-c", code, name, json.dumps(size), str(npz), str(repeat)], env=env, check=True)
 
@@ -158,13 +164,9 @@ def main() -> None:
     print(json.dumps(meta), flush=True)
     rows = []
     for name in a.workloads.split(","):
-        size = dict(TARGETS[name])
-        limit = size.pop("limit_s")
-        if a.quick:
-            size = QUICK[name]
-        run, to_np = workload(name, size, "float32")
-        t = time_median(run, a.repeat)
-        out = to_np(t.pop("out"))
+        size, limit = sized(name, a.quick)
+        t = time_median(workload(name, size, "float32"), a.repeat)
+        out = np.asarray(t.pop("out"))
         npz = a.out / f"ref-{name}.npz"
         t0 = time.perf_counter()
         reference(name, size, REFERENCE_PLATFORM[name], npz)
@@ -174,9 +176,9 @@ def main() -> None:
                                      "wall_s": time.perf_counter() - t0, **max_log_diff(out, ref["out"])}}
         if name == "indrnn":  # the other rollout, for comparison: the loop (GPU) or the associative scan (CPU)
             other = "sequential" if jax.default_backend() != "cpu" else "parallel"
-            t2 = time_median(workload(name, size, "float32", scan=other)[0], a.repeat)
+            t2 = time_median(workload(name, size, "float32", scan=other), a.repeat)
             row["other_scan"] = {"scan": other, "median_s": t2["median_s"],
-                                 **max_log_diff(to_np(t2["out"]), ref["out"])}
+                                 **max_log_diff(np.asarray(t2["out"]), ref["out"])}
             print(f"indrnn with scan={other}: median {t2['median_s'] * 1e3:.2f} ms", flush=True)
         if name == "lyapunov":
             row["float64_reference"]["exponents_within_1e-3"] = within(out, ref["out"])
@@ -196,7 +198,7 @@ def main() -> None:
     for name in a.workloads.split(","):
         if name == "indrnn":
             continue
-        size = QUICK[name] if a.quick else {k: v for k, v in TARGETS[name].items() if k != "limit_s"}
+        size = sized(name, a.quick)[0]
         for peer in filter(None, a.peers.split(",")):
             if peer == "torch" and name == "lag" and not a.quick:
                 print("skip torch lag (> 150 s on an H100 in ../shared/bench/README.md)", flush=True)

@@ -8,6 +8,8 @@
   to 1e-12, including negative u, nonzero h_0, T = 1, and the overflow guard's fallback on the loop.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,8 +37,6 @@ def _np_indrnn(cell, xs, h):
 def test_matches_numpy_reference(m, n, T, act, dtype):
     cell = gs.cells.make("indrnn", m, n, key=jax.random.key(n), activation=act, max_length=T, dtype=dtype)
     # give the zero-initialised bias some values so that the reference exercises it
-    import dataclasses
-
     rng = np.random.default_rng(T)
     cell = dataclasses.replace(cell, bias=jnp.asarray(0.1 * rng.normal(size=n), dtype))
     xs = rng.normal(size=(T, m)).astype(np.dtype(dtype))
@@ -142,16 +142,12 @@ def test_stack_of_indrnn_and_lstm_jacobian_matches_autodiff():
 
 
 def _scan_variants(cell):
-    import dataclasses
-
     return dataclasses.replace(cell, scan="parallel"), dataclasses.replace(cell, scan="sequential")
 
 
 @pytest.mark.parametrize("act", ["relu", "linear"])
 @pytest.mark.parametrize("T", [1, 2, 37, 300])
 def test_parallel_rollout_matches_numpy_loop(act, T):
-    import dataclasses
-
     n, m, B = 12, 3, 3
     rng = np.random.default_rng(T)
     cell = gs.cells.make("indrnn", m, n, key=jax.random.key(T), activation=act, dtype=jnp.float64,
@@ -162,8 +158,7 @@ def test_parallel_rollout_matches_numpy_loop(act, T):
     xs = rng.normal(size=(B, T, m))
     h0 = rng.normal(size=(B, n))
     par, seq = _scan_variants(cell)
-    growth = T * np.log(max(1.0, np.abs(np.asarray(par.weight_hh_diag)).max()))
-    assert bool(gs.cells._parallel.parallel_safe(par.weight_hh_diag, T)) == bool(growth <= 40)
+    assert bool(gs.cells._parallel.parallel_safe(par.weight_hh_diag, T))  # the parallel branch is under test
     tp, ts = gs.rollout(par, xs, (h0,)), gs.rollout(seq, xs, (h0,))
     for b in range(B):
         ref = _np_indrnn(cell, xs[b], h0[b])
@@ -177,8 +172,6 @@ def test_parallel_rollout_matches_numpy_loop(act, T):
 
 def test_parallel_rollout_falls_back_on_the_loop_where_products_overflow():
     """u = 1.5 over 300 steps: ∏u = 1.5^300 ≈ 1e53 (inf in float32) although every state is 0 (relu of −1)."""
-    import dataclasses
-
     n, T = 4, 300
     cell = gs.cells.make("indrnn", 1, n, key=jax.random.key(0))
     f32 = jnp.float32

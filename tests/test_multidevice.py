@@ -36,17 +36,26 @@ print(json.dumps({"records": recs, "devices": len(stacked.weight_hh.sharding.dev
 """
 
 
-def _start(n: int) -> subprocess.Popen:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+def _spawn(n_devices: int, *argv) -> subprocess.Popen:
+    """A fresh Python process with ``n_devices`` simulated CPU devices, float32 (x64 off)."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(n)], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, *map(str, argv)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
-def _result(proc: subprocess.Popen) -> dict:
+def _stdout(proc: subprocess.Popen) -> str:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    return out
+
+
+def _start(n: int) -> subprocess.Popen:
+    return _spawn(n, "-c", SCRIPT, n)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    return json.loads(_stdout(proc).strip().splitlines()[-1])
 
 
 def test_four_devices_equal_one_device_bitwise():
@@ -62,10 +71,7 @@ CLI_SWEEP = ["--cells", "rnn-tanh,lstm", "--gains", "1.5", "--lengths", "9", "--
 
 
 def _cli(n_devices: int, *args) -> subprocess.Popen:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu")
-    env.pop("JAX_ENABLE_X64", None)
-    return subprocess.Popen([sys.executable, "-m", "gradscope", "sweep", *CLI_SWEEP, *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _spawn(n_devices, "-m", "gradscope", "sweep", *CLI_SWEEP, *args)
 
 
 def _free_port() -> int:
@@ -80,13 +86,9 @@ def test_two_processes_equal_one_process_bitwise(tmp_path):
     dist = ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
     procs = [_cli(2, *dist, "--process-id", i, "--out", tmp_path / "two") for i in (0, 1)]
     single = _cli(1, "--out", tmp_path / "one")
-    outs = []
-    for p in procs + [single]:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
-        outs.append(out)
-    two, _, one = (json.loads(o) if o.strip() else None for o in outs)
+    outs = [_stdout(p) for p in procs + [single]]
     assert outs[1].strip() == ""  # process 1 neither prints nor writes
+    two, one = json.loads(outs[0]), json.loads(outs[2])
     assert (two["environment"]["devices"], two["environment"]["processes"]) == (4, 2)
     assert (one["environment"]["devices"], one["environment"]["processes"]) == (1, 1)
     assert "(cpu ×4, 2 processes)" in (tmp_path / "two" / "summary.md").read_text()

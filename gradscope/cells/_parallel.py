@@ -26,16 +26,18 @@ import jax.numpy as jnp
 _MAX_LOG_GROWTH = 40.0
 
 
+def _image(end, A, B):
+    """``A + B·end`` for an end of an interval; an infinite end maps by the sign of B, never as inf·B
+    (inf·0 = NaN would poison the branch not taken; B = 0 is handled by the caller)."""
+    finite = jnp.isfinite(end)
+    return jnp.where(finite, A + B * jnp.where(finite, end, 0.0), jnp.where(B > 0, end, -end))
+
+
 def _compose(f, g):
     """g∘f for maps h ↦ clip(A + B h, l, r) given as (A, B, l, r) arrays (f earlier, g later)."""
     A1, B1, l1, r1 = f
     A2, B2, l2, r2 = g
-    # the ends of f's range mapped by y ↦ A₂ + B₂ y; infinite ends are mapped by sign, never as inf·B₂
-    # (inf·0 = NaN would poison the branch not taken)
-    at_l = jnp.where(jnp.isfinite(l1), A2 + B2 * jnp.where(jnp.isfinite(l1), l1, 0.0),
-                     jnp.where(B2 > 0, -jnp.inf, jnp.inf))
-    at_r = jnp.where(jnp.isfinite(r1), A2 + B2 * jnp.where(jnp.isfinite(r1), r1, 0.0),
-                     jnp.where(B2 > 0, jnp.inf, -jnp.inf))
+    at_l, at_r = _image(l1, A2, B2), _image(r1, A2, B2)  # the ends of f's range mapped by y ↦ A₂ + B₂ y
     lo = jnp.where(B2 > 0, at_l, jnp.where(B2 < 0, at_r, A2))
     hi = jnp.where(B2 > 0, at_r, jnp.where(B2 < 0, at_l, A2))
     return A2 + B2 * A1, B2 * B1, jnp.clip(lo, l2, r2), jnp.clip(hi, l2, r2)
