@@ -7,7 +7,23 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite compiles thousands of tiny programs, so XLA compile time, not run time, is its cost. JAX's
+# switch for that case (LLVM at -O0, no expensive passes) cuts it by about a third. Numerics are IEEE
+# either way (XLA:CPU does not enable fast-math) and every comparison is against an independent
+# reference. In the environment, so that subprocesses and notebook kernels get it too; the few
+# run-time-heavy tests (training) ask for optimised code with the ``optimised`` fixture.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture
+def optimised():
+    """Compile with XLA's full optimisations for this test (training loops: run time dominates)."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)

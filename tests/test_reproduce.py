@@ -79,7 +79,7 @@ def _common(res, name):
 
 
 @pytest.mark.slow
-def test_adding_quick():
+def test_adding_quick(optimised):
     """Li et al. 2018 Fig. 2 at T = 200: IndRNN learns, the tanh RNN stays at the baseline."""
     res = rp.run("adding")
     _common(res, "adding")

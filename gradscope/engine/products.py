@@ -141,20 +141,25 @@ def _lag_dense(model, xs, S, pairs, spectral):
         sc = kahan_add(sc, ls)
         s = sc[0]
         frob = s / LN10
-        pf, ps, newpV = [], [], []
-        for (_, (r0, r1), (c0, c1)), v in zip(pairs, pV):
-            sub = M[r0:r1, c0:c1]
-            pf.append(jnp.log10(jnp.linalg.norm(sub)) + frob)
-            if spectral:
-                sig, v = top_singular_value(sub, v, tol, exact=spectral == "exact")
-                ps.append(jnp.log10(sig) + frob)
-            newpV.append(v)
         if spectral:
             sig, V = top_singular_value(M, V, tol, exact=spectral == "exact")
             spec = jnp.log10(sig) + frob
         else:
             spec = jnp.full_like(frob, jnp.nan)
-            ps = [jnp.full_like(frob, jnp.nan)] * len(pairs)
+        pf, ps, newpV = [], [], []
+        for (_, (r0, r1), (c0, c1)), v in zip(pairs, pV):
+            if (r0, r1, c0, c1) == (0, d, 0, d):  # a one-block model's h→h is the whole state: same norms
+                pf.append(frob)
+                ps.append(spec)
+            else:
+                sub = M[r0:r1, c0:c1]
+                pf.append(jnp.log10(jnp.linalg.norm(sub)) + frob)
+                if spectral:
+                    sig, v = top_singular_value(sub, v, tol, exact=spectral == "exact")
+                    ps.append(jnp.log10(sig) + frob)
+                else:
+                    ps.append(spec)
+            newpV.append(v)
         return (M, sc, V, newpV), (spec, frob, jnp.stack(pf) if pf else frob[None], jnp.stack(ps) if ps else frob[None])
 
     sc0 = (jnp.asarray(0.5 * math.log(d), dtype), jnp.zeros((), dtype))
