@@ -27,3 +27,10 @@ def optimised():
     jax.config.update("jax_disable_most_optimizations", False)
     yield
     jax.config.update("jax_disable_most_optimizations", before)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` (tens of seconds: reproductions, notebooks, subprocess CLI runs) first: with
+    ``-n 2 --dist worksteal`` (pyproject's addopts) they start at once and the idle worker steals short
+    tests from the end of the queues, so the run does not end with one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

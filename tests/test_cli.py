@@ -318,6 +318,7 @@ def test_sweep_figures_place_values_by_gain_and_cell(tmp_path):
     np.testing.assert_array_equal(H, [[3], [10], [7]])
 
 
+@pytest.mark.slow
 def test_sweep_resumes_after_interruption_with_identical_table(tmp_path, monkeypatch):
     full = run("sweep", *SWEEP_RESUME, "--out", tmp_path / "full", "--json", "-q")
     assert full.exit_code == 0, full.output

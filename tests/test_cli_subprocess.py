@@ -31,6 +31,7 @@ def test_cells_json():
     assert {"rnn-tanh", "lstm", "gru", "indrnn", "irnn"} <= set(names)
 
 
+@pytest.mark.slow
 def test_analyse_compare_report(tmp_path):
     p = gradscope("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", "0.5", "--hidden", "4",
                   "--length", "8", "--batch", "2", "--out", tmp_path / "a", "--json")
@@ -67,6 +68,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, needle):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_main_job_default_compare_shows_the_documents_ordering(tmp_path):
     """`gradscope compare` with no options (the README's main job): the tanh RNN's long-lag gradient is
     orders of magnitude below the LSTM-with-forget-bias-1's, IndRNN and IRNN keep theirs, and the report

@@ -153,6 +153,7 @@ def test_reproduce_list_and_errors(tmp_path):
     assert_error(run("reproduce"), "--list")
 
 
+@pytest.mark.slow
 def test_reproduce_writes_report(tmp_path):
     out = tmp_path / "fb"
     res = run("reproduce", "forget-bias", "--out", out, "--json", "--check")

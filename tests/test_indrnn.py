@@ -170,6 +170,7 @@ def test_parallel_rollout_matches_numpy_loop(act, T):
         np.testing.assert_array_equal(np.asarray(tp.states[0]) == 0, np.asarray(ts.states[0]) == 0)
 
 
+@pytest.mark.slow
 def test_parallel_rollout_falls_back_on_the_loop_where_products_overflow():
     """u = 1.5 over 300 steps: ∏u = 1.5^300 ≈ 1e53 (inf in float32) although every state is 0 (relu of −1)."""
     n, T = 4, 300

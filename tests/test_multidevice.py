@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import json, sys
 import jax
@@ -58,6 +60,7 @@ def _result(proc: subprocess.Popen) -> dict:
     return json.loads(_stdout(proc).strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device_bitwise():
     p1, p4 = _start(1), _start(4)  # side by side: the test takes one compile's time, not two
     one, four = _result(p1), _result(p4)
@@ -80,6 +83,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_bitwise(tmp_path):
     """The multi-controller path end to end: both processes compute, process 0 alone prints and writes."""
     port = _free_port()

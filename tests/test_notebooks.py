@@ -53,6 +53,7 @@ def test_structure(py):
     assert "gradscope._" not in text and "from gradscope.engine" not in text, "notebooks use the public API only"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("py", SOURCES, ids=IDS)
 def test_notebook_executes(py, monkeypatch):
     nbclient = pytest.importorskip("nbclient")

@@ -261,6 +261,7 @@ def test_iterative_spectral_norms_of_wide_blocks_match_exact_svd():
         gs.lag_profile(cell, xs, spectral="svd")
 
 
+@pytest.mark.slow
 def test_large_batch_lag_profile_returns_on_a_small_cpu():
     """Regression: on 2 cores with jaxlib 0.10, a lag profile with a batch of 128 wedged XLA's CPU thread
     pool (batched LAPACK kernels waiting on the pool that runs them) and never returned. `import gradscope`

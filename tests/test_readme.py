@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +35,7 @@ def test_readme_lists_every_registered_cell():
     assert not missing, f"README's cell table lacks {missing}"
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(monkeypatch):
     """The ten-line example, shrunk (T and the batch) so that it runs in a test."""
     text = (ROOT / "README.md").read_text()

@@ -90,6 +90,7 @@ def test_adding_quick(optimised):
     assert {r["name"] for r in res["runs"]} == {"rnn-tanh-T200", "lstm-T200", "irnn-T200", "indrnn-T200"}
 
 
+@pytest.mark.slow
 def test_forget_bias_quick():
     res = rp.run("forget-bias")
     _common(res, "forget-bias")
@@ -101,6 +102,7 @@ def test_forget_bias_quick():
     assert res["held"]
 
 
+@pytest.mark.slow
 def test_bn_gamma_quick():
     pytest.importorskip("sklearn")
     res = rp.run("bn-gamma")
@@ -111,6 +113,7 @@ def test_bn_gamma_quick():
     assert not checks["bn-lstm-horizon"]["judged"]  # an observation outside Cooijmans et al.'s Fig. 1 setting
 
 
+@pytest.mark.slow
 def test_depth_quick():
     res = rp.run("depth")
     _common(res, "depth")
@@ -125,7 +128,7 @@ def test_depth_quick():
 
 
 @pytest.mark.slow
-def test_gru_vs_lstm_quick():
+def test_gru_vs_lstm_quick(optimised):
     """At 400 steps the claim is not expected to show (see docs/reproductions.md); every model has learned
     beyond the unigram baseline, and the result reports honestly whether the claim held."""
     res = rp.run("gru-vs-lstm")
