@@ -20,7 +20,7 @@ import numpy as np
 
 from gradscope import engine
 from gradscope._errors import ConfigError
-from gradscope.engine._prep import MATMUL_PRECISION, prepare
+from gradscope.engine._prep import MATMUL_PRECISION, matmul_precision, prepare
 
 SCHEMA = "gradscope.analysis/1"
 
@@ -106,6 +106,7 @@ class Analysis:
     paths: Any = None
     gates: dict | None = None
     attribution: Any = None
+    matmul: str = MATMUL_PRECISION  # the matmul precision it was computed with (engine._prep.matmul_precision)
 
     def to_dict(self) -> dict:
         b = self.batch is not None
@@ -117,7 +118,7 @@ class Analysis:
             "block_sizes": [int(n) for n in self.block_sizes],
             "length": self.length,
             "batch": self.batch,
-            "precision": {"dtype": self.dtype, "matmul": MATMUL_PRECISION},
+            "precision": {"dtype": self.dtype, "matmul": self.matmul},
             "method": self.method,
             "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.summary.items()},
         }
@@ -266,6 +267,7 @@ def analyse(
         dtype=str(S.dtype),
         method=mode,
         summary=summary,
+        matmul=matmul_precision(),
         **res,
     )
 

@@ -104,3 +104,43 @@ def test_batched_inputs():
     np.testing.assert_allclose(d["lag_profile"]["log10_spectral_per_sequence"], per, atol=1e-12)
     # the batch curve is log10 of the mean norm over the sequences
     np.testing.assert_allclose(d["lag_profile"]["log10_spectral"], np.log10(np.mean(10.0 ** per, axis=0)), atol=1e-12)
+
+
+STAGES = {
+    "step_jacobians": lambda m, xs: engine.step_jacobians(m, xs).jac,
+    "lag_profile": lambda m, xs: engine.lag_profile(m, xs).log10_spectral,
+    "triangle": lambda m, xs: engine.triangle(m, xs).log10_frobenius,
+    "lyapunov": lambda m, xs: engine.lyapunov_spectrum(m, xs).exponents,
+    "singular_values": lambda m, xs: engine.singular_values(m, xs).log10_sv,
+    "path_split": lambda m, xs: engine.path_split(m, xs).remainder_log10_spectral,
+    "attribution": lambda m, xs: engine.attribution(m, xs, key=jax.random.key(0)).log10_by_lag,
+}
+
+
+def _dot_precisions(stage, model, xs):
+    """The precision of every matrix product in the compiled program of ``stage`` (StableHLO text)."""
+    import re
+
+    text = jax.jit(lambda xs: STAGES[stage](model, xs)).lower(xs).as_text()
+    dots = [line for line in text.splitlines() if "stablehlo.dot_general" in line]
+    assert dots, stage
+    return {m.group(1) if (m := re.search(r"precision = \[([^\]]*)\]", d)) else "unset" for d in dots}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_engine_multiplies_at_highest_precision_unless_the_user_sets_jax_precision(stage):
+    """Every product the engine compiles asks for HIGHEST precision — on a GPU that is what rules out TF32 and
+    bfloat16 passes (ecosystem.md §5.3) — whatever JAX's default is; a user who sets JAX's own
+    ``default_matmul_precision`` gets theirs, the analysis records which, and going back recompiles."""
+    model = make("lstm", 2, 20, key=jax.random.key(0), dtype=jnp.float32)  # blocks > 16: iterative norms too
+    xs = jnp.asarray(inputs(6, 2, B=2), jnp.float32)
+    assert _dot_precisions(stage, model, xs) == {"HIGHEST, HIGHEST"}
+    with jax.default_matmul_precision("bfloat16"):
+        assert _dot_precisions(stage, model, xs) == {"DEFAULT, DEFAULT"}
+        if stage == "lag_profile":
+            assert analyse(model, xs, lyapunov=False, spectra=False, paths=False, gates=False
+                           ).to_dict()["precision"] == {"dtype": "float32", "matmul": "bfloat16"}
+    assert _dot_precisions(stage, model, xs) == {"HIGHEST, HIGHEST"}
+    if stage == "lag_profile":
+        assert analyse(model, xs, lyapunov=False, spectra=False, paths=False, gates=False
+                       ).to_dict()["precision"] == {"dtype": "float32", "matmul": "highest"}

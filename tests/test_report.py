@@ -271,3 +271,16 @@ def test_render_report_one_line_errors(tmp_path):
         render_report(d)
     assert "\n" not in str(e.value) and isinstance(e.value, GradscopeError)
     assert sorted(p.name for p in d.iterdir()) == ["report.json"]  # nothing rendered
+
+
+def test_report_environment_records_the_analyses_matmul_precision():
+    import jax.numpy as jnp
+
+    model = gradscope.cells.make("rnn-tanh", 2, 3, key=jax.random.key(0), dtype=jnp.float32)
+    xs = jax.random.normal(jax.random.key(1), (4, 2), jnp.float32)
+    with jax.default_matmul_precision("tensorfloat32"):
+        fast = gradscope.analyse(model, xs, name="fast")
+    report = build_report([fast], command="analyse")  # built outside the context: the analysis' setting counts
+    assert report["environment"]["matmul_precision"] == "tensorfloat32"
+    both = build_report([fast, gradscope.analyse(model, xs, name="exact")], command="compare")
+    assert both["environment"]["matmul_precision"] == "highest,tensorfloat32"

@@ -14,6 +14,15 @@ from gradscope.rollout import _scan, check_inputs
 MATMUL_PRECISION = "highest"
 
 
+def matmul_precision() -> str:
+    """The matmul precision the engine computes with: ``"highest"`` (full float32 on GPUs too, not TF32 or
+    bfloat16 passes) unless the user has set JAX's own ``jax_default_matmul_precision`` (``jax.config`` or
+    the ``jax.default_matmul_precision(...)`` context), which then wins. Read at trace time: the setting is
+    part of JAX's compilation cache key, so changing it recompiles instead of reusing the other precision."""
+    user = jax.config.jax_default_matmul_precision
+    return MATMUL_PRECISION if user is None else str(user)
+
+
 def per_example(fn):
     """Wrap ``fn(model, xs, S, *args)`` written for one sequence: vmap it over a leading batch axis.
 
@@ -22,7 +31,7 @@ def per_example(fn):
 
     @functools.wraps(fn)
     def wrapped(model, xs, S, *args, batched: bool):
-        with jax.default_matmul_precision(MATMUL_PRECISION):
+        with jax.default_matmul_precision(matmul_precision()):
             if batched:
                 return jax.vmap(lambda x, s: fn(model, x, s, *args))(xs, S)
             return fn(model, xs, S, *args)
@@ -37,7 +46,7 @@ def _trajectory(model, xs, state0):
 
 @functools.partial(jax.jit, static_argnames=("batched",))
 def _states(model, xs, state0, batched):
-    with jax.default_matmul_precision(MATMUL_PRECISION):
+    with jax.default_matmul_precision(matmul_precision()):
         if batched:
             return jax.vmap(_trajectory, in_axes=(None, 0, 0))(model, xs, state0)
         return _trajectory(model, xs, state0)
@@ -70,4 +79,5 @@ def log10(x):
 
 LN10 = 2.302585092994046
 
-__all__ = ["prepare", "per_example", "step_jac", "step_diag", "is_diagonal", "flatten_state", "MATMUL_PRECISION"]
+__all__ = ["prepare", "per_example", "step_jac", "step_diag", "is_diagonal", "flatten_state", "MATMUL_PRECISION",
+           "matmul_precision"]

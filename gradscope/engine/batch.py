@@ -35,7 +35,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
-from gradscope.engine._prep import _states, is_diagonal
+from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.paths import _path_split, gate_statistics, has_direct_path
 from gradscope.engine.products import LagProfile, _lag_profile, block_pairs
 from gradscope.engine.spectra import Lyapunov, Spectra, _lyapunov, _singular_values, _step_sv, default_ks
@@ -271,5 +271,5 @@ def analyse_stack(models: Sequence, xs, *, names: Sequence[str] | None = None, t
         out.append(Analysis(name=names[i], model=_describe(model), blocks=tuple(model.blocks),
                             block_sizes=tuple(int(n) for n in model.block_sizes), length=T, batch=B,
                             dtype=str(jnp.dtype(model.dtype)),
-                            method="exact", summary=summary, **res))
+                            method="exact", summary=summary, matmul=matmul_precision(), **res))
     return out

@@ -101,12 +101,13 @@ def validate_report(report: Any) -> None:
         raise ReportFormatError(f"report has duplicate analysis names {dup}: each analysis needs a unique name")
 
 
-def environment(dtype: str) -> dict:
-    """Where and how the numbers were computed (JAX is imported here, lazily)."""
+def environment(dtype: str, matmul: str | None = None) -> dict:
+    """Where and how the numbers were computed (JAX is imported here, lazily); ``matmul``: the analyses'
+    matmul precision(s), by default the one the engine would use now."""
     import jax
 
     from gradscope import __version__
-    from gradscope.engine._prep import MATMUL_PRECISION
+    from gradscope.engine._prep import matmul_precision
 
     dev = jax.devices()[0]
     return {
@@ -118,7 +119,7 @@ def environment(dtype: str) -> dict:
         "processes": jax.process_count(),
         "x64": bool(jax.config.jax_enable_x64),
         "dtype": dtype,
-        "matmul_precision": MATMUL_PRECISION,
+        "matmul_precision": matmul or matmul_precision(),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
@@ -138,6 +139,7 @@ def build_report(analyses, *, command: str, config: Mapping | None = None) -> di
     if dup:
         raise ConfigError(f"analysis names {dup} repeat: give each analysis a unique name (analyse(..., name=...))")
     dtypes = sorted({str(a.get("precision", {}).get("dtype", "?")) for a in items})
+    matmuls = sorted({str(a["precision"]["matmul"]) for a in items if a.get("precision", {}).get("matmul")})
     from gradscope import __version__
 
     report = {
@@ -146,7 +148,7 @@ def build_report(analyses, *, command: str, config: Mapping | None = None) -> di
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "command": command,
         "config": clean(dict(config or {})),
-        "environment": environment(",".join(dtypes)),
+        "environment": environment(",".join(dtypes), ",".join(matmuls) or None),
         "analyses": items,
     }
     validate_report(report)
