@@ -23,6 +23,11 @@ def matmul_precision() -> str:
     return MATMUL_PRECISION if user is None else str(user)
 
 
+def engine_precision():
+    """Context in which the engine traces its products: ``jax.default_matmul_precision(matmul_precision())``."""
+    return jax.default_matmul_precision(matmul_precision())
+
+
 def per_example(fn):
     """Wrap ``fn(model, xs, S, *args)`` written for one sequence: vmap it over a leading batch axis.
 
@@ -31,7 +36,7 @@ def per_example(fn):
 
     @functools.wraps(fn)
     def wrapped(model, xs, S, *args, batched: bool):
-        with jax.default_matmul_precision(matmul_precision()):
+        with engine_precision():
             if batched:
                 return jax.vmap(lambda x, s: fn(model, x, s, *args))(xs, S)
             return fn(model, xs, S, *args)
@@ -46,7 +51,7 @@ def _trajectory(model, xs, state0):
 
 @functools.partial(jax.jit, static_argnames=("batched",))
 def _states(model, xs, state0, batched):
-    with jax.default_matmul_precision(matmul_precision()):
+    with engine_precision():
         if batched:
             return jax.vmap(_trajectory, in_axes=(None, 0, 0))(model, xs, state0)
         return _trajectory(model, xs, state0)
@@ -80,4 +85,4 @@ def log10(x):
 LN10 = 2.302585092994046
 
 __all__ = ["prepare", "per_example", "step_jac", "step_diag", "is_diagonal", "flatten_state", "MATMUL_PRECISION",
-           "matmul_precision"]
+           "matmul_precision", "engine_precision"]

@@ -31,7 +31,7 @@ import numpy as np
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
 from gradscope.engine._memory import require
-from gradscope.engine._prep import LN10, matmul_precision, prepare, step_jac
+from gradscope.engine._prep import LN10, engine_precision, prepare, step_jac
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def output_cotangents(model, T: int, readout: str, key, dtype):
     n_out = out_of(jnp.zeros((d,), dtype)).shape[0]
     v = jax.random.normal(key, (n_out,), dtype)
     v = v / jnp.linalg.norm(v)
-    with jax.default_matmul_precision(matmul_precision()):  # the vdot's transpose would round v on a GPU
+    with engine_precision():  # the vdot's transpose would round v on a GPU
         e = jax.grad(lambda s: jnp.vdot(v, out_of(s)))(jnp.zeros((d,), dtype))
     es = jnp.broadcast_to(e, (T, d))
     if readout == "last":
@@ -130,7 +130,7 @@ def _attr(model, xs, S, es):
 
 @functools.partial(jax.jit, static_argnames=("batched",))
 def _attribution(model, xs, S, es, batched):
-    with jax.default_matmul_precision(matmul_precision()):
+    with engine_precision():
         if batched:  # the cotangents may differ per sequence
             return jax.vmap(lambda x, s, e: _attr(model, x, s, e))(xs, S, es)
         return _attr(model, xs, S, es)
