@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ConfigError
-from gradscope.cells._base import Cell, jacobians, pytree_cell, static
+from gradscope.cells._base import Cell, has_readout, jacobians, pytree_cell, readout_jacobians, static
 
 
 @pytree_cell
@@ -94,7 +94,7 @@ class Stack(Cell):
             s2, a = c.step(inp, s, t)
             new.extend(s2)
             aux.update({f"layer{l}.{k}": v for k, v in a.items()})
-            out = c.output(s2)
+            out = c.readout(s2, inp)
             inp = out + inp if self._residual_from(l) else out
         return tuple(new), aux
 
@@ -103,8 +103,17 @@ class Stack(Cell):
 
     def output(self, state):
         """The top layer's output (its ``h`` block). With ``residual=True`` the stack's full output also
-        adds the shortcut of the top layer's input, which needs the step's input: see `train.Network`."""
+        adds the shortcut of the top layer's input, which needs the step's input: see `readout`."""
         return self.layers[-1].output(self._split(tuple(state))[-1])
+
+    def readout(self, state, x):
+        """What the top of the stack emits at a step whose input was ``x``: each layer's readout fed upwards,
+        with the residual shortcuts (state only: the layers' new states are given, nothing is stepped)."""
+        inp = x
+        for l, (c, s) in enumerate(zip(self.layers, self._split(tuple(state)))):
+            out = c.readout(s, inp)
+            inp = out + inp if self._residual_from(l) else out
+        return inp
 
     def jacobian(self, x, state, t=None):
         """Block lower-triangular ``∂S'/∂S``: layer l's new state depends on its own old state and,
@@ -125,13 +134,21 @@ class Stack(Cell):
             rows_S.append(dS)
             rows_x.append(dx)
             s2, _ = c.step(inp, s, t)
-            out = c.output(s2)
-            no = c.output_size  # output = the first block of the new state
+            out = c.readout(s2, inp)
+            if has_readout(c):  # y = readout(S'_l, inp): chain through the new state and the input
+                Ry, Rx = readout_jacobians(c, s2, inp)
+                dout_dS, dout_dx = Ry @ dS + Rx @ dinp_dS, Ry @ dx + Rx @ dinp_dx
+            else:  # output = the first block of the new state
+                no = c.output_size
+                dout_dS, dout_dx = dS[:no], dx[:no]
             if self._residual_from(l):
-                dinp_dS, dinp_dx, inp = dS[:no] + dinp_dS, dx[:no] + dinp_dx, out + inp
+                dinp_dS, dinp_dx, inp = dout_dS + dinp_dS, dout_dx + dinp_dx, out + inp
             else:
-                dinp_dS, dinp_dx, inp = dS[:no], dx[:no], out
+                dinp_dS, dinp_dx, inp = dout_dS, dout_dx, out
         return jnp.concatenate(rows_S, 0), jnp.concatenate(rows_x, 0)
+
+    def named_cells(self, prefix: str = ""):
+        return tuple(nc for l, c in enumerate(self.layers) for nc in c.named_cells(f"{prefix}layer{l}."))
 
     def describe(self):
         return {"cell": "stack", "residual": self.residual, "layers": [c.describe() for c in self.layers]}
@@ -208,6 +225,12 @@ class Bidirectional(Cell):
         sf, sb = self._split(tuple(state))
         return jnp.concatenate([self.forward.output(sf), self.backward.output(sb)])
 
+    def readout(self, state, x):
+        """``x`` is the paired input of `prepare_inputs` ([x_t, x_{T+1−t}])."""
+        m = self.input_size
+        sf, sb = self._split(tuple(state))
+        return jnp.concatenate([self.forward.readout(sf, x[:m]), self.backward.readout(sb, x[m:])])
+
     def jacobian(self, x, state, t=None):
         m = self.input_size
         sf, sb = self._split(tuple(state))
@@ -216,6 +239,9 @@ class Bidirectional(Cell):
         J = jax.scipy.linalg.block_diag(Jf, Jb)
         X = jax.scipy.linalg.block_diag(Xf, Xb)
         return J, X
+
+    def named_cells(self, prefix: str = ""):
+        return self.forward.named_cells(f"{prefix}fwd.") + self.backward.named_cells(f"{prefix}bwd.")
 
     def describe(self):
         return {"cell": "bidirectional", "forward": self.forward.describe(), "backward": self.backward.describe()}

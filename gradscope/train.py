@@ -66,14 +66,8 @@ class Readout:
 
 
 def _features(rnn, x, state):
-    """What the readout sees at one step: the last layer's output (a residual Stack adds its shortcut)."""
-    if isinstance(rnn, Stack):
-        inp = x
-        for l, (c, s) in enumerate(zip(rnn.layers, rnn._split(tuple(state)))):
-            out = c.output(s)
-            inp = out + inp if rnn._residual_from(l) else out
-        return inp
-    return rnn.output(state)
+    """What the readout sees at one step: the model's layer output (a residual Stack adds its shortcut)."""
+    return rnn.readout(state, x)
 
 
 @pytree_cell

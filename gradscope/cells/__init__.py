@@ -4,6 +4,8 @@
 """
 
 from gradscope.cells import elman, gru, indrnn, lstm, minimal, mut, normalized  # noqa: F401  (registration)
+# modern recurrences (linear/diagonal recurrences, state-space models, xLSTM)
+from gradscope.cells import lru, s4d, mamba, mingru, rglru, xlstm  # noqa: F401  (registration)
 from gradscope.cells._base import Cell, State, block_slices, flatten_state, pytree_cell, static, unflatten_state
 from gradscope.cells._registry import entries, entry, make, names, options
 from gradscope.cells.elman import Elman

@@ -91,6 +91,20 @@ class Cell:
         """The layer output read by the next layer of a stack: the first block (``h``)."""
         return state[0]
 
+    def readout(self, state, x):
+        """The layer output fed to the next layer of a `Stack` at the same step: by default `output`
+        (the first block). Cells whose layer output also reads the step input (LRU's y = Re(C h) + D x,
+        Mamba's y = C_t·h_t + D u_t) override it, set ``output_size`` to its size, and may define
+        ``readout_jacobian(state, x) -> (∂y/∂S, ∂y/∂x)`` (otherwise the Stack differentiates it)."""
+        del x
+        return self.output(state)
+
+    def named_cells(self, prefix: str = "") -> tuple[tuple[str, "Cell"], ...]:
+        """The leaf cells of a model with the prefix of their state blocks (``""`` for a cell,
+        ``"layer1."`` in a `Stack`, ``"fwd.layer0."`` in a `Bidirectional` of Stacks). Networks override it,
+        so that callers walk any model without knowing its classes."""
+        return ((prefix, self),)
+
     def init_state(self, dtype=None) -> State:
         dtype = dtype or self.dtype
         return tuple(jnp.zeros((n,), dtype) for n in self.block_sizes)
@@ -108,6 +122,19 @@ class Cell:
             if f.metadata.get("static", False) and f.name != "registry_name":
                 out[f.name] = getattr(self, f.name)
         return out
+
+
+def has_readout(cell) -> bool:
+    """Whether a cell's layer output differs from its first state block (it overrides `Cell.readout`)."""
+    return getattr(type(cell), "readout", Cell.readout) is not Cell.readout
+
+
+def readout_jacobians(cell, state, x):
+    """``(∂y/∂S (o, d), ∂y/∂x (o, m))`` of ``y = cell.readout(state, x)``: the cell's formula or forward autodiff."""
+    if callable(getattr(cell, "readout_jacobian", None)):
+        return cell.readout_jacobian(tuple(state), x)
+    s = flatten_state(state)
+    return jax.jacfwd(lambda s, x: cell.readout(unflatten_state(cell, s), x), argnums=(0, 1))(s, x)
 
 
 def has_analytic_jacobian(model) -> bool:
