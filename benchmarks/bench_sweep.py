@@ -4,7 +4,7 @@ that one device analyses — the scale issue's GPU measurements, in one run.
     python benchmarks/bench_sweep.py [--quick] [--out DIR] [--sweep-budget-s 120] [--size-budget-s 60]
 
 1. Throughput: one shape group (rnn-tanh, n = 256, T = 1000, batch 4 per configuration, 64 configurations:
-   16 gains × 4 seeds) analysed by `gradscope.sweep.run_sweep` with the stack size (configurations vmapped
+   16 gains × 4 seeds) analysed by `gradscope.experiments.sweep.run_sweep` with the stack size (configurations vmapped
    and sharded at once) capped at 1, 2, 4, … 64. Each size is compiled first (a run on one stack), then
    timed on the whole group: configurations per second, compilation excluded. Plot: throughput.png.
 2. The large sweep: 4 cells × 16 gains × 4 lengths × 8 seeds (2048 configurations) at n = 256, stack size
@@ -45,7 +45,7 @@ def gains(n: int) -> list[float]:
 
 
 def throughput(p: dict) -> list[dict]:
-    from gradscope import sweep
+    from gradscope.experiments import sweep
 
     configs = sweep.grid(["rnn-tanh"], gains(p["gains"]), [p["length"]], list(range(p["seeds"])),
                          hidden=p["hidden"], batch=p["batch"])
@@ -65,7 +65,7 @@ def throughput(p: dict) -> list[dict]:
 
 
 def big_sweep(p: dict, budget_s: float) -> dict:
-    from gradscope import sweep
+    from gradscope.experiments import sweep
 
     configs = sweep.grid(p["big_cells"], gains(p["big_gains"]), p["big_lengths"],
                          list(range(p["big_seeds"])), hidden=p["hidden"], batch=p["batch"])

@@ -13,16 +13,14 @@ imports the module that defines it. To add a public name, add one line to ``_LAZ
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 # public name -> (module that defines it, attribute in that module; None = the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "cells": ("gradscope.cells", None),
-    "rollout": ("gradscope.rollout", "rollout"),
-    "Trajectory": ("gradscope.rollout", "Trajectory"),
+    "rollout": ("gradscope._rollout", "rollout"),
+    "Trajectory": ("gradscope._rollout", "Trajectory"),
     "Stack": ("gradscope.nets", "Stack"),
     "Bidirectional": ("gradscope.nets", "Bidirectional"),
     "stack": ("gradscope.nets", "stack"),
@@ -46,12 +44,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "mlp_inputs": ("gradscope.mlp", "mlp_inputs"),
     "collect_statistics": ("gradscope.cells.normalized", "collect_statistics"),
     "io": ("gradscope.io", None),
-    "tasks": ("gradscope.tasks", None),
-    "train": ("gradscope.train", "train"),
-    "TrainResult": ("gradscope.train", "TrainResult"),
-    "TrainingDiverged": ("gradscope.train", "TrainingDiverged"),
-    "Network": ("gradscope.train", "Network"),
-    "Readout": ("gradscope.train", "Readout"),
+    "tasks": ("gradscope.experiments.tasks", None),
+    "train": ("gradscope.experiments.train", "train"),
+    "TrainResult": ("gradscope.experiments.train", "TrainResult"),
+    "TrainingDiverged": ("gradscope.experiments.train", "TrainingDiverged"),
+    "Network": ("gradscope.experiments.train", "Network"),
+    "Readout": ("gradscope.experiments.train", "Readout"),
     "checks": ("gradscope.checks", None),
     "testing": ("gradscope.testing", None),
     "GradscopeError": ("gradscope._errors", "GradscopeError"),
@@ -78,25 +76,6 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
-
-class _Package(types.ModuleType):
-    """The package object, with one fix for lazy loading.
-
-    When a submodule is imported (``import gradscope.rollout``, also indirectly), the import system
-    binds it as an attribute of the package, which would shadow a public function of the same name
-    (``gs.rollout`` would become the module). Bind the public attribute instead, as an eager
-    ``from gradscope.rollout import rollout`` in this file used to do.
-    """
-
-    def __setattr__(self, name, value):
-        target = _LAZY.get(name)
-        if (target is not None and target[1] is not None and isinstance(value, types.ModuleType)
-                and value.__name__ == target[0]):
-            value = getattr(value, target[1])
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 # XLA's CPU runtime runs independent operations concurrently on its thread pool, and jaxlib's batched
 # LAPACK kernels (QR, SVD) wait on work of their own. On small machines the two can wedge: with jaxlib 0.10

@@ -15,7 +15,7 @@ import numpy as np
 
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians, flatten_state, unflatten_state
-from gradscope.rollout import rollout
+from gradscope._rollout import rollout
 
 
 def build(name, m=3, n=4, seed=0, dtype=jnp.float64, **opts):

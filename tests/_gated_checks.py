@@ -15,7 +15,7 @@ import numpy as np
 
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians
-from gradscope.rollout import rollout
+from gradscope._rollout import rollout
 
 
 def sigmoid(a):

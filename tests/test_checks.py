@@ -22,7 +22,7 @@ import typer
 from typer.testing import CliRunner
 
 from gradscope import checks
-from gradscope._cli_checks import register
+from gradscope.cli.checks import register
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -413,7 +413,7 @@ def test_check_runs_well_under_a_second(tmp_path):
 
 @pytest.mark.parametrize("code", [
     "import gradscope.checks",
-    "import typer; from gradscope._cli_checks import register; app = typer.Typer(); register(app)\n"
+    "import typer; from gradscope.cli.checks import register; app = typer.Typer(); register(app)\n"
     "try:\n    app(['check', sys.argv[1], '--baseline', sys.argv[2], '--format', 'junit'])\n"
     "except SystemExit as e:\n    assert e.code == 1, e.code",
 ], ids=["import", "cli-check"])

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gradscope import cli, sweep
+from gradscope import cli
+from gradscope.experiments import sweep
 
 runner = CliRunner()
 TINY = ["--hidden", "4", "--length", "8", "--batch", "2"]
@@ -152,7 +153,7 @@ def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("safetensors.torch")
 
-    from gradscope import inputs
+    from gradscope.experiments import inputs
 
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(2, 4, batch_first=True).double()
@@ -163,7 +164,7 @@ def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
               "--out", tmp_path / "r", "--json", "-q")
     assert res.exit_code == 0, res.output
     (a,) = json.loads(res.stdout)["analyses"]
-    # the CLI's inputs: U(0,1) from the second half of split(key(seed)) (documented in gradscope.sweep)
+    # the CLI's inputs: U(0,1) from the second half of split(key(seed)) (documented in gradscope.experiments.sweep)
     xs = np.asarray(inputs.make_inputs("uniform", sweep.config_keys(seed)[1], B, T, 2), np.float64)
     lstm = lstm.float().double()  # the float32-rounded weights the file holds
 
@@ -248,7 +249,7 @@ def test_compare_seeds_name_each_run(tmp_path):
 
 
 def test_compare_default_cells_parse():
-    from gradscope._cli_common import parse_cell_list
+    from gradscope.cli._common import parse_cell_list
 
     specs = parse_cell_list(",".join(cli.DEFAULT_COMPARE_CELLS))
     assert [s.label for s in specs] == ["rnn-tanh", "lstm-fb0", "lstm-fb1", "gru", "indrnn", "irnn", "ln-lstm"]

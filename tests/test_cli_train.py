@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradscope import cli
-from gradscope._cli_train import register
+from gradscope.cli.train import register
 from gradscope.report import load_report
 
 if "train" not in {c.name or c.callback.__name__ for c in cli.app.registered_commands}:  # cli.py registers them
@@ -74,11 +74,11 @@ def test_train_loss_matches_numpy_forward(tiny_run):
     the initial weights (rebuilt with the same keys) and the batch (IndRNN: h_t = relu(W x_t + u⊙h + b))."""
     import jax
 
-    from gradscope import tasks
-    from gradscope._cli_train import build_model
-    import gradscope.train  # noqa: F401
+    from gradscope.experiments import tasks
+    from gradscope.cli.train import build_model
+    import gradscope.experiments.train  # noqa: F401
 
-    tr = sys.modules["gradscope.train"]
+    tr = sys.modules["gradscope.experiments.train"]
     task = tasks.make("adding", length=12)
     key = jax.random.key(0)
     model, _ = build_model("indrnn", 2, 8, 2, False, 12, key=jax.random.fold_in(key, 1), dtype=np.float32)
@@ -168,7 +168,7 @@ def test_reproduce_writes_report(tmp_path):
 
 
 def test_cli_train_module_does_not_import_jax():
-    code = "import sys, gradscope._cli_train; assert 'jax' not in sys.modules, 'jax imported'"
+    code = "import sys, gradscope.cli.train; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

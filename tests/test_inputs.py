@@ -1,11 +1,11 @@
-"""Named input sources (gradscope.inputs): shapes, distributions, task inputs and error messages."""
+"""Named input sources (gradscope.experiments.inputs): shapes, distributions, task inputs and error messages."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope import inputs
+from gradscope.experiments import inputs
 from gradscope._errors import ConfigError, UnknownNameError
 
 

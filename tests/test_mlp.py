@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope import rollout
+from gradscope import _rollout as rollout
 from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells._base import autodiff_jacobians
 from gradscope.mlp import MLP, collect_statistics, make_mlp, mlp_inputs

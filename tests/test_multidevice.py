@@ -19,8 +19,8 @@ import pytest
 SCRIPT = r"""
 import json, sys
 import jax
-from gradscope import sweep
-from gradscope.engine import batch
+from gradscope.experiments import sweep
+from gradscope.analysis import batch
 
 devs = jax.devices()
 assert len(devs) == int(sys.argv[1]), devs

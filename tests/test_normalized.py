@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradscope import rollout
+from gradscope import _rollout as rollout
 from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians

@@ -10,7 +10,7 @@ import pytest
 
 from gradscope import engine
 from gradscope._errors import ConfigError
-from gradscope.rollout import rollout
+from gradscope._rollout import rollout
 
 from _engine_ref import build, inputs, oracle
 

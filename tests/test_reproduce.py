@@ -1,4 +1,4 @@
-"""The named reproductions (`gradscope.reproduce`): registry, helpers against independent truth, and the
+"""The named reproductions (`gradscope.experiments.reproduce`): registry, helpers against independent truth, and the
 quick version of every reproduction with its qualitative outcome.
 
 Quick reproductions take 5–60 s each on a 2-core CPU (the slow ones are marked, and still run in CI).
@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from gradscope import reproduce as rp
+from gradscope.experiments import reproduce as rp
 from gradscope._errors import ConfigError, UnknownNameError
 
 BASE = 1.0 / 6.0  # adding-problem baseline MSE
@@ -35,7 +35,7 @@ def test_registry():
 def test_matched_hidden_counts_real_parameters(cell):
     """The parameter formula behind Chung et al.'s matched sizes equals the leaves of the built network."""
     from gradscope.cells import make
-    from gradscope.train import Readout
+    from gradscope.experiments.train import Readout
 
     m, out = 11, 7
     n = rp.matched_hidden(cell, m, out, 5000)

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from gradscope import merge, sweep
-from gradscope.engine import batch
+from gradscope.experiments import merge, sweep
+from gradscope.analysis import batch
 from gradscope.engine._memory import ResourceError
 
 # one shape group (rnn-linear, H=4, T=8, B=2): 8 gains × 4 seeds = 32 configurations

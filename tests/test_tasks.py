@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope import tasks
+from gradscope.experiments import tasks
 from gradscope._errors import ConfigError, GradscopeError, UnknownNameError
 
 

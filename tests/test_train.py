@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import gradscope as gs
-from gradscope import checkpoint as ckpt
-from gradscope import tasks
+from gradscope.experiments import checkpoint as ckpt
+from gradscope.experiments import tasks
 from gradscope._errors import ConfigError, GradscopeError, ShapeError
-from gradscope.train import Network, Readout, TrainingDiverged, evaluate, network, norm_clipping, restore, train
+from gradscope.experiments.train import Network, Readout, TrainingDiverged, evaluate, network, norm_clipping, restore, train
 
 
 def small_indrnn(T, hidden=8, layers=2, seed=1, **opts):

@@ -34,12 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import ConfigError
+from gradscope.analysis.core import Analysis, _batch_mean, _describe, summarise
+from gradscope.engine.bounds import bound
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
-from gradscope.engine.paths import _path_split, gate_statistics, has_direct_path
+from gradscope.engine.paths import PathSplit, _path_split, gate_statistics, has_direct_path
 from gradscope.engine.products import LagProfile, _lag_profile, block_pairs
 from gradscope.engine.spectra import Lyapunov, Spectra, _lyapunov, _singular_values, _step_sv, default_ks
-from gradscope.rollout import _scan, check_inputs
+from gradscope._rollout import _scan, check_inputs
 
 #: the cfg axis name of the device mesh
 AXIS = "cfg"
@@ -235,10 +237,6 @@ def analyse_stack(models: Sequence, xs, *, names: Sequence[str] | None = None, t
                   devices=None, pad_to: int | None = None) -> list:
     """`gradscope.analyse` (exact mode, default stages) of each model on its own batch ``xs[i]``
     (N, B, T, m), computed as one stacked, sharded program; returns a list of `Analysis`."""
-    from gradscope.analysis import Analysis, _batch_mean, _describe, summarise
-    from gradscope.engine.bounds import bound
-    from gradscope.engine.paths import PathSplit
-
     if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
         raise ConfigError(f"threshold={threshold!r} is not allowed: expected a finite log10 value such as -3")
     if len(models) == 0:

@@ -251,7 +251,7 @@ def analyse(
         summary["highway_log10_max_lag"] = float(_batch_mean(ps.highway_log10_spectral, batched)[0])
         summary["remainder_log10_max_lag"] = float(_batch_mean(ps.remainder_log10_frobenius, batched)[0])
     if gates:
-        from gradscope.rollout import rollout
+        from gradscope._rollout import rollout
 
         res["gates"] = engine.gate_statistics(model, rollout(model, xs, state0))
     if attribution:

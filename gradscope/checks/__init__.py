@@ -693,6 +693,6 @@ def compare(report: Any, baseline: Any, overrides: Mapping[str, Any] | None = No
 
 
 # output formats live in _check_formats (imported last: they use the records above)
-from gradscope._check_formats import (  # noqa: E402
+from gradscope.checks.formats import (  # noqa: E402
     format_github, format_json, format_junit, format_markdown, format_text, render,
 )

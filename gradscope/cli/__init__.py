@@ -25,7 +25,7 @@ from typing import Optional
 import typer
 
 from gradscope import __version__
-from gradscope._cli_common import (
+from gradscope.cli._common import (
     GuardedGroup,
     check_finite,
     check_out_dir,
@@ -104,14 +104,14 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _input_source(source: str) -> str:
-    from gradscope.inputs import check_source
+    from gradscope.experiments.inputs import check_source
 
     return check_source(source)
 
 
 def _input_size(source: str, input_size: Optional[int], length: int) -> Optional[int]:
     """The model's input size: the task's for task sources (an explicit different one is an error)."""
-    from gradscope import inputs
+    from gradscope.experiments import inputs
 
     task_m = inputs.task_input_size(source, max(length, 64))
     if task_m is None:
@@ -131,7 +131,7 @@ def _auto_options(cell: str, options: dict, length: int) -> dict:
 
 def _analyse_all(configs, *, quiet: bool, what: str, model=None):
     """Analyse each configuration with a progress bar (one step each); raise on non-finite results."""
-    from gradscope import sweep
+    from gradscope.experiments import sweep
 
     records = []
     with progress(len(configs), what, quiet) as advance:
@@ -147,7 +147,7 @@ def _analyse_all(configs, *, quiet: bool, what: str, model=None):
 
 
 def _record(analysis) -> dict:
-    from gradscope._cli_common import json_ready
+    from gradscope.cli._common import json_ready
 
     return json.loads(json.dumps(json_ready(analysis.to_dict()), allow_nan=False))
 
@@ -158,7 +158,7 @@ def _write(out: Path, analyses: list[dict], *, command: str, config: dict, force
 
     report = rep.build_report(analyses, command=command, config=config)
     if command == "sweep":
-        from gradscope.sweep import write_sweep_report
+        from gradscope.experiments.sweep import write_sweep_report
 
         write_sweep_report(out, report, force=force)
     else:
@@ -285,7 +285,7 @@ def analyse(
     """
     t0 = time.perf_counter()
     dtype = enable_float64(float64)  # before any array exists
-    from gradscope.sweep import Config
+    from gradscope.experiments.sweep import Config
 
     source = _input_source(input)
     flags = {"--forget-bias": forget_bias, "--chrono": chrono, "--gain": gain,
@@ -302,7 +302,7 @@ def analyse(
             raise ConfigError("--hidden/--layers/--residual are not allowed with --weights: they are read from the file")
         model = _load_weights(weights, arch, dtype)
         m = int(model.input_size)
-        from gradscope import inputs
+        from gradscope.experiments import inputs
 
         task_m = inputs.task_input_size(source, max(length, 64))
         if task_m is not None and task_m != m:
@@ -346,7 +346,7 @@ def analyse(
 
 
 def _label_with(name: str, opts: dict) -> str:
-    from gradscope._cli_common import default_label
+    from gradscope.cli._common import default_label
 
     return default_label(name, {k: v for k, v in opts.items() if k != "max_length"})
 
@@ -405,7 +405,7 @@ def compare(
     t0 = time.perf_counter()
     dtype = enable_float64(float64)
     from gradscope.cells import names as cell_names
-    from gradscope.sweep import Config
+    from gradscope.experiments.sweep import Config
 
     source = _input_source(input)
     seed_list = parse_ints("--seeds", seeds, minimum=0)
@@ -489,14 +489,14 @@ def sweep(
     Example: `gradscope sweep --cells rnn-tanh,lstm --gains 0.5,1,1.5 --lengths 50,100 --seeds 0,1 --out sweep`
     """
     t0 = time.perf_counter()
-    from gradscope import merge as mg
+    from gradscope.experiments import merge as mg
 
     shard_ix = mg.parse_shard(shard) if shard is not None else None
     start_distributed(distributed, coordinator, num_processes, process_id)
     dtype = enable_float64(float64)
     import jax
 
-    from gradscope import sweep as sw
+    from gradscope.experiments import sweep as sw
 
     source = _input_source(input)
     specs = parse_cell_list(cells)
@@ -570,7 +570,7 @@ def merge(
     Example: `gradscope merge sweep-parts --out sweep`
     """
     t0 = time.perf_counter()
-    from gradscope import merge as mg
+    from gradscope.experiments import merge as mg
 
     check_out_dir(out, force)
     config, analyses = mg.merge_parts(parts)
@@ -660,13 +660,13 @@ def inspect(
 # ------------------------------------------------------------------------------------ check, baseline
 
 try:  # JAX-free: `gradscope check` stays fast
-    from gradscope._cli_checks import register as _register_checks
+    from gradscope.cli.checks import register as _register_checks
 except ImportError:  # pragma: no cover - the module is part of the package
     _register_checks = None
 if _register_checks is not None:
     _register_checks(app)
 
-from gradscope._cli_train import register as _reg_train  # noqa: E402  (train, reproduce; JAX-free import)
+from gradscope.cli.train import register as _reg_train  # noqa: E402  (train, reproduce; JAX-free import)
 
 _reg_train(app)
 

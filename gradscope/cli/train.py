@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from gradscope._cli_common import check_out_dir, enable_float64, info, print_json, progress, stderr_console, warn
+from gradscope.cli._common import check_out_dir, enable_float64, info, print_json, progress, stderr_console, warn
 from gradscope._errors import ConfigError
 
 
@@ -45,7 +45,7 @@ def build_model(cell: str, input_size: int, hidden: int, layers: int, residual: 
     """
     import jax
 
-    from gradscope._cli_common import parse_cell_spec
+    from gradscope.cli._common import parse_cell_spec
     from gradscope.cells import make
     from gradscope.nets import Stack
 
@@ -152,12 +152,12 @@ def register(app: typer.Typer) -> None:
         import jax
         import jax.numpy as jnp
 
-        from gradscope import tasks
+        from gradscope.experiments import tasks
         from gradscope.analysis import analyse
-        from gradscope.reproduce import run_record
+        from gradscope.experiments.reproduce import run_record
         from gradscope.report.training import write_training_report
 
-        tr = __import__("importlib").import_module("gradscope.train")
+        tr = __import__("importlib").import_module("gradscope.experiments.train")
         tk = tasks.make(task, length=length)
         T = tk.length
         key = jax.random.key(seed)
@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
 
         All quick versions, failing CI when a claim does not hold: `gradscope reproduce all --out repro --check`
         """
-        from gradscope import reproduce as rp
+        from gradscope.experiments import reproduce as rp
 
         if list_:
             rows = [{"name": e.name, "title": e.title, "claim": e.claim, "source": e.source}
@@ -235,7 +235,7 @@ def register(app: typer.Typer) -> None:
             if json_out:
                 print_json(rows)
             else:
-                from gradscope._cli_common import stdout_console
+                from gradscope.cli._common import stdout_console
                 from rich.table import Table
 
                 t = Table(title="reproductions (gradscope reproduce NAME --out DIR)", title_justify="left")

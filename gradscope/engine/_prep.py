@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradscope.cells._base import flatten_state, jacobians, unflatten_state
-from gradscope.rollout import _scan, check_inputs
+from gradscope._rollout import _scan, check_inputs
 
 #: The engine's matmul precision. TF32-class GPU matmuls ruin long products (ecosystem.md §5.3).
 MATMUL_PRECISION = "highest"

@@ -25,7 +25,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError, GradscopeError
 
-SCHEMA = "gradscope.checkpoint/1"
+SCHEMA = "gradscope.experiments.checkpoint/1"
 
 
 class CheckpointError(GradscopeError):

@@ -7,7 +7,7 @@ input source. Sources:
 * ``uniform`` — x_t ~ U(0, 1)^m, the value stream of the adding problem (Hochreiter & Schmidhuber 1997;
   IndRNN set-up, Li et al. 2018 §5.1);
 * ``zeros``   — x_t = 0: the autonomous map S_t = f(0, S_{t-1}), driven only by the biases;
-* ``adding``, ``copy``, ``temporal-order`` — the inputs of the tasks in `gradscope.tasks` (their targets
+* ``adding``, ``copy``, ``temporal-order`` — the inputs of the tasks in `gradscope.experiments.tasks` (their targets
   are dropped); their input size is fixed by the task.
 
 ``make_inputs(source, key, batch, length, input_size)`` returns ``xs`` of shape ``(batch, length, m)``.
@@ -29,7 +29,7 @@ SOURCES: dict[str, str] = {
     "temporal-order": "inputs of the temporal-order problem (one-hot symbols); input size 6",
 }
 
-#: sources whose inputs come from a task of `gradscope.tasks` (same name there)
+#: sources whose inputs come from a task of `gradscope.experiments.tasks` (same name there)
 TASK_SOURCES = ("adding", "copy", "temporal-order")
 
 
@@ -48,7 +48,7 @@ def check_source(source: str) -> str:
 
 
 def _task(source: str, length: int):
-    from gradscope import tasks
+    from gradscope.experiments import tasks
 
     return tasks.make(source, length=length)
 

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from gradscope._errors import ConfigError
 
-PART_SCHEMA = "gradscope.sweep-part/1"
+PART_SCHEMA = "gradscope.experiments.sweep-part/1"
 PART_RE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")
 
 

@@ -1,8 +1,8 @@
 """Named reproductions of published claims about gradient flow, each with a quick (CI) and a full (GPU) setting.
 
-    result = gradscope.reproduce.run("adding", quick=True)      # trains, measures, judges
+    result = gradscope.experiments.reproduce.run("adding", quick=True)      # trains, measures, judges
     result["held"], result["outcome"]                             # did the claim hold, what was measured
-    report = gradscope.reproduce.to_report(result)                # a gradscope.report/1 dict (+ sections)
+    report = gradscope.experiments.reproduce.to_report(result)                # a gradscope.report/1 dict (+ sections)
 
 Every experiment states its claim (with its source in ``reference/papers.md``), fixes its settings, runs,
 and judges the claim by explicit *checks* written before the run (``expected`` is a sentence, ``held`` a
@@ -90,7 +90,7 @@ def _check(name: str, expected: str, measured: str, held: bool, judged: bool = T
 
 
 def _train_module():
-    return importlib.import_module("gradscope.train")
+    return importlib.import_module("gradscope.experiments.train")
 
 
 # ------------------------------------------------------------------------------------- shared pieces
@@ -142,7 +142,7 @@ def run_record(name: str, result=None, *, task, history=None, diverged=None, fin
 def train_run(ctx: Context, name: str, model, task, *, key, steps: int, batch: int, lr: float,
               optimizer: str = "adam", clip_norm=None, indrnn_clip=None, snapshot_every=None,
               probe_batch: int = 8, eval_batch: int = 512, analyse_final: bool = True) -> dict:
-    """Train ``model`` on ``task`` (`gradscope.train.train`), evaluate it on fresh data and record the run.
+    """Train ``model`` on ``task`` (`gradscope.experiments.train.train`), evaluate it on fresh data and record the run.
 
     A diverged run (NaN/inf loss) is an outcome, not an error: it is recorded with the step at which it
     diverged and its final numbers are None. Returns the run record (also appended to ``ctx.runs``).
@@ -229,7 +229,7 @@ def _adding_model(cell: str, hidden: int, T: int, key):
 
 
 def _run_adding(s: dict, ctx: Context) -> dict:
-    from gradscope import tasks
+    from gradscope.experiments import tasks
 
     learned, failed = s["learned_below"], s["failed_above"]
     table: dict[str, dict[int, Any]] = {}
@@ -270,7 +270,7 @@ def _run_adding(s: dict, ctx: Context) -> dict:
 
 
 def _run_forget_bias(s: dict, ctx: Context) -> dict:
-    from gradscope import tasks
+    from gradscope.experiments import tasks
     from gradscope.cells import make
 
     T = s["length"]
@@ -322,7 +322,7 @@ def _run_forget_bias(s: dict, ctx: Context) -> dict:
 
 
 def _run_bn_gamma(s: dict, ctx: Context) -> dict:
-    from gradscope import tasks
+    from gradscope.experiments import tasks
     from gradscope.cells import make
     from gradscope.cells.normalized import collect_statistics
 
@@ -373,7 +373,7 @@ def matched_hidden(cell: str, m: int, out: int, target: int) -> int:
 
 
 def _run_gru_vs_lstm(s: dict, ctx: Context) -> dict:
-    from gradscope import tasks
+    from gradscope.experiments import tasks
     from gradscope.cells import make
 
     task = tasks.make(s["task"], length=s["length"])
@@ -415,7 +415,7 @@ def _per_layer_gradient(model, xs, layers: int, ctx: Context):
     import jax
     import jax.numpy as jnp
 
-    from gradscope.rollout import rollout
+    from gradscope._rollout import rollout
 
     T = xs.shape[1]
     states = rollout(model, xs[:, : T - 1]).states if T > 1 else None
@@ -503,7 +503,7 @@ def _run_depth(s: dict, ctx: Context) -> dict:
 
 
 def _run_clipping(s: dict, ctx: Context) -> dict:
-    from gradscope import tasks
+    from gradscope.experiments import tasks
     from gradscope.cells import make
 
     T = s["length"]

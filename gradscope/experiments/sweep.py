@@ -10,9 +10,9 @@ configuration) a rerun continues where an interrupted one stopped and returns th
 
 Scale: configurations that differ only in their weights (same cell, options, sizes) are grouped, their
 models stacked, and each stack analysed by one ``jax.jit(jax.vmap(…))`` program whose configuration axis
-is sharded over all devices (`gradscope.engine.batch`); stack sizes come from the memory budget.
+is sharded over all devices (`gradscope.analysis.batch`); stack sizes come from the memory budget.
 Results equal the one-at-a-time `analyse_config` bitwise on CPU and do not depend on the stack size or
-the device count (keys depend only on a configuration's seed). `gradscope.merge` splits a grid into
+the device count (keys depend only on a configuration's seed). `gradscope.experiments.merge` splits a grid into
 ``--shard i/n`` slices for clusters without a JAX coordinator and merges their parts (docs/scale.md).
 
 `sweep_figures(report)` draws the two summary heat-maps from a report: the largest Lyapunov exponent
@@ -33,7 +33,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError, GradscopeError, check_positive_int
 
-PARTIAL_SCHEMA = "gradscope.sweep-partial/1"
+PARTIAL_SCHEMA = "gradscope.experiments.sweep-partial/1"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def build_model(cfg: Config, key):
     from gradscope import nets
     from gradscope.cells import make
 
-    from gradscope import inputs
+    from gradscope.experiments import inputs
 
     m = cfg.input_size if cfg.input_size is not None else inputs.task_input_size(cfg.input, cfg.length)
     dtype = jnp.dtype(cfg.dtype)
@@ -96,7 +96,7 @@ def config_keys(seed: int):
 
 def analyse_model(model, cfg: Config, input_key):
     """`gradscope.analyse` of ``model`` on ``cfg``'s inputs; returns the `Analysis`."""
-    from gradscope import inputs
+    from gradscope.experiments import inputs
     from gradscope.analysis import analyse
 
     m = int(model.input_size)
@@ -227,7 +227,7 @@ def groups(configs: Sequence[Config]) -> list[list[Config]]:
 
 
 def _inputs(cfg: Config, input_key, m: int):
-    from gradscope import inputs
+    from gradscope.experiments import inputs
 
     xs = inputs.make_inputs(cfg.input, input_key, cfg.batch, cfg.length,
                             None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype)
@@ -239,12 +239,12 @@ def _inputs(cfg: Config, input_key, m: int):
 
 def analyse_configs(configs: Sequence[Config], *, devices=None, pad_to: int | None = None) -> list:
     """Analyses of same-shaped configurations as ONE stacked, vmapped, sharded program
-    (`gradscope.engine.batch.analyse_stack`); equal to `analyse_config` of each.
+    (`gradscope.analysis.batch.analyse_stack`); equal to `analyse_config` of each.
 
     Keys come from each configuration's own seed (`config_keys`), never from its position in the stack,
     a shard or a device, so a result does not depend on how the sweep is split up.
     """
-    from gradscope.engine.batch import analyse_stack
+    from gradscope.analysis.batch import analyse_stack
 
     models, xs = [], []
     for c in configs:
@@ -259,7 +259,7 @@ def analyse_configs(configs: Sequence[Config], *, devices=None, pad_to: int | No
 def plan_group(group: Sequence[Config], *, n_devices: int = 1, max_vmap: int | None = None) -> int:
     """How many of ``group``'s configurations to vmap at once (memory budget, device count, ``max_vmap``);
     raises `ResourceError` when even one does not fit."""
-    from gradscope.engine.batch import plan_stack
+    from gradscope.analysis.batch import plan_stack
 
     c = group[0]
     model = build_model(c, config_keys(c.seed)[0])

@@ -12,7 +12,7 @@ options. Optional, as in the papers the tasks come from:
 
 Every ``snapshot_every`` steps ``snapshot_fn(rnn, probe_xs)`` records diagnostics on a fixed probe batch
 (default: `diagnostics_snapshot`, i.e. `gradscope.analyse`), so gradient flow can be followed during
-training. Intermediate checkpoints (`gradscope.checkpoint`) hold only parameters whose loss was finite (the
+training. Intermediate checkpoints (`gradscope.experiments.checkpoint`) hold only parameters whose loss was finite (the
 final one holds the returned parameters); a resumed run reproduces the uninterrupted one exactly. The library never prints: progress goes to ``progress(event)``.
 """
 
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope import checkpoint as ckpt
+from gradscope.experiments import checkpoint as ckpt
 from gradscope._errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
 from gradscope.cells._base import pytree_cell, static
 from gradscope.cells.indrnn import IndRNN, clip_recurrent, recurrent_bound
@@ -426,7 +426,7 @@ def restore(checkpoint_dir, model, task, step: int | None = None):
     c = meta["config"]
     if c["optimizer"] == "custom" or c["schedule"] == "custom":
         raise ConfigError("this checkpoint was written with a custom optimizer or schedule: load it with "
-                          "gradscope.checkpoint.load and your own template")
+                          "gradscope.experiments.checkpoint.load and your own template")
     init_key = jax.random.split(_key_from_record(meta["key"]), 3)[1]
     net = model if isinstance(model, Network) else network(model, task, key=init_key)
     tx = _transformation(c["optimizer"], c["lr"], c["schedule"], c["steps"], c["decay_every"], c["decay_factor"],

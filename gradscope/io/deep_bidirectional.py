@@ -94,7 +94,7 @@ class DeepBidirectional:
     def rollout(self, xs, state0=None) -> DeepRollout:
         """Run every layer over ``xs`` (``(T, m)`` or ``(B, T, m)``); ``state0`` is ``None`` or a
         sequence with one `Bidirectional` state (or ``None``) per layer."""
-        from gradscope.rollout import rollout
+        from gradscope._rollout import rollout
 
         if state0 is None:
             state0 = (None,) * self.num_layers

@@ -3,7 +3,7 @@
 A training report is a ``gradscope.report/1`` document (the final model's analyses) with up to two extra
 top-level sections, written by ``gradscope train`` and ``gradscope reproduce``::
 
-    "training":     {"runs": [run, ...]}        run = gradscope.reproduce.run_record(...):
+    "training":     {"runs": [run, ...]}        run = gradscope.experiments.reproduce.run_record(...):
                     {"name", "task", "config", "metric_name", "baseline", "steps_done",
                      "step": [..], "loss": [..], "metric": [..], "grad_norm": [..]   (block means if long),
                      "snapshots": [{"step", "horizon", "log10_norm_max_lag", "decay_per_step",

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import ConfigError, GradscopeError
-from gradscope.tasks._base import Task, cross_entropy, register
+from gradscope.experiments.tasks._base import Task, cross_entropy, register
 
 LENGTH = 64
 TRAIN_FRACTION = 0.8

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ConfigError
-from gradscope.tasks._base import Task, cross_entropy, positive_int, register
+from gradscope.experiments.tasks._base import Task, cross_entropy, positive_int, register
 
 F32 = jnp.float32
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import ConfigError
-from gradscope.tasks._base import Task, cross_entropy, positive_int, register
+from gradscope.experiments.tasks._base import Task, cross_entropy, positive_int, register
 
 SPLITS = {"train": (0.0, 0.90), "valid": (0.90, 0.95), "test": (0.95, 1.0)}
 
