@@ -36,13 +36,14 @@ import fnmatch
 import json
 import math
 import os
-import tempfile
 import tomllib
 import types
 from pathlib import Path
 from typing import Any, Mapping
 
+from gradscope._atomic import write_text
 from gradscope._errors import GradscopeError, NonFiniteError
+from gradscope._json import clean
 
 __all__ = [
     "REPORT_SCHEMA", "BASELINE_SCHEMA", "CHECK_SCHEMA", "DIRECTIONS", "FORMATS", "DEFAULT_RULES",
@@ -449,24 +450,8 @@ def make_baseline(report: Any, tolerances: Mapping[str, Any] | None = None, *,
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``, so a
-    reader (or a crash) never sees a half-written file. Creates the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically (`gradscope._atomic.write_text`), through a symlink to its target."""
+    return write_text(Path(path), text)
 
 
 def save_baseline(baseline: Mapping[str, Any], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -561,14 +546,7 @@ class CheckResult:
         }
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
+_json_value = clean  # the one sanitiser (gradscope._json)
 
 
 def _fmt(value: Any) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 import sys
@@ -29,6 +28,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import exceptions as _click_exc
 
 from gradscope._errors import ConfigError, GradscopeError, NonFiniteError
+from gradscope._json import clean, dumps
 
 EXIT_USAGE = 2
 _ABORTS = tuple({typer.Abort, getattr(_click_exc, "Abort", typer.Abort)})
@@ -69,22 +69,12 @@ def stdout_console():
     return Console(highlight=False, no_color="NO_COLOR" in os.environ or None)
 
 
-def json_ready(obj: Any) -> Any:
-    """``obj`` with NaN/±inf replaced by None, tuples by lists: strict JSON (RFC 8259) that any parser reads."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    if hasattr(obj, "item") and hasattr(obj, "dtype") and getattr(obj, "ndim", 1) == 0:  # numpy scalar
-        return json_ready(obj.item())
-    return obj
+json_ready = clean  # the one sanitiser (gradscope._json)
 
 
 def print_json(obj: Any) -> None:
     """Machine output: plain ``json.dumps`` on stdout, never through rich (no colour codes, no wrapping)."""
-    sys.stdout.write(json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
+    sys.stdout.write(dumps(obj, indent=2) + "\n")
     sys.stdout.flush()
 
 

@@ -15,39 +15,28 @@ crash leaves either the old checkpoint or the new one, never a torn file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from gradscope._atomic import write_with
+from gradscope._json import dumps
 from gradscope._errors import ConfigError, GradscopeError
 
-SCHEMA = "gradscope.experiments.checkpoint/1"
+SCHEMA = "gradscope.checkpoint/1"
 
 
 class CheckpointError(GradscopeError):
     """A checkpoint is missing, incomplete or does not match the model being restored."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+_atomic_write = write_with  # the one atomic writer (gradscope._atomic)
 
 
 def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, allow_nan=True).encode("utf-8")))
+    _atomic_write(path, lambda f: f.write(dumps(obj, indent=1).encode("utf-8")))
 
 
 def leaf_names(tree) -> list[str]:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Sequence
 
+from gradscope._atomic import write_text
 from gradscope._errors import ConfigError
+from gradscope._json import dumps
 
 PART_SCHEMA = "gradscope.experiments.sweep-part/1"
 PART_RE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")
@@ -59,10 +60,7 @@ def write_part(folder, settings: dict, index: int, count: int, analyses: list[di
     path = folder / part_name(index, count)
     doc = {"schema": PART_SCHEMA, "fingerprint": fingerprint(settings), "shard": {"index": index, "count": count},
            "settings": settings, "analyses": analyses}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, dumps(doc))
 
 
 def _read(path: Path) -> dict:

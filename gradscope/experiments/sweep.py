@@ -31,7 +31,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gradscope._atomic import publish_folder, temp_folder, write_text
 from gradscope._errors import ConfigError, GradscopeError, check_positive_int
+from gradscope._json import dumps
 
 PARTIAL_SCHEMA = "gradscope.experiments.sweep-partial/1"
 
@@ -199,9 +201,7 @@ def read_partial(path: Path, configs: list[Config]) -> dict[str, dict]:
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(l + "\n" for l in lines))
 
 
 def _group_key(c: Config) -> tuple:
@@ -278,7 +278,7 @@ def chunks(group: Sequence[Config], size: int, n_devices: int = 1) -> tuple[list
 
 
 def _record(a) -> dict:
-    return json.loads(json.dumps(_json_ready(a.to_dict()), allow_nan=False))
+    return json.loads(dumps(a.to_dict()))
 
 
 def run_sweep(configs: list[Config], *, partial: str | os.PathLike | None = None,
@@ -348,16 +348,6 @@ def run_sweep(configs: list[Config], *, partial: str | os.PathLike | None = None
         if fh is not None:
             fh.close()
     return [done[c.name] if c.name in done else fresh[c.name] for c in configs]
-
-
-def _json_ready(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    return obj
 
 
 # -------------------------------------------------------------------------------------------- figures
@@ -458,34 +448,20 @@ def write_sweep_report(out, report: dict, *, force: bool = False, dpi: int = 100
     The whole folder is assembled in a hidden sibling and renamed into place, so ``OUT`` is never
     half-written. (``gradscope report`` keeps ``heatmaps/`` when it re-renders.)
     """
-    import shutil
-    import uuid
-
     from gradscope.report import write_report
 
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConfigError(f"--out={str(out)!r} exists and is not empty: pass --force to replace it")
-    tmp = out.with_name(f".{out.name}.sweep-{uuid.uuid4().hex[:8]}")
-    old = None
-    try:
-        write_report(tmp, report)
+    with temp_folder(out) as tmp:
+        folder = tmp / "report"
+        write_report(folder, report)
         specs = _report_figure_files(report)
         if not any(f in specs for f in SWEEP_FIGURE_FILES):  # the report module does not draw them itself
-            (tmp / "heatmaps").mkdir()
+            (folder / "heatmaps").mkdir()
             for fname, fig in zip(SWEEP_FIGURE_FILES, sweep_figures(report)):
-                fig.savefig(tmp / "heatmaps" / fname, dpi=dpi)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None and not out.exists():
-            os.replace(old, out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+                fig.savefig(folder / "heatmaps" / fname, dpi=dpi)
+        publish_folder(folder, out)
     return out
 
 

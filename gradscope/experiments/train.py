@@ -30,6 +30,7 @@ import optax
 
 from gradscope.experiments import checkpoint as ckpt
 from gradscope._errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
+from gradscope._json import clean
 from gradscope.cells._base import pytree_cell, static
 from gradscope.cells.indrnn import IndRNN, clip_recurrent, recurrent_bound
 from gradscope.nets import Bidirectional, Stack
@@ -163,16 +164,7 @@ def clip_indrnn(rnn, max_abs: float):
 # -------------------------------------------------------------------------------------- diagnostics
 
 
-def _plain(v):
-    """JSON-ready copy: arrays become (nested) lists, numpy scalars Python numbers."""
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
-        a = np.asarray(v)
-        return a.item() if a.ndim == 0 else a.tolist()
-    return v
+_plain = clean  # the one sanitiser (gradscope._json): JSON-ready, NaN/±inf as null
 
 
 def diagnostics_snapshot(model, xs) -> dict:

@@ -12,13 +12,13 @@ import datetime
 import functools
 import importlib.resources
 import json
-import math
+
+from gradscope._json import clean  # noqa: F401  (re-exported: report.clean)
 import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from gradscope._errors import ConfigError, GradscopeError
 
@@ -44,29 +44,6 @@ def load_schema() -> dict:
     """The JSON Schema of ``report.json`` shipped with the package."""
     text = importlib.resources.files("gradscope.report").joinpath("schema.json").read_text(encoding="utf-8")
     return json.loads(text)
-
-
-def clean(obj: Any) -> Any:
-    """Strict-JSON copy: NumPy/JAX scalars and arrays to Python, NaN/±inf to ``None`` (the documented
-    meaning of null: not computed / exactly zero), tuples to lists, keys to str."""
-    if isinstance(obj, Mapping):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return clean(obj.to_dict())
-    if hasattr(obj, "__array__"):
-        a = np.asarray(obj)
-        return clean(a.item() if a.ndim == 0 else a.tolist())
-    return str(obj)
 
 
 def _where(path) -> str:

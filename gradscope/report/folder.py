@@ -12,13 +12,13 @@ non-empty existing ``OUT`` is only replaced with ``force=True`` (the CLI's ``--f
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from gradscope._atomic import publish_folder
+from gradscope._json import dumps
 from gradscope.report.catalogue import figure_specs
 from gradscope.report.document import (
     ReportError,
@@ -53,23 +53,6 @@ def _check_target(out: Path, force: bool) -> None:
         raise ReportExistsError(f"output folder {out} exists and is not empty: pass --force (force=True) to replace it")
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` into place as ``out``; an existing ``out`` is moved aside first and
-    deleted only once the new one is in place (restored if the swap fails)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _atomic(out: Path, fill, *, seed: Path | None = None) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +63,7 @@ def _atomic(out: Path, fill, *, seed: Path | None = None) -> Path:
         else:
             tmp.mkdir()
         fill(tmp)
-        _publish(tmp, out)
+        publish_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -101,7 +84,7 @@ def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 10
 
     def fill(tmp: Path):
         try:
-            text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+            text = dumps(doc, indent=1, ensure_ascii=False)
         except (TypeError, ValueError) as e:  # clean() makes this unreachable for ordinary input
             raise ReportError(f"report cannot be written as JSON: {e}") from None
         (tmp / "report.json").write_text(text + "\n", encoding="utf-8")
