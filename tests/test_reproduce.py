@@ -38,12 +38,12 @@ def test_matched_hidden_counts_real_parameters(cell):
     from gradscope.experiments.train import Readout
 
     m, out = 11, 7
-    n = rp.matched_hidden(cell, m, out, 5000)
+    n = rp.gru_vs_lstm.matched_hidden(cell, m, out, 5000)
     c = make(cell, m, n, key=jax.random.key(0))
     r = Readout.init(jax.random.key(1), n, out)
     count = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves((c, r)))
-    assert rp._params(cell, m, n, out) == count
-    assert abs(count - 5000) <= abs(rp._params(cell, m, n + 1, out) - 5000)
+    assert rp.gru_vs_lstm._params(cell, m, n, out) == count
+    assert abs(count - 5000) <= abs(rp.gru_vs_lstm._params(cell, m, n + 1, out) - 5000)
 
 
 def test_per_layer_gradient_matches_engine_attribution():
@@ -54,7 +54,7 @@ def test_per_layer_gradient_matches_engine_attribution():
     ctx = rp.Context(seed=0, progress=lambda e: None)
     model = nets.stack("lstm", 4, 4, 3, key=jax.random.key(2), dtype=np.float64)
     xs = jax.random.normal(jax.random.key(3), (2, 5, 4), np.float64)
-    ours = rp._per_layer_gradient(model, xs, 3, ctx)
+    ours = rp.depth._per_layer_gradient(model, xs, 3, ctx)
     att = engine.attribution(model, xs, readout="last", key=ctx.key(5))
     bt = np.asarray(att.log10_block_time)
     # the engine draws its v from the same key but over the output size: same vector

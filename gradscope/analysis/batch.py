@@ -5,7 +5,7 @@ Configurations of a sweep that share a cell, hidden size, length and input batch
 weights (gain, initialisation, seed). Their model pytrees are stacked leaf by leaf
 (``jax.tree.map(jnp.stack, …)``) and one jitted, vmapped analysis runs over the stack. The stack's
 leading axis ("cfg") is laid out over the devices with a `NamedSharding` on a 1-D mesh with an *Auto*
-axis (ecosystem.md §6: in JAX 0.10 Explicit-mode meshes break inside ``jnp.linalg.qr``), and the
+axis (in JAX 0.10, Explicit-mode meshes break inside ``jnp.linalg.qr``), and the
 vmapped core runs under ``shard_map`` so that each device computes its own slice with the one-device
 program and nothing is communicated. (A plain ``jit(vmap(f))`` over the sharded stack also runs, but
 the partitioner may compile the non-first devices' slices differently: on 4 simulated CPU devices an
@@ -143,7 +143,7 @@ def _stack_core(models, xs, state0, mesh, diag, k, ks, top, steps, paths, r0, r1
     shard_map rather than letting the partitioner split a jitted vmap: every device then runs exactly
     the one-device program on its local slice (no cross-device ops can be inserted), which is what
     makes the results bitwise independent of the device count. (check_vma=False: the scans' carries
-    start unsharded, ecosystem.md §6.)
+    start unsharded.)
     """
     from jax.sharding import PartitionSpec as P
 

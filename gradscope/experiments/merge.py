@@ -22,7 +22,7 @@ from gradscope._atomic import write_text
 from gradscope._errors import ConfigError
 from gradscope._json import dumps
 
-PART_SCHEMA = "gradscope.experiments.sweep-part/1"
+PART_SCHEMA = "gradscope.sweep-part/1"
 PART_RE = re.compile(r"^part-(\d+)-of-(\d+)\.json$")
 
 

@@ -159,8 +159,8 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
 
 
 def _sweep_specs(report: Mapping) -> list[FigureSpec]:
-    """The two heat-maps of a sweep (`gradscope.experiments.sweep.sweep_figures`), imported lazily (JAX-free)."""
-    from gradscope.experiments.sweep import SWEEP_FIGURE_FILES, sweep_figures
+    """The two heat-maps of a sweep (`gradscope.report.sweep.sweep_figures`)."""
+    from gradscope.report.sweep import SWEEP_FIGURE_FILES, sweep_figures
 
     thr = (report.get("config") or {}).get("threshold", -3.0)
     titles = ("Sweep: largest Lyapunov exponent by gain and cell", "Sweep: gradient horizon by length and cell")

@@ -1,0 +1,132 @@
+"""A sweep configuration: one registry cell with options, a hidden size, an input source, a length T and
+a seed; `grid` expands cells × gains × lengths × seeds, `analyse_config` analyses one configuration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+
+from gradscope._errors import ConfigError, GradscopeError, check_positive_int
+@dataclass(frozen=True)
+class Config:
+    """One analysed configuration (plain data: it is also the identity of a line in the partial file)."""
+
+    name: str
+    cell: str
+    options: dict = field(default_factory=dict)
+    label: str = ""
+    hidden: int = 32
+    length: int = 200
+    batch: int = 4
+    seed: int = 0
+    input: str = "uniform"
+    input_size: int | None = 2
+    dtype: str = "float32"
+    layers: int = 1
+    residual: bool = False
+    threshold: float = -3.0
+    mode: str = "exact"
+    triangle: bool = False
+    attribution: bool = False
+    gain: float | None = None  # the swept gain (None: not applicable to this cell)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def build_model(cfg: Config, key):
+    """The registry cell (or a Stack of ``layers`` cells) of ``cfg`` with weights drawn from ``key``."""
+    import jax.numpy as jnp
+
+    from gradscope import nets
+    from gradscope.cells import make
+
+    from gradscope.experiments import inputs
+
+    m = cfg.input_size if cfg.input_size is not None else inputs.task_input_size(cfg.input, cfg.length)
+    dtype = jnp.dtype(cfg.dtype)
+    try:
+        if cfg.layers == 1 and not cfg.residual:
+            return make(cfg.cell, m, cfg.hidden, key=key, dtype=dtype, **cfg.options)
+        return nets.stack(cfg.cell, m, cfg.hidden, cfg.layers, key=key, residual=cfg.residual, dtype=dtype,
+                          **cfg.options)
+    except GradscopeError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. a text value where the builder needs a number
+        opts = ", ".join(f"{k}={v!r}" for k, v in cfg.options.items()) or "no options"
+        raise ConfigError(f"cell {cfg.cell!r} cannot be built with {opts}: {exc}") from None
+
+
+def config_keys(seed: int):
+    """(model key, input key) from one seed: independent streams, the input one shared by all cells."""
+    import jax
+
+    k_model, k_input = jax.random.split(jax.random.key(int(seed)))
+    return k_model, k_input
+
+
+def analyse_model(model, cfg: Config, input_key):
+    """`gradscope.analyse` of ``model`` on ``cfg``'s inputs; returns the `Analysis`."""
+    from gradscope.experiments import inputs
+    from gradscope.analysis import analyse
+
+    m = int(model.input_size)
+    xs = inputs.make_inputs(cfg.input, input_key, cfg.batch, cfg.length,
+                            None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype)
+    if xs.shape[-1] != m:
+        raise ConfigError(f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
+                          "choose input noise/uniform/zeros for this model")
+    return analyse(model, xs, name=cfg.name, mode=cfg.mode, threshold=cfg.threshold, triangle=cfg.triangle,
+                   attribution=cfg.attribution, key=input_key)
+
+
+def analyse_config(cfg: Config):
+    """Build and analyse one configuration; returns the `Analysis` (the raw, un-serialised record)."""
+    k_model, k_input = config_keys(cfg.seed)
+    return analyse_model(build_model(cfg, k_model), cfg, k_input)
+
+
+def _fmt(v: float) -> str:
+    return format(float(v), "g")
+
+
+def grid(cells: Sequence[Any], gains: Sequence[float] | None, lengths: Sequence[int], seeds: Sequence[int], *,
+         init: str | None = None, **common) -> list[Config]:
+    """The configurations of a sweep, in a fixed order (cell, gain, length, seed).
+
+    ``cells``: registry names, or ``(label, name, options)`` triples. ``gains`` apply to cells that take a
+    ``gain`` option (others are analysed once per length and seed with their own initialisation);
+    ``init`` sets ``recurrent_init`` for cells that take it. ``common``: the other `Config` fields.
+    """
+    from gradscope.cells import options as cell_options
+
+    if not lengths or not seeds or not cells:
+        raise ConfigError("a sweep needs at least one cell, one length and one seed")
+    out = []
+    for c in cells:
+        label, name, opts = (c, c, {}) if isinstance(c, str) else c
+        allowed = cell_options(name)
+        opts = dict(opts)
+        if init is not None and "recurrent_init" in allowed:
+            opts.setdefault("recurrent_init", init)
+        takes_gain = "gain" in allowed and bool(gains)
+        if takes_gain and "gain" in opts:
+            raise ConfigError(f"cell {label!r} sets gain={opts['gain']!r} and --gains sweeps it: give one of the two")
+        for g in (gains if takes_gain else [None]):
+            for T in lengths:
+                T = check_positive_int("length", T)
+                for s in seeds:
+                    o = dict(opts)
+                    if g is not None:
+                        o["gain"] = float(g)
+                    if name == "indrnn" and o.get("max_length", None) is None:
+                        o["max_length"] = T  # IndRNN's recurrent-weight range depends on the horizon
+                    parts = [label] + ([f"g={_fmt(g)}"] if g is not None else []) + [f"T={T}", f"s={s}"]
+                    out.append(Config(name="/".join(parts), cell=name, options=o, label=label, length=T, seed=int(s),
+                                      gain=None if g is None else float(g), **common))
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("two cells of the sweep have the same label: give them different names (lstm:name=…)")
+    return out
