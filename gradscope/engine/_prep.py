@@ -10,17 +10,7 @@ import jax.numpy as jnp
 from gradscope.cells._base import flatten_state, jacobians, unflatten_state
 from gradscope._rollout import _scan, check_inputs
 
-#: The engine's matmul precision. TF32-class GPU matmuls ruin long products (ecosystem.md §5.3).
-MATMUL_PRECISION = "highest"
-
-
-def matmul_precision() -> str:
-    """The matmul precision the engine computes with: ``"highest"`` (full float32 on GPUs too, not TF32 or
-    bfloat16 passes) unless the user has set JAX's own ``jax_default_matmul_precision`` (``jax.config`` or
-    the ``jax.default_matmul_precision(...)`` context), which then wins. Read at trace time: the setting is
-    part of JAX's compilation cache key, so changing it recompiles instead of reusing the other precision."""
-    user = jax.config.jax_default_matmul_precision
-    return MATMUL_PRECISION if user is None else str(user)
+from gradscope._precision import MATMUL_PRECISION, matmul_precision  # noqa: F401  (re-exported)
 
 
 def engine_precision():

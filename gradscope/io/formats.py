@@ -1,6 +1,6 @@
 """Reading and writing weight files without ever running code from them.
 
-Accepted formats (ecosystem.md §1.6):
+Accepted formats:
 
 * **safetensors** — parsed here with NumPy alone (8-byte little-endian header length, a JSON header
   ``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}``, then raw bytes), so
@@ -324,8 +324,6 @@ def read_arrays(source, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str
         elif fmt == "msgpack":
             arrays, meta = read_msgpack(source, max_bytes=max_bytes)
         else:
-            from gradscope.io.keras import read_h5
-
             arrays, meta = read_h5(source, max_bytes=max_bytes)
         return arrays, {**meta, **read_sidecar(source)}, str(source)
     raise ImportFormatError(f"source is a {type(source).__name__}: expected a mapping of arrays or a path "
@@ -348,3 +346,51 @@ def msgpack_tree(data: bytes, name="msgpack bytes"):
         return serialization.msgpack_restore(bytes(data))
     except Exception as e:  # noqa: BLE001
         raise ImportFormatError(f"{name} is not valid Flax msgpack: {e}") from None
+
+
+# -------------------------------------------------------------------------------------- .h5
+def read_h5(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Every float dataset of an HDF5 file as ``{"a.b.c": array}``, treating the file as untrusted:
+    soft/external links, external and virtual datasets are refused, and each dataset's size is
+    checked against ``max_bytes`` before it is read (no decompression bombs)."""
+    path = Path(path)
+    _check_size(path, max_bytes)
+    name = str(path)
+    try:
+        import h5py
+    except ImportError:
+        raise ImportFormatError(f"{name!r} is an HDF5 file: install h5py to read it, or export the weights "
+                                "to .safetensors/.npz with layer.get_weights()") from None
+    out: dict[str, np.ndarray] = {}
+    budget = [max_bytes]
+
+    def walk(group, prefix):
+        for key in group.keys():
+            link = group.get(key, getlink=True)
+            full = f"{prefix}.{key}" if prefix else key
+            if not isinstance(link, h5py.HardLink):
+                raise ImportFormatError(f"{name!r}: {full!r} is a {type(link).__name__}; links are not followed")
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                walk(obj, full)
+                continue
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            if obj.external or obj.is_virtual:
+                raise ImportFormatError(f"{name!r}: dataset {full!r} stores its data outside the file; refused")
+            if obj.dtype.kind != "f":
+                raise ImportFormatError(f"{name!r}: dataset {full!r} has dtype {obj.dtype}; expected floats")
+            nbytes = int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
+            budget[0] -= nbytes
+            if budget[0] < 0:
+                raise ImportFormatError(f"{name!r}: datasets add up to more than max_bytes={max_bytes}")
+            out[full] = np.asarray(obj[()])
+
+    try:
+        with h5py.File(path, "r") as f:
+            walk(f, "")
+    except ImportFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError/KeyError/ValueError/RuntimeError on corrupt files
+        raise ImportFormatError(f"{name!r} is not a readable HDF5 file (truncated or corrupt): {e}") from None
+    return out, {}

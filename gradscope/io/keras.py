@@ -1,4 +1,4 @@
-"""Import Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU`` weights (ecosystem.md §1.2).
+"""Import Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU`` weights (Keras 3 layer documentation and source, keras.layers).
 
 Keras stores ``kernel (I, G·H)``, ``recurrent_kernel (H, G·H)`` and ``bias`` — kernels are the
 **transpose** of PyTorch's (``x @ kernel``). Mapping onto gradscope's PyTorch-layout cells:
@@ -28,12 +28,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from gradscope.io._build import expect, make_cell, resolve_dtype
-from gradscope.io.formats import DEFAULT_MAX_BYTES, ImportFormatError, _check_size, check_float_array, read_arrays
+from gradscope.io.formats import (  # noqa: F401  (read_h5 re-exported)
+    DEFAULT_MAX_BYTES,
+    ImportFormatError,
+    check_float_array,
+    read_arrays,
+    read_h5,
+)
 
 _KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
 _VARS = re.compile(r"^(?P<prefix>.*)vars\.(?P<i>\d+)$")
@@ -155,54 +160,6 @@ def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtyp
     if b is not None:
         p["bias_ih"] = b[perm] * sign
     return make_cell("gru-chung", p, input_size=I, hidden_size=H, dtype=dt)
-
-
-# -------------------------------------------------------------------------------------- .h5
-def read_h5(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every float dataset of an HDF5 file as ``{"a.b.c": array}``, treating the file as untrusted:
-    soft/external links, external and virtual datasets are refused, and each dataset's size is
-    checked against ``max_bytes`` before it is read (no decompression bombs)."""
-    path = Path(path)
-    _check_size(path, max_bytes)
-    name = str(path)
-    try:
-        import h5py
-    except ImportError:
-        raise ImportFormatError(f"{name!r} is an HDF5 file: install h5py to read it, or export the weights "
-                                "to .safetensors/.npz with layer.get_weights()") from None
-    out: dict[str, np.ndarray] = {}
-    budget = [max_bytes]
-
-    def walk(group, prefix):
-        for key in group.keys():
-            link = group.get(key, getlink=True)
-            full = f"{prefix}.{key}" if prefix else key
-            if not isinstance(link, h5py.HardLink):
-                raise ImportFormatError(f"{name!r}: {full!r} is a {type(link).__name__}; links are not followed")
-            obj = group[key]
-            if isinstance(obj, h5py.Group):
-                walk(obj, full)
-                continue
-            if not isinstance(obj, h5py.Dataset):
-                continue
-            if obj.external or obj.is_virtual:
-                raise ImportFormatError(f"{name!r}: dataset {full!r} stores its data outside the file; refused")
-            if obj.dtype.kind != "f":
-                raise ImportFormatError(f"{name!r}: dataset {full!r} has dtype {obj.dtype}; expected floats")
-            nbytes = int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
-            budget[0] -= nbytes
-            if budget[0] < 0:
-                raise ImportFormatError(f"{name!r}: datasets add up to more than max_bytes={max_bytes}")
-            out[full] = np.asarray(obj[()])
-
-    try:
-        with h5py.File(path, "r") as f:
-            walk(f, "")
-    except ImportFormatError:
-        raise
-    except Exception as e:  # noqa: BLE001 - h5py raises OSError/KeyError/ValueError/RuntimeError on corrupt files
-        raise ImportFormatError(f"{name!r} is not a readable HDF5 file (truncated or corrupt): {e}") from None
-    return out, {}
 
 
 __all__ = ["from_keras", "keras_layers", "read_h5"]

@@ -84,7 +84,7 @@ def environment(dtype: str, matmul: str | None = None) -> dict:
     import jax
 
     from gradscope import __version__
-    from gradscope.engine._prep import matmul_precision
+    from gradscope._precision import matmul_precision
 
     dev = jax.devices()[0]
     return {
