@@ -17,8 +17,10 @@ vanishing and exploding gradients are not the end of the story", NeurIPS 2024).
 Layout (the parameter names of the paper's Flax reference code, Appendix A):
 
 * ``nu_log (n,)``, ``theta_log (n,)``, ``gamma_log (n,)``;
-* ``B_re, B_im (n, m)``; ``C_re, C_im (m, n)``; ``D (m,)`` — a vector multiplying x elementwise, so the
-  layer output has the input's width: ``output_size == input_size`` (the paper's LRU block, H → H);
+* ``B_re, B_im (n, m)``; ``C_re, C_im (p, n)``; ``D (m,)`` — a vector multiplying x elementwise, so the
+  layer output has the input's width, p = m (the paper's LRU block, H → H, and what `make` builds). An
+  imported model may instead carry a matrix ``D (p, m)`` (y = Re(C h) + D x, any output width p, as in the
+  ``lru-pytorch`` package); ``output_size`` is p either way;
 * state: two real blocks ``("re", "im")`` of size n each, ``re = Re h`` and ``im = Im h``; the flat state
   is ``S = [Re h, Im h]`` and ``∂S'/∂S = [[diag Re λ, −diag Im λ], [diag Im λ, diag Re λ]]``
   (``structure = "complex-diagonal"``).
@@ -69,8 +71,8 @@ class LRU(Cell):
 
     @property
     def output_size(self) -> int:  # type: ignore[override]
-        """The width of y = Re(C h) + D ⊙ x: the input's (the LRU block maps H channels to H)."""
-        return self.input_size
+        """The width p of y = Re(C h) + D x: the input's for a vector D (the LRU block maps H channels to H)."""
+        return self.C_re.shape[0]
 
     # --- the parameterisation ------------------------------------------------------------
     def lam(self):
@@ -97,14 +99,16 @@ class LRU(Cell):
         return new, {"bx_re": bre, "bx_im": bim, "y": self.readout(new, x)}
 
     def readout(self, state, x):
-        """y = Re(C h) + D ⊙ x = C_re Re h − C_im Im h + D ⊙ x."""
+        """y = Re(C h) + D ⊙ x = C_re Re h − C_im Im h + D ⊙ x (D x for a matrix D)."""
         re, im = state
-        return self.C_re @ re - self.C_im @ im + self.D * x
+        skip = self.D * x if self.D.ndim == 1 else self.D @ x
+        return self.C_re @ re - self.C_im @ im + skip
 
     def readout_jacobian(self, state, x):
-        """``(∂y/∂S = [C_re, −C_im] (m, 2n), ∂y/∂x = diag(D) (m, m))``."""
+        """``(∂y/∂S = [C_re, −C_im] (p, 2n), ∂y/∂x = diag(D) or D (p, m))``."""
         del state, x
-        return jnp.concatenate([self.C_re, -self.C_im], axis=1), jnp.diag(self.D)
+        dx = jnp.diag(self.D) if self.D.ndim == 1 else self.D
+        return jnp.concatenate([self.C_re, -self.C_im], axis=1), dx
 
     # --- Jacobians -------------------------------------------------------------------------
     def jacobian_diag(self, x, state, t=None):
