@@ -1,5 +1,5 @@
 """Pascanu et al. (2013 §2.1) bound ‖∂h_t/∂h_k‖₂ ≤ (γ σ_max(W))^(t−k) and the IndRNN bound, checked
-against the measured lag profile (papers.md §10 items 3, 5)."""
+against the measured lag profile (Pascanu et al. 2013 §2.1; Li et al. 2018 eq. 4; see docs/references.md)."""
 
 import dataclasses
 

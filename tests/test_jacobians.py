@@ -1,6 +1,7 @@
 """Step Jacobians against autodiff: analytic == jacfwd per step, and their product == jax.jacrev of the
 whole unrolled map (float64, 1e-10), for every registered cell, stacks and bidirectional nets.
-Plus the closed forms of papers.md §10: linear RNN W^(t−k), IRNN identity, IndRNN diagonal."""
+Plus closed forms: linear RNN W^(t−k) (Pascanu et al. 2013), IRNN identity (Le et al. 2015), IndRNN diagonal
+(Li et al. 2018)."""
 
 import dataclasses
 
@@ -63,7 +64,7 @@ def test_batched_step_jacobians_equal_per_sequence():
 
 
 def test_linear_rnn_products_are_powers_of_W():
-    # papers.md §10.1: h_t = W h_{t−1} + U x_t  ⇒  ∂h_t/∂h_k = W^(t−k); non-normal W on purpose
+    # Pascanu et al. 2013 §2.1: h_t = W h_{t−1} + U x_t  ⇒  ∂h_t/∂h_k = W^(t−k); non-normal W on purpose
     n = 4
     rng = np.random.default_rng(0)
     W = np.triu(rng.normal(size=(n, n))) * 0.6
@@ -83,7 +84,7 @@ def _active_irnn(n=5, m=3):
 
 
 def test_irnn_identity_with_all_units_active():
-    # papers.md §10.8: W_hh = I, b = 0, relu, every pre-activation > 0 ⇒ ∂h_t/∂h_k = I exactly
+    # IRNN (Le et al. 2015): W_hh = I, b = 0, relu, every pre-activation > 0 ⇒ ∂h_t/∂h_k = I exactly
     cell = _active_irnn()
     xs = np.abs(inputs(9, 3)) + 0.1
     sj = np.asarray(engine.step_jacobians(cell, xs).jac)
@@ -99,7 +100,7 @@ def test_irnn_identity_with_all_units_active():
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_indrnn_diagonal_closed_form(activation):
-    # papers.md §10.5: ∂h_{n,T}/∂h_{n,k} = u_n^(T−k) ∏_{j=k+1}^{T} φ'(a_{n,j}); off-diagonals exactly 0
+    # Li et al. 2018 eq. 4: ∂h_{n,T}/∂h_{n,k} = u_n^(T−k) ∏_{j=k+1}^{T} φ'(a_{n,j}); off-diagonals exactly 0
     n, m, Tn = 6, 3, 12
     cell = make("indrnn", m, n, key=jax.random.key(3), dtype=jnp.float64, activation=activation, u_min=0.5,
                 u_max=1.3)

@@ -1,5 +1,5 @@
 """Path split (highway + remainder == total) against jax.jacrev and gate values from the rollout;
-closed forms with zero recurrent weights (papers.md §10 items 9, 10); gate statistics vs NumPy."""
+closed forms with zero recurrent weights (Gers et al. 2000; Chung et al. 2014); gate statistics vs NumPy."""
 
 import dataclasses
 
@@ -58,7 +58,7 @@ def test_highway_plus_remainder_is_total(name):
 
 
 def test_lstm_without_recurrent_weights_is_the_forget_highway():
-    # papers.md §10.9: W_hh = 0 ⇒ ∂c_t/∂c_{t−1} = diag(σ(f̃_t)) and the remainder of the split is 0
+    # Gers et al. 2000 forget gate: W_hh = 0 ⇒ ∂c_t/∂c_{t−1} = diag(σ(f̃_t)) and the remainder of the split is 0
     n, m, T = 4, 3, 10
     cell = build("lstm", m, n)
     cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh))
@@ -82,7 +82,7 @@ def test_lstm_without_recurrent_weights_is_the_forget_highway():
 
 
 def test_forget_bias_one_zero_input_gives_sigmoid_one_per_step():
-    # papers.md §10.9: b_f = 1, zero input, W_h = 0 ⇒ per-step factor σ(1) = 0.7311; 100 steps → 2.48e−14
+    # Jozefowicz et al. 2015: b_f = 1, zero input, W_h = 0 ⇒ per-step factor σ(1) = 0.7311; 100 steps → 2.48e−14
     n = 3
     cell = build("lstm", 2, n, forget_bias=1.0)
     cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh),
@@ -95,7 +95,7 @@ def test_forget_bias_one_zero_input_gives_sigmoid_one_per_step():
 
 @pytest.mark.parametrize("name", ["gru", "gru-chung"])
 def test_gru_without_recurrent_weights_is_the_direct_path(name):
-    # papers.md §10.10: W_hh = 0 ⇒ PyTorch GRU ∂h_t/∂h_{t−1} = diag(z_t), Cho/Chung diag(1 − z_t)
+    # torch.nn.GRU and Chung et al. 2014: W_hh = 0 ⇒ PyTorch GRU ∂h_t/∂h_{t−1} = diag(z_t), Cho/Chung diag(1 − z_t)
     n, m, T = 4, 3, 6
     cell = build(name, m, n)
     cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh))

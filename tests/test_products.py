@@ -105,7 +105,7 @@ def test_triangle_matches_jacrev_for_every_pair(name, chunk):
     np.testing.assert_allclose(F[T, :T], np.asarray(lp.log10_frobenius), atol=ATOL)
 
 
-# --- overflow: T = 5000 in float32 against float64 (DESIGN §4) -----------------------------------
+# --- overflow: T = 5000 in float32 against float64 (README: numbers are honest) -----------------------------------
 
 def _orth_elman(act, gain, dtype):
     return make(f"rnn-{act}", 2, 16, key=jax.random.key(7), dtype=dtype, recurrent_init="orthogonal", gain=gain)
@@ -136,7 +136,7 @@ def test_long_float32_products_are_finite_and_match_float64(act, gain):
     np.testing.assert_allclose(np.asarray(ly32.exponents, np.float64), np.asarray(ly64.exponents), atol=1e-3)
 
 
-# --- memory: the compiled lag profile never holds T·d² numbers (DESIGN §4) -------------------------
+# --- memory: the compiled lag profile never holds T·d² numbers (README: O(d²) memory) -------------------------
 
 def test_lag_profile_memory_is_independent_of_T():
     T, d = 5000, 512
@@ -178,7 +178,7 @@ def _subjaxprs(eqn):
                 yield q
 
 
-# --- norm invariances of LN/BN cells at the level of the lag profile (papers.md §10 item 12) -------
+# --- norm invariances of LN/BN cells at the level of the lag profile (Ba et al. 2016, Table 1) ---
 
 def _scaled(cell, c, fields):
     return dataclasses.replace(cell, **{f: c * getattr(cell, f) for f in fields})
@@ -289,3 +289,198 @@ def test_large_batch_lag_profile_returns_on_a_small_cpu():
     out = subprocess.run([sys.executable, "-c", "import os, gradscope; print(os.environ['XLA_FLAGS'])"], env=own,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.strip() == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+
+
+# --- the diagonal fast path (real and complex diagonal) against the dense path and jax.jacrev ---------
+
+from gradscope.cells._base import Cell, pytree_cell, static  # noqa: E402
+from gradscope.engine._prep import structure  # noqa: E402
+
+
+@pytree_cell
+class GatedComplex(Cell):
+    """A test-local complex-diagonal cell whose multipliers depend on the input (so every step differs):
+
+        λ_t = σ(W_r x_t + b_r) · exp(i (θ + W_θ x_t)),     h_t = λ_t ⊙ h_{t−1} + (B_re + i B_im) x_t,
+
+    carried as S = [Re h, Im h]."""
+
+    W_r: jax.Array
+    b_r: jax.Array
+    theta: jax.Array
+    W_t: jax.Array
+    B_re: jax.Array
+    B_im: jax.Array
+    input_size: int = static()
+    hidden_size: int = static()
+
+    blocks = ("re", "im")
+    structure = "complex-diagonal"
+
+    def lam(self, x):
+        r = jax.nn.sigmoid(self.W_r @ x + self.b_r)
+        th = self.theta + self.W_t @ x
+        return r * jnp.cos(th), r * jnp.sin(th)
+
+    def __call__(self, x, state):
+        re, im = state
+        lr, li = self.lam(x)
+        return (lr * re - li * im + self.B_re @ x, li * re + lr * im + self.B_im @ x), {}
+
+    def jacobian_diag(self, x, state, t=None):
+        lr, li = self.lam(x)
+        s = jnp.concatenate(state)
+        jx = jax.jacfwd(lambda x: jnp.concatenate(self(x, (s[: self.hidden_size], s[self.hidden_size:]))[0]))(x)
+        return jax.lax.complex(lr, li), jx
+
+    def jacobian(self, x, state, t=None):
+        lr, li = self.lam(x)
+        J = jnp.block([[jnp.diag(lr), -jnp.diag(li)], [jnp.diag(li), jnp.diag(lr)]])
+        return J, self.jacobian_diag(x, state, t)[1]
+
+
+def gated_complex(m=3, n=3, seed=0, dtype=jnp.float64):
+    k = jax.random.split(jax.random.key(seed), 6)
+    g = lambda i, *s: jax.random.normal(k[i], s, dtype)  # noqa: E731
+    return GatedComplex(g(0, n, m), 1.5 + g(1, n), 3.0 * g(2, n), g(3, n, m), g(4, n, m), g(5, n, m),
+                        input_size=m, hidden_size=n)
+
+
+_DENSE = {}
+
+
+def dense_twin(cell):
+    """The same cell declaring ``structure = "dense"``: the engine then takes its dense path."""
+    cls = type(cell)
+    if cls not in _DENSE:
+        _DENSE[cls] = pytree_cell(type("Dense" + cls.__name__, (cls,), {"structure": "dense"}))
+    return _DENSE[cls](**{f.name: getattr(cell, f.name) for f in dataclasses.fields(cell)})
+
+
+DIAG_MODELS = {
+    "indrnn": lambda: build("indrnn", 3, 4, activation="tanh", u_min=0.5, u_max=1.3),
+    "gated-complex": lambda: gated_complex(),
+    "lru": lambda: build("lru", 3, 3, r_min=0.6, r_max=1.0),
+}
+
+
+def _numpy_benettin(J):
+    """Lyapunov exponents of the step Jacobians J (T, d, d) by NumPy QR from the identity frame, sorted."""
+    Q, acc = np.eye(J.shape[-1]), 0.0
+    for Jt in J:
+        Q, R = np.linalg.qr(Jt @ Q)
+        acc = acc + np.log(np.abs(np.diag(R)))
+    return np.sort(acc / len(J))[::-1]
+
+
+@pytest.mark.parametrize("name", sorted(DIAG_MODELS))
+def test_diagonal_fast_path_equals_dense_path_and_jacrev(name):
+    from gradscope.cells import names
+
+    if name not in names() and name != "gated-complex":
+        pytest.skip(f"{name} is not registered")
+    model = DIAG_MODELS[name]()
+    dense = dense_twin(model)
+    assert structure(model) != "dense" and structure(dense) == "dense"
+    T = 6
+    xs = inputs(T, model.input_size, seed=11)
+    _, _, P, J, _ = oracle(model, xs)
+    d = model.state_size
+    fast_lp, dense_lp = engine.lag_profile(model, xs), engine.lag_profile(dense, xs)
+    # every block pair of the state (a real diagonal's cross-block pairs are exactly 0, so not reported)
+    rng = block_ranges(model)
+    pairs = [(f"{b}→{a}", ra, rb, ca, cb) for a, ra, rb in rng for b, ca, cb in rng]
+    if structure(model) == "diagonal":
+        pairs = [p for p in pairs if p[1:3] == p[3:5]]
+    assert set(fast_lp.blocks) == {p[0] for p in pairs} == set(dense_lp.blocks)
+    for k in range(T):
+        M = P[T, k]
+        for lp in (fast_lp, dense_lp):
+            np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.linalg.norm(M, 2)), atol=1e-10)
+            np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(M)), atol=1e-10)
+            for key, r0, r1, c0, c1 in pairs:
+                sub = M[r0:r1, c0:c1]
+                for f, o in (("log10_spectral", 2), ("log10_frobenius", None)):
+                    np.testing.assert_allclose(float(lp.blocks[key][f][k]), np.log10(np.linalg.norm(sub, o)),
+                                               atol=1e-10, err_msg=f"{key} {f} k={k}")
+    # triangle: every (t, k), spectral and Frobenius, fast == dense == jacrev
+    fast_tri, dense_tri = engine.triangle(model, xs, spectral=True), engine.triangle(dense, xs, spectral=True)
+    for tri in (fast_tri, dense_tri):
+        F, Sg = np.asarray(tri.log10_frobenius), np.asarray(tri.log10_spectral)
+        for t in range(T + 1):
+            for k in range(T + 1):
+                if k > t:
+                    assert np.isnan(F[t, k]) and np.isnan(Sg[t, k])
+                else:
+                    M = np.eye(d) if k == t else P[t, k]
+                    np.testing.assert_allclose(F[t, k], np.log10(np.linalg.norm(M)), atol=1e-10)
+                    np.testing.assert_allclose(Sg[t, k], np.log10(np.linalg.norm(M, 2)), atol=1e-10)
+    # singular values at every start index: a diagonal product's are the sorted |∏ a|
+    ks = list(range(T))
+    for sp in (engine.singular_values(model, xs, ks=ks), engine.singular_values(dense, xs, ks=ks)):
+        for i, k in enumerate(ks):
+            np.testing.assert_allclose(np.asarray(sp.log10_sv[i]), np.log10(np.linalg.svd(P[T, k], compute_uv=False)),
+                                       atol=1e-10)
+    top = engine.singular_values(model, xs, ks=[2], top_k=2)
+    np.testing.assert_allclose(np.asarray(top.log10_sv[0]), np.log10(np.linalg.svd(P[T, 2], compute_uv=False)[:2]),
+                               atol=1e-10)
+    for ts, sv in (engine.step_singular_values(model, xs), engine.step_singular_values(dense, xs)):
+        np.testing.assert_allclose(np.asarray(sv), np.log10(np.linalg.svd(J[np.asarray(ts)], compute_uv=False)),
+                                   atol=1e-10)
+    # Lyapunov: QR of the autodiff step Jacobians in NumPy, and the closed form (time-averaged log|a|)
+    expect = _numpy_benettin(J)
+    if structure(model) == "complex-diagonal":
+        n = d // 2
+        lam_abs = np.hypot(np.diagonal(J[:, :n, :n], axis1=1, axis2=2), np.diagonal(J[:, n:, :n], axis1=1, axis2=2))
+        closed = np.repeat(np.mean(np.log(lam_abs), axis=0), 2)
+    else:
+        closed = np.mean(np.log(np.abs(np.diagonal(J, axis1=1, axis2=2))), axis=0)
+    np.testing.assert_allclose(expect, np.sort(closed)[::-1], atol=1e-10)
+    for ly in (engine.lyapunov_spectrum(model, xs), engine.lyapunov_spectrum(dense, xs)):
+        np.testing.assert_allclose(np.asarray(ly.exponents), expect, atol=1e-10)
+    # the fast path gives the k largest exactly (the dense frame only converges to them)
+    np.testing.assert_allclose(np.asarray(engine.lyapunov_spectrum(model, xs, k=2).exponents), expect[:2], atol=1e-12)
+
+
+def test_networks_of_diagonal_cells_are_dense():
+    cell = gated_complex()
+    assert structure(cell) == "complex-diagonal"
+    assert structure(Stack((cell, gated_complex(3, 3, seed=1)))) == "dense"
+    assert structure(Bidirectional(cell, gated_complex(seed=2))) == "dense"
+    assert structure(dense_twin(build("indrnn"))) == "dense"
+
+
+def test_diagonal_fast_path_with_exact_zeros_and_batches():
+    # relu units switched off give exactly zero factors: −inf, never NaN, and the same on the dense path
+    cell = build("indrnn", 3, 4, u_min=0.5, u_max=1.2)
+    cell = dataclasses.replace(cell, bias=jnp.asarray([0.5, -50.0, 0.5, 0.5]))  # unit 1 is always off
+    xs = inputs(5, 3, B=2, seed=3)
+    fast, dense = engine.lag_profile(cell, xs), engine.lag_profile(dense_twin(cell), xs)
+    assert fast.log10_spectral.shape == (2, 5)
+    np.testing.assert_allclose(np.asarray(fast.log10_frobenius), np.asarray(dense.log10_frobenius), atol=1e-10)
+    ft, dt = engine.triangle(cell, xs), engine.triangle(dense_twin(cell), xs)
+    np.testing.assert_array_equal(np.isnan(np.asarray(ft.log10_frobenius)), np.isnan(np.asarray(dt.log10_frobenius)))
+    np.testing.assert_allclose(np.asarray(ft.log10_frobenius), np.asarray(dt.log10_frobenius), atol=1e-10)
+    # exponents: time means of log|u_n 1[a_n > 0]| from the rollout's pre-activations (NumPy)
+    a = np.asarray(gs.rollout(cell, xs).aux["a"])
+    with np.errstate(divide="ignore"):
+        closed = np.mean(np.log(np.abs(np.asarray(cell.weight_hh_diag)) * (a > 0)), axis=1)
+    ly = np.asarray(engine.lyapunov_spectrum(cell, xs).exponents)
+    assert np.isneginf(ly[:, -1]).all() and not np.isnan(ly).any()
+    np.testing.assert_allclose(ly, -np.sort(-closed, axis=-1), atol=1e-12)
+
+
+def test_complex_diagonal_float32_long_run_matches_closed_form():
+    """A fixed-λ complex diagonal over T = 5000 steps in float32: spectral norm at lag τ is τ·log10 max|λ|
+    and the Frobenius norm log10 (2 Σ_n |λ_n|^{2τ})^{1/2} (closed forms, float64 NumPy)."""
+    cell = gated_complex(2, 4, seed=5, dtype=jnp.float32)
+    cell = dataclasses.replace(cell, W_r=jnp.zeros_like(cell.W_r), W_t=jnp.zeros_like(cell.W_t),
+                               b_r=jnp.asarray([8.0, 6.0, 3.0, -1.0], jnp.float32))  # λ constant in time
+    T = 5000
+    lp = engine.lag_profile(cell, np.asarray(inputs(T, 2, seed=6), np.float32))
+    assert lp.log10_spectral.dtype == jnp.float32
+    r = 1 / (1 + np.exp(-np.asarray(cell.b_r, np.float64)))
+    lags = np.arange(T, 0, -1)[:, None]
+    np.testing.assert_allclose(np.asarray(lp.log10_spectral, np.float64), lags[:, 0] * np.log10(r.max()), atol=1e-3)
+    frob = 0.5 * (np.log(2) + np.logaddexp.reduce(2 * lags * np.log(r), axis=1)) / np.log(10)
+    np.testing.assert_allclose(np.asarray(lp.log10_frobenius, np.float64), frob, atol=1e-3)

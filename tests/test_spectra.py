@@ -1,5 +1,5 @@
 """Singular-value and Lyapunov spectra against NumPy SVDs of jax.jacrev products and closed forms
-(papers.md §10 items 1, 2, 14)."""
+(Pascanu et al. 2013; Benettin et al. 1980; Eckmann & Ruelle 1985)."""
 
 import dataclasses
 
@@ -49,7 +49,7 @@ def test_step_singular_values_match_numpy():
 
 
 def test_orthogonal_linear_rnn_has_all_singular_values_one():
-    # papers.md §10.2: orthogonal W ⇒ every singular value of ∂h_t/∂h_k = W^(t−k) is 1
+    # orthogonal W ⇒ every singular value of ∂h_t/∂h_k = W^(t−k) is 1
     cell = make("rnn-linear", 2, 6, key=jax.random.key(1), dtype=jnp.float64, recurrent_init="orthogonal")
     W = np.asarray(cell.weight_hh)
     np.testing.assert_allclose(W @ W.T, np.eye(6), atol=1e-12)
@@ -59,7 +59,7 @@ def test_orthogonal_linear_rnn_has_all_singular_values_one():
 
 @pytest.mark.parametrize("kind", ["triangular", "similar"])
 def test_lyapunov_of_non_normal_linear_rnn_is_log_abs_eig(kind):
-    # papers.md §10.2: the QR (Benettin) exponents of h_t = W h_{t−1} + … are log|λ_i(W)|, also for non-normal W
+    # the QR exponents (Benettin et al. 1980) of h_t = W h_{t−1} + … are log|λ_i(W)|, also for non-normal W
     rng = np.random.default_rng(0)
     lam = np.array([1.1, -0.9, 0.6, 0.3])
     if kind == "triangular":
@@ -78,7 +78,7 @@ def test_lyapunov_of_non_normal_linear_rnn_is_log_abs_eig(kind):
 
 @pytest.mark.parametrize("name", ["rnn-tanh", "lstm"])
 def test_lyapunov_sum_rule(name):
-    # papers.md §10.14: Σ λ_i = mean_t log|det J_t| (full spectrum, no warm-up): exact up to rounding
+    # Eckmann & Ruelle 1985: Σ λ_i = mean_t log|det J_t| (full spectrum, no warm-up): exact up to rounding
     model = build(name, 3, 3, gain=1.5) if name == "rnn-tanh" else build(name, 3, 3)
     xs = inputs(40, 3, seed=9)
     _, _, _, J, _ = oracle(model, xs)

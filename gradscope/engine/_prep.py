@@ -59,20 +59,40 @@ def step_jac(model, x, s, t):
     return jacobians(model, x, unflatten_state(model, s), t)
 
 
-def step_diag(model, x, s, t):
-    """Diagonal of ∂S_{t+1}/∂S_t for models with ``structure == "diagonal"``."""
-    return model.jacobian_diag(x, unflatten_state(model, s), t)[0]
+def structure(model) -> str:
+    """The structure of ∂S'/∂S the engine exploits: ``"diagonal"`` (a real diagonal), ``"complex-diagonal"``
+    (per unit n the rotation-scaling ``[[Re λ_n, −Im λ_n], [Im λ_n, Re λ_n]]`` acting on ``(re_n, im_n)``
+    of the two equal blocks ``[re, im]``) or ``"dense"``. Only what the model declares, and only with a
+    ``jacobian_diag`` to read the diagonal from; networks (`Stack`, `Bidirectional`) declare "dense"."""
+    kind = getattr(model, "structure", "dense")
+    if not callable(getattr(model, "jacobian_diag", None)):
+        return "dense"
+    if kind == "diagonal":
+        return kind
+    sizes = tuple(model.block_sizes)
+    if kind == "complex-diagonal" and len(sizes) == 2 and sizes[0] == sizes[1]:
+        return kind
+    return "dense"
 
 
 def is_diagonal(model) -> bool:
-    return getattr(model, "structure", "dense") == "diagonal" and hasattr(model, "jacobian_diag")
+    """Whether the engine takes a diagonal fast path (real or complex) for ``model``."""
+    return structure(model) != "dense"
 
 
-def log10(x):
-    return jnp.log10(x)
+def log_diagonals(model, xs, S):
+    """Along one trajectory: ``(log|a_t| (T, n), arg λ_t (T, n) or None)``, the log-magnitudes of the
+    diagonal of ∂S_{t+1}/∂S_t (complex-diagonal: of the multipliers λ, n = half the state) and, for
+    complex-diagonal models, their phases. An exactly zero factor gives −inf."""
+    T = xs.shape[0]
+    a = jax.vmap(lambda x, s, t: model.jacobian_diag(x, unflatten_state(model, s), t)[0])(
+        xs, S[:-1], jnp.arange(T))
+    if structure(model) == "complex-diagonal":
+        return jnp.log(jnp.abs(a)), jnp.angle(a).astype(S.dtype)
+    return jnp.log(jnp.abs(a)), None
 
 
 LN10 = 2.302585092994046
 
-__all__ = ["prepare", "per_example", "step_jac", "step_diag", "is_diagonal", "flatten_state", "MATMUL_PRECISION",
-           "matmul_precision", "engine_precision"]
+__all__ = ["prepare", "per_example", "step_jac", "structure", "is_diagonal", "log_diagonals", "flatten_state",
+           "MATMUL_PRECISION", "matmul_precision", "engine_precision"]

@@ -1,10 +1,14 @@
 """The documents' bounds, to draw next to the measurements.
 
-* Pascanu, Mikolov & Bengio (2013, §2.1): for ``h_t = φ(W h_{t−1} + …)`` with ``|φ'| ≤ γ``,
-  ``‖∂h_t/∂h_k‖₂ ≤ (γ σ_max(W))^{t−k}``; γ = 1 for tanh, 1/4 for the sigmoid.
-* IndRNN (Li et al. 2018, eq. 4): per neuron ``|∂h_{n,T}/∂h_{n,k}| ≤ |u_n|^{T−k} γ^{T−k}``; the spectral
-  norm of the diagonal product is bounded by ``(γ max|u_n|)^{T−k}``.
-Returned as log10 growth per step, so the bound at lag τ is ``τ · log10_per_step``.
+Each model states its own bound (``gradient_bound()``, see `gradscope.cells.elman.Elman` and
+`gradscope.cells.indrnn.IndRNN`); this module only turns it into log10 growth per step, so the bound at
+lag τ is ``τ · log10_per_step``:
+
+* Pascanu, Mikolov & Bengio (2013, "On the difficulty of training recurrent neural networks", §2.1):
+  for ``h_t = φ(W h_{t−1} + …)`` with ``|φ'| ≤ γ``, ``‖∂h_t/∂h_k‖₂ ≤ (γ σ_max(W))^{t−k}``.
+* Li, Li, Cook, Zhu & Gao (2018, "Independently recurrent neural network (IndRNN)", eq. 4): per neuron
+  ``|∂h_{n,T}/∂h_{n,k}| ≤ (γ |u_n|)^{T−k}``, so the diagonal product's spectral norm is at most
+  ``(γ max|u_n|)^{T−k}``.
 """
 
 from __future__ import annotations
@@ -13,18 +17,13 @@ import numpy as np
 
 
 def bound(model) -> dict | None:
-    """``{"kind", "gamma", "sigma_max", "log10_per_step"}`` or None when no classical bound applies."""
-    from gradscope.cells.elman import Elman
-    from gradscope.cells.indrnn import IndRNN
-
-    if isinstance(model, Elman):
-        s = float(np.linalg.norm(np.asarray(model.weight_hh, np.float64), 2))
-        kind, g = "pascanu", model.gamma
-    elif isinstance(model, IndRNN):
-        s = float(np.max(np.abs(np.asarray(model.weight_hh_diag, np.float64))))
-        kind, g = "indrnn", model.gamma
-    else:
+    """``{"kind", "gamma", "sigma_max", "log10_per_step"}``, or None when the model states no bound
+    (no ``gradient_bound`` method, or one that returns None)."""
+    method = getattr(model, "gradient_bound", None)
+    b = method() if callable(method) else None
+    if b is None:
         return None
+    g, s = float(b["gamma"]), float(b["sigma_max"])
     with np.errstate(divide="ignore"):
         per = float(np.log10(g * s))
-    return {"kind": kind, "gamma": float(g), "sigma_max": s, "log10_per_step": per}
+    return {"kind": str(b["kind"]), "gamma": g, "sigma_max": s, "log10_per_step": per}

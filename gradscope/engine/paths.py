@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope.cells._base import unflatten_state
+from gradscope.engine import logspace
 from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_jac  # noqa: F401
-from gradscope.engine.products import _renorm, _tol, kahan_add, top_singular_value
+from gradscope.engine.products import _tol, top_singular_value
 
 
 def has_direct_path(model) -> bool:
@@ -50,14 +51,13 @@ def _split(model, xs, S, r0, r1):
     v0 = jnp.eye(nb, min(4, nb), dtype=dtype)
 
     def body(c, k):
-        M, sc, Lc, Vt, Vr = c
+        P, H, Vt, Vr = c
         x, st = xs[k], unflatten_state(model, S[k])
-        J = step_jac(model, x, S[k], k)[0]
-        M, ls = _renorm(M @ J)
-        # compensated sums of the log-scales: long float32 runs keep ~ulp accuracy
-        sc = kahan_add(sc, ls)
-        Lc = kahan_add(Lc, jnp.log(jnp.abs(model.direct_path(x, st, k))))
-        s, L = sc[0], Lc[0]
+        # the total ∂S_T/∂S_k and the highway ∏_{j≥k} diag(direct_j), both in log space
+        P = logspace.update(P, step_jac(model, x, S[k], k)[0])
+        H = logspace.diag_update(H, jnp.log(jnp.abs(model.direct_path(x, st, k))))
+        s, L = logspace.log_scale(P), logspace.diag_log_abs(H)
+        M = P.matrix
         tot = M[r0:r1, r0:r1]
         m = jnp.maximum(s, jnp.max(L))
         m = jnp.where(jnp.isfinite(m), m, 0.0)
@@ -65,17 +65,16 @@ def _split(model, xs, S, r0, r1):
         st_, Vt = top_singular_value(tot, Vt, tol)
         sr, Vr = top_singular_value(rem, Vr, tol)
         out = (
-            jnp.log10(st_) + s / LN10,
-            jnp.log10(jnp.linalg.norm(tot)) + s / LN10,
+            logspace.log10_scaled(P, st_),
+            logspace.log10_scaled(P, jnp.linalg.norm(tot)),
             jnp.max(L) / LN10,
             0.5 * jax.nn.logsumexp(2 * L) / LN10,
             jnp.log10(sr) + m / LN10,
             jnp.log10(jnp.linalg.norm(rem)) + m / LN10,
         )
-        return (M, sc, Lc, Vt, Vr), jnp.stack(out)
+        return (P, H, Vt, Vr), jnp.stack(out)
 
-    zero, zeros = jnp.zeros((), dtype), jnp.zeros((nb,), dtype)
-    c0 = (jnp.eye(d, dtype=dtype), (zero, zero), (zeros, zeros), v0, v0)
+    c0 = (logspace.init(jnp.eye(d, dtype=dtype)), logspace.diag_identity((nb,), dtype, False), v0, v0)
     _, out = jax.lax.scan(body, c0, jnp.arange(T), reverse=True)
     return out.T
 
@@ -109,17 +108,11 @@ def path_split(model, xs, state0=None) -> PathSplit:
 SIGMOID_GATES = ("i", "f", "o", "r", "z", "u")
 
 
-def _named_cells(model, prefix=""):
-    from gradscope.nets import Bidirectional, Stack
-
-    if isinstance(model, Stack):
-        for l, c in enumerate(model.layers):
-            yield from _named_cells(c, f"{prefix}layer{l}.")
-    elif isinstance(model, Bidirectional):
-        yield from _named_cells(model.forward, f"{prefix}fwd.")
-        yield from _named_cells(model.backward, f"{prefix}bwd.")
-    else:
-        yield prefix, model
+def _named_cells(model):
+    """The model's leaf cells with their block prefixes (`Cell.named_cells`); a user model outside the
+    Cell hierarchy is one cell."""
+    walk = getattr(model, "named_cells", None)
+    return walk() if callable(walk) else (("", model),)
 
 
 def gate_statistics(model, traj, *, saturation=0.01, forget_open=0.95, bins=20) -> dict:

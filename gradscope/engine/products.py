@@ -1,14 +1,23 @@
 """Products of step Jacobians ``∂S_t/∂S_k = J[t−1] ⋯ J[k]`` in log space: lag profiles and triangles.
 
-Overflow-proof: the running product is kept as ``exp(s) · M`` with ``‖M‖_F = 1``; after every
-multiplication M is renormalised and the natural-log scale ``s`` accumulated, so a gradient of 1e−300
-or 1e+300 is just a number (ecosystem.md §5.1). Spectral norms are found by subspace iteration with
-Rayleigh–Ritz, warm-started from the previous lag's singular vectors (the top singular vector of
-``∂S_T/∂S_k`` changes slowly with k), iterated to a relative tolerance — no SVD per lag.
+Overflow-proof: the running product is a `gradscope.engine.logspace.LogProduct`, ``exp(s) · M`` with
+``‖M‖_F = 1``, renormalised after every multiplication with the log-scale ``s`` summed with compensation,
+so a gradient of 1e−300 or 1e+300 is just a number (0.6^200 ≈ 4e−45 already lies below float32's smallest
+normal number, 1.2e−38). Spectral norms are found by subspace iteration with Rayleigh–Ritz, warm-started
+from the previous lag's singular vectors (the top singular vector of ``∂S_T/∂S_k`` changes slowly with k),
+iterated to a relative tolerance — no SVD per lag.
 
 Memory: the lag profile holds one ``d × d`` product per sequence and recomputes each step Jacobian
-inside the scan, so it never materialises ``T·d²`` numbers. Diagonal models (IndRNN) chain
-elementwise: ``log|∂h_T/∂h_k|`` is a reverse cumulative sum, computed in parallel.
+inside the scan, so it never materialises ``T·d²`` numbers.
+
+Diagonal fast path (models declaring ``structure = "diagonal"`` or ``"complex-diagonal"``): no d × d
+matrix is formed. ``∂S_T/∂S_k`` is per unit ``∏_{j≥k} a_j``; its log-magnitudes (and, for complex
+multipliers, its phases) for all k come from one suffix scan in O(T·d) (`logspace.diag_suffix`). For a
+real diagonal the spectral norm is ``max_n |∏ a_n|`` and the Frobenius norm ``(Σ_n |∏ a_n|²)^{1/2}``. For
+a complex diagonal on ``S = [re, im]`` the product is per unit ``|P_n| R(φ_n)`` with ``P_n = ∏ λ_n`` and
+``φ_n = Σ arg λ_n``; so the full state has spectral norm ``max |P_n|`` and Frobenius norm
+``(2 Σ |P_n|²)^{1/2}``, and the blocks are ``∂re_T/∂re_k = ∂im_T/∂im_k = diag(|P| cos φ)``,
+``∂im_T/∂re_k = −∂re_T/∂im_k = diag(|P| sin φ)`` — exact, not estimated.
 """
 
 from __future__ import annotations
@@ -21,8 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ConfigError
+from gradscope.engine import logspace
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
-from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_diag, step_jac
+from gradscope.engine._prep import LN10, is_diagonal, log_diagonals, per_example, prepare, step_jac, structure
 
 SUBSPACE_RANK = 4
 MAX_ITERS = 50
@@ -37,12 +47,12 @@ def _tol(dtype):
 def top_singular_value(M, V, tol, max_iters=MAX_ITERS, exact=False):
     """Largest singular value of ``M``: ``(σ_max, V')`` with ``V'`` the block to warm-start the next call.
 
-    Matrices of up to ``EXACT_MAX`` rows/columns (or any, with ``exact=True``) get an exact SVD. Larger ones use subspace iteration
-    with Rayleigh–Ritz (the Ritz value rises monotonically towards σ_max) from the previous lag's block
-    ``V``, stopped when the relative residual of the top Ritz vector is below ``tol``. A warm start can sit exactly on an
-    invariant subspace that is no longer the top one (e.g. a diagonal product whose largest entry moves
-    to another unit), where iteration would never leave it; so a fixed random block is mixed in first,
-    giving every direction a component to grow.
+    Matrices of up to ``EXACT_MAX`` rows/columns (or any, with ``exact=True``) get an exact SVD. Larger ones
+    use subspace iteration with Rayleigh–Ritz (the Ritz value rises monotonically towards σ_max) from the
+    previous lag's block ``V``, stopped when the relative residual of the top Ritz vector is below ``tol``.
+    A warm start can sit exactly on an invariant subspace that is no longer the top one (e.g. a diagonal
+    product whose largest entry moves to another unit), where iteration would never leave it; so a fixed
+    random block is mixed in first, giving every direction a component to grow.
     """
     if exact or max(M.shape) <= EXACT_MAX:
         return jnp.linalg.svd(M, compute_uv=False)[0], V
@@ -79,22 +89,9 @@ def _init_block(d, r, dtype):
 
 
 def kahan_add(sc, x):
-    """Compensated (Kahan) summation step on ``sc = (sum, compensation)``.
-
-    The log-scale of a long product is a sum of T per-step logs; plain float32 accumulation of
-    |s| ≈ 10³ loses ~T·ulp(s)/2 (0.01 in log10 over 5000 steps); the compensation keeps it at ~ulp.
-    """
-    s, c = sc
-    y = x - c
-    t = s + y
-    # an exactly zero product (x = −inf) stays −inf; keep the compensation finite
-    return t, jnp.where(jnp.isfinite(t), (t - s) - y, 0.0)
-
-
-def _renorm(M):
-    """``M / ‖M‖_F`` and ``log ‖M‖_F`` (−inf for an exactly zero product, which then stays zero)."""
-    f = jnp.linalg.norm(M)
-    return M / jnp.where(f > 0, f, 1), jnp.log(f)
+    """Compensated summation step on ``sc = (sum, compensation)`` (value ≈ sum − compensation); kept for
+    callers of the old name — new code uses `logspace.compensated_add` or a `logspace.LogProduct`."""
+    return logspace.compensated_add(sc[0], sc[1], x)
 
 
 def block_pairs(model):
@@ -109,6 +106,14 @@ def block_pairs(model):
     if len(sl) <= 4:
         return [(f"{b}→{a}", (ra, rb), (ca, cb)) for (a, ra, rb) in sl for (b, ca, cb) in sl]
     return [(f"{a}→{a}", (r0, r1), (r0, r1)) for (a, r0, r1) in sl]
+
+
+def lag_pair_names(model) -> list[str]:
+    """The block pairs a lag profile reports, in the order of its ``pf``/``ps`` columns: a real-diagonal
+    model only ``"b→b"`` (its cross-block pairs are exactly zero), every other model `block_pairs`."""
+    if structure(model) == "diagonal":
+        return [f"{b}→{b}" for b in model.blocks]
+    return [p[0] for p in block_pairs(model)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,15 +140,12 @@ def _lag_dense(model, xs, S, pairs, spectral):
     pV0 = [_init_block(c1 - c0, min(SUBSPACE_RANK, c1 - c0), dtype) for _, _, (c0, c1) in pairs]
 
     def body(carry, k):
-        M, sc, V, pV = carry
-        J = step_jac(model, xs[k], S[k], k)[0]
-        M, ls = _renorm(M @ J)
-        sc = kahan_add(sc, ls)
-        s = sc[0]
-        frob = s / LN10
+        P, V, pV = carry
+        P = logspace.update(P, step_jac(model, xs[k], S[k], k)[0])  # ∂S_T/∂S_k = ∂S_T/∂S_{k+1} · J_k
+        frob = logspace.log10_frobenius(P)
         if spectral:
-            sig, V = top_singular_value(M, V, tol, exact=spectral == "exact")
-            spec = jnp.log10(sig) + frob
+            sig, V = top_singular_value(P.matrix, V, tol, exact=spectral == "exact")
+            spec = logspace.log10_scaled(P, sig)
         else:
             spec = jnp.full_like(frob, jnp.nan)
         pf, ps, newpV = [], [], []
@@ -152,38 +154,63 @@ def _lag_dense(model, xs, S, pairs, spectral):
                 pf.append(frob)
                 ps.append(spec)
             else:
-                sub = M[r0:r1, c0:c1]
-                pf.append(jnp.log10(jnp.linalg.norm(sub)) + frob)
+                sub = P.matrix[r0:r1, c0:c1]
+                pf.append(logspace.log10_scaled(P, jnp.linalg.norm(sub)))
                 if spectral:
                     sig, v = top_singular_value(sub, v, tol, exact=spectral == "exact")
-                    ps.append(jnp.log10(sig) + frob)
+                    ps.append(logspace.log10_scaled(P, sig))
                 else:
                     ps.append(spec)
             newpV.append(v)
-        return (M, sc, V, newpV), (spec, frob, jnp.stack(pf) if pf else frob[None], jnp.stack(ps) if ps else frob[None])
+        return (P, V, newpV), (spec, frob, jnp.stack(pf) if pf else frob[None], jnp.stack(ps) if ps else frob[None])
 
-    sc0 = (jnp.asarray(0.5 * math.log(d), dtype), jnp.zeros((), dtype))
-    carry0 = (jnp.eye(d, dtype=dtype) / math.sqrt(d), sc0, V0, pV0)
+    carry0 = (logspace.init(jnp.eye(d, dtype=dtype)), V0, pV0)
     _, (spec, frob, pf, ps) = jax.lax.scan(body, carry0, jnp.arange(T), reverse=True)
     return spec, frob, pf, ps  # (T, pairs)
 
 
+# --- the diagonal fast path ------------------------------------------------------------------------
+
+def _norms(x, mult=1):
+    """``(log10 spectral, log10 Frobenius)`` of a diagonal with natural-log magnitudes ``x`` (…, units),
+    each unit counted ``mult`` times (2: a complex unit's rotation-scaling block has two equal singular
+    values)."""
+    frob = 0.5 * (jax.nn.logsumexp(2 * x, axis=-1) + math.log(mult))
+    return jnp.max(x, axis=-1) / LN10, frob / LN10
+
+
+def diag_unit_logs(model, L, phase):
+    """``(full, mult, pairs)`` for a diagonal product with per-unit log-magnitudes ``L`` (…, n) and phases
+    (complex only): the full state's unit logs with their multiplicity, and ``[(name, logs)]`` for every
+    pair of `lag_pair_names`."""
+    if structure(model) == "complex-diagonal":
+        # [[cos, −sin], [sin, cos]]: a block onto itself carries |P| cos φ, onto the other |P| sin φ
+        lc, lsn = jnp.log(jnp.abs(jnp.cos(phase))), jnp.log(jnp.abs(jnp.sin(phase)))
+        a_re, a_im = model.blocks
+        pairs = [(f"{b}→{a}", L + (lc if a == b else lsn)) for a in (a_re, a_im) for b in (a_re, a_im)]
+        return L, 2, pairs
+    pairs, i = [], 0
+    for name, n in zip(model.blocks, model.block_sizes):
+        pairs.append((f"{name}→{name}", L[..., i : i + n]))
+        i += n
+    return L, 1, pairs
+
+
 @per_example
-def _lag_diag(model, xs, S):
-    T = xs.shape[0]
-    dg = jax.vmap(lambda x, s, t: step_diag(model, x, s, t))(xs, S[:-1], jnp.arange(T))
-    la = jnp.log(jnp.abs(dg))  # (T, d); −inf where a unit is switched off (an exact zero)
-    L = jnp.cumsum(la[::-1], axis=0)[::-1]  # L[k] = Σ_{j≥k} log|d_j| = log|∂h_T/∂h_k| per unit
-    spec = jnp.max(L, axis=-1) / LN10
-    frob = 0.5 * jax.nn.logsumexp(2 * L, axis=-1) / LN10
-    return spec, frob
+def _lag_diag(model, xs, S, parallel=None):
+    la, ph = log_diagonals(model, xs, S)
+    P = logspace.diag_suffix(la, ph, parallel=parallel)  # entry k: the diagonal of ∂S_T/∂S_k
+    full, mult, pairs = diag_unit_logs(model, logspace.diag_log_abs(P), P.phase)
+    spec, frob = _norms(full, mult)
+    pn = [_norms(x) for _, x in pairs]
+    return spec, frob, jnp.stack([f for _, f in pn], -1), jnp.stack([s for s, _ in pn], -1)
 
 
 @functools.partial(jax.jit, static_argnames=("batched", "diag", "spectral"))
 def _lag_profile(model, xs, S, batched, diag, spectral):
+    """``diag``: take the diagonal fast path (the model must be `is_diagonal`); False forces the dense one."""
     if diag:
-        spec, frob = _lag_diag(model, xs, S, batched=batched)
-        return spec, frob, frob[..., None], spec[..., None]
+        return _lag_diag(model, xs, S, batched=batched)
     pairs = block_pairs(model)
     return _lag_dense(model, xs, S, pairs, spectral, batched=batched)
 
@@ -195,15 +222,14 @@ def lag_profile(model, xs, state0=None, *, spectral: bool | str = True) -> LagPr
     Spectral norms: exact SVD for blocks up to ``EXACT_MAX`` wide, warm-started subspace iteration above
     (relative residual ≤ 1e-6 in float32, 1e-12 in float64, at most 50 iterations per lag; where the top
     singular values agree to ~1e-4 the estimate can sit up to ~1e-3 log10 low). ``spectral="exact"``
-    takes an SVD at every lag instead (slower); ``spectral=False`` skips them (Frobenius only)."""
+    takes an SVD at every lag instead (slower); ``spectral=False`` skips them (Frobenius only).
+    Diagonal and complex-diagonal models take the O(T·d) fast path: every norm exact, ``spectral`` moot."""
     if spectral not in (True, False, "exact"):
         raise ConfigError(f"spectral={spectral!r} is not allowed: use True, False or 'exact'")
     pxs, S, batched = prepare(model, xs, state0)
-    diag = is_diagonal(model)
-    spec, frob, pf, ps = _lag_profile(model, pxs, S, batched, diag, spectral)
-    names = [f"{b}→{b}" for b in model.blocks] if diag else [p[0] for p in block_pairs(model)]
+    spec, frob, pf, ps = _lag_profile(model, pxs, S, batched, is_diagonal(model), spectral)
     blocks = {
-        n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(names)
+        n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(lag_pair_names(model))
     }
     return LagProfile(spec, frob, blocks, int(pxs.shape[-2]))
 
@@ -216,6 +242,11 @@ class Triangle:
     log10_spectral: jax.Array | None
 
 
+def _identity_norms(d, dtype):
+    """``[log10 ‖I‖_F, log10 ‖I‖_2]`` of the d × d identity ∂S_t/∂S_t, shape (2, 1)."""
+    return jnp.asarray([0.5 * math.log10(d), 0.0], dtype)[:, None]
+
+
 @per_example
 def _triangle_one(model, xs, S, chunk, spectral):
     T, d = xs.shape[0], S.shape[-1]
@@ -225,46 +256,72 @@ def _triangle_one(model, xs, S, chunk, spectral):
     width = nc * C + 1
     out0 = jnp.full((2, T + 1, width), jnp.nan, dtype)
     idx = jnp.arange(T + 1)
-    out0 = out0.at[:, idx, idx].set(jnp.asarray([0.5 * math.log10(d), 0.0], dtype)[:, None])
+    out0 = out0.at[:, idx, idx].set(_identity_norms(d, dtype))
 
     def chunk_body(c, out):
         k0 = c * C
 
         def t_body(t, carry):
-            Q, (ls, lc), out = carry
+            P, out = carry
             J = step_jac(model, xs[t], S[t], t)[0]
-            Q = jnp.einsum("ij,cjk->cik", J, Q)
+            # every started slot: ∂S_{t+1}/∂S_k = J_t ∂S_t/∂S_k; slot t − k0 starts here with J_t itself
+            P = logspace.update(P, J, left=True)
             slot = jnp.arange(C)
             inject = slot == (t - k0)
-            Q = jnp.where(inject[:, None, None], J, Q)
-            ls, lc = jnp.where(inject, 0.0, ls), jnp.where(inject, 0.0, lc)
-            f = jnp.linalg.norm(Q, axis=(1, 2))
-            Q = Q / jnp.where(f > 0, f, 1)[:, None, None]
-            ls, lc = kahan_add((ls, lc), jnp.log(f))
+            fresh = logspace.init(J)
+            P = jax.tree.map(lambda a, b: jnp.where(inject.reshape((C,) + (1,) * (b.ndim - 1)), a, b), fresh, P)
             live = k0 + slot <= t
-            row_f = jnp.where(live, ls / LN10, jnp.nan)
+            row_f = jnp.where(live, logspace.log10_frobenius(P), jnp.nan)
             if spectral:
-                row_s = jnp.where(live, jnp.log10(jnp.linalg.norm(Q, ord=2, axis=(1, 2))) + ls / LN10, jnp.nan)
+                sig = jnp.linalg.norm(P.matrix, ord=2, axis=(1, 2))
+                row_s = jnp.where(live, logspace.log10_scaled(P, sig), jnp.nan)
             else:
                 row_s = jnp.full_like(row_f, jnp.nan)
             rows = jnp.stack([row_f, row_s])[:, None, :]
             out = jax.lax.dynamic_update_slice(out, rows.astype(dtype), (0, t + 1, k0))
-            return Q, (ls, lc), out
+            return P, out
 
-        Q0 = jnp.zeros((C, d, d), dtype)
-        ls0 = (jnp.full((C,), -jnp.inf, dtype), jnp.zeros((C,), dtype))
-        _, _, out = jax.lax.fori_loop(k0, T, t_body, (Q0, ls0, out))
+        # slots that have not started are the zero product (log-scale −inf); only live ones are read
+        P0 = logspace.init(jnp.zeros((C, d, d), dtype))
+        _, out = jax.lax.fori_loop(k0, T, t_body, (P0, out))
         return out
 
     out = jax.lax.fori_loop(0, nc, chunk_body, out0)
     # the row writes above cover a chunk's whole width, so they overwrite the diagonal ∂S_t/∂S_t = I
     # of row t with NaN ("not yet started"): put it back
-    out = out.at[:, idx, idx].set(jnp.asarray([0.5 * math.log10(d), 0.0], dtype)[:, None])
+    out = out.at[:, idx, idx].set(_identity_norms(d, dtype))
     return out[:, :, : T + 1]
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral"))
-def _triangle(model, xs, S, batched, chunk, spectral):
+@per_example
+def _triangle_diag(model, xs, S):
+    """The triangle of a diagonal model: T slots of per-unit products, all advanced each step (O(T²·d))."""
+    T, d = xs.shape[0], S.shape[-1]
+    dtype = S.dtype
+    la, ph = log_diagonals(model, xs, S)
+    slot = jnp.arange(T)
+    full0 = logspace.diag_identity(la.shape[1:], dtype, ph is not None)
+    P0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (T,) + a.shape), full0)
+
+    def body(P, t):
+        step = logspace.diag_update(P, la[t], None if ph is None else ph[t])
+        live = slot <= t  # slot k holds ∂S_{t+1}/∂S_k once k ≤ t; later slots stay the empty product
+        P = jax.tree.map(lambda a, b: jnp.where(live[:, None], a, b), step, P)
+        full, mult, _ = diag_unit_logs(model, logspace.diag_log_abs(P), P.phase)
+        spec, frob = _norms(full, mult)
+        return P, jnp.where(live, jnp.stack([frob, spec]), jnp.nan)
+
+    _, rows = jax.lax.scan(body, P0, jnp.arange(T))  # rows[t] = row t + 1, (2, T)
+    out = jnp.concatenate([jnp.full((1, 2, T), jnp.nan, dtype), rows.astype(dtype)], 0)  # (T+1, 2, T)
+    out = jnp.concatenate([jnp.moveaxis(out, 1, 0), jnp.full((2, T + 1, 1), jnp.nan, dtype)], -1)
+    idx = jnp.arange(T + 1)
+    return out.at[:, idx, idx].set(_identity_norms(d, dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral", "diag"))
+def _triangle(model, xs, S, batched, chunk, spectral, diag=False):
+    if diag:
+        return _triangle_diag(model, xs, S, batched=batched)
     return _triangle_one(model, xs, S, chunk, spectral, batched=batched)
 
 
@@ -281,10 +338,16 @@ def _chunk_size(T, d, batch, itemsize):
 
 def triangle(model, xs, state0=None, *, spectral: bool = False, chunk: int | None = None) -> Triangle:
     """``log10 ‖∂S_t/∂S_k‖_F`` for all 0 ≤ k ≤ t ≤ T (shape ``(T+1, T+1)``, NaN above the diagonal);
-    spectral norms too with ``spectral=True`` (one SVD per entry: slower)."""
+    spectral norms too with ``spectral=True`` (one SVD per entry: slower; free for diagonal models, whose
+    triangle needs no matrix and no ``chunk``)."""
     pxs, S, batched = prepare(model, xs, state0)
     T, d = pxs.shape[-2], S.shape[-1]
     B = pxs.shape[0] if batched else 1
+    diag = is_diagonal(model)
+    if diag:
+        require(B * (2 * (T + 1) ** 2 + 3 * T * d) * S.dtype.itemsize,
+                "triangle (T per-unit products and the (T+1)² output)")
+        chunk = 1
     chunk = chunk or _chunk_size(T, d, B, S.dtype.itemsize)
-    out = _triangle(model, pxs, S, batched, int(chunk), spectral)
+    out = _triangle(model, pxs, S, batched, int(chunk), spectral, diag)
     return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)

@@ -5,8 +5,13 @@
 * `step_singular_values`: spectra of the one-step Jacobians ``J[t]``.
 * `lyapunov_spectrum`: Benettin's QR method (Engelken et al. 2020; Vogt et al. 2022): propagate an
   orthonormal frame ``Q ← qr(J[t] Q)`` and average ``log|diag R|`` — natural log per step. The frame
-  starts as the first k columns of the identity. Diagonal models are exact: the exponents are the
-  per-unit means of ``log|J[t]_ii|``.
+  starts as the first k columns of the identity.
+
+Diagonal and complex-diagonal models need no matrices (the fast path of `gradscope.engine.products`):
+the singular values of a diagonal product are the sorted ``|∏ a_n|`` (complex: each ``|∏ λ_n|`` twice,
+the two singular values of the rotation-scaling ``|P_n| R(φ_n)``), those of one step the sorted ``|a_n|``,
+and the Lyapunov exponents are exactly the time averages of ``log|a_{t,n}|`` (complex: each of
+``log|λ_{t,n}|`` twice) — the k largest of them, with no frame to converge.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import ConfigError
-from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_diag, step_jac
-from gradscope.engine.products import _renorm, kahan_add
+from gradscope.engine import logspace
+from gradscope.engine._prep import LN10, is_diagonal, log_diagonals, per_example, prepare, step_jac, structure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,25 +55,37 @@ def _lyap_dense(model, xs, S, k, warmup):
     return accs[warmup:]
 
 
+def _state_logs(model, la):
+    """Per-unit log-magnitudes ``(…, n)`` → one per singular value of the state ``(…, d)``: a complex unit
+    twice (its 2 × 2 block ``|λ| R(arg λ)`` has both singular values |λ|)."""
+    return jnp.concatenate([la, la], -1) if structure(model) == "complex-diagonal" else la
+
+
+def _top_desc(x, k):
+    """The k largest along the last axis, descending (−inf sorts last)."""
+    return -jnp.sort(-x, axis=-1)[..., :k]
+
+
 @per_example
 def _lyap_diag(model, xs, S, k, warmup):
-    T = xs.shape[0]
-    dg = jax.vmap(lambda x, s, t: step_diag(model, x, s, t))(xs, S[:-1], jnp.arange(T))
-    return jnp.cumsum(jnp.log(jnp.abs(dg[warmup:, :k])), axis=0)
+    la = _state_logs(model, log_diagonals(model, xs, S)[0])
+    return jnp.cumsum(la[warmup:], axis=0)
 
 
 @functools.partial(jax.jit, static_argnames=("batched", "k", "warmup", "diag"))
 def _lyapunov(model, xs, S, batched, k, warmup, diag):
+    """``diag``: the exact fast path (the model must be `is_diagonal`): running means of every unit's
+    ``log|a|``, of which the k largest are kept at each step; dense: QR with a k-column frame."""
     f = _lyap_diag if diag else _lyap_dense
     accs = f(model, xs, S, k, warmup, batched=batched)
     steps = jnp.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
-    trace = -jnp.sort(-(accs / steps), axis=-1)
+    trace = _top_desc(accs / steps, k)
     return trace[..., -1, :], trace
 
 
 def lyapunov_spectrum(model, xs, state0=None, k: int | None = None, warmup: int = 0) -> Lyapunov:
     """The k largest Lyapunov exponents (default all d) of the state map along ``xs``, averaged over the
-    steps after ``warmup``; natural log per step."""
+    steps after ``warmup``; natural log per step. Exact for diagonal and complex-diagonal models."""
     pxs, S, batched = prepare(model, xs, state0)
     T, d = pxs.shape[-2], S.shape[-1]
     k = d if k is None else k
@@ -107,28 +124,31 @@ def _sv_dense(model, xs, S, ks, top):
     pos = jnp.zeros((T,), jnp.int32).at[jnp.asarray(ks)].set(jnp.arange(len(ks), dtype=jnp.int32))
 
     def body(c, k):
-        M, sc, out = c
-        J = step_jac(model, xs[k], S[k], k)[0]
-        M, ls = _renorm(M @ J)
-        sc = kahan_add(sc, ls)
-        s = sc[0]
+        P, out = c
+        P = logspace.update(P, step_jac(model, xs[k], S[k], k)[0])
 
         def record(out):
-            sv = jnp.linalg.svd(M, compute_uv=False)[:top]
-            return out.at[pos[k]].set(jnp.log10(sv) + s / LN10)
+            return out.at[pos[k]].set(logspace.log10_singular_values(P)[:top])
 
         out = jax.lax.cond(sel[k], record, lambda o: o, out)
-        return (M, sc, out), None
+        return (P, out), None
 
     out0 = jnp.zeros((len(ks), top), S.dtype)
-    (_, _, out), _ = jax.lax.scan(body, (jnp.eye(d, dtype=S.dtype), (jnp.zeros((), S.dtype), jnp.zeros((), S.dtype)), out0),
-                                  jnp.arange(T), reverse=True)
+    (_, out), _ = jax.lax.scan(body, (logspace.init(jnp.eye(d, dtype=S.dtype)), out0), jnp.arange(T), reverse=True)
     return out
+
+
+@per_example
+def _sv_diag(model, xs, S, ks, top):
+    la, ph = log_diagonals(model, xs, S)
+    L = logspace.diag_log_abs(logspace.diag_suffix(la, ph))[jnp.asarray(ks)]  # (len(ks), n)
+    return _top_desc(_state_logs(model, L), top) / LN10
 
 
 @functools.partial(jax.jit, static_argnames=("batched", "ks", "top"))
 def _singular_values(model, xs, S, batched, ks, top):
-    return _sv_dense(model, xs, S, ks, top, batched=batched)
+    f = _sv_diag if is_diagonal(model) else _sv_dense
+    return f(model, xs, S, ks, top, batched=batched)
 
 
 def singular_values(model, xs, state0=None, *, ks=None, top_k: int | None = None) -> Spectra:
@@ -151,6 +171,9 @@ def singular_values(model, xs, state0=None, *, ks=None, top_k: int | None = None
 @functools.partial(jax.jit, static_argnames=("batched",))
 def _step_sv(model, xs, S, ts, batched):
     def one(model, xs, S):
+        if is_diagonal(model):  # singular values of diag(a_t): the sorted |a_t|
+            la = _state_logs(model, log_diagonals(model, xs, S)[0][ts])
+            return _top_desc(la, la.shape[-1]) / LN10
         J = jax.vmap(lambda t: step_jac(model, xs[t], S[t], t)[0])(ts)
         return jnp.log10(jnp.linalg.svd(J, compute_uv=False))
 
