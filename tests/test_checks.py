@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -18,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from gradscope import checks
-from gradscope.cli.checks import register
+from gradscope import _atomic, checks
+from gradscope._errors import UnknownNameError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,8 +76,8 @@ def row(result, name):
 
 @pytest.fixture
 def app():
-    app = typer.Typer()
-    register(app)
+    from gradscope.cli import app  # the real app: its GuardedGroup turns errors into one line + exit code
+
     return app
 
 
@@ -209,7 +209,8 @@ def test_make_baseline_skips_uncomputed_lyapunov_and_refuses_other_nonfinite():
 def test_environment_differences_warn_but_do_not_fail():
     base = checks.make_baseline(make_report(summary()))
     assert base["precision"] == {"dtype": "float32", "matmul": "highest"} and base["gradscope_version"] == "0.1.0"
-    assert checks.compare(make_report(summary(), platform="Linux-6.8.0-azure-x86_64-with-glibc2.39"), base).warnings == ()
+    newer_kernel = make_report(summary(), platform="Linux-6.8.0-azure-x86_64-with-glibc2.39")
+    assert checks.compare(newer_kernel, base).warnings == ()
     res = checks.compare(make_report(summary(), dtype="float64", version="0.2.0", platform="macOS-14-arm64"), base)
     assert res.passed
     text = " ".join(res.warnings)
@@ -240,7 +241,7 @@ def test_atomic_writes_leave_no_partial_file(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checks.os, "replace", boom)
+    monkeypatch.setattr(_atomic.os, "replace", boom)  # the one atomic writer's final rename
     with pytest.raises(OSError):
         checks.save_baseline(checks.make_baseline(make_report(summary(horizon=3))), target, overwrite=True)
     assert target.read_text() == original
@@ -411,18 +412,88 @@ def test_check_runs_well_under_a_second(tmp_path):
     assert result.passed and best < 0.25, best
 
 
+def _cli(argv: str, code: int) -> str:
+    """A program that runs the real console-script entry point with ``argv`` and expects exit ``code``."""
+    return (f"from gradscope.cli import main\nsys.argv = ['gradscope', {argv}]\n"
+            f"try:\n    main()\nexcept SystemExit as e:\n    assert e.code == {code}, e.code")
+
+
 @pytest.mark.parametrize("code", [
     "import gradscope.checks",
-    "import typer; from gradscope.cli.checks import register; app = typer.Typer(); register(app)\n"
-    "try:\n    app(['check', sys.argv[1], '--baseline', sys.argv[2], '--format', 'junit'])\n"
-    "except SystemExit as e:\n    assert e.code == 1, e.code",
-], ids=["import", "cli-check"])
+    _cli("'check', sys.argv[1], '--baseline', sys.argv[2], '--format', 'junit'", 1),
+    _cli("'baseline', sys.argv[1], '-o', sys.argv[2] + '.new'", 0),
+    _cli("'--help'", 0),
+], ids=["import", "cli-check", "cli-baseline", "cli-help"])
 def test_no_jax_import(tmp_path, code):
     report = write(tmp_path / "r.json", make_report(summary(horizon=40)))
     base = tmp_path / "b.json"
     checks.save_baseline(checks.make_baseline(report), base)
     write(report, make_report(summary(horizon=10)))
     prog = f"import sys\n{code}\nassert 'jax' not in sys.modules, 'jax was imported'\n"
-    proc = subprocess.run([sys.executable, "-c", prog, str(report), str(base)], cwd=ROOT, check=False, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", prog, str(report), str(base)], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ the package
+
+# every name `gradscope.checks` offered as one module (before it became a package), minus its private
+# helpers and the standard-library modules it happened to import
+PUBLIC_NAMES = [
+    "ANALYSIS_SCHEMA", "BASELINE_SCHEMA", "BaselineMissingError", "CHECK_SCHEMA", "CheckInputError", "CheckResult",
+    "DEFAULT_RULES", "DIRECTIONS", "EXIT_BASELINE_MISSING", "EXIT_NONFINITE", "EXIT_PASS", "EXIT_REGRESSION",
+    "EXIT_USAGE", "FORMATS", "GradscopeError", "MetricCheck", "NonFiniteError", "REGENERATE_HINT", "REPORT_SCHEMA",
+    "ReportNonFiniteError", "Rule", "clean", "compare", "format_github", "format_json", "format_junit",
+    "format_markdown", "format_text", "formats", "load_baseline", "load_config", "load_report", "make_baseline",
+    "metric_kind", "render", "report_metrics", "save_baseline", "write_text", "write_text_atomic",
+]
+
+
+def test_public_names_are_kept():
+    missing = [n for n in PUBLIC_NAMES if not hasattr(checks, n)]
+    assert not missing, missing
+    assert set(checks.__all__) <= set(dir(checks))
+    assert callable(checks.compare) and checks.FORMATS == ("text", "json", "junit", "github", "markdown")
+    assert (checks.EXIT_PASS, checks.EXIT_REGRESSION, checks.EXIT_USAGE, checks.EXIT_NONFINITE,
+            checks.EXIT_BASELINE_MISSING) == (0, 1, 2, 3, 4)
+
+
+# the layers of the package, lowest first: a module imports only from layers below it (no cycle), and
+# never from the package itself (whose __init__ only re-exports)
+LAYERS = ["_errors", "rules", "io", "comparison", "formats"]
+
+
+@pytest.mark.parametrize("module", LAYERS)
+def test_modules_import_only_lower_layers(module):
+    import ast
+
+    tree = ast.parse((ROOT / "gradscope" / "checks" / f"{module}.py").read_text())
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+    imported += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+    own = [m for m in imported if m == "gradscope.checks" or m.startswith("gradscope.checks.")]
+    assert "gradscope.checks" not in own, f"{module} imports from the package __init__"
+    below = {f"gradscope.checks.{m}" for m in LAYERS[:LAYERS.index(module)]}
+    assert set(own) <= below, (module, own)
+    assert not any(m == "jax" or m.startswith("jax.") for m in imported)
+
+
+def test_unknown_format_suggests_and_is_both_error_kinds():
+    result = checks.compare(make_report(), checks.make_baseline(make_report()))
+    with pytest.raises(checks.CheckInputError) as exc:
+        checks.render(result, "jsno")
+    assert isinstance(exc.value, UnknownNameError) and exc.value.exit_code == 2
+    assert str(exc.value) == ("format='jsno' is not allowed; did you mean json? use one of text, json, junit, github, "
+                              "markdown")
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("atol", True, "atol=True"), ("rtol", -0.1, "rtol=-0.1"), ("atol", math.nan, "atol=nan"),
+    ("max", "0", "max='0'"), ("min", math.inf, "min=inf"),
+])
+def test_rule_numbers_are_checked(field, value, needle):
+    """A rule number must be a finite real (not a bool); atol and rtol also >= 0. min/max may be negative."""
+    base = checks.make_baseline(make_report())
+    with pytest.raises(checks.CheckInputError, match=re.escape(needle)) as exc:
+        checks.compare(make_report(), base, {"defaults": {field: value}})
+    assert "\n" not in str(exc.value) and "overrides [defaults]" in str(exc.value)
+    assert checks.compare(make_report(), base, {"defaults": {"min": -100.0, "atol": 0}}).passed

@@ -15,11 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradscope import cli
-from gradscope.cli.train import register
 from gradscope.report import load_report
-
-if "train" not in {c.name or c.callback.__name__ for c in cli.app.registered_commands}:  # cli.py registers them
-    register(cli.app)
 
 runner = CliRunner()
 TINY = ["--task", "adding", "--length", "12", "--cell", "indrnn", "--layers", "2", "--hidden", "8",
@@ -74,9 +70,9 @@ def test_train_loss_matches_numpy_forward(tiny_run):
     the initial weights (rebuilt with the same keys) and the batch (IndRNN: h_t = relu(W x_t + u⊙h + b))."""
     import jax
 
-    from gradscope.experiments import tasks
-    from gradscope.cli.train import build_model
     import gradscope.experiments.train  # noqa: F401
+    from gradscope.cli.train import build_model
+    from gradscope.experiments import tasks
 
     tr = sys.modules["gradscope.experiments.train"]
     task = tasks.make("adding", length=12)
@@ -133,6 +129,8 @@ def test_train_nan_stops_with_one_line(tmp_path):
     (["--task", "adding", "--lr", "-1"], "--lr"),
     (["--task", "adding", "--cell", "lstm:forget_bias=x"], "forget_bias"),
     (["--task", "adding", "--clip-norm", "0"], "--clip-norm"),
+    (["--task", "adding", "--lr", "nan"], "--lr=nan"),
+    (["--task", "adding", "--indrnn-clip", "inf"], "--indrnn-clip=inf"),
 ])
 def test_train_errors(tmp_path, args, needle):
     assert_error(run("train", *args, "--out", tmp_path / "e"), needle)

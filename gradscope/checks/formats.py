@@ -1,18 +1,25 @@
 """Output formats of a gradient-flow check: text, JSON, JUnit XML, GitHub annotations, Markdown.
 
-Conventions from ``reference/ecosystem.md`` §2.4/§2.6: JUnit has one testcase per metric and a failure
-message that carries both values; GitHub annotations are ``::error``/``::warning`` workflow commands
-with their data and properties escaped; the Markdown table fits a step summary (1 MiB cap).
-Use them through :mod:`gradscope.checks` (``checks.render(result, "junit")``).
+JUnit has one testcase per metric and a failure message that carries both values; GitHub annotations
+are ``::error``/``::warning`` workflow commands with their data and properties escaped; the Markdown
+table fits a step summary (GitHub caps those at 1 MiB). The formats are registered by name
+(`gradscope._registry.Registry`): ``render(result, "junit")``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from gradscope.checks import FORMATS, REGENERATE_HINT, CheckInputError, CheckResult, MetricCheck, _fmt, _now
+from gradscope._registry import Registry
+from gradscope.checks._errors import UnknownFormatError
+from gradscope.checks.comparison import CheckResult, MetricCheck, _fmt
+from gradscope.checks.io import _now
+
+REGENERATE_HINT = ("if the change is intended, regenerate the baseline with: "
+                   "gradscope baseline REPORT -o BASELINE --update, and commit it")
 
 
 def _sorted_rows(result: CheckResult) -> list[MetricCheck]:
@@ -120,13 +127,16 @@ def format_markdown(result: CheckResult, *, max_bytes: int = 900_000) -> str:
     return "\n".join(lines) + "\n"
 
 
-_FORMATTERS = {"text": format_text, "json": format_json, "junit": format_junit, "github": format_github,
-               "markdown": format_markdown}
+_FORMATTERS: Registry[Callable[[CheckResult], str]] = Registry(
+    "format", unknown="format={name!r} is not allowed; {hint}use one of {known}", error=UnknownFormatError)
+for _name, _format in (("text", format_text), ("json", format_json), ("junit", format_junit),
+                       ("github", format_github), ("markdown", format_markdown)):
+    _FORMATTERS.register(_name, _format)
+
+#: the output formats, in the order the CLI lists them
+FORMATS: tuple[str, ...] = _FORMATTERS.names()
 
 
 def render(result: CheckResult, fmt: str = "text") -> str:
-    """The result in one of ``FORMATS``."""
-    try:
-        return _FORMATTERS[fmt](result)
-    except KeyError:
-        raise CheckInputError(f"format={fmt!r} is not allowed; use one of {', '.join(FORMATS)}") from None
+    """The result in one of ``FORMATS``; an unknown format raises `UnknownFormatError` (exit code 2)."""
+    return _FORMATTERS.get(fmt)(result)

@@ -1,12 +1,12 @@
-"""The ``gradscope check`` and ``gradscope baseline`` commands (see :mod:`gradscope.checks`).
+"""``gradscope check`` and ``gradscope baseline``: CI regression checks (see :mod:`gradscope.checks`).
 
-``register(app)`` adds both commands to the main typer app. Nothing here imports JAX, and
-``gradscope.checks`` is imported only when a command runs, so ``gradscope check`` starts fast in CI.
+    gradscope baseline REPORT -o baselines/lstm.json            # record once, review, commit
+    gradscope check REPORT --baseline baselines/lstm.json       # in CI: exit 1 on a regression
 
-Exit codes: 0 pass, 1 regression, 2 usage or input error (unreadable/corrupt JSON, wrong schema, bad
-TOML, refusing to overwrite a baseline), 3 non-finite value in the report, 4 baseline missing.
-Errors are one line on stderr (what, which value, how to fix), never a traceback
-(``GRADSCOPE_DEBUG=1`` re-raises for debugging).
+Nothing here imports JAX, and ``gradscope.checks`` is imported only when a command runs, so ``gradscope
+check`` starts fast in CI. Exit codes: 0 pass, 1 regression, 2 usage or input error (unreadable/corrupt
+JSON, wrong schema, bad TOML, refusing to overwrite a baseline), 3 non-finite value in the report, 4
+baseline missing. Errors are one line on stderr (the app's `GuardedGroup`), never a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from gradscope.cli._output import warn
 
 # GitHub caps a step summary at 1 MiB; appending past it aborts the upload
 _STEP_SUMMARY_LIMIT = 1024 * 1024
@@ -30,34 +32,6 @@ class CheckFormat(str, enum.Enum):
     markdown = "markdown"
 
 
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code)
-
-
-def _run(body) -> None:
-    """Run a command body, turning expected errors into one line on stderr plus an exit code."""
-    from gradscope._errors import GradscopeError
-
-    try:
-        body()
-    except typer.Exit:  # typer.Exit subclasses RuntimeError: let it through first
-        raise
-    except GradscopeError as exc:
-        if os.environ.get("GRADSCOPE_DEBUG"):
-            raise
-        _fail(str(exc), getattr(exc, "exit_code", 2))
-    except OSError as exc:
-        if os.environ.get("GRADSCOPE_DEBUG"):
-            raise
-        _fail(f"{exc.strerror or exc} ({exc.filename!r}); check the path and its permissions", 2)
-    except Exception as exc:  # a bug: still one line, but say so
-        if os.environ.get("GRADSCOPE_DEBUG"):
-            raise
-        _fail(f"internal error ({exc.__class__.__name__}: {exc}); rerun with GRADSCOPE_DEBUG=1 for a traceback "
-              "and please report it", 2)
-
-
 def _append_step_summary(markdown: str) -> None:
     """Append the Markdown table to ``$GITHUB_STEP_SUMMARY`` when running in GitHub Actions."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -67,78 +41,67 @@ def _append_step_summary(markdown: str) -> None:
     try:
         used = os.path.getsize(target) if os.path.exists(target) else 0
         if used + len(data) > _STEP_SUMMARY_LIMIT:
-            typer.echo("warning: step summary left out: it would exceed GitHub's 1 MiB limit", err=True)
+            warn("step summary left out: it would exceed GitHub's 1 MiB limit")
             return
         with open(target, "ab") as fh:
             fh.write(data)
     except OSError as exc:
-        typer.echo(f"warning: could not append to GITHUB_STEP_SUMMARY ({exc})", err=True)
+        warn(f"could not append to GITHUB_STEP_SUMMARY ({exc})")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``check`` and ``baseline`` to ``app``."""
+def check(
+    report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
+    baseline: Path = typer.Option(..., "--baseline", "-b", help="baseline JSON file (gradscope.baseline/1)"),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c",
+        help="TOML with tolerance overrides: tables defaults, kinds.KIND, metrics.\"NAME\" "
+             "(or tool.gradscope.check in pyproject.toml)"),
+    format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False,
+                                       help="output format"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="write the output to FILE instead of stdout"),
+) -> None:
+    """Compare a report with a baseline; exit 0 pass, 1 regression, 2 input error, 3 non-finite, 4 no baseline."""
+    from gradscope import checks
 
-    @app.command("check")
-    def check(
-        report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
-        baseline: Path = typer.Option(..., "--baseline", "-b", help="baseline JSON file (gradscope.baseline/1)"),
-        config: Optional[Path] = typer.Option(
-            None, "--config", "-c",
-            help="TOML with tolerance overrides: tables defaults, kinds.KIND, metrics.\"NAME\" "
-                 "(or tool.gradscope.check in pyproject.toml)"),
-        format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False,
-                                           help="output format"),
-        output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                              help="write the output to FILE instead of stdout"),
-    ) -> None:
-        """Compare a report with a baseline; exit 0 pass, 1 regression, 2 input error, 3 non-finite, 4 no baseline."""
-        outcome = {}
+    overrides = checks.load_config(config) if config is not None else None
+    result = checks.compare(report, baseline, overrides)
+    text = checks.render(result, format.value)
+    if output is not None:
+        checks.write_text_atomic(output, text)
+        typer.echo(result.summary_line(), err=True)
+    else:
+        typer.echo(text, nl=False)
+    if format is CheckFormat.github:
+        _append_step_summary(checks.format_markdown(result))
+    raise typer.Exit(result.exit_code)
 
-        def body() -> None:
-            from gradscope import checks
 
-            overrides = checks.load_config(config) if config is not None else None
-            result = checks.compare(report, baseline, overrides)
-            text = checks.render(result, format.value)
-            if output is not None:
-                checks.write_text_atomic(output, text)
-                typer.echo(result.summary_line(), err=True)
-            else:
-                typer.echo(text, nl=False)
-            if format is CheckFormat.github:
-                _append_step_summary(checks.format_markdown(result))
-            outcome["code"] = result.exit_code
+def baseline(
+    report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
+    output: Path = typer.Option(..., "--output", "-o", help="baseline JSON file to write"),
+    update: bool = typer.Option(False, "--update", help="replace an existing baseline (keeps its hand-set "
+                                                        "tolerances)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="TOML with tolerances to record in the baseline"),
+) -> None:
+    """Record a report's summary metrics as a baseline. An existing file is replaced only with --update."""
+    from gradscope import checks
 
-        _run(body)
-        raise typer.Exit(outcome["code"])
+    previous = None
+    if output.exists():
+        if not update:
+            raise checks.CheckInputError(f"baseline {str(output)!r} exists; pass --update to replace it (then review "
+                                         "the diff before committing)")
+        try:
+            previous = checks.load_baseline(output)
+        except checks.CheckInputError as exc:
+            warn(f"replacing an unreadable baseline, its tolerances are lost ({exc})")
+    tolerances = checks.load_config(config) if config is not None else None
+    new = checks.make_baseline(report, tolerances, previous=previous)
+    checks.save_baseline(new, output, overwrite=update)
+    verb = "updated" if previous is not None else "wrote"
+    typer.echo(f"{verb} baseline {output} ({len(new['metrics'])} metrics)", err=True)
 
-    @app.command("baseline")
-    def baseline(
-        report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
-        output: Path = typer.Option(..., "--output", "-o", help="baseline JSON file to write"),
-        update: bool = typer.Option(False, "--update", help="replace an existing baseline (keeps its hand-set "
-                                                            "tolerances)"),
-        config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                              help="TOML with tolerances to record in the baseline"),
-    ) -> None:
-        """Record a report's summary metrics as a baseline. An existing file is replaced only with --update."""
 
-        def body() -> None:
-            from gradscope import checks
-
-            previous = None
-            if output.exists():
-                if not update:
-                    _fail(f"baseline {str(output)!r} exists; pass --update to replace it (then review the diff "
-                          "before committing)", checks.EXIT_USAGE)
-                try:
-                    previous = checks.load_baseline(output)
-                except checks.CheckInputError as exc:
-                    typer.echo(f"warning: replacing an unreadable baseline, its tolerances are lost ({exc})", err=True)
-            tolerances = checks.load_config(config) if config is not None else None
-            new = checks.make_baseline(report, tolerances, previous=previous)
-            checks.save_baseline(new, output, overwrite=update)
-            verb = "updated" if previous is not None else "wrote"
-            typer.echo(f"{verb} baseline {output} ({len(new['metrics'])} metrics)", err=True)
-
-        _run(body)
+COMMANDS = (check, baseline)

@@ -1,0 +1,85 @@
+"""How a command fails: one line ``error: <what, which value, how to fix>`` on stderr and an exit code.
+
+Never a traceback: ``GRADSCOPE_DEBUG=1`` re-raises for debugging. Exit code 2 for usage and input
+errors; a `GradscopeError` brings its own (``gradscope check``: 1 regression, 3 non-finite, 4 baseline
+missing). Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.26 carries its own copy of click
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import exceptions as _click_exc
+
+from gradscope._errors import GradscopeError
+from gradscope.cli._output import error_line
+
+EXIT_USAGE = 2
+_ABORTS = tuple({typer.Abort, getattr(_click_exc, "Abort", typer.Abort)})
+
+
+class GuardedGroup(TyperGroup):
+    """The app's click group: turns every expected failure into one line on stderr and an exit code.
+
+    Typer's own handling prints usage errors in a rich box and unexpected exceptions as tracebacks; here
+    the group runs click in non-standalone mode and maps: usage errors (unknown option, bad value, typo
+    in a command name) → ``error: …`` + exit 2; `GradscopeError` → its message + its ``exit_code`` (2);
+    anything else → one line that says it is a bug, exit 2. ``GRADSCOPE_DEBUG=1`` re-raises.
+    The same path is taken under `typer.testing.CliRunner`, so the tests see what users see.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        debug = bool(os.environ.get("GRADSCOPE_DEBUG"))
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except _click_exc.NoArgsIsHelpError as exc:
+            # `gradscope` with no arguments: show the help (typer's rich help prints itself while the
+            # message is built; plain click returns it as the message)
+            text = exc.format_message()
+            if text.strip():
+                sys.stdout.write(text + "\n")
+            code = 0
+        except _click_exc.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            error_line(exc.format_message() + hint)
+            code = EXIT_USAGE
+        except _click_exc.ClickException as exc:
+            error_line(exc.format_message())
+            code = exc.exit_code
+        except _ABORTS:
+            error_line("aborted")
+            code = 130
+        except GradscopeError as exc:
+            if debug:
+                raise
+            error_line(str(exc))
+            code = getattr(exc, "exit_code", EXIT_USAGE)
+        except OSError as exc:
+            if debug:
+                raise
+            where = f" ({exc.filename!r})" if exc.filename else ""
+            error_line(f"{exc.strerror or exc}{where}; check the path and its permissions")
+            code = EXIT_USAGE
+        except MemoryError:
+            if debug:
+                raise
+            error_line("out of memory: use a smaller --hidden/--length/--batch, or --mode probe")
+            code = EXIT_USAGE
+        except Exception as exc:  # a bug in gradscope: still one line, but say so
+            if debug:
+                raise
+            error_line(f"internal error ({type(exc).__name__}: {exc}); rerun with GRADSCOPE_DEBUG=1 for a "
+                       "traceback and please report it")
+            code = EXIT_USAGE
+        if standalone_mode:
+            sys.exit(code)
+        return code

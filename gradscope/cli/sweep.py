@@ -1,0 +1,166 @@
+"""``gradscope sweep`` (a grid of cells × gains × lengths × seeds, resumable, shardable) and ``gradscope merge``
+(the parts of a sharded sweep → one report).
+
+    gradscope sweep --cells rnn-tanh,lstm --gains 0.5,1,1.5 --lengths 50,100 --out sweep
+    gradscope merge sweep-parts --out sweep  # parts of `sweep --shard i/n` → one report
+
+The library (JAX) is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gradscope._errors import ConfigError
+from gradscope.cli._distributed import start_distributed
+from gradscope.cli._options import (
+    DEFAULTS,
+    Init,
+    check_out_dir,
+    enable_float64,
+    input_size_for,
+    input_source,
+    parse_cell_list,
+    parse_floats,
+    parse_ints,
+)
+from gradscope.cli._output import info, print_json, progress
+from gradscope.cli._reports import check_finite, finish, write
+
+
+def sweep(
+    cells: str = typer.Option("rnn-tanh,lstm", "--cells", help="Comma-separated registry cells (options as "
+                              "name:key=value)."),
+    gains: str = typer.Option("0.5,1,1.5", "--gains", help="Recurrent gains, for cells with a gain option "
+                              "(Elman family); not applicable to the others."),
+    lengths: str = typer.Option("50,100", "--lengths", help="Sequence lengths T."),
+    seeds: str = typer.Option("0", "--seeds", help="Seeds."),
+    init: Optional[Init] = typer.Option(None, "--init", help="Recurrent initialisation for cells that take one."),
+    hidden: int = typer.Option(DEFAULTS["hidden"], "--hidden", min=1, help="Hidden size."),
+    batch: int = typer.Option(DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences per configuration."),
+    input: str = typer.Option(DEFAULTS["input"], "--input", help="Input source."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
+    threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
+    float64: bool = typer.Option(False, "--float64", help="Compute in float64."),
+    out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write (with --shard: "
+                             "the folder that collects the parts)."),
+    partial: Optional[Path] = typer.Option(None, "--partial", help="Partial-results file (JSON lines) [default: "
+                                           "<out parent>/.<out name>.partial.jsonl]; a rerun resumes from it."),
+    vmap: Optional[int] = typer.Option(None, "--vmap", min=1, help="At most this many configurations analysed "
+                                       "at once (vmapped) [default: as many as the memory budget allows]."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: analyse only slice i (0-based) of n of the "
+                                        "grid and write OUT/part-i-of-n.json; combine with `gradscope merge`."),
+    distributed: bool = typer.Option(False, "--distributed", help="Call jax.distributed.initialize() first "
+                                     "(multi-process JAX: auto-detected on Slurm, Open MPI, TPU pods; elsewhere "
+                                     "give --coordinator, --num-processes and --process-id; see docs/scale.md)."),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", help="With --distributed: HOST:PORT of "
+                                              "process 0's coordinator service."),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="With --distributed: how many "
+                                                "processes take part."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", help="With --distributed: this process's "
+                                             "index, 0 … num-processes − 1 (process 0 writes the report)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (with --shard: the part file)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
+) -> None:
+    """Sweep a grid: cells × recurrent gain × lengths × seeds, one table and two heat-maps.
+
+    Same-shaped configurations are vmapped together and spread over all devices. Interrupted? Run the
+    same command again: finished configurations are read from the partial file.
+
+    Example: `gradscope sweep --cells rnn-tanh,lstm --gains 0.5,1,1.5 --lengths 50,100 --seeds 0,1 --out sweep`
+    """
+    t0 = time.perf_counter()
+    from gradscope.experiments import merge as mg
+
+    shard_ix = mg.parse_shard(shard) if shard is not None else None
+    start_distributed(distributed, coordinator, num_processes, process_id)
+    dtype = enable_float64(float64)
+    import jax
+
+    from gradscope.experiments import sweep as sw
+
+    source = input_source(input)
+    specs = parse_cell_list(cells)
+    gain_list = parse_floats("--gains", gains, positive=True)
+    length_list = parse_ints("--lengths", lengths, minimum=1)
+    seed_list = parse_ints("--seeds", seeds, minimum=0)
+    if shard_ix is None:
+        check_out_dir(out, force)
+    elif (out / mg.part_name(*shard_ix)).exists() and not force:
+        raise ConfigError(f"--out={str(out)!r} already holds {mg.part_name(*shard_ix)}: pass --force to replace it")
+    m = input_size_for(source, input_size, max(length_list))
+    configs = sw.grid([(s.label, s.name, s.options) for s in specs], gain_list, length_list, seed_list,
+                      init=init.value if init is not None else None, hidden=hidden, batch=batch, input=source,
+                      input_size=m, dtype=dtype, threshold=threshold)
+    not_applicable = [s.label for s in specs if all(c.gain is None for c in configs if c.label == s.label)]
+    config = {"cells": [s.describe() for s in specs], "gains": gain_list, "lengths": length_list, "seeds": seed_list,
+              "init": init.value if init is not None else None, "hidden": hidden, "batch": batch, "input": source,
+              "input_size": m, "dtype": dtype, "threshold": threshold, "gain_not_applicable": not_applicable,
+              "grid": [c.to_dict() for c in configs]}
+    if shard_ix is not None:
+        configs = mg.shard_configs(configs, *shard_ix)
+        default_partial = out / f".{mg.part_name(*shard_ix)}.partial.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        default_partial = out.parent / f".{out.name}.partial.jsonl"
+    partial = partial if partial is not None else default_partial
+    writer = jax.process_index() == 0
+    resumed = []
+    with progress(len(configs), "sweeping", quiet or not writer) as advance:
+        def done(cfg, was_resumed):
+            if was_resumed:
+                resumed.append(cfg.name)
+            advance(cfg.name)
+
+        analyses = sw.run_sweep(configs, partial=partial, on_done=done, max_vmap=vmap,
+                                on_analysis=lambda cfg, a: check_finite([(cfg.name, a.summary)])) if configs else []
+    quiet = quiet or not writer
+    if resumed:
+        info(f"resumed {len(resumed)} of {len(configs)} configurations from {partial}", quiet)
+    if not_applicable:
+        info(f"--gains does not apply to {', '.join(not_applicable)} (no gain option): analysed once per length "
+             "and seed", quiet)
+    if not writer:
+        return
+    if shard_ix is not None:
+        path = mg.write_part(out, config, *shard_ix, analyses)
+        Path(partial).unlink(missing_ok=True)
+        if json_out:
+            print_json({"part": str(path), "shard": list(shard_ix), "analyses": len(analyses)})
+        info(f"wrote {path} ({len(analyses)} of {len(config['grid'])} configurations) in "
+             f"{time.perf_counter() - t0:.0f} s; combine the parts with `gradscope merge {out}`", quiet)
+        return
+    report = write(out, analyses, command="sweep", config=config, force=force)
+    Path(partial).unlink(missing_ok=True)  # the report now holds every result
+    finish(out, report, json_out=json_out, quiet=quiet, title="sweep", seconds=time.perf_counter() - t0)
+
+
+def merge(
+    parts: list[Path] = typer.Argument(..., help="Part files of `gradscope sweep --shard i/n`, or the folder "
+                                       "holding them."),
+    out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr."),
+) -> None:
+    """Merge the parts of a sharded sweep into one report (the same as an unsharded run's).
+
+    Checks that the parts come from one sweep and that every shard is there exactly once.
+
+    Example: `gradscope merge sweep-parts --out sweep`
+    """
+    t0 = time.perf_counter()
+    from gradscope.experiments import merge as mg
+
+    check_out_dir(out, force)
+    config, analyses = mg.merge_parts(parts)
+    report = write(out, analyses, command="sweep", config=config, force=force)
+    finish(out, report, json_out=json_out, quiet=quiet, title="sweep", seconds=time.perf_counter() - t0)
+
+
+COMMANDS = (sweep, merge)
