@@ -38,23 +38,28 @@ def bad_value(name: str, value, allowed: str, cls=ConfigError) -> GradscopeError
 
 
 def check_number(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """A finite real number (not a bool), optionally > 0 or >= 0; else a `ConfigError` naming it."""
+    """A finite real number, optionally > 0 or >= 0, as a float; else a `ConfigError` naming it.
+
+    Python and NumPy ints and floats are numbers; bools are not, although Python counts ``True`` as the
+    int 1 (``forget_bias=True`` is a mistake, not 1.0), and neither are strings, None or arrays.
+    """
     import math
+    import numbers
 
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    try:
-        import numpy as np
-
-        ok = ok or (isinstance(value, (np.integer, np.floating)) and not isinstance(value, np.bool_))
-    except ImportError:  # pragma: no cover
-        pass
-    if not ok or not math.isfinite(float(value)):
+    # numbers.Real covers NumPy's scalar types without importing NumPy; np.bool_ is not registered as one
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise bad_value(name, value, "expected a finite number")
-    if positive and not value > 0:
+    try:
+        number = float(value)
+    except (OverflowError, TypeError, ValueError):  # an int beyond float range is not finite either
+        number = math.inf
+    if not math.isfinite(number):
+        raise bad_value(name, value, "expected a finite number")
+    if positive and not number > 0:
         raise bad_value(name, value, "expected a positive number")
-    if nonnegative and not value >= 0:
+    if nonnegative and not number >= 0:
         raise bad_value(name, value, "expected a number >= 0")
-    return float(value)
+    return number
 
 
 def check_bool(name: str, value) -> bool:
@@ -64,13 +69,9 @@ def check_bool(name: str, value) -> bool:
 
 
 def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) or value <= 0:
-        try:
-            import numpy as np
+    """A positive integer (Python or NumPy; not a bool, not a float such as 4.0); else a `ConfigError`."""
+    import numbers
 
-            if isinstance(value, np.integer) and value > 0:
-                return int(value)
-        except ImportError:  # pragma: no cover
-            pass
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise bad_value(name, value, "expected a positive integer")
     return int(value)

@@ -1,6 +1,6 @@
 """Run a model over a sequence with `lax.scan` and keep every state: the `Trajectory`.
 
-Time convention (DESIGN §3): ``S_0`` is the initial state and ``S_t`` the state after consuming
+Time convention (README, Conventions): ``S_0`` is the initial state and ``S_t`` the state after consuming
 ``x_t``; a trajectory holds ``S_0 .. S_T`` for each named block and the per-step ``aux`` (gate
 values, pre-activations) for steps 1..T.
 """
@@ -16,6 +16,7 @@ import numpy as np
 
 from gradscope._errors import ShapeError
 from gradscope.cells._base import check_state, flatten_state
+from gradscope.cells._protocol import check_model
 
 
 @partial(jax.tree_util.register_dataclass, data_fields=["states", "aux"], meta_fields=["blocks"])
@@ -50,8 +51,10 @@ class Trajectory:
 def check_inputs(model, xs, state0=None):
     """Validate ``xs`` (``(T, m)`` or ``(B, T, m)``) and ``state0``; return ``(xs, state0, batched)``.
 
-    ``xs`` is cast to the model's dtype; a missing ``state0`` becomes zeros.
+    ``xs`` is cast to the model's dtype; a missing ``state0`` becomes zeros. The model is checked against the
+    cell protocol first (`gradscope.cells._protocol.check_model`: one abstract step, cached per model structure).
     """
+    check_model(model)
     try:
         arr = xs if isinstance(xs, jax.Array) else np.asarray(xs)
     except (ValueError, TypeError):

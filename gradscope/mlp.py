@@ -9,7 +9,8 @@ Layer l = 1..L (``t = l − 1`` in the cell protocol), all of width n::
 
 This is the first derivation of the vanishing-gradient documents: ∂h_L/∂h_0 = ∏ D_l W_l, whose
 2-norm is bounded by ∏ γ_φ σ_max(W_l) (γ_φ = 1/4 for the sigmoid), and whose spectrum is the
-object of dynamical isometry (Pennington et al. 2017, papers.md §8a): for orthogonal linear nets
+object of dynamical isometry (Pennington, Schoenholz & Ganguli 2017; Saxe et al. 2014; see
+docs/references.md): for orthogonal linear nets
 every singular value is 1; for Gaussian W ~ N(0, σ_w²/n) the mean eigenvalue of JJᵀ is
 (σ_w² μ₁)^L (= 1 for linear nets with σ_w = 1).
 

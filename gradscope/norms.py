@@ -9,11 +9,11 @@ Axis convention: **channels (features) are always the last axis.** Activations a
 function           statistics are taken over                            source
 =================  ==================================================  =====================================
 `batch_norm`       the batch axis (``axes=(0,)``): per feature and,     Ioffe & Szegedy 2015; Cooijmans et al.
-                   for ``(B, T, C)``, per time step (recurrent BN)      2016 (papers.md §7b)
-`layer_norm`       the C features of one example at one step            Ba et al. 2016 eq. 3 (§7a)
-`group_norm`       each of G contiguous groups of C/G features          Wu & He 2018; PyTorch GroupNorm (§7c)
+                   for ``(B, T, C)``, per time step (recurrent BN)      2016 (docs/references.md)
+`layer_norm`       the C features of one example at one step            Ba et al. 2016 eq. 3
+`group_norm`       each of G contiguous groups of C/G features          Wu & He 2018; PyTorch GroupNorm
                    (plus optional extra ``axes``, e.g. time)
-`instance_norm`    one feature of one example over the *time* axis      Ulyanov et al. 2016 (§7d)
+`instance_norm`    one feature of one example over the *time* axis      Ulyanov et al. 2016
 =================  ==================================================  =====================================
 
 Identities (PyTorch semantics): ``group_norm(x, 1) == layer_norm(x)``; with the spatial axes passed

@@ -57,7 +57,7 @@ def report_from_analyses(*analyses: Any, command: str = "pytest", config: dict |
     return {
         "schema": "gradscope.report/1",
         "gradscope_version": gradscope.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
         "command": command,
         "config": dict(config or {}),
         "environment": {
@@ -80,7 +80,8 @@ def _bound_failures(summary: dict, min_horizon, max_lyapunov, max_decay) -> list
     if max_lyapunov is not None:
         lyap = summary.get("lyapunov_max")
         if lyap is None or (isinstance(lyap, float) and math.isnan(lyap)):
-            failures.append("lyapunov_max was not computed; call with lyapunov=True (the default) to check max_lyapunov")
+            failures.append("lyapunov_max was not computed; call with lyapunov=True (the default) to check "
+                            "max_lyapunov")
         elif not lyap <= max_lyapunov:
             failures.append(f"largest Lyapunov exponent {lyap:.6g} nats/step > max_lyapunov={max_lyapunov}: "
                             "perturbations (and gradients) grow along the trajectory")
@@ -104,9 +105,12 @@ def assert_gradient_flow(model, xs, *, min_horizon: int | None = None, max_lyapu
     (same tables as a ``gradscope check --config`` TOML). Returns the ``Analysis``.
     """
     from gradscope import checks
-    from gradscope._errors import ConfigError
+    from gradscope._errors import ConfigError, check_number
 
-    if max_decay is not None and max_decay < 0:
+    for arg, bound in (("min_horizon", min_horizon), ("max_lyapunov", max_lyapunov)):
+        if bound is not None:
+            check_number(arg, bound)
+    if max_decay is not None and check_number("max_decay", max_decay) < 0:
         raise ConfigError(f"max_decay={max_decay!r} is not allowed: expected a rate >= 0 in decades per step "
                           "(the check is decay_per_step >= -max_decay)")
     if max_lyapunov is not None and analyse_kwargs.get("lyapunov") is False:

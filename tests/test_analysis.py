@@ -130,7 +130,7 @@ def _dot_precisions(stage, model, xs):
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_engine_multiplies_at_highest_precision_unless_the_user_sets_jax_precision(stage):
     """Every product the engine compiles asks for HIGHEST precision — on a GPU that is what rules out TF32 and
-    bfloat16 passes (ecosystem.md §5.3) — whatever JAX's default is; a user who sets JAX's own
+    bfloat16 passes — whatever JAX's default is; a user who sets JAX's own
     ``default_matmul_precision`` gets theirs, the analysis records which, and going back recompiles."""
     model = make("lstm", 2, 20, key=jax.random.key(0), dtype=jnp.float32)  # blocks > 16: iterative norms too
     xs = jnp.asarray(inputs(6, 2, B=2), jnp.float32)

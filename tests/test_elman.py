@@ -2,7 +2,7 @@
 
 * ``rnn-tanh`` / ``rnn-relu`` against ``torch.nn.RNN`` with the same weights copied in (our layout is PyTorch's);
 * the other activations and IRNN against a float64 NumPy loop written here from
-  ``h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (papers.md §4, §5);
+  ``h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`` (Pascanu et al. 2013; Le et al. 2015);
 * the analytic step Jacobian ``diag(φ'(a)) W_hh`` against forward-mode autodiff;
 * the IRNN and recurrent-init facts (W_hh = I, zero biases, orthogonality).
 """
@@ -112,7 +112,7 @@ def test_analytic_jacobian_matches_autodiff(name):
 
 
 def test_linear_rnn_jacobian_is_W():
-    """papers.md §10.1: for the linear RNN the step Jacobian is W_hh exactly."""
+    """Pascanu et al. 2013 §2.1: for the linear RNN the step Jacobian is W_hh exactly."""
     cell = gs.cells.make("rnn-linear", 3, 5, key=jax.random.key(2), dtype=jnp.float64)
     J, X = cell.jacobian(jnp.ones(3), (jnp.ones(5),), 0)
     np.testing.assert_array_equal(J, cell.weight_hh)
@@ -139,7 +139,7 @@ def test_irnn_init_identity_and_zero_bias():
 
 
 def test_irnn_all_active_jacobian_is_identity():
-    """papers.md §10.8: with every pre-activation > 0 the IRNN step Jacobian is I."""
+    """IRNN (Le et al. 2015): with every pre-activation > 0 the IRNN step Jacobian is I."""
     cell = gs.cells.make("irnn", 3, 5, key=jax.random.key(1), dtype=jnp.float64)
     h = jnp.full((5,), 2.0)  # input weights are ~1e-3, so a = h + W x > 0
     J, _ = cell.jacobian(jnp.ones(3), (h,), 0)

@@ -216,3 +216,85 @@ _KEY = jax.random.key(0)
 def test_more_bad_values_name_the_argument(call, needle):
     with pytest.raises(gs.GradscopeError, match=re.escape(needle)):
         call()
+
+
+# --- the shared number checks -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True), "1", None, float("nan"), float("inf"), -float("inf"),
+                                   10**400, np.array(1.0), [1.0]])
+def test_check_number_rejects_what_is_not_a_finite_real(value):
+    """Bools are not numbers here although Python counts True as the int 1; nor are strings, None, NaN,
+    infinities, ints beyond float range, arrays or lists."""
+    from gradscope._errors import check_number
+
+    with _raises(ConfigError, f"x={value!r}", "finite number"):
+        check_number("x", value)
+
+
+def test_check_number_accepts_python_and_numpy_reals():
+    from gradscope._errors import check_number
+
+    for value in (3, -2.5, 0, np.float32(1.5), np.int64(-4), np.float64(1e300)):
+        out = check_number("x", value)
+        assert type(out) is float and out == float(value)
+    assert check_number("x", 0, nonnegative=True) == 0.0
+    with _raises(ConfigError, "x=0", "positive"):
+        check_number("x", 0, positive=True)
+    with _raises(ConfigError, "x=-1e-300", ">= 0"):
+        check_number("x", -1e-300, nonnegative=True)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), 4.0, np.float64(4), "4", 0, -1, None])
+def test_check_positive_int_rejects_bools_floats_and_non_positive(value):
+    from gradscope._errors import check_positive_int
+
+    with _raises(ConfigError, f"n={value!r}", "positive integer"):
+        check_positive_int("n", value)
+    assert check_positive_int("n", np.int32(7)) == 7 and type(check_positive_int("n", np.int32(7))) is int
+
+
+@pytest.mark.parametrize("bad", [True, False])
+def test_forget_bias_must_not_be_a_bool(bad):
+    with _raises(ConfigError, f"forget_bias={bad!r}", "finite number"):
+        gs.cells.make("lstm", 3, 4, key=KEY, forget_bias=bad)
+    cell = gs.cells.make("lstm", 3, 4, key=KEY, forget_bias=np.float32(1.0))  # a NumPy scalar is a number
+    n = 4
+    forget = slice(n, 2 * n)  # PyTorch gate order i, f, g, o: the total forget bias is b_ih + b_hh
+    np.testing.assert_array_equal(np.asarray(cell.bias_ih[forget] + cell.bias_hh[forget]), np.ones(n))
+
+
+# --- the one registry helper ("did you mean" lives here once) ---------------------------------------
+
+def test_registry_lookup_suggestions_and_order():
+    from gradscope._registry import Registry, did_you_mean
+
+    reg = Registry("colour", unknown="colour={name!r} is unknown: {hint}choose one of {known}")
+    for name in ("red", "green", "blue"):
+        assert reg.register(name, name.upper()) == name.upper()
+    assert reg.names() == ("red", "green", "blue") and reg.entries() == ("RED", "GREEN", "BLUE")
+    assert reg.get("green") == "GREEN" and "red" in reg and "pink" not in reg and len(reg) == 3
+    with _raises(UnknownNameError, "colour='gren' is unknown: did you mean green? choose one of red, green, blue"):
+        reg.get("gren")
+    with _raises(UnknownNameError, "colour='xyzzy' is unknown: choose one of"):  # nothing close: no suggestion
+        reg.get("xyzzy")
+    with _raises(UnknownNameError, "colour=['red'] is unknown"):  # unhashable: still the one-line error
+        reg.get(["red"])
+    with pytest.raises(RuntimeError, match="colour 'red' registered twice"):
+        reg.register("red", "again")
+    assert did_you_mean("lstmm", ["lstm", "gru", "lstm-peephole"], n=1) == "did you mean lstm? "
+    assert did_you_mean("zzz", ["lstm"]) == ""
+
+
+def test_every_registry_uses_the_helper():
+    """Cells, tasks, reproductions and check formats: one Registry each, with their own messages."""
+    from gradscope import checks
+    from gradscope.experiments import reproduce, tasks
+
+    with _raises(UnknownNameError, "cell='gruu' is not a registered cell: did you mean gru", "gradscope cells"):
+        gs.cells.make("gruu", 3, 4, key=KEY)
+    with _raises(UnknownNameError, "task='addin' is not a registered task: did you mean adding", "known tasks are"):
+        tasks.make("addin")
+    with _raises(UnknownNameError, "reproduction 'deptth' is not known: did you mean depth", "known reproductions"):
+        reproduce.get("deptth")
+    with _raises(UnknownNameError, "format='junt' is not allowed; did you mean junit"):
+        checks.render(checks.CheckResult(()), "junt")

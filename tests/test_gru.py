@@ -106,7 +106,7 @@ def test_jacobian_matches_autodiff(name):
 
 @pytest.mark.parametrize("name", ["gru", "gru-chung"])
 def test_direct_path_closed_form(name):
-    """papers.md §10 item 10: with W_hh = 0, PyTorch GRU ∂h'/∂h = diag(z), Chung's = diag(1 − z)."""
+    """Chung et al. 2014; torch.nn.GRU: with W_hh = 0, PyTorch GRU ∂h'/∂h = diag(z), Chung's = diag(1 − z)."""
     cell = make(name, M, N, key=jax.random.key(4), dtype=jnp.float64)
     cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh))
     rng = np.random.default_rng(4)

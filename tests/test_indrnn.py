@@ -1,8 +1,8 @@
 """IndRNN (Li et al. 2018) against independent references.
 
-* the cell against a float64 NumPy loop of ``h_t = φ(W x_t + u ⊙ h_{t-1} + b)`` (papers.md §3, eq. 2);
-* the step Jacobian is diagonal with entries ``u_n φ'(a_n)`` (eq. 4, §10.5), against autodiff;
-* ``∂h_T/∂h_k = u^{T-k}`` exactly for relu with all units active (§10.5), against jacrev of the unrolled map;
+* the cell against a float64 NumPy loop of ``h_t = φ(W x_t + u ⊙ h_{t-1} + b)`` (Li et al. 2018, eq. 2);
+* the step Jacobian is diagonal with entries ``u_n φ'(a_n)`` (eq. 4), against autodiff;
+* ``∂h_T/∂h_k = u^{T-k}`` exactly for relu with all units active (eq. 4), against jacrev of the unrolled map;
 * the bound ``|u| ≤ γ^{1/T}`` from ``max_length`` and ``clip_recurrent``;
 * the parallel rollout (an associative scan of clip-affine maps) against the same NumPy loop, in float64
   to 1e-12, including negative u, nonzero h_0, T = 1, and the overflow guard's fallback on the loop.
@@ -68,7 +68,7 @@ def test_jacobian_is_diagonal_and_matches_autodiff(act):
 
 
 def test_lag_jacobian_is_u_power_when_all_active():
-    """papers.md §10.5: relu with every unit active gives ∂h_T/∂h_0 = diag(u^T) exactly."""
+    """Li et al. 2018 eq. 4: relu with every unit active gives ∂h_T/∂h_0 = diag(u^T) exactly."""
     T, m, n = 9, 2, 5
     cell = gs.cells.make("indrnn", m, n, key=jax.random.key(8), u_min=0.5, u_max=1.2, dtype=jnp.float64)
     xs = jnp.zeros((T, m))
@@ -95,7 +95,7 @@ def test_max_length_bounds_u(T):
 
 
 def test_recurrent_bound_published_values():
-    """papers.md §3: adding problem γ = 2 → T=100: 1.00696, T=1000: 1.000693, T=5000: 1.0001386."""
+    """Li et al. 2018 §3.1: adding problem γ = 2 → T=100: 1.00696, T=1000: 1.000693, T=5000: 1.0001386."""
     assert gs.cells.recurrent_bound(100) == pytest.approx(1.00696, abs=1e-5)
     assert gs.cells.recurrent_bound(1000) == pytest.approx(1.000693, abs=1e-6)
     assert gs.cells.recurrent_bound(5000) == pytest.approx(1.0001386, abs=1e-7)

@@ -21,7 +21,7 @@ from gradscope.io.formats import ImportFormatError, read_npz, read_safetensors, 
 
 
 def _lstm_state_dict(seed=0, layers=2, I=3, H=4):
-    """Float32 arrays with PyTorch nn.LSTM names (the layout of ecosystem.md §1.1), made without torch."""
+    """Float32 arrays with PyTorch nn.LSTM names (torch.nn.LSTM's documented layout), made without torch."""
     r = np.random.default_rng(seed)
     sd = {}
     for l in range(layers):

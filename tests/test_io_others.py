@@ -2,7 +2,7 @@
 
 Two kinds of truth:
 * framework-free fixtures built from a *PyTorch* model's weights by the documented mapping
-  (ecosystem.md §1.2–1.5), whose gradscope import must reproduce PyTorch's outputs; for Keras'
+  (the frameworks' documented layouts), whose gradscope import must reproduce PyTorch's outputs; for Keras'
   reset-before GRU (no PyTorch equivalent) a float64 NumPy transcription of Keras' equations;
 * the real frameworks when installed (pytest.importorskip): their own forward pass.
 """
@@ -149,7 +149,7 @@ def test_flax_layouts(torch_ref):
 
 
 def test_nnx_gru_layout_matches_torch_with_zero_b_hn(torch_ref):
-    """nnx.GRUCell has no b_hn slot (ecosystem.md §1.4): exact against a torch GRU whose b_hn = 0."""
+    """nnx.GRUCell has no b_hn slot: exact against a torch GRU whose b_hn = 0."""
     g = {k: v.copy() for k, v in torch_ref[0]["gru"].items()}
     g["bias_hh_l0"][2 * H:] = 0
     torch_model = from_torch(g)

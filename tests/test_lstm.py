@@ -1,9 +1,9 @@
 """LSTM family against independent references.
 
 * ``lstm`` (with and without ``proj_size``) against ``torch.nn.LSTM`` with the same weights copied in;
-* ``lstm-nofg`` (1997 CEC, papers.md §6a) and ``lstm-peephole`` (Sak et al. 2014, papers.md §6c: i, f peek
+* ``lstm-nofg`` (1997 CEC, Hochreiter & Schmidhuber 1997) and ``lstm-peephole`` (Sak et al. 2014: i, f peek
   at c_{t-1}, o at c_t) against float64 NumPy loops written here from the equations;
-* analytic ``(h, c)`` Jacobians against forward-mode autodiff, and the W_hh = 0 forget highway (§10.9);
+* analytic ``(h, c)`` Jacobians against forward-mode autodiff, and the W_hh = 0 forget highway (Gers et al. 2000);
 * forget-bias and chrono initialisation (gate order i, f, g, o: f is the SECOND block).
 """
 
@@ -81,7 +81,7 @@ def _np_lstm_nofg(cell, xs, h, c):
 
 
 def _np_lstm_peephole(cell, xs, m_prev, c):
-    """Sak et al. 2014 eqs. (papers.md §6c), diagonal W_ic, W_fc, W_oc; gate blocks i, f, g, o."""
+    """Sak et al. 2014's equations, diagonal W_ic, W_fc, W_oc; gate blocks i, f, g, o."""
     W_ih, W_hh, b_ih, b_hh, w_ci, w_cf, w_co, xs, m_prev, c = _f64(
         cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
         cell.weight_ci, cell.weight_cf, cell.weight_co, xs, m_prev, c)
@@ -143,7 +143,8 @@ def test_analytic_jacobian_matches_autodiff(name, opts):
 
 
 def test_forget_highway_with_zero_recurrent_weights():
-    """papers.md §10.9: with W_hh = 0, ∂c_t/∂c_{t-1} = diag(f_t) exactly; the 1997 cell has the CEC (= I)."""
+    """Gers et al. 2000: with W_hh = 0, ∂c_t/∂c_{t-1} = diag(f_t) exactly; the 1997 cell has the CEC (= I,
+    Hochreiter & Schmidhuber 1997)."""
     import dataclasses
 
     cell = gs.cells.make("lstm", 3, 4, key=jax.random.key(2), dtype=jnp.float64, forget_bias=1.0)

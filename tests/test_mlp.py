@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope import _rollout as rollout
+from gradscope._rollout import rollout
 from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells._base import autodiff_jacobians
 from gradscope.mlp import MLP, collect_statistics, make_mlp, mlp_inputs
@@ -112,7 +112,7 @@ def test_product_equals_jacrev_of_whole_net():
 
 
 def test_orthogonal_linear_net_is_isometric():
-    """papers.md §10 item 15: every singular value of a deep linear orthogonal net's Jacobian is 1."""
+    """Saxe et al. 2014: every singular value of a deep linear orthogonal net's Jacobian is 1."""
     mlp = make_mlp(16, 30, key=jax.random.key(6), dtype=jnp.float64, activation="linear", init="orthogonal")
     J = _end_to_end(mlp, np.random.default_rng(6).normal(size=16))[-1]
     np.testing.assert_allclose(np.linalg.svd(np.asarray(J), compute_uv=False), 1.0, atol=1e-10)

@@ -74,7 +74,7 @@ def test_jacobian_matches_autodiff(name):
 
 
 def test_mut1_direct_path_closed_form():
-    """papers.md §10 item 10: MUT1 with W_hh = W_hr = 0 has ∂h'/∂h = diag(1 − z) exactly."""
+    """Jozefowicz et al. 2015: MUT1 with W_hh = W_hr = 0 has ∂h'/∂h = diag(1 − z) exactly."""
     cell = make("mut1", M, N, key=jax.random.key(4), dtype=jnp.float64)
     cell = dataclasses.replace(cell, weight_hh=jnp.zeros((N, N)), weight_hr=jnp.zeros((N, N)))
     rng = np.random.default_rng(4)

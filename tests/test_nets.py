@@ -1,7 +1,7 @@
 """Stack (plain and residual) and Bidirectional against independent compositions.
 
 * a Stack's rollout equals running its layers one after another over whole sequences (residual: the
-  identity shortcut ``inp_{l+1} = out_l + inp_l``, as in residual IndRNN, papers.md §3);
+  identity shortcut ``inp_{l+1} = out_l + inp_l``, as in residual IndRNN, Li et al. 2019);
 * a Bidirectional rollout equals a forward rollout and a backward rollout over the reversed sequence;
 * the analytic block Jacobians equal autodiff of the flat step map (float64, 1e-12), and their product
   over a trajectory equals `jax.jacrev` of the whole unrolled map.
@@ -89,7 +89,7 @@ def test_stack_jacobian_matches_autodiff(residual):
 
 
 def test_stack_jacobian_product_equals_jacrev_of_unrolled_map():
-    """∏_t ∂S_t/∂S_{t-1} along a trajectory == jacrev of S_T with respect to S_0 (DESIGN §6)."""
+    """∏_t ∂S_t/∂S_{t-1} along a trajectory == jacrev of S_T with respect to S_0 (an independent oracle)."""
     net = gs.Stack(_residual_layers(jax.random.key(3)), residual=True)
     rng = np.random.default_rng(2)
     xs = jnp.asarray(rng.normal(size=(8, 3)))

@@ -1,5 +1,5 @@
 """Normalised cells against float64 NumPy references written from the papers' equations, torch's
-layer norm, autodiff, and the exact invariances of papers.md §10 item 12."""
+layer norm, autodiff, and the exact invariances of Ba et al. 2016 (Table 1) and Cooijmans et al. 2016."""
 
 import dataclasses
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradscope import _rollout as rollout
+from gradscope._rollout import rollout
 from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians
@@ -292,7 +292,7 @@ def test_jit_vmap_grad(name):
     np.testing.assert_allclose(an, fd, rtol=1e-6)
 
 
-# --- invariances (papers.md §10 item 12) --------------------------------------------------------------
+# --- invariances (Ba et al. 2016, Table 1) --------------------------------------------------------------
 
 # eps breaks scale invariance by a relative O(eps (1 − 1/c²) / var): with eps = 1e-14 and variances
 # O(0.1) that is ~1e-13, far below the 1e-9 tolerance used here, while a broken invariance moves
@@ -355,7 +355,7 @@ def test_ln_rnn_invariant_to_joint_scale(c):
 
 
 def test_bn_gamma_controls_gradient_decay():
-    """Cooijmans et al. Fig. 1 (papers.md §10 item 11): a BN-tanh-RNN with γ = 1 loses gradient going
+    """Cooijmans et al. 2016, Fig. 1: a BN-tanh-RNN with γ = 1 loses gradient going
     back in time much faster than one with γ = 0.1. Their set-up: W_h = identity, constant (here zero)
     input early in the sequence, Gaussian noise in h_0; analysed in inference mode with the statistics
     of that batch. Each unit then follows h → tanh(γ (h − μ)/σ); the batch splits into ±tanh(γ), where
@@ -382,7 +382,7 @@ def test_bn_gamma_controls_gradient_decay():
 @pytest.mark.parametrize("name", ["ln-lstm", "gn-lstm", "in-lstm", "bn-lstm", "ln-gru"])
 def test_direct_path(name):
     """LSTM variants: ∂c_t/∂c_{t-1} = diag(f) exactly (c feeds no gate). LN-GRU with W_hh = 0: the
-    whole Jacobian is diag(1 − σ(z)) (papers.md §10 items 9-10)."""
+    whole Jacobian is diag(1 − σ(z)) (Gers et al. 2000; Ba et al. 2016 eqs. 23-28)."""
     cell = build(name, 15)
     if name == "ln-gru":
         cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh))

@@ -18,7 +18,7 @@ import pytest
 
 import gradscope as gs
 from gradscope.cells import _registry
-from gradscope.cells._base import Cell, autodiff_jacobians, has_analytic_jacobian
+from gradscope.cells._base import Cell, autodiff_jacobians, has_analytic_jacobian, has_readout
 
 NAMES = list(gs.cells.names())
 M, N, T, B = 3, 4, 6, 3
@@ -77,9 +77,15 @@ def test_determinism_by_key(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_output_is_the_h_block(name):
     cell = _make64(name)
-    assert cell.blocks[0] == "h"
-    assert cell.output_size == cell.block_sizes[0]
     state = _random_state(cell, np.random.default_rng(0))
+    if has_readout(cell):
+        # the layer output also reads the step input (LRU's y = Re(C h) + D x): output_size is readout's width;
+        # complex-diagonal cells name their blocks ("re", "im")
+        assert cell.blocks[0] == "h" or cell.structure == "complex-diagonal"
+        assert cell.readout(state, jnp.ones(M)).shape == (cell.output_size,)
+    else:
+        assert cell.blocks[0] == "h"
+        assert cell.output_size == cell.block_sizes[0]
     np.testing.assert_array_equal(cell.output(state), state[0])
     new, aux = cell(jnp.ones(M), state)
     assert isinstance(aux, dict)
@@ -143,7 +149,7 @@ def test_analytic_jacobian_matches_autodiff(name):
 def test_jacobian_inside_stack(name):
     """Each cell as the first layer of a Stack: its dS'/dx and output() must compose with the next layer."""
     k0, k1 = jax.random.split(jax.random.key(5))
-    net = gs.Stack((gs.cells.make(name, M, N, key=k0, dtype=jnp.float64),
-                    gs.cells.make("rnn-linear", N, 2, key=k1, dtype=jnp.float64)))
+    first = gs.cells.make(name, M, N, key=k0, dtype=jnp.float64)
+    net = gs.Stack((first, gs.cells.make("rnn-linear", first.output_size, 2, key=k1, dtype=jnp.float64)))
     rng = np.random.default_rng(3)
     _assert_jacobians_match(net, jnp.asarray(rng.normal(size=M)), _random_state(net, rng), 1)

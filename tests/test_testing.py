@@ -78,6 +78,16 @@ def test_explicit_bounds(fake):
         assert_gradient_flow(None, None, max_decay=-1)
 
 
+@pytest.mark.parametrize("bound,value", [("min_horizon", "40"), ("max_lyapunov", True), ("max_decay", float("nan")),
+                                         ("max_lyapunov", float("inf"))])
+def test_bounds_must_be_finite_numbers(fake, bound, value):
+    """A bound that is not a finite real number is an input error naming it, before any analysis runs."""
+    fake.pop("kwargs", None)
+    with pytest.raises(gradscope.ConfigError, match=f"{bound}="):
+        assert_gradient_flow(None, None, **{bound: value})
+    assert "kwargs" not in fake  # gradscope.analyse was not called
+
+
 def test_baseline_missing_fails_then_update_writes_then_regression_fails(fake, tmp_path, monkeypatch):
     path = tmp_path / "b" / "model.json"
     with pytest.raises(AssertionError, match="does not exist.*GRADSCOPE_UPDATE_BASELINES=1"):

@@ -23,7 +23,7 @@ def small_indrnn(T, hidden=8, layers=2, seed=1, **opts):
 
 
 def test_norm_clipping_sets_norm_to_threshold_and_keeps_direction():
-    """Pascanu et al. Algorithm 1 (papers.md §10 item 4): ‖g_out‖ = θ and cos(g_in, g_out) = 1."""
+    """Pascanu et al. 2013, Algorithm 1: ‖g_out‖ = θ and cos(g_in, g_out) = 1."""
     rng = np.random.default_rng(0)
     g = {"a": rng.normal(size=(3, 4)), "b": rng.normal(size=(5,))}
     flat = np.concatenate([g["a"].ravel(), g["b"].ravel()])

@@ -26,20 +26,19 @@ raises `ResourceError` when not even one fits.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope._errors import ConfigError
+from gradscope._errors import ConfigError, check_number
 from gradscope.analysis.core import Analysis, _batch_mean, _describe, summarise
 from gradscope.engine.bounds import bound
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.paths import PathSplit, _path_split, gate_statistics, has_direct_path
-from gradscope.engine.products import LagProfile, _lag_profile, block_pairs
+from gradscope.engine.products import LagProfile, _lag_profile, block_pairs, lag_pair_names
 from gradscope.engine.spectra import Lyapunov, Spectra, _lyapunov, _singular_values, _step_sv, default_ks
 from gradscope._rollout import _scan, check_inputs
 
@@ -237,15 +236,14 @@ def analyse_stack(models: Sequence, xs, *, names: Sequence[str] | None = None, t
                   devices=None, pad_to: int | None = None) -> list:
     """`gradscope.analyse` (exact mode, default stages) of each model on its own batch ``xs[i]``
     (N, B, T, m), computed as one stacked, sharded program; returns a list of `Analysis`."""
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
-        raise ConfigError(f"threshold={threshold!r} is not allowed: expected a finite log10 value such as -3")
+    check_number("threshold", threshold)  # a log10 norm, such as -3
     if len(models) == 0:
         raise ConfigError("models=[] is not allowed: give at least one model")
     names = list(names) if names is not None else [getattr(m, "name", "") or type(m).__name__ for m in models]
     raw, st = run_stack(models, xs, devices=devices, pad_to=pad_to)
     m0 = models[0]
     B, T = int(np.shape(xs)[1]), int(np.shape(xs)[2])
-    pair_names = [f"{b}→{b}" for b in m0.blocks] if st["diag"] else [p[0] for p in block_pairs(m0)]
+    pair_names = lag_pair_names(m0)  # complex-diagonal models report all their block pairs
     out = []
     for i, model in enumerate(models):
         r = _take(raw, i)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from gradscope import engine
-from gradscope._errors import ConfigError
+from gradscope._errors import ConfigError, check_number
 from gradscope.engine._prep import MATMUL_PRECISION, matmul_precision, prepare
 
 SCHEMA = "gradscope.analysis/1"
@@ -216,8 +216,7 @@ def analyse(
     """
     if mode not in ("exact", "probe"):
         raise ConfigError(f"mode={mode!r} is not allowed: use 'exact' or 'probe'")
-    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
-        raise ConfigError(f"threshold={threshold!r} is not allowed: expected a finite log10 value such as -3")
+    check_number("threshold", threshold)  # a log10 norm, such as -3
     pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
     T, d = int(pxs.shape[-2]), int(S.shape[-1])
     B = int(pxs.shape[0]) if batched else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Callable
@@ -11,7 +10,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from gradscope._errors import ConfigError, UnknownNameError, check_positive_int
+from gradscope._errors import ConfigError, check_positive_int
+from gradscope._registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,16 +23,15 @@ class Entry:
     build: Callable
 
 
-_REGISTRY: dict[str, Entry] = {}
+_REGISTRY: Registry[Entry] = Registry(
+    "cell", unknown="cell={name!r} is not a registered cell: {hint}run `gradscope cells` for the list")
 
 
 def register(name: str, description: str, *, family: str, equation: str):
     """Decorator for a builder ``build(input_size, hidden_size, *, key, dtype, **options) -> Cell``."""
 
     def deco(build):
-        if name in _REGISTRY:
-            raise RuntimeError(f"cell {name!r} registered twice")
-        _REGISTRY[name] = Entry(name, description, family, equation, build)
+        _REGISTRY.register(name, Entry(name, description, family, equation, build))
         return build
 
     return deco
@@ -40,22 +39,16 @@ def register(name: str, description: str, *, family: str, equation: str):
 
 def names() -> dict[str, str]:
     """Registered cell names with their one-line descriptions, in registration order."""
-    return {e.name: e.description for e in _REGISTRY.values()}
+    return {e.name: e.description for e in _REGISTRY.entries()}
 
 
 def entries() -> tuple[Entry, ...]:
-    return tuple(_REGISTRY.values())
+    return _REGISTRY.entries()
 
 
 def entry(name: str) -> Entry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(
-            f"cell={name!r} is not a registered cell: {hint}run `gradscope cells` for the list"
-        ) from None
+    """The registered cell ``name``; else `UnknownNameError` with the closest names."""
+    return _REGISTRY.get(name)
 
 
 def options(name: str) -> dict[str, object]:

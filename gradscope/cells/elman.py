@@ -51,6 +51,15 @@ class Elman(Cell):
         """sup |φ'|, the γ of Pascanu's bound."""
         return _activations.get(self.activation).gamma
 
+    def gradient_bound(self) -> dict:
+        """Pascanu, Mikolov & Bengio (2013, §2.1): ``‖∂h_t/∂h_k‖₂ ≤ (γ σ_max(W_hh))^{t−k}`` with
+        γ = sup|φ'|, since each step is ``diag(φ'(a_t)) W_hh``. Returns ``{"kind", "gamma", "sigma_max"}``
+        (host NumPy: call it outside jit)."""
+        import numpy as np
+
+        s = float(np.linalg.norm(np.asarray(self.weight_hh, np.float64), 2))
+        return {"kind": "pascanu", "gamma": float(self.gamma), "sigma_max": s}
+
     @property
     def recurrent_matrix(self):
         return self.weight_hh

@@ -22,7 +22,8 @@ cells share one layout (Keras ``reset_after=False`` has one bias: put it in ``bi
 
 The two cells have different step Jacobians. The direct (gate-highway) path is
 ``∂h'/∂h ⊃ diag(z)`` for PyTorch's GRU and ``diag(1 − z)`` for Chung's; with W_hh = 0 the whole
-Jacobian equals that diagonal (papers.md §10 item 10). `direct_path` returns it as a vector.
+Jacobian equals that diagonal (Chung et al. 2014; PyTorch's torch.nn.GRU documentation; see
+docs/references.md). `direct_path` returns it as a vector.
 
 Initialisation follows PyTorch: every weight and bias U(±1/√n).
 """

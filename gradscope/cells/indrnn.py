@@ -79,6 +79,15 @@ class IndRNN(Cell):
     def gamma(self) -> float:
         return _activations.get(self.activation).gamma
 
+    def gradient_bound(self) -> dict:
+        """Li et al. (2018, eq. 4): ``|∂h_{n,T}/∂h_{n,k}| ≤ (γ |u_n|)^{T−k}`` with γ = sup|φ'|, so the
+        spectral norm of the diagonal product is at most ``(γ max|u_n|)^{T−k}``. Returns
+        ``{"kind", "gamma", "sigma_max"}`` with σ_max = max|u_n| (host NumPy: call it outside jit)."""
+        import numpy as np
+
+        s = float(np.max(np.abs(np.asarray(self.weight_hh_diag, np.float64))))
+        return {"kind": "indrnn", "gamma": float(self.gamma), "sigma_max": s}
+
 
 def recurrent_bound(length: int, gamma: float = 2.0) -> float:
     """The IndRNN bound |u| ≤ γ^{1/T}: the gradient over T steps then grows by at most γ (relu)."""

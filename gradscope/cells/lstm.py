@@ -27,7 +27,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradscope._errors import ConfigError
+from gradscope._errors import ConfigError, check_number
 from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
@@ -199,10 +199,9 @@ def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
     if forget_bias is not None and chrono is not None:
         raise ConfigError("forget_bias and chrono cannot both be set: chrono initialises the forget bias itself")
     fs = slice(f_index * n, (f_index + 1) * n)
-    if forget_bias is not None and not (isinstance(forget_bias, (int, float)) and math.isfinite(forget_bias)):
-        raise ConfigError(f"forget_bias={forget_bias!r} is not allowed: expected a finite number (1.0 is usual)")
     if forget_bias is not None:
-        b_ih = b_ih.at[fs].set(float(forget_bias))
+        forget_bias = check_number("forget_bias", forget_bias)  # not a bool: forget_bias=True is a mistake
+        b_ih = b_ih.at[fs].set(forget_bias)
         b_hh = b_hh.at[fs].set(0.0)
     if chrono is not None:
         if not (isinstance(chrono, (int, float)) and math.isfinite(chrono) and chrono > 2):

@@ -7,7 +7,7 @@
 The step Jacobian is ``∂h_t/∂h_{t-1} = diag(u_t) + diag((h_{t-1} − z_t) ⊙ σ'(·)) U_h``: the gate
 highway ``diag(u_t)`` (`direct_path`) plus one rank-limited correction through the gate. Chen et al.
 show that the gate bias μ_b, which pushes u → 1, gives long memory and the broad trainable region of
-gated nets (papers.md §8b); the option ``gate_bias`` adds μ_b to ``b_u``.
+gated nets (Chen, Pennington & Schoenholz 2018; see docs/references.md); the option ``gate_bias`` adds μ_b to ``b_u``.
 
 Layout (gradscope's own): ``weight_x (n, m)``, ``weight_uh (n, n)``, ``weight_uz (n, n)``,
 ``bias_z (n,)``, ``bias_u (n,)``; everything initialised U(±1/√n), then ``b_u += gate_bias``.

@@ -1,7 +1,7 @@
 """MUT1, MUT2, MUT3: the three architectures evolved by Jozefowicz, Zaremba & Sutskever (2015).
 
 "An Empirical Exploration of Recurrent Network Architectures" (ICML 2015), page 7; equations as
-re-implemented by theanets and RecurrentLayers.jl (papers.md §2)::
+re-implemented by theanets and RecurrentLayers.jl (see docs/references.md)::
 
     MUT1:  z  = σ(W_xz x + b_z)
            r  = σ(W_xr x + W_hr h + b_r)
@@ -24,7 +24,7 @@ the corresponding field (MUT1 ``weight_xh``, MUT2 ``weight_xr``) is then ``None`
 
 In all three z plays the "write" role (as in Chung's GRU), so ``∂h'/∂h ⊃ diag(1 − z)``
 (`direct_path`). In MUT1 z depends on x only, so with W_hh = W_hr = 0 the Jacobian is exactly
-``diag(1 − z)`` (papers.md §10 item 10).
+``diag(1 − z)`` (Jozefowicz et al. 2015; see docs/references.md).
 
 Layout (gradscope's own; no framework ships MUT): ``weight_x* (n, m)``, ``weight_h* (n, n)``,
 biases ``bias_z, bias_r, bias_h (n,)``. Every weight and bias is initialised U(±1/√n), as PyTorch

@@ -1,6 +1,6 @@
 """Normalised recurrent cells: layer-, group-, "instance"- and batch-normalised RNNs, LSTMs and GRUs.
 
-Layer norm (Ba, Kiros & Hinton 2016, arXiv 1607.06450; papers.md §7a), with
+Layer norm (Ba, Kiros & Hinton 2016, arXiv 1607.06450; see docs/references.md), with
 ``LN(z; g, b) = g ⊙ (z − μ)/σ + b`` over the units of one vector, ``σ = sqrt(var + eps)``::
 
     ln-rnn  (eq. 4)        a_t = W_hh h_{t-1} + W_xh x_t,   h_t = φ(LN(a_t; g, b))
@@ -16,14 +16,15 @@ so the cells are ordinary step maps. Weights use PyTorch's stacking: LSTM gate b
 ``weight_hh (3n, n)`` with LN over the 2n (r, z) units jointly and separately over the n candidate
 units (W = weight_ih[2n:], U = weight_hh[2n:]).
 
-Group norm (Wu & He 2018, §7c): ``gn-lstm`` replaces the LN of W_h h and W_x x by group norm with
+Group norm (Wu & He 2018): ``gn-lstm`` replaces the LN of W_h h and W_x x by group norm with
 ``groups`` contiguous groups of the 4n pre-activations (default 2; ``groups=1`` is ``ln-lstm``);
 c_t keeps its layer norm, so only the gate normalisation changes. ``in-lstm``: instance norm
 normalises each channel over its positions; a hidden vector has none (IN over one unit outputs the
-bias, §7d), so gradscope treats each *gate block* as a channel and its n units as positions —
+bias; Ulyanov et al. 2016 define it over spatial positions), so gradscope treats each *gate block*
+as a channel and its n units as positions —
 group norm with one group per gate (G = 4; identical to ``gn-lstm`` with ``groups=4``).
 
-Recurrent batch norm (Cooijmans et al. 2016, §7b), ``BN(u; γ, β) = β + γ ⊙ (u − E[u])/sqrt(Var[u] + eps)``::
+Recurrent batch norm (Cooijmans et al. 2016), ``BN(u; γ, β) = β + γ ⊙ (u − E[u])/sqrt(Var[u] + eps)``::
 
     bn-lstm   (i, f, g, o) = BN(W_h h_{t-1}; γ_h) + BN(W_x x_t; γ_x) + b
               c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),   h_t = σ(o) ⊙ tanh(BN(c_t; γ_c, β_c))

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from gradscope.experiments import checkpoint as ckpt
-from gradscope._errors import ConfigError, NonFiniteError, ShapeError, check_positive_int
+from gradscope._errors import ConfigError, NonFiniteError, ShapeError, check_number, check_positive_int
 from gradscope._json import clean
 from gradscope.cells._base import pytree_cell, static
 from gradscope.cells.indrnn import IndRNN, clip_recurrent, recurrent_bound
@@ -115,9 +115,7 @@ def network(rnn, task, *, key) -> Network:
 
 def norm_clipping(threshold: float) -> optax.GradientTransformation:
     """Pascanu et al.'s Algorithm 1 on the global norm of all gradients: ``g ← θ g/‖g‖`` when ``‖g‖ ≥ θ``."""
-    if not (isinstance(threshold, (int, float)) and threshold > 0 and math.isfinite(threshold)):
-        raise ConfigError(f"clip_norm={threshold!r} is not allowed: expected a positive number")
-    return optax.clip_by_global_norm(float(threshold))
+    return optax.clip_by_global_norm(check_number("clip_norm", threshold, positive=True))
 
 
 def _schedule(schedule, lr, steps, decay_every, decay_factor):
@@ -130,7 +128,7 @@ def _schedule(schedule, lr, steps, decay_every, decay_factor):
     if schedule == "step":
         every = decay_every if decay_every is not None else max(1, steps // 3)
         check_positive_int("decay_every", every)
-        if not 0 < decay_factor <= 1:
+        if not 0 < check_number("decay_factor", decay_factor) <= 1:
             raise ConfigError(f"decay_factor={decay_factor!r} is not allowed: expected a number in (0, 1]")
         return optax.exponential_decay(lr, every, decay_factor, staircase=True)
     raise ConfigError(f"schedule={schedule!r} is not allowed: use 'constant', 'step', 'cosine' or an optax schedule")
@@ -291,8 +289,7 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
     steps = check_positive_int("steps", steps)
     batch = check_positive_int("batch", batch)
     probe_batch = check_positive_int("probe_batch", probe_batch)
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ConfigError(f"lr={lr!r} is not allowed: expected a positive number")
+    check_number("lr", lr, positive=True)
     for name, v in (("snapshot_every", snapshot_every), ("checkpoint_every", checkpoint_every)):
         if v is not None:
             check_positive_int(name, v)

@@ -1,4 +1,4 @@
-"""Import Equinox ``eqx.nn.LSTMCell`` / ``eqx.nn.GRUCell`` (ecosystem.md §1.5).
+"""Import Equinox ``eqx.nn.LSTMCell`` / ``eqx.nn.GRUCell`` (Equinox's equinox.nn documentation).
 
 Equinox uses PyTorch's ``(out, in)`` layout and gate order, with one input-side bias:
 

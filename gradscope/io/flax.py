@@ -1,4 +1,5 @@
-"""Import Flax linen and NNX ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell`` (ecosystem.md §1.3–1.4).
+"""Import Flax linen and NNX ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell`` (as documented by flax.linen and
+flax.nnx).
 
 Flax kernels are ``(in, out)`` — the transpose of PyTorch's. Parameter trees and their mapping:
 

@@ -1,6 +1,6 @@
 """Import PyTorch ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (and the ``*Cell`` modules) — and export back.
 
-Key names and shapes (ecosystem.md §1.1; G = gates: RNN 1, GRU 3, LSTM 4; D = 2 if bidirectional;
+Key names and shapes (torch.nn.RNN/LSTM/GRU documentation; G = gates: RNN 1, GRU 3, LSTM 4; D = 2 if bidirectional;
 P = proj_size, h = P or H)::
 
     weight_ih_l{k}[_reverse]   (G·H, I) for k = 0, (G·H, D·h) for k ≥ 1

@@ -28,9 +28,13 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from gradscope._errors import ConfigError, UnknownNameError
+from gradscope._errors import ConfigError
+from gradscope._registry import Registry
 from gradscope.experiments.reproduce import adding, forget_bias, bn_gamma, gru_vs_lstm, depth, clipping
+from gradscope.experiments.reproduce._common import run_record
 from gradscope.experiments.reproduce._framework import SCHEMA, Context, Experiment
+
+__all__ = ["EXPERIMENTS", "SCHEMA", "Context", "Experiment", "get", "names", "run", "run_record", "to_report"]
 
 #: the reproductions in presentation order, one module per claim
 EXPERIMENTS: dict[str, Experiment] = {m.EXPERIMENT.name: m.EXPERIMENT for m in (adding, forget_bias, bn_gamma, gru_vs_lstm, depth, clipping)}
@@ -41,16 +45,15 @@ def names() -> dict[str, str]:
     return {n: e.title for n, e in EXPERIMENTS.items()}
 
 
-def get(name: str) -> Experiment:
-    try:
-        return EXPERIMENTS[name]
-    except (KeyError, TypeError):
-        import difflib
+_LOOKUP: Registry[Experiment] = Registry(
+    "reproduction", unknown="reproduction {name!r} is not known: {hint}known reproductions are {known}", suggestions=2)
+for _e in EXPERIMENTS.values():
+    _LOOKUP.register(_e.name, _e)
 
-        close = difflib.get_close_matches(str(name), list(EXPERIMENTS), n=2)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(f"reproduction {name!r} is not known: {hint}known reproductions are "
-                               f"{', '.join(EXPERIMENTS)}") from None
+
+def get(name: str) -> Experiment:
+    """The reproduction ``name``; else `UnknownNameError` with the closest names and the known ones."""
+    return _LOOKUP.get(name)
 
 
 def run(name: str, *, quick: bool = True, seed: int = 0, progress: Callable[[dict], None] | None = None,

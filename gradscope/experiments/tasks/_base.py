@@ -15,14 +15,14 @@ A task is an immutable description of a supervised sequence problem with a *pure
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from typing import Any, Callable, ClassVar
 
 import jax.numpy as jnp
 import optax
 
-from gradscope._errors import ConfigError, UnknownNameError
+from gradscope._errors import ConfigError
+from gradscope._registry import Registry
 
 
 class Task:
@@ -75,16 +75,15 @@ class Entry:
     build: Callable
 
 
-_REGISTRY: dict[str, Entry] = {}
+_REGISTRY: Registry[Entry] = Registry(
+    "task", unknown="task={name!r} is not a registered task: {hint}known tasks are {known}")
 
 
 def register(name: str, description: str):
     """Decorator for a builder ``build(length=None, **options) -> Task``."""
 
     def deco(build):
-        if name in _REGISTRY:
-            raise RuntimeError(f"task {name!r} registered twice")
-        _REGISTRY[name] = Entry(name, description, build)
+        _REGISTRY.register(name, Entry(name, description, build))
         return build
 
     return deco
@@ -92,17 +91,12 @@ def register(name: str, description: str):
 
 def names() -> dict[str, str]:
     """Registered task names with one-line descriptions."""
-    return {e.name: e.description for e in _REGISTRY.values()}
+    return {e.name: e.description for e in _REGISTRY.entries()}
 
 
 def entry(name: str) -> Entry:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownNameError(f"task={name!r} is not a registered task: {hint}known tasks are "
-                               f"{', '.join(_REGISTRY)}") from None
+    """The registered task ``name``; else `UnknownNameError` with the closest names and the known ones."""
+    return _REGISTRY.get(name)
 
 
 def options(name: str) -> dict[str, Any]:
