@@ -58,8 +58,12 @@ def stages(model, xs):
     def lag(spectral=True):
         def run():
             lp = gs.lag_profile(model, xs, spectral=spectral)
-            return {"spectral": lp.log10_spectral, "frobenius": lp.log10_frobenius,
-                    **{f"{k} {f[6:]}": v[f] for k, v in lp.blocks.items() for f in v}}
+            return {
+                "spectral": lp.log10_spectral,
+                "frobenius": lp.log10_frobenius,
+                **{f"{k} {f[6:]}": v[f] for k, v in lp.blocks.items() for f in v},
+            }
+
         return run
 
     def lyap():
@@ -104,8 +108,9 @@ def main():
     import gradscope as gs
 
     # the paper's long-range initialisation: |λ| ∈ [0.9, 0.999]
-    cell = gs.cells.make("lru", a.inputs, a.hidden, key=jax.random.key(a.seed), dtype=jnp.float32,
-                         r_min=0.9, r_max=0.999)
+    cell = gs.cells.make(
+        "lru", a.inputs, a.hidden, key=jax.random.key(a.seed), dtype=jnp.float32, r_min=0.9, r_max=0.999
+    )
     dense = dense_twin(cell)
     xs = np.random.default_rng(a.seed + 1).standard_normal((a.steps, a.inputs)).astype(np.float32)
     rows = []
@@ -118,21 +123,39 @@ def main():
         T_d = int(max(2, min(a.steps, (a.dense_budget - max(t2 - 2 * per, 0.0)) // per)))
         t_dense, out_d = timed(stages(dense, xs[:T_d])[name], a.dense_repeat)
         t_fast_d, out_f = timed(stages(cell, xs[:T_d])[name], a.repeat)
-        row = {"stage": name, "n": a.hidden, "d": 2 * a.hidden, "T": a.steps, "fast_seconds": t_fast,
-               "dense_T": T_d, "dense_seconds": t_dense, "fast_seconds_at_dense_T": t_fast_d,
-               "speedup_at_dense_T": t_dense / t_fast_d, "dense_seconds_per_step": t_dense / T_d,
-               "max_abs_diff_frobenius": max_diff(out_f, out_d, "frobenius"),
-               "max_abs_diff_spectral": max_diff(out_f, out_d, "spectral"),
-               "max_abs_diff_exponents": max_diff(out_f, out_d, "exponents"), "dtype": "float32"}
+        row = {
+            "stage": name,
+            "n": a.hidden,
+            "d": 2 * a.hidden,
+            "T": a.steps,
+            "fast_seconds": t_fast,
+            "dense_T": T_d,
+            "dense_seconds": t_dense,
+            "fast_seconds_at_dense_T": t_fast_d,
+            "speedup_at_dense_T": t_dense / t_fast_d,
+            "dense_seconds_per_step": t_dense / T_d,
+            "max_abs_diff_frobenius": max_diff(out_f, out_d, "frobenius"),
+            "max_abs_diff_spectral": max_diff(out_f, out_d, "spectral"),
+            "max_abs_diff_exponents": max_diff(out_f, out_d, "exponents"),
+            "dtype": "float32",
+        }
         rows.append(row)
-        print(f"{name:30s} fast T={a.steps}: {t_fast:8.3f} s | dense T={T_d}: {t_dense:8.2f} s "
-              f"({t_dense / T_d:.2f} s/step), fast T={T_d}: {t_fast_d:.4f} s, "
-              f"speed-up {row['speedup_at_dense_T']:.0f}x "
-              f"| max |Δ| Frobenius {row['max_abs_diff_frobenius']:.1e}, spectral {row['max_abs_diff_spectral']:.1e}, "
-              f"exponents {row['max_abs_diff_exponents']:.1e}", flush=True)
-    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
-            "device": str(jax.devices()[0].device_kind), "loadavg": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        print(
+            f"{name:30s} fast T={a.steps}: {t_fast:8.3f} s | dense T={T_d}: {t_dense:8.2f} s "
+            f"({t_dense / T_d:.2f} s/step), fast T={T_d}: {t_fast_d:.4f} s, "
+            f"speed-up {row['speedup_at_dense_T']:.0f}x "
+            f"| max |Δ| Frobenius {row['max_abs_diff_frobenius']:.1e}, spectral {row['max_abs_diff_spectral']:.1e}, "
+            f"exponents {row['max_abs_diff_exponents']:.1e}",
+            flush=True,
+        )
+    meta = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0].device_kind),
+        "loadavg": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(json.dumps(meta))
     if a.json:
         Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

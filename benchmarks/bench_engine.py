@@ -71,12 +71,14 @@ def gradscope_workload(workload, w_ih, w_hh, b, xs, dtype):
     cell = LSTM(cast(w_ih), cast(w_hh), cast(b), jnp.zeros(4 * n, dtype), None, input_size=m, hidden_size=n)
     x = cast(xs)
     if workload == "lag":
+
         def run():
             r = gs.lag_profile(cell, x)
             return jax.block_until_ready(r.log10_spectral)
 
         checksum = lambda r: float(np.mean(np.asarray(r, np.float64)))  # noqa: E731
     elif workload == "triangle":
+
         def run():
             return jax.block_until_ready(gs.triangle(cell, x).log10_frobenius)
 
@@ -87,6 +89,7 @@ def gradscope_workload(workload, w_ih, w_hh, b, xs, dtype):
             v = r[:, mask]
             return float(np.mean(v[np.isfinite(v)]))
     else:
+
         def run():
             return jax.block_until_ready(gs.lyapunov_spectrum(cell, x).exponents)
 
@@ -127,9 +130,24 @@ def main():
             if peer == "torch" and workload == "lag" and a.steps * a.hidden > 8000:
                 print("skip torch lag at this size (> 150 s on an H100 in ../shared/bench/README.md)", file=sys.stderr)
                 continue
-            cmd = [sys.executable, str(pdir / PEERS[peer]), workload, "func", "--hidden", str(a.hidden),
-                   "--inputs", str(a.inputs), "--steps", str(a.steps), "--batch", str(a.batch),
-                   "--seed", str(a.seed), "--repeat", str(a.repeat)]
+            cmd = [
+                sys.executable,
+                str(pdir / PEERS[peer]),
+                workload,
+                "func",
+                "--hidden",
+                str(a.hidden),
+                "--inputs",
+                str(a.inputs),
+                "--steps",
+                str(a.steps),
+                "--batch",
+                str(a.batch),
+                "--seed",
+                str(a.seed),
+                "--repeat",
+                str(a.repeat),
+            ]
             if peer == "torch":
                 cmd += ["--device", a.device]
             env = dict(os.environ)
@@ -142,17 +160,31 @@ def main():
             run, checksum = gradscope_workload(workload, w_ih, w_hh, b, xs, jnp.float32)
             t, ts, out = time_min(run, a.repeat)
             row = {
-                "workload": workload, "peer": p["peer"], "hidden": a.hidden, "steps": a.steps, "batch": a.batch,
-                "peer_seconds": p["seconds_min"], "gradscope_seconds": t, "speedup": p["seconds_min"] / t,
-                "peer_checksum": p["checksum"], "gradscope_checksum": checksum(out),
-                "device": str(jax.devices()[0].device_kind), "dtype": "float32",
+                "workload": workload,
+                "peer": p["peer"],
+                "hidden": a.hidden,
+                "steps": a.steps,
+                "batch": a.batch,
+                "peer_seconds": p["seconds_min"],
+                "gradscope_seconds": t,
+                "speedup": p["seconds_min"] / t,
+                "peer_checksum": p["checksum"],
+                "gradscope_checksum": checksum(out),
+                "device": str(jax.devices()[0].device_kind),
+                "dtype": "float32",
             }
             row["checksum_diff"] = abs(row["peer_checksum"] - row["gradscope_checksum"])
             rows.append(row)
-            print(f"{workload:9s} vs {p['peer']:10s}  peer {p['seconds_min']:8.3f} s  gradscope {t:8.3f} s  "
-                  f"speedup {row['speedup']:6.1f}x  checksum diff {row['checksum_diff']:.2e}")
-    meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            print(
+                f"{workload:9s} vs {p['peer']:10s}  peer {p['seconds_min']:8.3f} s  gradscope {t:8.3f} s  "
+                f"speedup {row['speedup']:6.1f}x  checksum diff {row['checksum_diff']:.2e}"
+            )
+    meta = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(json.dumps(meta))
     if a.json:
         Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -27,13 +27,38 @@ import platform
 import time
 from pathlib import Path
 
-FULL = dict(hidden=256, length=1000, batch=4, gains=16, seeds=4, stacks=[1, 2, 4, 8, 16, 32, 64],
-            big_cells=["rnn-tanh", "rnn-relu", "rnn-sigmoid", "rnn-linear"], big_gains=16,
-            big_lengths=[250, 500, 750, 1000], big_seeds=8, d_start=512, d_length=1000, t_start=10_000,
-            t_hidden=256)
-QUICK = dict(hidden=8, length=20, batch=2, gains=4, seeds=4, stacks=[1, 2, 4, 8, 16],
-             big_cells=["rnn-tanh", "rnn-relu"], big_gains=4, big_lengths=[10, 20], big_seeds=2, d_start=32,
-             d_length=50, t_start=1_000, t_hidden=8)
+FULL = dict(
+    hidden=256,
+    length=1000,
+    batch=4,
+    gains=16,
+    seeds=4,
+    stacks=[1, 2, 4, 8, 16, 32, 64],
+    big_cells=["rnn-tanh", "rnn-relu", "rnn-sigmoid", "rnn-linear"],
+    big_gains=16,
+    big_lengths=[250, 500, 750, 1000],
+    big_seeds=8,
+    d_start=512,
+    d_length=1000,
+    t_start=10_000,
+    t_hidden=256,
+)
+QUICK = dict(
+    hidden=8,
+    length=20,
+    batch=2,
+    gains=4,
+    seeds=4,
+    stacks=[1, 2, 4, 8, 16],
+    big_cells=["rnn-tanh", "rnn-relu"],
+    big_gains=4,
+    big_lengths=[10, 20],
+    big_seeds=2,
+    d_start=32,
+    d_length=50,
+    t_start=1_000,
+    t_hidden=8,
+)
 
 
 class _Budget(Exception):
@@ -47,8 +72,9 @@ def gains(n: int) -> list[float]:
 def throughput(p: dict) -> list[dict]:
     from gradscope.experiments import sweep
 
-    configs = sweep.grid(["rnn-tanh"], gains(p["gains"]), [p["length"]], list(range(p["seeds"])),
-                         hidden=p["hidden"], batch=p["batch"])
+    configs = sweep.grid(
+        ["rnn-tanh"], gains(p["gains"]), [p["length"]], list(range(p["seeds"])), hidden=p["hidden"], batch=p["batch"]
+    )
     rows = []
     for v in [s for s in p["stacks"] if s <= len(configs)]:
         t0 = time.perf_counter()
@@ -57,18 +83,34 @@ def throughput(p: dict) -> list[dict]:
         t0 = time.perf_counter()
         sweep.run_sweep(configs, max_vmap=v)
         dt = time.perf_counter() - t0
-        rows.append({"stack": v, "configs": len(configs), "seconds": dt, "configs_per_s": len(configs) / dt,
-                     "first_stack_s": compile_s})
-        print(f"stack {v:4d}: {len(configs)} configurations in {dt:7.2f} s = {len(configs) / dt:8.2f} /s "
-              f"(first stack incl. compile {compile_s:.1f} s)", flush=True)
+        rows.append(
+            {
+                "stack": v,
+                "configs": len(configs),
+                "seconds": dt,
+                "configs_per_s": len(configs) / dt,
+                "first_stack_s": compile_s,
+            }
+        )
+        print(
+            f"stack {v:4d}: {len(configs)} configurations in {dt:7.2f} s = {len(configs) / dt:8.2f} /s "
+            f"(first stack incl. compile {compile_s:.1f} s)",
+            flush=True,
+        )
     return rows
 
 
 def big_sweep(p: dict, budget_s: float) -> dict:
     from gradscope.experiments import sweep
 
-    configs = sweep.grid(p["big_cells"], gains(p["big_gains"]), p["big_lengths"],
-                         list(range(p["big_seeds"])), hidden=p["hidden"], batch=p["batch"])
+    configs = sweep.grid(
+        p["big_cells"],
+        gains(p["big_gains"]),
+        p["big_lengths"],
+        list(range(p["big_seeds"])),
+        hidden=p["hidden"],
+        batch=p["batch"],
+    )
     done = []
     t0 = time.perf_counter()
 
@@ -82,10 +124,20 @@ def big_sweep(p: dict, budget_s: float) -> dict:
     except _Budget:
         pass
     dt = time.perf_counter() - t0
-    out = {"grid": len(configs), "done": len(done), "seconds": dt, "configs_per_s": len(done) / dt,
-           "cells": p["big_cells"], "lengths": p["big_lengths"], "hidden": p["hidden"]}
-    print(f"large sweep: {len(done)} of {len(configs)} configurations in {dt:.1f} s = {len(done) / dt:.2f} /s "
-          "(compilations included)", flush=True)
+    out = {
+        "grid": len(configs),
+        "done": len(done),
+        "seconds": dt,
+        "configs_per_s": len(done) / dt,
+        "cells": p["big_cells"],
+        "lengths": p["big_lengths"],
+        "hidden": p["hidden"],
+    }
+    print(
+        f"large sweep: {len(done)} of {len(configs)} configurations in {dt:.1f} s = {len(done) / dt:.2f} /s "
+        "(compilations included)",
+        flush=True,
+    )
     return out
 
 
@@ -141,8 +193,11 @@ def plot(rows: list[dict], path: Path, meta: dict) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("stack size (configurations analysed at once)")
     ax.set_ylabel("configurations per second")
-    ax.set_title(f"gradscope sweep throughput — {meta['device']}\n"
-                 f"rnn-tanh n={meta['hidden']}, T={meta['length']}, batch {meta['batch']}, float32", fontsize=9)
+    ax.set_title(
+        f"gradscope sweep throughput — {meta['device']}\n"
+        f"rnn-tanh n={meta['hidden']}, T={meta['length']}, batch {meta['batch']}, float32",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -161,10 +216,19 @@ def main() -> None:
 
     p = QUICK if a.quick else FULL
     a.out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(jax.devices()[0].device_kind),
-            "devices": jax.device_count(), "backend": jax.default_backend(), "jax": jax.__version__,
-            "machine": platform.platform(), "cpu_count": os.cpu_count(), "quick": a.quick,
-            "hidden": p["hidden"], "length": p["length"], "batch": p["batch"]}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": str(jax.devices()[0].device_kind),
+        "devices": jax.device_count(),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "quick": a.quick,
+        "hidden": p["hidden"],
+        "length": p["length"],
+        "batch": p["batch"],
+    }
     print(json.dumps(meta), flush=True)
     res: dict = {"meta": meta}
 

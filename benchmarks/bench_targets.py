@@ -91,16 +91,24 @@ def time_median(call, repeat: int) -> dict:
         t0 = time.perf_counter()
         out = call()
         times.append(time.perf_counter() - t0)
-    return {"first_call_s": first, "median_s": statistics.median(times) if times else float("nan"),
-            "min_s": min(times, default=float("nan")), "runs": len(times), "out": out}
+    return {
+        "first_call_s": first,
+        "median_s": statistics.median(times) if times else float("nan"),
+        "min_s": min(times, default=float("nan")),
+        "runs": len(times),
+        "out": out,
+    }
 
 
 def max_log_diff(a: np.ndarray, ref: np.ndarray) -> dict:
     a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
     both = np.isfinite(a) & np.isfinite(ref)
     diff = float(np.max(np.abs(a[both] - ref[both]))) if both.any() else float("nan")
-    return {"max_abs_diff": diff, "compared": int(both.sum()),
-            "finite_mismatch": int((np.isfinite(a) != np.isfinite(ref)).sum())}
+    return {
+        "max_abs_diff": diff,
+        "compared": int(both.sum()),
+        "finite_mismatch": int((np.isfinite(a) != np.isfinite(ref)).sum()),
+    }
 
 
 def reference(name: str, size: dict, platform_name: str, npz: Path, repeat: int = 0) -> None:
@@ -109,11 +117,13 @@ def reference(name: str, size: dict, platform_name: str, npz: Path, repeat: int 
     env = dict(os.environ, JAX_ENABLE_X64="1")
     if platform_name == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
-    code = ("import sys, json, numpy as np; sys.path.insert(0, %r); import bench_targets as b; "
-            "size = json.loads(sys.argv[2]); run = b.workload(sys.argv[1], size, 'float64'); "
-            "t = b.time_median(run, int(sys.argv[4])); "
-            "np.savez(sys.argv[3], out=np.asarray(t['out']), seconds=t['first_call_s'], "
-            "median_s=t['median_s'])") % str(HERE)
+    code = (
+        f"import sys, json, numpy as np; sys.path.insert(0, {str(HERE)!r}); import bench_targets as b; "
+        "size = json.loads(sys.argv[2]); run = b.workload(sys.argv[1], size, 'float64'); "
+        "t = b.time_median(run, int(sys.argv[4])); "
+        "np.savez(sys.argv[3], out=np.asarray(t['out']), seconds=t['first_call_s'], "
+        "median_s=t['median_s'])"
+    )
     subprocess.run([sys.executable, "-c", code, name, json.dumps(size), str(npz), str(repeat)], env=env, check=True)
 
 
@@ -123,14 +133,33 @@ def within(out: np.ndarray, ref: np.ndarray, tol: float = 1e-3) -> dict:
     the leading one), so the most negative exponents of a strongly contracting model are out of reach."""
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     bad = np.abs(out - ref) > tol
-    return {"tol": tol, "within": int((~bad).sum()), "of": int(bad.size),
-            "largest_exponent_outside": float(ref[bad].max()) if bad.any() else None}
+    return {
+        "tol": tol,
+        "within": int((~bad).sum()),
+        "of": int(bad.size),
+        "largest_exponent_outside": float(ref[bad].max()) if bad.any() else None,
+    }
 
 
 def run_peer(peer: str, name: str, size: dict, device: str, repeat: int) -> dict | None:
-    cmd = [sys.executable, str(peer_dir() / PEERS[peer]), name, "func", "--hidden", str(size["hidden"]),
-           "--inputs", str(INPUTS), "--steps", str(size["steps"]), "--batch", str(size["batch"]), "--seed", "0",
-           "--repeat", str(repeat)]
+    cmd = [
+        sys.executable,
+        str(peer_dir() / PEERS[peer]),
+        name,
+        "func",
+        "--hidden",
+        str(size["hidden"]),
+        "--inputs",
+        str(INPUTS),
+        "--steps",
+        str(size["steps"]),
+        "--batch",
+        str(size["batch"]),
+        "--seed",
+        "0",
+        "--repeat",
+        str(repeat),
+    ]
     if peer == "torch":
         cmd += ["--device", device]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True)
@@ -157,10 +186,17 @@ def main() -> None:
 
     a.out.mkdir(parents=True, exist_ok=True)
     dev = jax.devices()[0]
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": str(dev.device_kind),
-            "backend": jax.default_backend(), "jax": jax.__version__, "machine": platform.platform(),
-            "cpu_count": os.cpu_count(), "gradscope_matmul_precision": MATMUL_PRECISION,
-            "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision), "quick": a.quick}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": str(dev.device_kind),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "gradscope_matmul_precision": MATMUL_PRECISION,
+        "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "quick": a.quick,
+    }
     print(json.dumps(meta), flush=True)
     rows = []
     for name in a.workloads.split(","):
@@ -171,29 +207,47 @@ def main() -> None:
         t0 = time.perf_counter()
         reference(name, size, REFERENCE_PLATFORM[name], npz)
         ref = np.load(npz)
-        row = {"workload": name, **size, **t, "target_s": limit, "meets_target": t["median_s"] <= limit,
-               "float64_reference": {"platform": REFERENCE_PLATFORM[name], "seconds": float(ref["seconds"]),
-                                     "wall_s": time.perf_counter() - t0, **max_log_diff(out, ref["out"])}}
+        row = {
+            "workload": name,
+            **size,
+            **t,
+            "target_s": limit,
+            "meets_target": t["median_s"] <= limit,
+            "float64_reference": {
+                "platform": REFERENCE_PLATFORM[name],
+                "seconds": float(ref["seconds"]),
+                "wall_s": time.perf_counter() - t0,
+                **max_log_diff(out, ref["out"]),
+            },
+        }
         if name == "indrnn":  # the other rollout, for comparison: the loop (GPU) or the associative scan (CPU)
             other = "sequential" if jax.default_backend() != "cpu" else "parallel"
             t2 = time_median(workload(name, size, "float32", scan=other), a.repeat)
-            row["other_scan"] = {"scan": other, "median_s": t2["median_s"],
-                                 **max_log_diff(np.asarray(t2["out"]), ref["out"])}
+            row["other_scan"] = {
+                "scan": other,
+                "median_s": t2["median_s"],
+                **max_log_diff(np.asarray(t2["out"]), ref["out"]),
+            }
             print(f"indrnn with scan={other}: median {t2['median_s'] * 1e3:.2f} ms", flush=True)
         if name == "lyapunov":
             row["float64_reference"]["exponents_within_1e-3"] = within(out, ref["out"])
             if not a.quick and jax.default_backend() != "cpu":  # the same workload computed in float64 on the GPU
                 reference(name, size, "default", a.out / "f64-gpu-lyapunov.npz", repeat=max(3, a.repeat // 3))
                 f64 = np.load(a.out / "f64-gpu-lyapunov.npz")
-                row["float64_on_device"] = {"median_s": float(f64["median_s"]),
-                                            **max_log_diff(f64["out"], ref["out"])}
-                print(f"lyapunov in float64 on {meta['device']}: median {float(f64['median_s']) * 1e3:.1f} ms, "
-                      f"|Δ| vs CPU float64 {row['float64_on_device']['max_abs_diff']:.1e}", flush=True)
+                row["float64_on_device"] = {"median_s": float(f64["median_s"]), **max_log_diff(f64["out"], ref["out"])}
+                print(
+                    f"lyapunov in float64 on {meta['device']}: median {float(f64['median_s']) * 1e3:.1f} ms, "
+                    f"|Δ| vs CPU float64 {row['float64_on_device']['max_abs_diff']:.1e}",
+                    flush=True,
+                )
         rows.append(row)
-        print(f"{name:9s} n={size['hidden']:5d} T={size['steps']:5d} B={size['batch']:2d}  median "
-              f"{t['median_s'] * 1e3:9.2f} ms (first call {t['first_call_s']:.2f} s)  target {limit * 1e3:g} ms "
-              f"{'MET' if row['meets_target'] else 'missed'}  |Δ| vs float64 "
-              f"{row['float64_reference']['max_abs_diff']:.1e}", flush=True)
+        print(
+            f"{name:9s} n={size['hidden']:5d} T={size['steps']:5d} B={size['batch']:2d}  median "
+            f"{t['median_s'] * 1e3:9.2f} ms (first call {t['first_call_s']:.2f} s)  target {limit * 1e3:g} ms "
+            f"{'MET' if row['meets_target'] else 'missed'}  |Δ| vs float64 "
+            f"{row['float64_reference']['max_abs_diff']:.1e}",
+            flush=True,
+        )
         (a.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     for name in a.workloads.split(","):
         if name == "indrnn":
@@ -208,8 +262,11 @@ def main() -> None:
                 continue
             mine = next(r for r in rows if r["workload"] == name)
             mine.setdefault("peers", []).append(p)
-            print(f"{name:9s} peer {p['peer']:10s} {p['seconds_min']:9.3f} s   gradscope {mine['median_s']:.4f} s  "
-                  f"ratio peer/gradscope {p['seconds_min'] / mine['median_s']:.1f}×", flush=True)
+            print(
+                f"{name:9s} peer {p['peer']:10s} {p['seconds_min']:9.3f} s   gradscope {mine['median_s']:.4f} s  "
+                f"ratio peer/gradscope {p['seconds_min'] / mine['median_s']:.1f}×",
+                flush=True,
+            )
             (a.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 

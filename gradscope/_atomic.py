@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, BinaryIO
+from typing import BinaryIO
 
 
 def _write(path: str | os.PathLike, fill: Callable[[BinaryIO], None]) -> Path:

@@ -40,8 +40,14 @@ class Registry(Generic[T]):
     close names are offered at most.
     """
 
-    def __init__(self, what: str, *, unknown: str = _DEFAULT_UNKNOWN, error: type[UnknownNameError] = UnknownNameError,
-                 suggestions: int = 3) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        unknown: str = _DEFAULT_UNKNOWN,
+        error: type[UnknownNameError] = UnknownNameError,
+        suggestions: int = 3,
+    ) -> None:
         if not (isinstance(error, type) and issubclass(error, UnknownNameError)):
             raise TypeError(f"error={error!r} must be UnknownNameError or a subclass of it")
         self.what = what
@@ -63,8 +69,9 @@ class Registry(Generic[T]):
             return self._entries[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name (a list from a config file) is unknown too
             hint = did_you_mean(name, self._entries, self._suggestions)
-            raise self._error(self._unknown.format(what=self.what, name=name, hint=hint,
-                                                   known=", ".join(self._entries))) from None
+            raise self._error(
+                self._unknown.format(what=self.what, name=name, hint=hint, known=", ".join(self._entries))
+            ) from None
 
     def names(self) -> tuple[str, ...]:
         """The registered names, in registration order."""

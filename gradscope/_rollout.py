@@ -70,7 +70,10 @@ def check_inputs(model, xs, state0=None):
             f"with input_size={model.input_size}"
         )
     if arr.shape[-1] != model.input_size:
-        raise ShapeError(f"xs has {arr.shape[-1]} features (shape {tuple(arr.shape)}), but the model's input_size is {model.input_size}")
+        raise ShapeError(
+            f"xs has {arr.shape[-1]} features (shape {tuple(arr.shape)}), "
+            f"but the model's input_size is {model.input_size}"
+        )
     if arr.shape[-2] < 1:
         raise ShapeError(f"xs has shape {tuple(arr.shape)}: the sequence must have at least one step")
     if not np.issubdtype(np.dtype(arr.dtype), np.floating) and not np.issubdtype(np.dtype(arr.dtype), np.integer):

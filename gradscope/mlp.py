@@ -129,8 +129,14 @@ class MLP(Cell):
         return J, jnp.zeros((self.width, 0), J.dtype)
 
     def describe(self):
-        return {"cell": "mlp", "width": self.width, "depth": self.depth, "activations": list(self.activations),
-                "batch_norm": self.batch_norm, "residual": self.residual}
+        return {
+            "cell": "mlp",
+            "width": self.width,
+            "depth": self.depth,
+            "activations": list(self.activations),
+            "batch_norm": self.batch_norm,
+            "residual": self.residual,
+        }
 
 
 def mlp_inputs(mlp: MLP, x0):
@@ -161,8 +167,19 @@ def collect_statistics(mlp: MLP, x0_batch):
     return dataclasses.replace(mlp, bn_mean=jnp.stack(means), bn_var=jnp.stack(variances))
 
 
-def make_mlp(width, depth, *, key, activation="tanh", init="gaussian", gain=1.0, bias_std=0.0,
-             batch_norm=False, residual=False, dtype=jnp.float32):
+def make_mlp(
+    width,
+    depth,
+    *,
+    key,
+    activation="tanh",
+    init="gaussian",
+    gain=1.0,
+    bias_std=0.0,
+    batch_norm=False,
+    residual=False,
+    dtype=jnp.float32,
+):
     """Build an `MLP` of ``depth`` layers of ``width`` units.
 
     ``activation`` is one name or a sequence of ``depth`` names (sigmoid, tanh, relu, leaky-relu,
@@ -186,9 +203,11 @@ def make_mlp(width, depth, *, key, activation="tanh", init="gaussian", gain=1.0,
     if init == "gaussian":
         W = gain * jax.vmap(lambda k: jax.random.normal(k, (n, n), dtype))(wkeys) / math.sqrt(n)
     elif init == "orthogonal":
+
         def orth(k):
             q, r = jnp.linalg.qr(jax.random.normal(k, (n, n), dtype))
             return q * jnp.sign(jnp.diagonal(r))[None, :]  # sign fix: Haar-distributed Q
+
         W = gain * jax.vmap(orth)(wkeys)
     elif init == "pytorch":
         W = gain * jax.vmap(lambda k: uniform_init(k, (n, n), 1 / math.sqrt(n), dtype))(wkeys)

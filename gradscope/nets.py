@@ -45,8 +45,10 @@ class Stack(Cell):
                     f"layer {l} has input_size={cur.input_size} but layer {l - 1} outputs {prev.output_size}"
                 )
             if self.residual and l >= 2 and cur.input_size != self.layers[l - 1].input_size:
-                raise ConfigError(f"residual=True needs equal widths: layer {l} input {cur.input_size} "
-                                  f"!= layer {l - 1} input {self.layers[l - 1].input_size}")
+                raise ConfigError(
+                    f"residual=True needs equal widths: layer {l} input {cur.input_size} "
+                    f"!= layer {l - 1} input {self.layers[l - 1].input_size}"
+                )
 
     @property
     def name(self):  # type: ignore[override]
@@ -249,8 +251,8 @@ class Bidirectional(Cell):
 
 def stack(name: str, input_size: int, hidden_size: int, layers: int, *, key, residual=False, **opts) -> Stack:
     """``layers`` copies of the registered cell ``name`` (fresh weights each), optionally residual."""
-    from gradscope.cells import make
     from gradscope._errors import check_positive_int
+    from gradscope.cells import make
 
     layers = check_positive_int("layers", layers)
     keys = jax.random.split(key, layers)
@@ -267,6 +269,6 @@ def bidirectional(name: str, input_size: int, hidden_size: int, *, key, **opts) 
     from gradscope.cells import make
 
     kf, kb = jax.random.split(key)
-    return Bidirectional(make(name, input_size, hidden_size, key=kf, **opts),
-                         make(name, input_size, hidden_size, key=kb, **opts))
-
+    return Bidirectional(
+        make(name, input_size, hidden_size, key=kf, **opts), make(name, input_size, hidden_size, key=kb, **opts)
+    )

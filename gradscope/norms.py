@@ -156,7 +156,11 @@ def group_norm_jacobian(a, groups=1, gain=None, *, eps=EPS, right=None):
     sd = jnp.sqrt(jnp.mean(jnp.square(ag - mu), axis=1, keepdims=True) + eps)
     ahat = (ag - mu) / sd  # (G, n)
     Rg = R.reshape(groups, n, -1)
-    out = Rg - jnp.mean(Rg, axis=1, keepdims=True) - ahat[..., None] * jnp.mean(ahat[..., None] * Rg, axis=1, keepdims=True)
+    out = (
+        Rg
+        - jnp.mean(Rg, axis=1, keepdims=True)
+        - ahat[..., None] * jnp.mean(ahat[..., None] * Rg, axis=1, keepdims=True)
+    )
     out = (out / sd[..., None]).reshape(C, -1)
     if gain is not None:
         out = gain[:, None] * out

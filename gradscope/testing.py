@@ -61,10 +61,15 @@ def report_from_analyses(*analyses: Any, command: str = "pytest", config: dict |
         "command": command,
         "config": dict(config or {}),
         "environment": {
-            "gradscope": gradscope.__version__, "jax": jax.__version__, "backend": jax.default_backend(),
-            "device": str(jax.devices()[0].device_kind), "x64": bool(jax.config.jax_enable_x64),
-            "dtype": precision.get("dtype"), "matmul_precision": precision.get("matmul"),
-            "platform": platform.platform(), "python": platform.python_version(),
+            "gradscope": gradscope.__version__,
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "device": str(jax.devices()[0].device_kind),
+            "x64": bool(jax.config.jax_enable_x64),
+            "dtype": precision.get("dtype"),
+            "matmul_precision": precision.get("matmul"),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
         },
         "analyses": dicts,
     }
@@ -75,16 +80,21 @@ def _bound_failures(summary: dict, min_horizon, max_lyapunov, max_decay) -> list
     if min_horizon is not None:
         horizon = summary.get("horizon")
         if horizon is None or not horizon >= min_horizon:
-            failures.append(f"gradient horizon {horizon} steps < min_horizon={min_horizon} (threshold log10 norm "
-                            f"{summary.get('horizon_threshold')}): gradients vanish too early")
+            failures.append(
+                f"gradient horizon {horizon} steps < min_horizon={min_horizon} (threshold log10 norm "
+                f"{summary.get('horizon_threshold')}): gradients vanish too early"
+            )
     if max_lyapunov is not None:
         lyap = summary.get("lyapunov_max")
         if lyap is None or (isinstance(lyap, float) and math.isnan(lyap)):
-            failures.append("lyapunov_max was not computed; call with lyapunov=True (the default) to check "
-                            "max_lyapunov")
+            failures.append(
+                "lyapunov_max was not computed; call with lyapunov=True (the default) to check max_lyapunov"
+            )
         elif not lyap <= max_lyapunov:
-            failures.append(f"largest Lyapunov exponent {lyap:.6g} nats/step > max_lyapunov={max_lyapunov}: "
-                            "perturbations (and gradients) grow along the trajectory")
+            failures.append(
+                f"largest Lyapunov exponent {lyap:.6g} nats/step > max_lyapunov={max_lyapunov}: "
+                "perturbations (and gradients) grow along the trajectory"
+            )
     if max_decay is not None:
         decay = summary.get("decay_per_step")
         if decay is None or not decay >= -max_decay:
@@ -93,10 +103,19 @@ def _bound_failures(summary: dict, min_horizon, max_lyapunov, max_decay) -> list
     return failures
 
 
-def assert_gradient_flow(model, xs, *, min_horizon: int | None = None, max_lyapunov: float | None = None,
-                         max_decay: float | None = None, baseline: str | os.PathLike | None = None,
-                         update: bool = False, name: str | None = None, overrides: dict | None = None,
-                         **analyse_kwargs):
+def assert_gradient_flow(
+    model,
+    xs,
+    *,
+    min_horizon: int | None = None,
+    max_lyapunov: float | None = None,
+    max_decay: float | None = None,
+    baseline: str | os.PathLike | None = None,
+    update: bool = False,
+    name: str | None = None,
+    overrides: dict | None = None,
+    **analyse_kwargs,
+):
     """Analyse ``model`` on ``xs`` with :func:`gradscope.analyse` and assert that gradients flow.
 
     Raises ``AssertionError`` listing every violated bound, or every metric that regressed against
@@ -111,8 +130,10 @@ def assert_gradient_flow(model, xs, *, min_horizon: int | None = None, max_lyapu
         if bound is not None:
             check_number(arg, bound)
     if max_decay is not None and check_number("max_decay", max_decay) < 0:
-        raise ConfigError(f"max_decay={max_decay!r} is not allowed: expected a rate >= 0 in decades per step "
-                          "(the check is decay_per_step >= -max_decay)")
+        raise ConfigError(
+            f"max_decay={max_decay!r} is not allowed: expected a rate >= 0 in decades per step "
+            "(the check is decay_per_step >= -max_decay)"
+        )
     if max_lyapunov is not None and analyse_kwargs.get("lyapunov") is False:
         raise ConfigError("max_lyapunov needs the Lyapunov exponents: do not pass lyapunov=False")
     import gradscope
@@ -135,8 +156,10 @@ def assert_gradient_flow(model, xs, *, min_horizon: int | None = None, max_lyapu
         checks.save_baseline(checks.make_baseline(report, previous=previous), path, overwrite=True)
         return analysis
     if not path.exists():
-        raise AssertionError(f"gradient-flow baseline {str(path)!r} does not exist; create it deliberately with "
-                             f"{UPDATE_ENV}=1 or pytest {UPDATE_OPTION} (or update=True), then commit it")
+        raise AssertionError(
+            f"gradient-flow baseline {str(path)!r} does not exist; create it deliberately with "
+            f"{UPDATE_ENV}=1 or pytest {UPDATE_OPTION} (or update=True), then commit it"
+        )
     result = checks.compare(report, path, overrides)
     if not result.passed:
         raise AssertionError(checks.format_text(result))
@@ -163,9 +186,12 @@ class GradientFlowRegression:
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("gradscope")
-    group.addoption(UPDATE_OPTION, action="store_true", default=False,
-                    help="rewrite gradscope gradient-flow baselines instead of comparing with them "
-                         f"(same as {UPDATE_ENV}=1)")
+    group.addoption(
+        UPDATE_OPTION,
+        action="store_true",
+        default=False,
+        help=f"rewrite gradscope gradient-flow baselines instead of comparing with them (same as {UPDATE_ENV}=1)",
+    )
 
 
 def pytest_configure(config) -> None:

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradscope._rollout import rollout
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians, flatten_state, unflatten_state
-from gradscope._rollout import rollout
 
 
 def build(name, m=3, n=4, seed=0, dtype=jnp.float64, **opts):
@@ -111,7 +111,8 @@ def _oracle(model, pxs, s0):
     P, ss = jax.jacrev(run, has_aux=True)(jnp.zeros((T, d), s0.dtype))
     S = jnp.concatenate([s0[None], ss], axis=0)
     J, Jx = jax.vmap(lambda x, s, t: autodiff_jacobians(model, x, unflatten_state(model, s), t))(
-        pxs, S[:-1], jnp.arange(T))
+        pxs, S[:-1], jnp.arange(T)
+    )
     return S, P, J, Jx
 
 

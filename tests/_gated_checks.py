@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradscope._rollout import rollout
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians
-from gradscope._rollout import rollout
 
 
 def sigmoid(a):

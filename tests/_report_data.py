@@ -41,8 +41,20 @@ def full_report(command: str = "compare") -> dict:
     return copy.deepcopy(_report(command))
 
 
-LIGHT_KEYS = ("schema", "name", "model", "blocks", "block_sizes", "length", "batch", "precision", "method",
-              "summary", "lag_profile", "bound")
+LIGHT_KEYS = (
+    "schema",
+    "name",
+    "model",
+    "blocks",
+    "block_sizes",
+    "length",
+    "batch",
+    "precision",
+    "method",
+    "summary",
+    "lag_profile",
+    "bound",
+)
 
 
 def light_report() -> dict:

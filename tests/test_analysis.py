@@ -8,16 +8,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import build, inputs
 
 from gradscope import engine
 from gradscope._errors import ConfigError
 from gradscope.analysis import analyse
 from gradscope.cells import make
 
-from _engine_ref import build, inputs
-
-SUMMARY_KEYS = {"log10_norm_lag1", "log10_norm_max_lag", "decay_per_step", "horizon", "horizon_threshold",
-                "verdict", "lyapunov_max", "finite"}
+SUMMARY_KEYS = {
+    "log10_norm_lag1",
+    "log10_norm_max_lag",
+    "decay_per_step",
+    "horizon",
+    "horizon_threshold",
+    "verdict",
+    "lyapunov_max",
+    "finite",
+}
 
 
 def _dumps(a):
@@ -81,9 +88,19 @@ def test_verdict_stable_for_active_irnn():
     assert a.summary["lyapunov_max"] == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("kw", [{"mode": "fast"}, {"threshold": float("nan")}, {"threshold": "low"},
-                                {"lyapunov_k": 0}, {"lyapunov_k": 99}, {"warmup": -1}, {"warmup": 10},
-                                {"attribution": True, "readout": "first"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"mode": "fast"},
+        {"threshold": float("nan")},
+        {"threshold": "low"},
+        {"lyapunov_k": 0},
+        {"lyapunov_k": 99},
+        {"warmup": -1},
+        {"warmup": 10},
+        {"attribution": True, "readout": "first"},
+    ],
+)
 def test_bad_options_raise_config_error(kw):
     with pytest.raises(ConfigError):
         analyse(build("rnn-tanh", 3, 4), inputs(10, 3), **kw)
@@ -103,7 +120,7 @@ def test_batched_inputs():
     per = np.stack([np.asarray(engine.lag_profile(model, xs[b]).log10_spectral) for b in range(3)])
     np.testing.assert_allclose(d["lag_profile"]["log10_spectral_per_sequence"], per, atol=1e-12)
     # the batch curve is log10 of the mean norm over the sequences
-    np.testing.assert_allclose(d["lag_profile"]["log10_spectral"], np.log10(np.mean(10.0 ** per, axis=0)), atol=1e-12)
+    np.testing.assert_allclose(d["lag_profile"]["log10_spectral"], np.log10(np.mean(10.0**per, axis=0)), atol=1e-12)
 
 
 STAGES = {
@@ -138,9 +155,12 @@ def test_engine_multiplies_at_highest_precision_unless_the_user_sets_jax_precisi
     with jax.default_matmul_precision("bfloat16"):
         assert _dot_precisions(stage, model, xs) == {"DEFAULT, DEFAULT"}
         if stage == "lag_profile":
-            assert analyse(model, xs, lyapunov=False, spectra=False, paths=False, gates=False
-                           ).to_dict()["precision"] == {"dtype": "float32", "matmul": "bfloat16"}
+            assert analyse(model, xs, lyapunov=False, spectra=False, paths=False, gates=False).to_dict()[
+                "precision"
+            ] == {"dtype": "float32", "matmul": "bfloat16"}
     assert _dot_precisions(stage, model, xs) == {"HIGHEST, HIGHEST"}
     if stage == "lag_profile":
-        assert analyse(model, xs, lyapunov=False, spectra=False, paths=False, gates=False
-                       ).to_dict()["precision"] == {"dtype": "float32", "matmul": "highest"}
+        assert analyse(model, xs, lyapunov=False, spectra=False, paths=False, gates=False).to_dict()["precision"] == {
+            "dtype": "float32",
+            "matmul": "highest",
+        }

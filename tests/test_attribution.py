@@ -6,12 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import build, inputs, oracle
 
 from gradscope import engine
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
-
-from _engine_ref import build, inputs, oracle
 
 
 def _terms(model, xs, es):
@@ -68,9 +67,12 @@ def test_block_time_norms_are_the_gradient_wrt_the_state():
     for t in range(T + 1):
         # ∂E/∂S_t = e at S_t (t ≥ 1) + Σ_{j ≥ t} (∂S_{j+1}/∂S_t)ᵀ e_j,  E = Σ_j ⟨e_j, S_{j+1}⟩
         delta = (es[t - 1] if t >= 1 else 0) + sum(P[j + 1, t].T @ es[j] for j in range(t, T))
-        np.testing.assert_allclose(np.asarray(at.log10_block_time[t]),
-                                   [np.log10(np.linalg.norm(delta[:3])), np.log10(np.linalg.norm(delta[3:]))],
-                                   atol=1e-10, err_msg=f"t={t}")
+        np.testing.assert_allclose(
+            np.asarray(at.log10_block_time[t]),
+            [np.log10(np.linalg.norm(delta[:3])), np.log10(np.linalg.norm(delta[3:]))],
+            atol=1e-10,
+            err_msg=f"t={t}",
+        )
 
 
 def test_default_readout_is_a_unit_vector_on_the_output():

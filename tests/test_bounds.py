@@ -7,11 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import build, inputs
 
 from gradscope import engine
 from gradscope.cells import make
-
-from _engine_ref import build, inputs
 
 
 @pytest.mark.parametrize("act,gamma", [("tanh", 1.0), ("sigmoid", 0.25), ("relu", 1.0)])

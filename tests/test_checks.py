@@ -40,24 +40,48 @@ def summary(horizon=40, log10=-8.0, lyap=-0.2, verdict="vanishing", decay=None):
     }
 
 
-def make_report(*summaries, names=None, dtype="float32", version="0.1.0", platform="Linux-6.1.0-x86_64-with-glibc2.35",
-                lag_points=0):
+def make_report(
+    *summaries, names=None, dtype="float32", version="0.1.0", platform="Linux-6.1.0-x86_64-with-glibc2.35", lag_points=0
+):
     summaries = summaries or (summary(),)
     names = names or [f"net{i}" for i in range(len(summaries))]
     analyses = []
     for name, s in zip(names, summaries):
-        a = {"schema": "gradscope.analysis/1", "name": name, "model": {"cell": "lstm"}, "blocks": ["h", "c"],
-             "block_sizes": [16, 16], "length": 100, "batch": 4, "precision": {"dtype": dtype, "matmul": "highest"},
-             "method": "exact", "summary": s}
+        a = {
+            "schema": "gradscope.analysis/1",
+            "name": name,
+            "model": {"cell": "lstm"},
+            "blocks": ["h", "c"],
+            "block_sizes": [16, 16],
+            "length": 100,
+            "batch": 4,
+            "precision": {"dtype": dtype, "matmul": "highest"},
+            "method": "exact",
+            "summary": s,
+        }
         if lag_points:
-            a["lag_profile"] = {"k": list(range(lag_points)),
-                                "log10_spectral": [-0.08 * (lag_points - k) for k in range(lag_points)]}
+            a["lag_profile"] = {
+                "k": list(range(lag_points)),
+                "log10_spectral": [-0.08 * (lag_points - k) for k in range(lag_points)],
+            }
         analyses.append(a)
     return {
-        "schema": "gradscope.report/1", "gradscope_version": version, "created": "2025-01-01T00:00:00+00:00",
-        "command": "analyse", "config": {"cell": "lstm", "hidden": 16},
-        "environment": {"gradscope": version, "jax": "0.10.2", "backend": "cpu", "device": "cpu", "x64": False,
-                        "dtype": dtype, "matmul_precision": "highest", "platform": platform, "python": "3.11.7"},
+        "schema": "gradscope.report/1",
+        "gradscope_version": version,
+        "created": "2025-01-01T00:00:00+00:00",
+        "command": "analyse",
+        "config": {"cell": "lstm", "hidden": 16},
+        "environment": {
+            "gradscope": version,
+            "jax": "0.10.2",
+            "backend": "cpu",
+            "device": "cpu",
+            "x64": False,
+            "dtype": dtype,
+            "matmul_precision": "highest",
+            "platform": platform,
+            "python": "3.11.7",
+        },
         "analyses": analyses,
     }
 
@@ -137,8 +161,10 @@ def test_direction_semantics_match_numpy_isclose():
         baseline = checks.make_baseline(report_b)
         for direction in checks.DIRECTIONS:
             rule = {"atol": atol, "rtol": rtol, "direction": direction}
-            got = row(checks.compare(report_o, baseline, {"metrics": {"net0/horizon_threshold": rule}}),
-                      "net0/horizon_threshold").passed
+            got = row(
+                checks.compare(report_o, baseline, {"metrics": {"net0/horizon_threshold": rule}}),
+                "net0/horizon_threshold",
+            ).passed
             close = bool(np.isclose(obs, b, rtol=rtol, atol=atol))
             harmless = {"both": False, "increase_is_bad": obs < b, "decrease_is_bad": obs > b}[direction]
             assert got == (close or harmless), (b, obs, atol, rtol, direction)
@@ -153,8 +179,10 @@ def test_lyapunov_rise_fails_fall_passes_and_max_limit_holds():
     assert checks.compare(make_report(summary(lyap=-0.05)), base, loose).passed
     r = row(checks.compare(make_report(summary(lyap=0.05)), base, loose), "net0/lyapunov_max")
     assert not r.passed and "max=0" in r.message
-    r = row(checks.compare(make_report(summary(horizon=30)), base, {"metrics": {"net0/horizon": {"min": 35}}}),
-            "net0/horizon")
+    r = row(
+        checks.compare(make_report(summary(horizon=30)), base, {"metrics": {"net0/horizon": {"min": 35}}}),
+        "net0/horizon",
+    )
     assert not r.passed and "min=35" in r.message
 
 
@@ -183,8 +211,9 @@ def test_missing_and_new_metrics():
     res = checks.compare(make_report(summary(), names=["a"]), base)
     assert not res.passed and {r.name for r in res.failures} == {f"b/{k}" for k in summary()}
     assert all(r.status == "missing" for r in res.failures)
-    res = checks.compare(make_report(summary(), summary(), names=["a", "c"]), checks.make_baseline(
-        make_report(summary(), names=["a"])))
+    res = checks.compare(
+        make_report(summary(), summary(), names=["a", "c"]), checks.make_baseline(make_report(summary(), names=["a"]))
+    )
     assert res.passed and any("not in the baseline" in w for w in res.warnings)
 
 
@@ -290,8 +319,19 @@ def test_cli_exit_codes(files, app):
     assert res.exit_code == 4 and "gradscope baseline" in one_line_error(res)
 
 
-@pytest.mark.parametrize("case", ["corrupt_baseline", "wrong_schema", "report_as_baseline", "bad_toml",
-                                  "bad_rule", "missing_report", "corrupt_report", "bad_format"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "corrupt_baseline",
+        "wrong_schema",
+        "report_as_baseline",
+        "bad_toml",
+        "bad_rule",
+        "missing_report",
+        "corrupt_report",
+        "bad_format",
+    ],
+)
 def test_cli_input_errors_exit_2_with_one_line(files, app, case):
     tmp, report, baseline = files
     args = ["check", report, "--baseline", baseline]
@@ -340,8 +380,13 @@ def test_cli_baseline_replaced_only_with_update_and_keeps_tuned_tolerances(files
     baseline.write_text(json.dumps(tuned))
     assert invoke(app, "baseline", other, "-o", baseline, "--update").exit_code == 0
     new = json.loads(baseline.read_text())
-    assert new["metrics"]["net0/horizon"] == {"value": 70, "kind": "horizon", "atol": 1.0, "rtol": 0.5,
-                                              "direction": "decrease_is_bad"}
+    assert new["metrics"]["net0/horizon"] == {
+        "value": 70,
+        "kind": "horizon",
+        "atol": 1.0,
+        "rtol": 0.5,
+        "direction": "decrease_is_bad",
+    }
 
 
 def test_cli_baseline_from_nonfinite_report_exits_3(tmp_path, app):
@@ -385,8 +430,22 @@ def test_formats(files, app, monkeypatch):
 
 
 def test_github_escaping():
-    r = checks.MetricCheck("a/b", "number", 1.0, 2.0, 1.0, 0.1, 0.1, 0.0, "both", None, None, False, "fail",
-                           "50% worse\nsecond line, with: colon")
+    r = checks.MetricCheck(
+        "a/b",
+        "number",
+        1.0,
+        2.0,
+        1.0,
+        0.1,
+        0.1,
+        0.0,
+        "both",
+        None,
+        None,
+        False,
+        "fail",
+        "50% worse\nsecond line, with: colon",
+    )
     out = checks.format_github(checks.CheckResult((r,), ("warn\nline",)))
     first = out.splitlines()[0]
     assert first.endswith("::50%25 worse%0Asecond line, with: colon")
@@ -398,8 +457,12 @@ def test_github_escaping():
 
 def test_check_runs_well_under_a_second(tmp_path):
     """A typical report: 8 analyses, each with a 1000-point lag profile in the JSON."""
-    report = write(tmp_path / "r.json", make_report(*[summary(horizon=30 + i) for i in range(8)],
-                                                    names=[f"cell{i}" for i in range(8)], lag_points=1000))
+    report = write(
+        tmp_path / "r.json",
+        make_report(
+            *[summary(horizon=30 + i) for i in range(8)], names=[f"cell{i}" for i in range(8)], lag_points=1000
+        ),
+    )
     base = tmp_path / "b.json"
     checks.save_baseline(checks.make_baseline(report), base)
     best = math.inf
@@ -414,24 +477,36 @@ def test_check_runs_well_under_a_second(tmp_path):
 
 def _cli(argv: str, code: int) -> str:
     """A program that runs the real console-script entry point with ``argv`` and expects exit ``code``."""
-    return (f"from gradscope.cli import main\nsys.argv = ['gradscope', {argv}]\n"
-            f"try:\n    main()\nexcept SystemExit as e:\n    assert e.code == {code}, e.code")
+    return (
+        f"from gradscope.cli import main\nsys.argv = ['gradscope', {argv}]\n"
+        f"try:\n    main()\nexcept SystemExit as e:\n    assert e.code == {code}, e.code"
+    )
 
 
-@pytest.mark.parametrize("code", [
-    "import gradscope.checks",
-    _cli("'check', sys.argv[1], '--baseline', sys.argv[2], '--format', 'junit'", 1),
-    _cli("'baseline', sys.argv[1], '-o', sys.argv[2] + '.new'", 0),
-    _cli("'--help'", 0),
-], ids=["import", "cli-check", "cli-baseline", "cli-help"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import gradscope.checks",
+        _cli("'check', sys.argv[1], '--baseline', sys.argv[2], '--format', 'junit'", 1),
+        _cli("'baseline', sys.argv[1], '-o', sys.argv[2] + '.new'", 0),
+        _cli("'--help'", 0),
+    ],
+    ids=["import", "cli-check", "cli-baseline", "cli-help"],
+)
 def test_no_jax_import(tmp_path, code):
     report = write(tmp_path / "r.json", make_report(summary(horizon=40)))
     base = tmp_path / "b.json"
     checks.save_baseline(checks.make_baseline(report), base)
     write(report, make_report(summary(horizon=10)))
     prog = f"import sys\n{code}\nassert 'jax' not in sys.modules, 'jax was imported'\n"
-    proc = subprocess.run([sys.executable, "-c", prog, str(report), str(base)], cwd=ROOT, check=False,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", prog, str(report), str(base)],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -440,12 +515,45 @@ def test_no_jax_import(tmp_path, code):
 # every name `gradscope.checks` offered as one module (before it became a package), minus its private
 # helpers and the standard-library modules it happened to import
 PUBLIC_NAMES = [
-    "ANALYSIS_SCHEMA", "BASELINE_SCHEMA", "BaselineMissingError", "CHECK_SCHEMA", "CheckInputError", "CheckResult",
-    "DEFAULT_RULES", "DIRECTIONS", "EXIT_BASELINE_MISSING", "EXIT_NONFINITE", "EXIT_PASS", "EXIT_REGRESSION",
-    "EXIT_USAGE", "FORMATS", "GradscopeError", "MetricCheck", "NonFiniteError", "REGENERATE_HINT", "REPORT_SCHEMA",
-    "ReportNonFiniteError", "Rule", "clean", "compare", "format_github", "format_json", "format_junit",
-    "format_markdown", "format_text", "formats", "load_baseline", "load_config", "load_report", "make_baseline",
-    "metric_kind", "render", "report_metrics", "save_baseline", "write_text", "write_text_atomic",
+    "ANALYSIS_SCHEMA",
+    "BASELINE_SCHEMA",
+    "BaselineMissingError",
+    "CHECK_SCHEMA",
+    "CheckInputError",
+    "CheckResult",
+    "DEFAULT_RULES",
+    "DIRECTIONS",
+    "EXIT_BASELINE_MISSING",
+    "EXIT_NONFINITE",
+    "EXIT_PASS",
+    "EXIT_REGRESSION",
+    "EXIT_USAGE",
+    "FORMATS",
+    "GradscopeError",
+    "MetricCheck",
+    "NonFiniteError",
+    "REGENERATE_HINT",
+    "REPORT_SCHEMA",
+    "ReportNonFiniteError",
+    "Rule",
+    "clean",
+    "compare",
+    "format_github",
+    "format_json",
+    "format_junit",
+    "format_markdown",
+    "format_text",
+    "formats",
+    "load_baseline",
+    "load_config",
+    "load_report",
+    "make_baseline",
+    "metric_kind",
+    "render",
+    "report_metrics",
+    "save_baseline",
+    "write_text",
+    "write_text_atomic",
 ]
 
 
@@ -454,8 +562,13 @@ def test_public_names_are_kept():
     assert not missing, missing
     assert set(checks.__all__) <= set(dir(checks))
     assert callable(checks.compare) and checks.FORMATS == ("text", "json", "junit", "github", "markdown")
-    assert (checks.EXIT_PASS, checks.EXIT_REGRESSION, checks.EXIT_USAGE, checks.EXIT_NONFINITE,
-            checks.EXIT_BASELINE_MISSING) == (0, 1, 2, 3, 4)
+    assert (
+        checks.EXIT_PASS,
+        checks.EXIT_REGRESSION,
+        checks.EXIT_USAGE,
+        checks.EXIT_NONFINITE,
+        checks.EXIT_BASELINE_MISSING,
+    ) == (0, 1, 2, 3, 4)
 
 
 # the layers of the package, lowest first: a module imports only from layers below it (no cycle), and
@@ -472,7 +585,7 @@ def test_modules_import_only_lower_layers(module):
     imported += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
     own = [m for m in imported if m == "gradscope.checks" or m.startswith("gradscope.checks.")]
     assert "gradscope.checks" not in own, f"{module} imports from the package __init__"
-    below = {f"gradscope.checks.{m}" for m in LAYERS[:LAYERS.index(module)]}
+    below = {f"gradscope.checks.{m}" for m in LAYERS[: LAYERS.index(module)]}
     assert set(own) <= below, (module, own)
     assert not any(m == "jax" or m.startswith("jax.") for m in imported)
 
@@ -482,14 +595,21 @@ def test_unknown_format_suggests_and_is_both_error_kinds():
     with pytest.raises(checks.CheckInputError) as exc:
         checks.render(result, "jsno")
     assert isinstance(exc.value, UnknownNameError) and exc.value.exit_code == 2
-    assert str(exc.value) == ("format='jsno' is not allowed; did you mean json? use one of text, json, junit, github, "
-                              "markdown")
+    assert str(exc.value) == (
+        "format='jsno' is not allowed; did you mean json? use one of text, json, junit, github, markdown"
+    )
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("atol", True, "atol=True"), ("rtol", -0.1, "rtol=-0.1"), ("atol", math.nan, "atol=nan"),
-    ("max", "0", "max='0'"), ("min", math.inf, "min=inf"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("atol", True, "atol=True"),
+        ("rtol", -0.1, "rtol=-0.1"),
+        ("atol", math.nan, "atol=nan"),
+        ("max", "0", "max='0'"),
+        ("min", math.inf, "min=inf"),
+    ],
+)
 def test_rule_numbers_are_checked(field, value, needle):
     """A rule number must be a finite real (not a bool); atol and rtol also >= 0. min/max may be negative."""
     base = checks.make_baseline(make_report())

@@ -71,8 +71,19 @@ def test_check_and_baseline_are_registered():
     assert "check" in res.stdout and "baseline" in res.stdout
 
 
-COMMANDS = ["cells", "analyse", "compare", "sweep", "merge", "report", "inspect", "check", "baseline", "train",
-            "reproduce"]
+COMMANDS = [
+    "cells",
+    "analyse",
+    "compare",
+    "sweep",
+    "merge",
+    "report",
+    "inspect",
+    "check",
+    "baseline",
+    "train",
+    "reproduce",
+]
 
 
 def test_one_registration_style_in_a_fixed_order():
@@ -82,8 +93,11 @@ def test_one_registration_style_in_a_fixed_order():
 
     from gradscope.cli import GROUPS
 
-    shown = [line.split()[1] for line in run("--help").stdout.splitlines()
-             if line.startswith("│ ") and line.split()[1] in COMMANDS]
+    shown = [
+        line.split()[1]
+        for line in run("--help").stdout.splitlines()
+        if line.startswith("│ ") and line.split()[1] in COMMANDS
+    ]
     assert shown == COMMANDS
     assert list(typer.main.get_command(cli.app).list_commands(None)) == COMMANDS
     registered = [c.callback for c in cli.app.registered_commands]
@@ -127,8 +141,20 @@ def test_cells_table_and_json():
 def test_analyse_linear_identity_matches_closed_form(tmp_path, gain):
     T = 8
     out = tmp_path / "r"
-    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", gain, *TINY, "--out", out,
-              "--json", "--quiet")
+    res = run(
+        "analyse",
+        "--cell",
+        "rnn-linear",
+        "--init",
+        "identity",
+        "--gain",
+        gain,
+        *TINY,
+        "--out",
+        out,
+        "--json",
+        "--quiet",
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report == json.loads((out / "report.json").read_text())
@@ -145,8 +171,21 @@ def test_analyse_linear_identity_matches_closed_form(tmp_path, gain):
 
 
 def test_analyse_float64(tmp_path):
-    res = run("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", "0.5", *TINY, "--float64",
-              "--out", tmp_path / "r", "--json", "-q")
+    res = run(
+        "analyse",
+        "--cell",
+        "rnn-linear",
+        "--init",
+        "identity",
+        "--gain",
+        "0.5",
+        *TINY,
+        "--float64",
+        "--out",
+        tmp_path / "r",
+        "--json",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     (a,) = json.loads(res.stdout)["analyses"]
     assert a["precision"]["dtype"] == "float64"
@@ -182,8 +221,23 @@ def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
     path = tmp_path / "lstm.safetensors"
     st.save_file({k: v.float().contiguous() for k, v in lstm.state_dict().items()}, str(path))
     T, seed, B = 8, 3, 2
-    res = run("analyse", "--weights", path, "--arch", "torch-lstm", "--length", T, "--batch", B, "--seed", seed,
-              "--out", tmp_path / "r", "--json", "-q")
+    res = run(
+        "analyse",
+        "--weights",
+        path,
+        "--arch",
+        "torch-lstm",
+        "--length",
+        T,
+        "--batch",
+        B,
+        "--seed",
+        seed,
+        "--out",
+        tmp_path / "r",
+        "--json",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     (a,) = json.loads(res.stdout)["analyses"]
     # the CLI's inputs: U(0,1) from the second half of split(key(seed)) (documented in gradscope.experiments.sweep)
@@ -206,30 +260,36 @@ def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
 
 
 def test_analyse_weights_errors(tmp_path):
-    assert_error(run("analyse", "--weights", tmp_path / "nope.safetensors", "--out", tmp_path / "r"),
-                 "nope.safetensors", "does not exist")
+    assert_error(
+        run("analyse", "--weights", tmp_path / "nope.safetensors", "--out", tmp_path / "r"),
+        "nope.safetensors",
+        "does not exist",
+    )
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00garbage")
     assert_error(run("analyse", "--weights", bad, "--out", tmp_path / "r2"))
     assert not (tmp_path / "r2").exists()
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--cell", "lstmm"], ["did you mean lstm"]),
-    (["--cell", "rnn-tanh", "--forget-bias", "1"], ["--forget-bias", "rnn-tanh"]),
-    (["--cell", "lstm", "--gain", "2"], ["--gain", "'lstm'"]),
-    (["--cell", "lstm:forgetbias=1"], ["forgetbias", "'lstm'"]),
-    (["--cell", "lstm:forget_bias=x"], ["forget_bias", "'x'"]),
-    (["--cell", "lstm", "--hidden", "-3"], ["--hidden"]),
-    (["--cell", "lstm", "--length", "0"], ["--length"]),
-    (["--cell", "lstm", "--batch", "-1"], ["--batch"]),
-    (["--cell", "lstm", "--input", "uniformm"], ["did you mean uniform"]),
-    (["--cell", "lstm", "--input", "adding", "--input-size", "3"], ["--input-size", "adding"]),
-    (["--cell", "lstm", "--init", "weird"], ["--init"]),
-    (["--cell", "lstm", "--mode", "fast"], ["--mode"]),
-    (["--cell", "lstm", "--weights", "x.pt"], ["exactly one"]),
-    ([], ["exactly one"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--cell", "lstmm"], ["did you mean lstm"]),
+        (["--cell", "rnn-tanh", "--forget-bias", "1"], ["--forget-bias", "rnn-tanh"]),
+        (["--cell", "lstm", "--gain", "2"], ["--gain", "'lstm'"]),
+        (["--cell", "lstm:forgetbias=1"], ["forgetbias", "'lstm'"]),
+        (["--cell", "lstm:forget_bias=x"], ["forget_bias", "'x'"]),
+        (["--cell", "lstm", "--hidden", "-3"], ["--hidden"]),
+        (["--cell", "lstm", "--length", "0"], ["--length"]),
+        (["--cell", "lstm", "--batch", "-1"], ["--batch"]),
+        (["--cell", "lstm", "--input", "uniformm"], ["did you mean uniform"]),
+        (["--cell", "lstm", "--input", "adding", "--input-size", "3"], ["--input-size", "adding"]),
+        (["--cell", "lstm", "--init", "weird"], ["--init"]),
+        (["--cell", "lstm", "--mode", "fast"], ["--mode"]),
+        (["--cell", "lstm", "--weights", "x.pt"], ["exactly one"]),
+        ([], ["exactly one"]),
+    ],
+)
 def test_analyse_errors(tmp_path, args, needles):
     assert_error(run("analyse", *args, "--out", tmp_path / "r"), *needles)
     assert not (tmp_path / "r").exists()
@@ -262,8 +322,16 @@ def test_non_finite_results_are_one_line(tmp_path, monkeypatch, bad):
 
 def test_compare_tiny(tmp_path):
     out = tmp_path / "cmp"
-    res = run("compare", "--cells", "rnn-linear:recurrent_init=identity:gain=0.5,lstm:forget_bias=1", *TINY,
-              "--out", out, "--json", "-q")
+    res = run(
+        "compare",
+        "--cells",
+        "rnn-linear:recurrent_init=identity:gain=0.5,lstm:forget_bias=1",
+        *TINY,
+        "--out",
+        out,
+        "--json",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     validate(report)
@@ -289,15 +357,18 @@ def test_compare_default_cells_parse():
     assert auto_options("indrnn", {}, 200) == {"max_length": 200}
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--cells", "rnn-tanh,lstmm"], ["did you mean lstm"]),
-    (["--cells", "rnn-tanh,,gru"], ["--cells"]),
-    (["--cells", "lstm:forget_bias"], ["key=value"]),
-    (["--cells", "rnn-tanh:forget_bias=1"], ["forget_bias", "rnn-tanh"]),
-    (["--seeds", "0,x"], ["--seeds", "'x'"]),
-    (["--seeds", "-1"], ["--seeds"]),
-    (["--hidden", "0"], ["--hidden"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--cells", "rnn-tanh,lstmm"], ["did you mean lstm"]),
+        (["--cells", "rnn-tanh,,gru"], ["--cells"]),
+        (["--cells", "lstm:forget_bias"], ["key=value"]),
+        (["--cells", "rnn-tanh:forget_bias=1"], ["forget_bias", "rnn-tanh"]),
+        (["--seeds", "0,x"], ["--seeds", "'x'"]),
+        (["--seeds", "-1"], ["--seeds"]),
+        (["--hidden", "0"], ["--hidden"]),
+    ],
+)
 def test_compare_errors(tmp_path, args, needles):
     assert_error(run("compare", *args, "--out", tmp_path / "c"), *needles)
 
@@ -311,11 +382,39 @@ def test_compare_refuses_non_empty_out(tmp_path):
 # ----------------------------------------------------------------------------------------- sweep
 
 
-SWEEP = ["--cells", "rnn-linear,irnn", "--gains", "0.5,2", "--lengths", "6,8", "--seeds", "0", "--init", "identity",
-         "--hidden", "4", "--batch", "2"]
+SWEEP = [
+    "--cells",
+    "rnn-linear,irnn",
+    "--gains",
+    "0.5,2",
+    "--lengths",
+    "6,8",
+    "--seeds",
+    "0",
+    "--init",
+    "identity",
+    "--hidden",
+    "4",
+    "--batch",
+    "2",
+]
 # one length (the shape the other tests compile), two seeds: 6 configurations
-SWEEP_RESUME = ["--cells", "rnn-linear,irnn", "--gains", "0.5,2", "--lengths", "8", "--seeds", "0,1", "--init",
-                "identity", "--hidden", "4", "--batch", "2"]
+SWEEP_RESUME = [
+    "--cells",
+    "rnn-linear,irnn",
+    "--gains",
+    "0.5,2",
+    "--lengths",
+    "8",
+    "--seeds",
+    "0,1",
+    "--init",
+    "identity",
+    "--hidden",
+    "4",
+    "--batch",
+    "2",
+]
 
 
 def test_sweep_grid_names_numbers_and_heatmaps(tmp_path):
@@ -325,8 +424,14 @@ def test_sweep_grid_names_numbers_and_heatmaps(tmp_path):
     report = json.loads(res.stdout)
     validate(report)
     by = {a["name"]: a for a in report["analyses"]}
-    assert list(by) == ["rnn-linear/g=0.5/T=6/s=0", "rnn-linear/g=0.5/T=8/s=0", "rnn-linear/g=2/T=6/s=0",
-                        "rnn-linear/g=2/T=8/s=0", "irnn/T=6/s=0", "irnn/T=8/s=0"]
+    assert list(by) == [
+        "rnn-linear/g=0.5/T=6/s=0",
+        "rnn-linear/g=0.5/T=8/s=0",
+        "rnn-linear/g=2/T=6/s=0",
+        "rnn-linear/g=2/T=8/s=0",
+        "irnn/T=6/s=0",
+        "irnn/T=8/s=0",
+    ]
     for g in (0.5, 2):
         for T in (6, 8):
             s = by[f"rnn-linear/g={g:g}/T={T}/s=0"]["summary"]
@@ -334,17 +439,21 @@ def test_sweep_grid_names_numbers_and_heatmaps(tmp_path):
             assert s["lyapunov_max"] == pytest.approx(math.log(g), abs=1e-5)
     assert report["config"]["gain_not_applicable"] == ["irnn"]
     assert sorted(p.name for p in (out / "figures").iterdir() if p.name.startswith("sweep_")) == sorted(
-        sweep.SWEEP_FIGURE_FILES)
+        sweep.SWEEP_FIGURE_FILES
+    )
     # the partial-results file is removed once the report holds everything
     assert not (tmp_path / ".sw.partial.jsonl").exists()
 
 
 def test_sweep_figures_place_values_by_gain_and_cell(tmp_path):
-    report = {"config": {}, "analyses": [
-        {"name": "rnn-tanh/g=0.5/T=10/s=0", "length": 10, "summary": {"lyapunov_max": -1.0, "horizon": 3}},
-        {"name": "rnn-tanh/g=2/T=10/s=0", "length": 10, "summary": {"lyapunov_max": 0.5, "horizon": 10}},
-        {"name": "lstm/T=10/s=0", "length": 10, "summary": {"lyapunov_max": -0.2, "horizon": 7}},
-    ]}
+    report = {
+        "config": {},
+        "analyses": [
+            {"name": "rnn-tanh/g=0.5/T=10/s=0", "length": 10, "summary": {"lyapunov_max": -1.0, "horizon": 3}},
+            {"name": "rnn-tanh/g=2/T=10/s=0", "length": 10, "summary": {"lyapunov_max": 0.5, "horizon": 10}},
+            {"name": "lstm/T=10/s=0", "length": 10, "summary": {"lyapunov_max": -0.2, "horizon": 7}},
+        ],
+    }
     lyap, horizon = sweep.sweep_figures(report)
     M = np.ma.filled(lyap.axes[0].images[0].get_array(), np.nan)
     np.testing.assert_array_equal(M, [[-1.0, 0.5, np.nan], [np.nan, np.nan, -0.2]])
@@ -390,19 +499,24 @@ def test_sweep_partial_from_other_settings_is_refused(tmp_path):
     assert_error(run("sweep", *SWEEP, "--out", tmp_path / "sw", "--partial", partial), "other settings")
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--gains", "0.5,-1"], ["--gains"]),
-    (["--gains", "a"], ["--gains"]),
-    (["--lengths", "0"], ["--lengths"]),
-    (["--cells", "rnn-tanh:gain=2"], ["gain"]),
-    (["--cells", "grue"], ["did you mean gru"]),
-    (["--coordinator", "node0:1234"], ["--coordinator", "add --distributed"]),
-    (["--distributed", "--coordinator", "node0:1234"], ["without --num-processes, --process-id"]),
-    (["--distributed", "--coordinator", "node0", "--num-processes", "2", "--process-id", "0"], ["HOST:PORT"]),
-    (["--distributed", "--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "2"],
-     ["--process-id=2", "0 … 1"]),
-    (["--distributed"], ["--distributed: JAX could not start", "--coordinator"]),  # no cluster to detect here
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--gains", "0.5,-1"], ["--gains"]),
+        (["--gains", "a"], ["--gains"]),
+        (["--lengths", "0"], ["--lengths"]),
+        (["--cells", "rnn-tanh:gain=2"], ["gain"]),
+        (["--cells", "grue"], ["did you mean gru"]),
+        (["--coordinator", "node0:1234"], ["--coordinator", "add --distributed"]),
+        (["--distributed", "--coordinator", "node0:1234"], ["without --num-processes, --process-id"]),
+        (["--distributed", "--coordinator", "node0", "--num-processes", "2", "--process-id", "0"], ["HOST:PORT"]),
+        (
+            ["--distributed", "--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "2"],
+            ["--process-id=2", "0 … 1"],
+        ),
+        (["--distributed"], ["--distributed: JAX could not start", "--coordinator"]),  # no cluster to detect here
+    ],
+)
 def test_sweep_errors(tmp_path, args, needles):
     assert_error(run("sweep", *args, "--hidden", "4", "--out", tmp_path / "sw"), *needles)
 

@@ -17,11 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def gradscope(*args, cwd=None):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("GRADSCOPE_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "gradscope", *map(str, args)], check=False, capture_output=True, text=True,
-                          env=env, cwd=cwd or ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "gradscope", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or ROOT,
+        timeout=300,
+    )
 
 
 def test_cells_json():
@@ -33,15 +44,43 @@ def test_cells_json():
 
 @pytest.mark.slow
 def test_analyse_compare_report(tmp_path):
-    p = gradscope("analyse", "--cell", "rnn-linear", "--init", "identity", "--gain", "0.5", "--hidden", "4",
-                  "--length", "8", "--batch", "2", "--out", tmp_path / "a", "--json")
+    p = gradscope(
+        "analyse",
+        "--cell",
+        "rnn-linear",
+        "--init",
+        "identity",
+        "--gain",
+        "0.5",
+        "--hidden",
+        "4",
+        "--length",
+        "8",
+        "--batch",
+        "2",
+        "--out",
+        tmp_path / "a",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     (a,) = json.loads(p.stdout)["analyses"]
     assert a["summary"]["log10_norm_max_lag"] == pytest.approx(8 * math.log10(0.5), abs=1e-5)
     assert (tmp_path / "a" / "report.html").exists()
 
-    p = gradscope("compare", "--cells", "rnn-linear:recurrent_init=identity:gain=0.5,rnn-tanh", "--hidden", "4",
-                  "--length", "8", "--batch", "2", "--out", tmp_path / "c", "--quiet")
+    p = gradscope(
+        "compare",
+        "--cells",
+        "rnn-linear:recurrent_init=identity:gain=0.5,rnn-tanh",
+        "--hidden",
+        "4",
+        "--length",
+        "8",
+        "--batch",
+        "2",
+        "--out",
+        tmp_path / "c",
+        "--quiet",
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout == "" and p.stderr == ""  # --quiet and no --json: nothing at all
     report = json.loads((tmp_path / "c" / "report.json").read_text())
@@ -53,11 +92,14 @@ def test_analyse_compare_report(tmp_path):
     assert (tmp_path / "c" / "summary.md").exists()
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["analyse", "--cell", "lstmm", "--out", "x"], "did you mean lstm"),
-    (["compare", "--hidden", "-2"], "--hidden"),
-    (["report", "no-such-folder"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["analyse", "--cell", "lstmm", "--out", "x"], "did you mean lstm"),
+        (["compare", "--hidden", "-2"], "--hidden"),
+        (["report", "no-such-folder"], "does not exist"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(tmp_path, args, needle):
     p = gradscope(*args, cwd=tmp_path)
     assert p.returncode == 2

@@ -18,8 +18,27 @@ from gradscope import cli
 from gradscope.report import load_report
 
 runner = CliRunner()
-TINY = ["--task", "adding", "--length", "12", "--cell", "indrnn", "--layers", "2", "--hidden", "8",
-        "--steps", "20", "--batch", "4", "--snapshot-every", "10", "--probe-batch", "2", "--quiet"]
+TINY = [
+    "--task",
+    "adding",
+    "--length",
+    "12",
+    "--cell",
+    "indrnn",
+    "--layers",
+    "2",
+    "--hidden",
+    "8",
+    "--steps",
+    "20",
+    "--batch",
+    "4",
+    "--snapshot-every",
+    "10",
+    "--probe-batch",
+    "2",
+    "--quiet",
+]
 
 
 def run(*args):
@@ -119,19 +138,41 @@ def test_train_json_only_on_stdout(tmp_path):
 
 
 def test_train_nan_stops_with_one_line(tmp_path):
-    res = run("--task", "adding", "--length", "10", "--cell", "rnn-relu", "--hidden", "8", "--steps", "30",
-              "--optimizer", "sgd", "--lr", "1e6", "--batch", "4", "--quiet", "--out", tmp_path / "nan")
+    res = run(
+        "--task",
+        "adding",
+        "--length",
+        "10",
+        "--cell",
+        "rnn-relu",
+        "--hidden",
+        "8",
+        "--steps",
+        "30",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--batch",
+        "4",
+        "--quiet",
+        "--out",
+        tmp_path / "nan",
+    )
     assert_error(res, "training diverged at step")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--task", "nope"], "'nope'"),
-    (["--task", "adding", "--lr", "-1"], "--lr"),
-    (["--task", "adding", "--cell", "lstm:forget_bias=x"], "forget_bias"),
-    (["--task", "adding", "--clip-norm", "0"], "--clip-norm"),
-    (["--task", "adding", "--lr", "nan"], "--lr=nan"),
-    (["--task", "adding", "--indrnn-clip", "inf"], "--indrnn-clip=inf"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--task", "nope"], "'nope'"),
+        (["--task", "adding", "--lr", "-1"], "--lr"),
+        (["--task", "adding", "--cell", "lstm:forget_bias=x"], "forget_bias"),
+        (["--task", "adding", "--clip-norm", "0"], "--clip-norm"),
+        (["--task", "adding", "--lr", "nan"], "--lr=nan"),
+        (["--task", "adding", "--indrnn-clip", "inf"], "--indrnn-clip=inf"),
+    ],
+)
 def test_train_errors(tmp_path, args, needle):
     assert_error(run("train", *args, "--out", tmp_path / "e"), needle)
 
@@ -176,12 +217,24 @@ def test_cli_train_module_does_not_import_jax():
 def _fake_run(name="r", T=5):
     prof = [[-0.5 * (T - k) * (s + 1) for k in range(T)] for s in range(3)]  # by k; lag T-k
     prof[1][0] = None  # an exactly zero product: a gap
-    return {"name": name, "task": {"task": "adding"}, "metric_name": "mse", "baseline": 1 / 6, "steps_done": 4,
-            "step": [1, 2, 3, 4], "loss": [1.0, 0.5, 0.25, 0.2], "metric": [1.0, 0.5, 0.25, 0.2],
-            "grad_norm": [3.0, 2.0, 1.0, 0.5], "final": {"loss": 0.2, "mse": 0.2, "success": False},
-            "diverged": None, "seconds": 1.0,
-            "snapshots": [{"step": 2 * s, "horizon": 5 - s, "log10_norm_max_lag": prof[s][0], "lag_profile": prof[s]}
-                          for s in range(3)]}
+    return {
+        "name": name,
+        "task": {"task": "adding"},
+        "metric_name": "mse",
+        "baseline": 1 / 6,
+        "steps_done": 4,
+        "step": [1, 2, 3, 4],
+        "loss": [1.0, 0.5, 0.25, 0.2],
+        "metric": [1.0, 0.5, 0.25, 0.2],
+        "grad_norm": [3.0, 2.0, 1.0, 0.5],
+        "final": {"loss": 0.2, "mse": 0.2, "success": False},
+        "diverged": None,
+        "seconds": 1.0,
+        "snapshots": [
+            {"step": 2 * s, "horizon": 5 - s, "log10_norm_max_lag": prof[s][0], "lag_profile": prof[s]}
+            for s in range(3)
+        ],
+    }
 
 
 def test_lag_heatmap_shows_the_snapshot_profiles():
@@ -214,8 +267,12 @@ def test_loss_and_horizon_figures_plot_the_curves():
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == [5, 4, 3]
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0, 2, 4]
     specs = training.figure_specs({"training": {"runs": runs}})
-    assert [s.filename for s in specs] == ["training_loss.png", "training_horizon.png", "training_a_lags.png",
-                                           "training_b_lags.png"]
+    assert [s.filename for s in specs] == [
+        "training_loss.png",
+        "training_horizon.png",
+        "training_a_lags.png",
+        "training_b_lags.png",
+    ]
     assert all(s.png().startswith(b"\x89PNG") for s in specs[:1])
 
 

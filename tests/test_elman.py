@@ -26,6 +26,7 @@ TOL = {jnp.float32: 1e-6, jnp.float64: 1e-12}
 
 # --- NumPy reference (float64, written from the equations, no gradscope code) -----------------
 
+
 def _np_act(name, a):
     if name == "tanh":
         return np.tanh(a)
@@ -58,6 +59,7 @@ def _data(m, n, T, seed, dtype):
 
 # --- torch.nn.RNN -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("m,n,T", SIZES)
 @pytest.mark.parametrize("act", ["tanh", "relu"])
@@ -81,12 +83,13 @@ def test_matches_torch_rnn(act, m, n, T, dtype):
 
 # --- NumPy references for every Elman-family cell ------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("m,n,T", SIZES[:2])
 @pytest.mark.parametrize("name", ELMAN)
 def test_matches_numpy_reference(name, m, n, T, dtype):
     cell = gs.cells.make(name, m, n, key=jax.random.key(7 + n), dtype=dtype)
-    act = "relu" if name == "irnn" else name[len("rnn-"):]
+    act = "relu" if name == "irnn" else name[len("rnn-") :]
     xs, h0 = _data(m, n, T, seed=3 * T, dtype=np.dtype(dtype))
     if name == "irnn":
         h0 = np.abs(h0)  # start in the active region so the identity recurrence does something
@@ -97,6 +100,7 @@ def test_matches_numpy_reference(name, m, n, T, dtype):
 
 
 # --- analytic Jacobian == autodiff --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ELMAN)
 def test_analytic_jacobian_matches_autodiff(name):
@@ -127,6 +131,7 @@ def test_gamma_values():
 
 
 # --- init facts ----------------------------------------------------------------------------------
+
 
 def test_irnn_init_identity_and_zero_bias():
     cell = gs.cells.make("irnn", 3, 7, key=jax.random.key(1), dtype=jnp.float64)

@@ -24,6 +24,7 @@ def _raises(cls, *fragments):
 
 # --- the registry ---------------------------------------------------------------------------------
 
+
 def test_unknown_cell_name_suggests_close_names():
     with _raises(UnknownNameError, "'lstmm'", "did you mean", "lstm") as info:
         gs.cells.make("lstmm", 3, 4, key=KEY)
@@ -122,6 +123,7 @@ def test_bad_indrnn_options():
 
 # --- rollout inputs ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def lstm():
     return gs.cells.make("lstm", 3, 4, key=KEY)
@@ -167,6 +169,7 @@ def test_state0_of_wrong_length_or_shape(lstm):
 
 # --- networks ----------------------------------------------------------------------------------------
 
+
 def test_stack_layer_size_mismatch():
     a = gs.cells.make("rnn-tanh", 3, 4, key=KEY)
     b = gs.cells.make("lstm", 5, 4, key=KEY)
@@ -183,8 +186,11 @@ def test_stack_layer_size_mismatch():
 
 
 def test_residual_stack_needs_equal_widths():
-    layers = (gs.cells.make("rnn-tanh", 3, 4, key=KEY), gs.cells.make("rnn-tanh", 4, 5, key=KEY),
-              gs.cells.make("rnn-tanh", 5, 5, key=KEY))
+    layers = (
+        gs.cells.make("rnn-tanh", 3, 4, key=KEY),
+        gs.cells.make("rnn-tanh", 4, 5, key=KEY),
+        gs.cells.make("rnn-tanh", 5, 5, key=KEY),
+    )
     with _raises(ConfigError, "residual=True", "layer 2", "5", "layer 1", "4"):
         gs.Stack(layers, residual=True)
 
@@ -201,18 +207,21 @@ def test_bidirectional_mismatch():
 _KEY = jax.random.key(0)
 
 
-@pytest.mark.parametrize("call,needle", [
-    (lambda: gs.cells.make("irnn", 2, 3, key=_KEY, scale="a"), "scale='a'"),
-    (lambda: gs.cells.make("irnn", 2, 3, key=_KEY, input_std=-1), "input_std=-1"),
-    (lambda: gs.cells.make("indrnn", 2, 3, key=_KEY, u_min="x"), "u_min='x'"),
-    (lambda: gs.cells.make("indrnn", 2, 3, key=_KEY, gamma=float("nan")), "gamma=nan"),
-    (lambda: gs.cells.recurrent_bound(10, gamma="x"), "gamma='x'"),
-    (lambda: gs.cells.make("rnn-tanh", 2, 3, key=_KEY, bias=1), "bias=1"),
-    (lambda: gs.stack("rnn-tanh", 2, 3, 2, key=_KEY, residual=1), "residual=1"),
-    (lambda: gs.cells.clip_recurrent(gs.cells.make("indrnn", 2, 3, key=_KEY), -1), "max_abs=-1"),
-    (lambda: gs.rollout(gs.cells.make("rnn-tanh", 2, 3, key=_KEY), [[1.0, 2.0], [3.0]]), "rectangular"),
-    (lambda: gs.rollout(gs.cells.make("lstm", 2, 3, key=_KEY), np.ones((4, 2)), (None, np.zeros(3))), "block 'h'"),
-])
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        (lambda: gs.cells.make("irnn", 2, 3, key=_KEY, scale="a"), "scale='a'"),
+        (lambda: gs.cells.make("irnn", 2, 3, key=_KEY, input_std=-1), "input_std=-1"),
+        (lambda: gs.cells.make("indrnn", 2, 3, key=_KEY, u_min="x"), "u_min='x'"),
+        (lambda: gs.cells.make("indrnn", 2, 3, key=_KEY, gamma=float("nan")), "gamma=nan"),
+        (lambda: gs.cells.recurrent_bound(10, gamma="x"), "gamma='x'"),
+        (lambda: gs.cells.make("rnn-tanh", 2, 3, key=_KEY, bias=1), "bias=1"),
+        (lambda: gs.stack("rnn-tanh", 2, 3, 2, key=_KEY, residual=1), "residual=1"),
+        (lambda: gs.cells.clip_recurrent(gs.cells.make("indrnn", 2, 3, key=_KEY), -1), "max_abs=-1"),
+        (lambda: gs.rollout(gs.cells.make("rnn-tanh", 2, 3, key=_KEY), [[1.0, 2.0], [3.0]]), "rectangular"),
+        (lambda: gs.rollout(gs.cells.make("lstm", 2, 3, key=_KEY), np.ones((4, 2)), (None, np.zeros(3))), "block 'h'"),
+    ],
+)
 def test_more_bad_values_name_the_argument(call, needle):
     with pytest.raises(gs.GradscopeError, match=re.escape(needle)):
         call()
@@ -220,8 +229,11 @@ def test_more_bad_values_name_the_argument(call, needle):
 
 # --- the shared number checks -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [True, False, np.bool_(True), "1", None, float("nan"), float("inf"), -float("inf"),
-                                   10**400, np.array(1.0), [1.0]])
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, np.bool_(True), "1", None, float("nan"), float("inf"), -float("inf"), 10**400, np.array(1.0), [1.0]],
+)
 def test_check_number_rejects_what_is_not_a_finite_real(value):
     """Bools are not numbers here although Python counts True as the int 1; nor are strings, None, NaN,
     infinities, ints beyond float range, arrays or lists."""
@@ -264,6 +276,7 @@ def test_forget_bias_must_not_be_a_bool(bad):
 
 
 # --- the one registry helper ("did you mean" lives here once) ---------------------------------------
+
 
 def test_registry_lookup_suggestions_and_order():
     from gradscope._registry import Registry, did_you_mean

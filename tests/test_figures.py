@@ -172,17 +172,28 @@ def test_none_values_are_gaps():
         "length": T,
         "blocks": ["h"],
         "summary": {"verdict": "vanishing", "horizon_threshold": -3.0},
-        "lag_profile": {"k": list(range(T)), "lag": list(range(T, 0, -1)),
-                        "log10_spectral": [None, None, -5.0, -3.0, None, -0.5]},
+        "lag_profile": {
+            "k": list(range(T)),
+            "lag": list(range(T, 0, -1)),
+            "log10_spectral": [None, None, -5.0, -3.0, None, -0.5],
+        },
         "bound": {"kind": "pascanu", "log10_per_step": None},
         "triangle": {"log10_frobenius": [[None] * (T + 1) for _ in range(T + 1)]},
         "spectra": {"lag": [6, 3, 1], "log10_singular_values": [[None, None], [-2.0, None], [-0.1, -1.0]]},
         "step_spectra": {"t": [0, 1], "log10_singular_values": [[None, None], [None, None]]},
         "lyapunov": {"exponents": [None, -1.0], "trace": [[None, None], [-0.5, None]], "warmup": 0},
-        "paths": {"block": "c", "total_log10_spectral": [None] * T, "highway_log10_spectral": [None] * T,
-                  "remainder_log10_spectral": [-1.0] * T},
-        "attribution": {"log10_by_lag": [None] * T, "log10_total": None,
-                        "log10_block_time": [[None]] * (T + 1), "blocks": ["h"]},
+        "paths": {
+            "block": "c",
+            "total_log10_spectral": [None] * T,
+            "highway_log10_spectral": [None] * T,
+            "remainder_log10_spectral": [-1.0] * T,
+        },
+        "attribution": {
+            "log10_by_lag": [None] * T,
+            "log10_total": None,
+            "log10_block_time": [[None]] * (T + 1),
+            "blocks": ["h"],
+        },
     }
     for fn in (F.lag_profiles, F.triangle, F.singular_values, F.lyapunov, F.paths, F.attribution):
         fig = fn(a)

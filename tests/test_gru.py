@@ -118,8 +118,9 @@ def test_direct_path_closed_form(name):
     Ah, _ = autodiff_jacobians(cell, jnp.asarray(x), (jnp.asarray(h),), 0)
     np.testing.assert_allclose(np.asarray(Jh), want, rtol=0, atol=1e-15)
     np.testing.assert_allclose(np.asarray(Ah), want, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(np.asarray(cell.direct_path(jnp.asarray(x), (jnp.asarray(h),), 0)), np.diag(want),
-                               rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        np.asarray(cell.direct_path(jnp.asarray(x), (jnp.asarray(h),), 0)), np.diag(want), rtol=0, atol=1e-15
+    )
 
 
 def test_direct_path_with_recurrent_weights():

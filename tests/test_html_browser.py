@@ -15,9 +15,18 @@ from tests._report_data import full_report
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def _chromium(tmp_path, *args):
@@ -37,8 +46,11 @@ def _page_errors(stderr: str) -> list[str]:
     """Console messages and load failures of the page (not Chromium's own D-Bus/GPU chatter)."""
     bad = []
     for line in stderr.splitlines():
-        if re.search(r"Uncaught|:CONSOLE[:(]|console\.error|ERR_FILE_NOT_FOUND|ERR_NAME_NOT_RESOLVED"
-                     r"|ERR_INTERNET_DISCONNECTED|Refused to load|Failed to load resource", line):
+        if re.search(
+            r"Uncaught|:CONSOLE[:(]|console\.error|ERR_FILE_NOT_FOUND|ERR_NAME_NOT_RESOLVED"
+            r"|ERR_INTERNET_DISCONNECTED|Refused to load|Failed to load resource",
+            line,
+        ):
             bad.append(line)
     return bad
 
@@ -86,8 +98,10 @@ def test_images_decode_in_the_browser(page, tmp_path):
     text = html.read_text()
     src = re.search(r'<img [^>]*src="([^"]+)"', text).group(1)
     single = tmp_path / "one.html"
-    single.write_text(f'<!DOCTYPE html><html><body style="margin:0;background:#fff">'
-                      f'<img src="{src}" style="display:block"></body></html>')
+    single.write_text(
+        f'<!DOCTYPE html><html><body style="margin:0;background:#fff">'
+        f'<img src="{src}" style="display:block"></body></html>'
+    )
     shot = tmp_path / "one.png"
     res = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=800,600", single.as_uri())
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
@@ -99,8 +113,9 @@ def test_images_decode_in_the_browser(page, tmp_path):
 def test_the_error_detector_sees_console_errors(tmp_path):
     """The check above is only worth something if a page with errors fails it."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><body><p>x</p><script>console.error("boom"); notDefined();</script>'
-                   "</body></html>")
+    bad.write_text(
+        '<!DOCTYPE html><html><body><p>x</p><script>console.error("boom"); notDefined();</script></body></html>'
+    )
     res = _chromium(tmp_path, "--dump-dom", bad.as_uri())
     errors = _page_errors(res.stderr)
     assert any("boom" in e for e in errors) and any("Uncaught" in e for e in errors)

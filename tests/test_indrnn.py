@@ -127,11 +127,13 @@ def test_clip_recurrent_clips():
 
 def test_stack_of_indrnn_and_lstm_jacobian_matches_autodiff():
     k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
-    net = gs.Stack((
-        gs.cells.make("indrnn", 3, 5, key=k1, u_min=-1.0, dtype=jnp.float64),
-        gs.cells.make("lstm", 5, 4, key=k2, dtype=jnp.float64),
-        gs.cells.make("indrnn", 4, 6, key=k3, activation="tanh", dtype=jnp.float64),
-    ))
+    net = gs.Stack(
+        (
+            gs.cells.make("indrnn", 3, 5, key=k1, u_min=-1.0, dtype=jnp.float64),
+            gs.cells.make("lstm", 5, 4, key=k2, dtype=jnp.float64),
+            gs.cells.make("indrnn", 4, 6, key=k3, activation="tanh", dtype=jnp.float64),
+        )
+    )
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=3))
     state = tuple(jnp.asarray(rng.normal(size=k)) for k in net.block_sizes)
@@ -150,11 +152,13 @@ def _scan_variants(cell):
 def test_parallel_rollout_matches_numpy_loop(act, T):
     n, m, B = 12, 3, 3
     rng = np.random.default_rng(T)
-    cell = gs.cells.make("indrnn", m, n, key=jax.random.key(T), activation=act, dtype=jnp.float64,
-                         u_min=-1.1, u_max=1.1)
+    cell = gs.cells.make(
+        "indrnn", m, n, key=jax.random.key(T), activation=act, dtype=jnp.float64, u_min=-1.1, u_max=1.1
+    )
     # u of both signs (negative u swaps the clip bounds), |u| slightly above 1 on some units, a bias
-    cell = dataclasses.replace(cell, weight_hh_diag=jnp.asarray(rng.uniform(-1.1, 1.1, n)),
-                               bias=jnp.asarray(0.3 * rng.normal(size=n)))
+    cell = dataclasses.replace(
+        cell, weight_hh_diag=jnp.asarray(rng.uniform(-1.1, 1.1, n)), bias=jnp.asarray(0.3 * rng.normal(size=n))
+    )
     xs = rng.normal(size=(B, T, m))
     h0 = rng.normal(size=(B, n))
     par, seq = _scan_variants(cell)
@@ -164,8 +168,12 @@ def test_parallel_rollout_matches_numpy_loop(act, T):
         ref = _np_indrnn(cell, xs[b], h0[b])
         scale = max(1.0, np.abs(ref).max())
         np.testing.assert_allclose(np.asarray(tp.states[0][b]), ref, rtol=0, atol=1e-12 * scale)
-    np.testing.assert_allclose(np.asarray(tp.aux["a"]), np.asarray(ts.aux["a"]), rtol=0,
-                               atol=1e-12 * max(1.0, float(jnp.abs(ts.aux["a"]).max())))
+    np.testing.assert_allclose(
+        np.asarray(tp.aux["a"]),
+        np.asarray(ts.aux["a"]),
+        rtol=0,
+        atol=1e-12 * max(1.0, float(jnp.abs(ts.aux["a"]).max())),
+    )
     if act == "relu":  # the relu zeros are exact, not merely small
         np.testing.assert_array_equal(np.asarray(tp.states[0]) == 0, np.asarray(ts.states[0]) == 0)
 
@@ -176,14 +184,20 @@ def test_parallel_rollout_falls_back_on_the_loop_where_products_overflow():
     n, T = 4, 300
     cell = gs.cells.make("indrnn", 1, n, key=jax.random.key(0))
     f32 = jnp.float32
-    cell = dataclasses.replace(cell, weight_ih=jnp.zeros((n, 1), f32), weight_hh_diag=jnp.full((n,), 1.5, f32),
-                               bias=jnp.full((n,), -1.0, f32), scan="parallel")
+    cell = dataclasses.replace(
+        cell,
+        weight_ih=jnp.zeros((n, 1), f32),
+        weight_hh_diag=jnp.full((n,), 1.5, f32),
+        bias=jnp.full((n,), -1.0, f32),
+        scan="parallel",
+    )
     assert not bool(gs.cells._parallel.parallel_safe(cell.weight_hh_diag, T))
     hs = gs.rollout(cell, jnp.ones((T, 1), f32)).states[0]
     np.testing.assert_array_equal(np.asarray(hs), 0.0)
     # the parallel form alone would have produced inf·0 = NaN here: the guard is what keeps it out
-    direct = gs.cells._parallel.clip_affine_states(jnp.full((T, n), -1.0, f32), cell.weight_hh_diag,
-                                                   jnp.zeros(n, f32), 0.0, float("inf"))
+    direct = gs.cells._parallel.clip_affine_states(
+        jnp.full((T, n), -1.0, f32), cell.weight_hh_diag, jnp.zeros(n, f32), 0.0, float("inf")
+    )
     assert not bool(jnp.all(jnp.isfinite(direct)))
 
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope.experiments import inputs
 from gradscope._errors import ConfigError, UnknownNameError
+from gradscope.experiments import inputs
 
 
 def test_sources_listed():

@@ -57,8 +57,12 @@ def test_payload_is_live(tmp_path):
 def test_reader_agrees_with_reference_writer(tmp_path):
     from safetensors.numpy import save_file
 
-    arrs = {"a": np.arange(6, dtype=np.float64).reshape(2, 3), "b": np.ones((4,), np.float16),
-            "c": np.zeros((0, 3), np.float32), "d": np.array(3.5, np.float32)}
+    arrs = {
+        "a": np.arange(6, dtype=np.float64).reshape(2, 3),
+        "b": np.ones((4,), np.float16),
+        "c": np.zeros((0, 3), np.float32),
+        "d": np.array(3.5, np.float32),
+    }
     save_file(arrs, str(tmp_path / "x.safetensors"), metadata={"kind": "lstm"})
     got, meta = read_safetensors(tmp_path / "x.safetensors")
     assert meta == {"kind": "lstm"}
@@ -126,8 +130,9 @@ def test_bit_flipped_header(tmp_path, st_bytes):
     assert errors > 0.8 * len(bits)
 
 
-@pytest.mark.parametrize("case", ["huge-length", "offsets-out-of-range", "overlap", "bad-dtype", "int-dtype",
-                                  "not-json", "bad-shape-type"])
+@pytest.mark.parametrize(
+    "case", ["huge-length", "offsets-out-of-range", "overlap", "bad-dtype", "int-dtype", "not-json", "bad-shape-type"]
+)
 def test_crafted_safetensors_headers(tmp_path, case):
     data = np.ones(16 * 4, np.float32).tobytes()
     hdr = {"weight_ih": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}
@@ -237,19 +242,22 @@ def _variant(**changes):
     return sd
 
 
-@pytest.mark.parametrize("sd,match", [
-    (_variant(bias_hh_l1=None), r"'bias_hh_l1'.*\(16,\)"),
-    (_variant(weight_hh_l1=None), r"weight_hh_l1.*\(16, 4\)"),
-    (_variant(weight_hh_l1=SD["weight_hh_l1"].T.copy()), r"'weight_hh_l1' has shape \(4, 16\), expected \(16, 4\)"),
-    (_variant(weight_ih_l1=SD["weight_ih_l1"][:, :3]), r"'weight_ih_l1' has shape \(16, 3\), expected \(16, 4\)"),
-    (_variant(bias_ih_l0=SD["bias_ih_l0"].astype(np.int32)), r"'bias_ih_l0' has dtype int32"),
-    (_variant(bias_ih_l0=SD["bias_ih_l0"].astype(np.complex64)), r"'bias_ih_l0' has dtype complex64"),
-    (_variant(weight_foo_l0=np.zeros(3, np.float32)), r"unexpected tensor.*weight_foo_l0"),
-    (_variant(weight_ih_l2=np.zeros((16, 4), np.float32)), r"weight_hh_l2"),
-    (_variant(weight_ih_l0_reverse=np.zeros((16, 3), np.float32)), r"weight_hh_l0_reverse"),
-    (_variant(weight_hh_l0=np.zeros((8, 4), np.float32), weight_hh_l1=np.zeros((8, 4), np.float32)), r"2 gate"),
-    ({"kernel": np.zeros((3, 16), np.float32)}, r"no PyTorch RNN weights"),
-])
+@pytest.mark.parametrize(
+    "sd,match",
+    [
+        (_variant(bias_hh_l1=None), r"'bias_hh_l1'.*\(16,\)"),
+        (_variant(weight_hh_l1=None), r"weight_hh_l1.*\(16, 4\)"),
+        (_variant(weight_hh_l1=SD["weight_hh_l1"].T.copy()), r"'weight_hh_l1' has shape \(4, 16\), expected \(16, 4\)"),
+        (_variant(weight_ih_l1=SD["weight_ih_l1"][:, :3]), r"'weight_ih_l1' has shape \(16, 3\), expected \(16, 4\)"),
+        (_variant(bias_ih_l0=SD["bias_ih_l0"].astype(np.int32)), r"'bias_ih_l0' has dtype int32"),
+        (_variant(bias_ih_l0=SD["bias_ih_l0"].astype(np.complex64)), r"'bias_ih_l0' has dtype complex64"),
+        (_variant(weight_foo_l0=np.zeros(3, np.float32)), r"unexpected tensor.*weight_foo_l0"),
+        (_variant(weight_ih_l2=np.zeros((16, 4), np.float32)), r"weight_hh_l2"),
+        (_variant(weight_ih_l0_reverse=np.zeros((16, 3), np.float32)), r"weight_hh_l0_reverse"),
+        (_variant(weight_hh_l0=np.zeros((8, 4), np.float32), weight_hh_l1=np.zeros((8, 4), np.float32)), r"2 gate"),
+        ({"kernel": np.zeros((3, 16), np.float32)}, r"no PyTorch RNN weights"),
+    ],
+)
 def test_bad_state_dicts(sd, match, tmp_path):
     with pytest.raises(ImportFormatError, match=match):
         from_torch(sd)

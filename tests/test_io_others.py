@@ -21,8 +21,7 @@ torch = pytest.importorskip("torch")
 import gradscope as gs  # noqa: E402
 from gradscope.cells.gru import GRU, GRUChung  # noqa: E402
 from gradscope.cells.lstm import LSTM  # noqa: E402
-from gradscope.io import (from_equinox, from_flax, from_keras, from_torch, inspect_file, load_model,  # noqa: E402
-                          save_safetensors)
+from gradscope.io import from_equinox, from_flax, from_keras, from_torch, inspect_file, load_model, save_safetensors  # noqa: E402
 from gradscope.io.formats import ImportFormatError, write_npz, write_safetensors  # noqa: E402
 
 I, H, T, B = 3, 4, 5, 2
@@ -32,9 +31,11 @@ I, H, T, B = 3, 4, 5, 2
 def torch_ref():
     """Double-precision torch LSTM, GRU and RNN(tanh) with one input batch and their outputs."""
     torch.manual_seed(0)
-    mods = {"lstm": torch.nn.LSTM(I, H, batch_first=True).double(),
-            "gru": torch.nn.GRU(I, H, batch_first=True).double(),
-            "rnn": torch.nn.RNN(I, H, batch_first=True).double()}
+    mods = {
+        "lstm": torch.nn.LSTM(I, H, batch_first=True).double(),
+        "gru": torch.nn.GRU(I, H, batch_first=True).double(),
+        "rnn": torch.nn.RNN(I, H, batch_first=True).double(),
+    }
     xs = np.random.default_rng(0).standard_normal((B, T, I))
     outs = {}
     with torch.no_grad():
@@ -71,9 +72,11 @@ def test_keras_layout_lstm_and_simple_rnn(torch_ref):
     assert isinstance(m, LSTM)
     _check(m, torch_ref, "lstm")
     p = sd["rnn"]
-    keras_names = {"sequential/simple_rnn/simple_rnn_cell/kernel": p["weight_ih_l0"].T,
-                   "sequential/simple_rnn/simple_rnn_cell/recurrent_kernel": p["weight_hh_l0"].T,
-                   "sequential/simple_rnn/simple_rnn_cell/bias": p["bias_ih_l0"] + p["bias_hh_l0"]}
+    keras_names = {
+        "sequential/simple_rnn/simple_rnn_cell/kernel": p["weight_ih_l0"].T,
+        "sequential/simple_rnn/simple_rnn_cell/recurrent_kernel": p["weight_hh_l0"].T,
+        "sequential/simple_rnn/simple_rnn_cell/bias": p["bias_ih_l0"] + p["bias_hh_l0"],
+    }
     _check(from_keras(keras_names), torch_ref, "rnn")
 
 
@@ -102,11 +105,14 @@ def _keras_gru_v3_numpy(kernel, rk, bias, xs):
     hs = []
     for t in range(xs.shape[1]):
         x = xs[:, t]
-        x_z, x_r, x_h = x @ kernel[:, :u] + bias[:u], x @ kernel[:, u:2 * u] + bias[u:2 * u], \
-            x @ kernel[:, 2 * u:] + bias[2 * u:]
+        x_z, x_r, x_h = (
+            x @ kernel[:, :u] + bias[:u],
+            x @ kernel[:, u : 2 * u] + bias[u : 2 * u],
+            x @ kernel[:, 2 * u :] + bias[2 * u :],
+        )
         z = sig(x_z + h @ rk[:, :u])
-        r = sig(x_r + h @ rk[:, u:2 * u])
-        hh = np.tanh(x_h + (r * h) @ rk[:, 2 * u:])
+        r = sig(x_r + h @ rk[:, u : 2 * u])
+        hh = np.tanh(x_h + (r * h) @ rk[:, 2 * u :])
         h = z * h + (1 - z) * hh
         hs.append(h)
     return np.stack(hs, 1)
@@ -136,38 +142,65 @@ def test_flax_layouts(torch_ref):
     p = sd["lstm"]
     _check(from_flax({"params": {"cell": _flax_lstm_tree(p)}}), torch_ref, "lstm")  # linen, inside nn.RNN
     _check(from_flax(_flax_lstm_tree(p, "if_")), torch_ref, "lstm")  # nnx.LSTMCell
-    nnx_opt = {"dense_i": {"kernel": p["weight_ih_l0"].T},
-               "dense_h": {"kernel": p["weight_hh_l0"].T, "bias": p["bias_ih_l0"] + p["bias_hh_l0"]}}
+    nnx_opt = {
+        "dense_i": {"kernel": p["weight_ih_l0"].T},
+        "dense_h": {"kernel": p["weight_hh_l0"].T, "bias": p["bias_ih_l0"] + p["bias_hh_l0"]},
+    }
     _check(from_flax(nnx_opt), torch_ref, "lstm")
     g = sd["gru"]
     (Wir, Wiz, Win), (Whr, Whz, Whn) = _split(g["weight_ih_l0"], 3), _split(g["weight_hh_l0"], 3)
     (bir, biz, bin_), (bhr, bhz, bhn) = _split(g["bias_ih_l0"], 3), _split(g["bias_hh_l0"], 3)
-    linen_gru = {"ir": {"kernel": Wir.T, "bias": bir + bhr}, "iz": {"kernel": Wiz.T, "bias": biz + bhz},
-                 "in": {"kernel": Win.T, "bias": bin_}, "hr": {"kernel": Whr.T}, "hz": {"kernel": Whz.T},
-                 "hn": {"kernel": Whn.T, "bias": bhn}}
+    linen_gru = {
+        "ir": {"kernel": Wir.T, "bias": bir + bhr},
+        "iz": {"kernel": Wiz.T, "bias": biz + bhz},
+        "in": {"kernel": Win.T, "bias": bin_},
+        "hr": {"kernel": Whr.T},
+        "hz": {"kernel": Whz.T},
+        "hn": {"kernel": Whn.T, "bias": bhn},
+    }
     _check(from_flax({"params": linen_gru}), torch_ref, "gru")
 
 
 def test_nnx_gru_layout_matches_torch_with_zero_b_hn(torch_ref):
     """nnx.GRUCell has no b_hn slot: exact against a torch GRU whose b_hn = 0."""
     g = {k: v.copy() for k, v in torch_ref[0]["gru"].items()}
-    g["bias_hh_l0"][2 * H:] = 0
+    g["bias_hh_l0"][2 * H :] = 0
     torch_model = from_torch(g)
-    nnx_gru = {"dense_i": {"kernel": g["weight_ih_l0"].T,
-                           "bias": g["bias_ih_l0"] + np.concatenate([g["bias_hh_l0"][:2 * H], np.zeros(H)])},
-               "dense_h": {"kernel": g["weight_hh_l0"].T}}
+    nnx_gru = {
+        "dense_i": {
+            "kernel": g["weight_ih_l0"].T,
+            "bias": g["bias_ih_l0"] + np.concatenate([g["bias_hh_l0"][: 2 * H], np.zeros(H)]),
+        },
+        "dense_h": {"kernel": g["weight_hh_l0"].T},
+    }
     xs = torch_ref[1]
     np.testing.assert_allclose(_run(from_flax(nnx_gru), xs)[0], _run(torch_model, xs)[0], atol=1e-12)
 
 
 def test_equinox_layouts(torch_ref):
     p = torch_ref[0]["lstm"]
-    _check(from_equinox({"weight_ih": p["weight_ih_l0"], "weight_hh": p["weight_hh_l0"],
-                         "bias": p["bias_ih_l0"] + p["bias_hh_l0"]}), torch_ref, "lstm")
+    _check(
+        from_equinox(
+            {"weight_ih": p["weight_ih_l0"], "weight_hh": p["weight_hh_l0"], "bias": p["bias_ih_l0"] + p["bias_hh_l0"]}
+        ),
+        torch_ref,
+        "lstm",
+    )
     g = torch_ref[0]["gru"]
-    bias = g["bias_ih_l0"] + np.concatenate([g["bias_hh_l0"][:2 * H], np.zeros(H)])
-    _check(from_equinox({"rnn.weight_ih": g["weight_ih_l0"], "rnn.weight_hh": g["weight_hh_l0"],
-                         "rnn.bias": bias, "rnn.bias_n": g["bias_hh_l0"][2 * H:]}, prefix="rnn."), torch_ref, "gru")
+    bias = g["bias_ih_l0"] + np.concatenate([g["bias_hh_l0"][: 2 * H], np.zeros(H)])
+    _check(
+        from_equinox(
+            {
+                "rnn.weight_ih": g["weight_ih_l0"],
+                "rnn.weight_hh": g["weight_hh_l0"],
+                "rnn.bias": bias,
+                "rnn.bias_n": g["bias_hh_l0"][2 * H :],
+            },
+            prefix="rnn.",
+        ),
+        torch_ref,
+        "gru",
+    )
 
 
 def test_bad_layouts(torch_ref, tmp_path):
@@ -200,18 +233,29 @@ def test_bad_layouts(torch_ref, tmp_path):
 def test_inspect_and_load_model(torch_ref, tmp_path):
     sd = torch_ref[0]
     mod = torch.nn.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=2)
-    write_safetensors(tmp_path / "t.safetensors", {f"rnn.{k}": v.detach().numpy() for k, v in mod.state_dict().items()}
-                      | {"head.weight": np.zeros((1, 4), np.float32)})
+    write_safetensors(
+        tmp_path / "t.safetensors",
+        {f"rnn.{k}": v.detach().numpy() for k, v in mod.state_dict().items()}
+        | {"head.weight": np.zeros((1, 4), np.float32)},
+    )
     info = inspect_file(tmp_path / "t.safetensors")
     assert info["framework"] == "torch" and info["problem"] is None
     m = info["mapping"]
-    assert (m["kind"], m["num_layers"], m["bidirectional"], m["proj_size"], m["hidden_size"], m["input_size"]) == \
-        ("lstm", 2, True, 2, H, I)
+    assert (m["kind"], m["num_layers"], m["bidirectional"], m["proj_size"], m["hidden_size"], m["input_size"]) == (
+        "lstm",
+        2,
+        True,
+        2,
+        H,
+        I,
+    )
     assert m["structure"] == "DeepBidirectional" and m["prefix"] == "rnn." and m["ignored_tensors"] == ["head.weight"]
     assert {"name": "rnn.weight_hr_l1_reverse", "shape": [2, H], "dtype": "float32"} in info["tensors"]
     # a flax tree flattened into an .npz is detected and imported
-    write_npz(tmp_path / "f.npz", {f"params.cell.{g}.{n}": v for g, d in _flax_lstm_tree(sd["lstm"]).items()
-                                   for n, v in d.items()})
+    write_npz(
+        tmp_path / "f.npz",
+        {f"params.cell.{g}.{n}": v for g, d in _flax_lstm_tree(sd["lstm"]).items() for n, v in d.items()},
+    )
     assert inspect_file(tmp_path / "f.npz")["framework"] == "flax"
     _check(load_model(tmp_path / "f.npz"), torch_ref, "lstm")
     # unmappable but readable: described, with the problem
@@ -231,10 +275,12 @@ def test_real_keras(tmp_path):
     if keras.backend.backend() != "jax":
         pytest.skip("these checks use the JAX backend of Keras")
     xs = np.random.default_rng(1).standard_normal((B, T, I)).astype(np.float32)
-    layers = {"lstm": keras.layers.LSTM(H, return_sequences=True, name="lstm"),
-              "gru": keras.layers.GRU(H, return_sequences=True, name="gru"),
-              "gru_v3": keras.layers.GRU(H, return_sequences=True, reset_after=False, name="gru_v3"),
-              "rnn": keras.layers.SimpleRNN(H, return_sequences=True, name="rnn")}
+    layers = {
+        "lstm": keras.layers.LSTM(H, return_sequences=True, name="lstm"),
+        "gru": keras.layers.GRU(H, return_sequences=True, name="gru"),
+        "gru_v3": keras.layers.GRU(H, return_sequences=True, reset_after=False, name="gru_v3"),
+        "rnn": keras.layers.SimpleRNN(H, return_sequences=True, name="rnn"),
+    }
     inp = keras.Input((T, I))
     model = keras.Model(inp, [layer(inp) for layer in layers.values()])
     for layer in layers.values():  # non-zero biases, so the bias mapping is tested too

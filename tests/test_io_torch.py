@@ -55,8 +55,11 @@ def gs_forward(model, xs):
     if isinstance(model, DeepBidirectional):
         ro = model.rollout(xs)
         has_c = "fwd.c" in ro.trajectories[0].blocks
-        return (np.asarray(ro.output), np.asarray(ro.final_states("h")),
-                np.asarray(ro.final_states("c")) if has_c else None)
+        return (
+            np.asarray(ro.output),
+            np.asarray(ro.final_states("h")),
+            np.asarray(ro.final_states("c")) if has_c else None,
+        )
     traj = gs.rollout(model, xs)
     layers = model.layers if isinstance(model, Stack) else (model,)
     pre = (lambda l: f"layer{l}.") if isinstance(model, Stack) else (lambda l: "")
@@ -102,8 +105,17 @@ def test_state_dict_float32(label, layers, bidir, rng):
     assert_same(mod, model, xs, 1e-5)
 
 
-@pytest.mark.parametrize("label,layers,bidir", [("rnn-tanh", 2, True), ("rnn-relu", 1, False), ("lstm", 3, False),
-                                                ("lstm-proj", 2, True), ("gru", 2, False), ("gru", 1, True)])
+@pytest.mark.parametrize(
+    "label,layers,bidir",
+    [
+        ("rnn-tanh", 2, True),
+        ("rnn-relu", 1, False),
+        ("lstm", 3, False),
+        ("lstm-proj", 2, True),
+        ("gru", 2, False),
+        ("gru", 1, True),
+    ],
+)
 def test_state_dict_float64(label, layers, bidir, rng):
     mod = make_torch(label, 3, 4, layers, bidir, seed=7).double()
     model = from_torch(mod.state_dict(), nonlinearity=KINDS[label].get("nonlinearity"))
@@ -244,7 +256,7 @@ def _torch_jacobian(mod, xs, k, state):
     def f(s):
         h = s[: L * h_out].reshape(L, 1, h_out)
         if isinstance(mod, torch.nn.LSTM):
-            c = s[L * h_out:].reshape(L, 1, mod.hidden_size)
+            c = s[L * h_out :].reshape(L, 1, mod.hidden_size)
             _, (hT, cT) = mod(x, (h, c))
             return torch.cat([hT.reshape(-1), cT.reshape(-1)])
         return mod(x, h)[1].reshape(-1)

@@ -9,12 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import build, inputs, oracle
 
 from gradscope import engine
 from gradscope.cells import make, names
 from gradscope.nets import Bidirectional, Stack, stack
-
-from _engine_ref import build, inputs, oracle
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 T = 5
@@ -23,12 +22,11 @@ T = 5
 def _models():
     out = {n: (lambda n=n: build(n)) for n in names()}
     out["lstm-proj"] = lambda: build("lstm", proj_size=2)
-    out["stack-plain"] = lambda: Stack((build("lstm", 3, 4, seed=1), build("gru", 4, 3, seed=2),
-                                        build("rnn-tanh", 3, 3, seed=3)))
-    out["stack-residual"] = lambda: stack("rnn-tanh", 3, 3, 3, key=jax.random.key(4), residual=True,
-                                          dtype=jnp.float64)
-    out["stack-residual-lstm"] = lambda: stack("lstm", 3, 3, 2, key=jax.random.key(5), residual=True,
-                                               dtype=jnp.float64)
+    out["stack-plain"] = lambda: Stack(
+        (build("lstm", 3, 4, seed=1), build("gru", 4, 3, seed=2), build("rnn-tanh", 3, 3, seed=3))
+    )
+    out["stack-residual"] = lambda: stack("rnn-tanh", 3, 3, 3, key=jax.random.key(4), residual=True, dtype=jnp.float64)
+    out["stack-residual-lstm"] = lambda: stack("lstm", 3, 3, 2, key=jax.random.key(5), residual=True, dtype=jnp.float64)
     out["bidirectional"] = lambda: Bidirectional(build("lstm", 3, 3, seed=6), build("gru", 3, 2, seed=7))
     return out
 
@@ -102,8 +100,7 @@ def test_irnn_identity_with_all_units_active():
 def test_indrnn_diagonal_closed_form(activation):
     # Li et al. 2018 eq. 4: ∂h_{n,T}/∂h_{n,k} = u_n^(T−k) ∏_{j=k+1}^{T} φ'(a_{n,j}); off-diagonals exactly 0
     n, m, Tn = 6, 3, 12
-    cell = make("indrnn", m, n, key=jax.random.key(3), dtype=jnp.float64, activation=activation, u_min=0.5,
-                u_max=1.3)
+    cell = make("indrnn", m, n, key=jax.random.key(3), dtype=jnp.float64, activation=activation, u_min=0.5, u_max=1.3)
     if activation == "relu":  # all units active: positive inputs and input weights
         cell = dataclasses.replace(cell, weight_ih=jnp.abs(cell.weight_ih) + 0.05)
         xs = np.abs(inputs(Tn, m)) + 0.1

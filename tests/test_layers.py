@@ -18,15 +18,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "gradscope"
 
 #: top-level part of gradscope -> layer; a part may import parts of its own or a lower layer only
 LAYERS = {
-    "gradscope": 0, "_errors": 0, "_json": 0, "_atomic": 0, "_registry": 0, "_precision": 0,
+    "gradscope": 0,
+    "_errors": 0,
+    "_json": 0,
+    "_atomic": 0,
+    "_registry": 0,
+    "_precision": 0,
     "norms": 1,
     "cells": 2,
-    "nets": 3, "mlp": 3, "_rollout": 3,
+    "nets": 3,
+    "mlp": 3,
+    "_rollout": 3,
     "engine": 4,
-    "analysis": 5, "io": 5,
+    "analysis": 5,
+    "io": 5,
     "report": 6,
-    "experiments": 7, "watch": 7,
-    "testing": 8, "cli": 8, "__main__": 9,
+    "experiments": 7,
+    "watch": 7,
+    "testing": 8,
+    "cli": 8,
+    "__main__": 9,
 }
 #: JAX-free parts and what they may import
 JAX_FREE = {"checks": {"gradscope", "_errors", "_json", "_atomic", "_registry", "checks"}}
@@ -93,7 +104,7 @@ def test_no_import_cycles():
         stack.append(m)
         for t in sorted(graph[m]):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = stack[stack.index(t) :] + [t]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if t not in state:
                 visit(t)

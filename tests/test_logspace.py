@@ -73,13 +73,16 @@ def test_products_of_random_matrices_match_numpy_float64(left):
         P = jax.tree.map(lambda a: a[t], Ps)
         np.testing.assert_allclose(float(np.linalg.norm(np.asarray(P.matrix))), 1.0, rtol=1e-14)
         np.testing.assert_allclose(float(logspace.log10_frobenius(P)), np.log10(np.linalg.norm(ref)), atol=1e-12)
-        np.testing.assert_allclose(float(logspace.log10_scaled(P, jnp.linalg.norm(P.matrix, 2))),
-                                   np.log10(np.linalg.norm(ref, 2)), atol=1e-12)
-        np.testing.assert_allclose(np.asarray(logspace.log10_singular_values(P)),
-                                   np.log10(np.linalg.svd(ref, compute_uv=False)), atol=1e-10)
+        np.testing.assert_allclose(
+            float(logspace.log10_scaled(P, jnp.linalg.norm(P.matrix, 2))), np.log10(np.linalg.norm(ref, 2)), atol=1e-12
+        )
+        np.testing.assert_allclose(
+            np.asarray(logspace.log10_singular_values(P)), np.log10(np.linalg.svd(ref, compute_uv=False)), atol=1e-10
+        )
         # the carry represents the product itself: exp(s − c) · M
-        np.testing.assert_allclose(np.exp(float(logspace.log_scale(P))) * np.asarray(P.matrix), ref,
-                                   rtol=1e-11, atol=1e-11 * np.abs(ref).max())
+        np.testing.assert_allclose(
+            np.exp(float(logspace.log_scale(P))) * np.asarray(P.matrix), ref, rtol=1e-11, atol=1e-11 * np.abs(ref).max()
+        )
 
 
 def test_batched_carry_equals_one_product_per_slot():
@@ -146,6 +149,7 @@ def test_float32_5000_products_of_1e30_scaled_matrices():
 
 # --- diagonal and complex-diagonal products -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("parallel", [False, True])
 def test_diag_suffix_matches_numpy_real(parallel):
     rng = np.random.default_rng(5)
@@ -178,9 +182,12 @@ def test_diag_suffix_complex_is_the_product_of_rotation_scalings(parallel):
                 z = lam[j, u]
                 M = np.array([[z.real, -z.imag], [z.imag, z.real]]) @ M
             r = np.exp(L[k, u])
-            np.testing.assert_allclose(r * np.array([[np.cos(ph[k, u]), -np.sin(ph[k, u])],
-                                                     [np.sin(ph[k, u]), np.cos(ph[k, u])]]), M,
-                                       rtol=1e-11, atol=1e-11 * np.abs(M).max())
+            np.testing.assert_allclose(
+                r * np.array([[np.cos(ph[k, u]), -np.sin(ph[k, u])], [np.sin(ph[k, u]), np.cos(ph[k, u])]]),
+                M,
+                rtol=1e-11,
+                atol=1e-11 * np.abs(M).max(),
+            )
 
 
 def test_diag_parallel_and_sequential_agree_in_float32_over_5000_steps():

@@ -22,8 +22,11 @@ ATOL = 1e-10
 
 
 def _np_params(cell):
-    p = {f.name: np.asarray(getattr(cell, f.name), np.float64) for f in dataclasses.fields(cell)
-         if not f.metadata.get("static", False)}
+    p = {
+        f.name: np.asarray(getattr(cell, f.name), np.float64)
+        for f in dataclasses.fields(cell)
+        if not f.metadata.get("static", False)
+    }
     lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
     gamma = np.exp(p["gamma_log"]) if cell.normalise else np.ones(cell.hidden_size)
     B = (p["B_re"] + 1j * p["B_im"]) * gamma[:, None]
@@ -91,8 +94,9 @@ def test_jacobians_are_the_complex_diagonal_and_match_autodiff():
 def test_initialisation_follows_appendix_a():
     n, m = 4000, 5
     r_min, r_max, max_phase = 0.4, 0.95, 3.0
-    cell = gs.cells.make("lru", m, n, key=jax.random.key(0), dtype=jnp.float64, r_min=r_min, r_max=r_max,
-                         max_phase=max_phase)
+    cell = gs.cells.make(
+        "lru", m, n, key=jax.random.key(0), dtype=jnp.float64, r_min=r_min, r_max=r_max, max_phase=max_phase
+    )
     lam, _, _, _ = _np_params(cell)
     r2, phase = np.abs(lam) ** 2, np.exp(np.asarray(cell.theta_log))
     assert r_min**2 <= r2.min() and r2.max() <= r_max**2 and 0 < phase.min() and phase.max() <= max_phase
@@ -111,10 +115,17 @@ def test_initialisation_follows_appendix_a():
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(default))
 
 
-@pytest.mark.parametrize("opts, word", [
-    ({"r_min": 0.9, "r_max": 0.5}, "r_min"), ({"r_max": 1.5}, "r_max"), ({"r_min": 1.0}, "r_min"),
-    ({"r_min": -0.1}, "r_min"), ({"max_phase": 0.0}, "max_phase"), ({"normalise": "yes"}, "normalise"),
-])
+@pytest.mark.parametrize(
+    "opts, word",
+    [
+        ({"r_min": 0.9, "r_max": 0.5}, "r_min"),
+        ({"r_max": 1.5}, "r_max"),
+        ({"r_min": 1.0}, "r_min"),
+        ({"r_min": -0.1}, "r_min"),
+        ({"max_phase": 0.0}, "max_phase"),
+        ({"normalise": "yes"}, "normalise"),
+    ],
+)
 def test_bad_options_raise_config_errors_naming_them(opts, word):
     with pytest.raises(ConfigError, match=word):
         gs.cells.make("lru", M, N, key=jax.random.key(0), **opts)
@@ -127,9 +138,12 @@ def test_lag_profile_spectral_norm_is_max_abs_lambda_to_the_lag():
     lam, _, _, _ = _np_params(cell)
     tau = np.arange(T, 0, -1)
     pw = lam[None, :] ** tau[:, None]
-    want = {"spec": tau * np.log10(np.abs(lam).max()),
-            "frob": 0.5 * np.log10(2 * np.sum(np.abs(pw) ** 2, axis=1)),
-            "re→re": np.log10(np.abs(pw.real).max(axis=1)), "im→re": np.log10(np.abs(pw.imag).max(axis=1))}
+    want = {
+        "spec": tau * np.log10(np.abs(lam).max()),
+        "frob": 0.5 * np.log10(2 * np.sum(np.abs(pw) ** 2, axis=1)),
+        "re→re": np.log10(np.abs(pw.real).max(axis=1)),
+        "im→re": np.log10(np.abs(pw.imag).max(axis=1)),
+    }
     rng = np.random.default_rng(2)
     for scale in (0.1, 10.0):
         xs = scale * rng.normal(size=(2, T, M))
@@ -139,8 +153,9 @@ def test_lag_profile_spectral_norm_is_max_abs_lambda_to_the_lag():
             np.testing.assert_allclose(np.asarray(lp.log10_spectral[b]), want["spec"], rtol=0, atol=ATOL)
             np.testing.assert_allclose(np.asarray(lp.log10_frobenius[b]), want["frob"], rtol=0, atol=ATOL)
             for key in ("re→re", "im→re"):
-                np.testing.assert_allclose(np.asarray(lp.blocks[key]["log10_spectral"][b]), want[key],
-                                           rtol=0, atol=ATOL)
+                np.testing.assert_allclose(
+                    np.asarray(lp.blocks[key]["log10_spectral"][b]), want[key], rtol=0, atol=ATOL
+                )
 
 
 def _models():
@@ -191,12 +206,14 @@ def test_lyapunov_triangle_attribution_run_and_are_finite():
     lam, _, _, _ = _np_params(cell)
     ly = engine.lyapunov_spectrum(cell, xs)
     # the step Jacobian is constant and has orthogonal columns of norms |λ_n| (twice each): exact QR exponents
-    np.testing.assert_allclose(np.asarray(ly.exponents),
-                               np.broadcast_to(np.sort(np.repeat(np.log(np.abs(lam)), 2))[::-1], (2, 2 * N)),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(ly.exponents),
+        np.broadcast_to(np.sort(np.repeat(np.log(np.abs(lam)), 2))[::-1], (2, 2 * N)),
+        rtol=0,
+        atol=1e-12,
+    )
     tri = engine.triangle(cell, xs)
-    assert np.all(np.isfinite(np.asarray(tri.log10_frobenius)[:, np.tril_indices(T + 1)[0],
-                                                                np.tril_indices(T + 1)[1]]))
+    assert np.all(np.isfinite(np.asarray(tri.log10_frobenius)[:, np.tril_indices(T + 1)[0], np.tril_indices(T + 1)[1]]))
     at = engine.attribution(cell, xs, key=jax.random.key(0))
     assert np.all(np.isfinite(np.asarray(at.log10_total)))
     bt = np.asarray(at.log10_block_time)  # (B, T+1, blocks)
@@ -206,6 +223,7 @@ def test_lyapunov_triangle_attribution_run_and_are_finite():
 
 # --- importing trained models (gradscope.io.lru) ------------------------------------------------------------
 
+
 def _appendix_a_params(n, m, seed):
     """A float64 parameter dict in the layout of the paper's Flax reference, initialised as its Appendix A."""
     rng = np.random.default_rng(seed)
@@ -214,10 +232,16 @@ def _appendix_a_params(n, m, seed):
     nu_log = np.log(-0.5 * np.log(u1 * (r_max**2 - r_min**2) + r_min**2))
     theta_log = np.log(6.28 * u2)
     lam = np.exp(-np.exp(nu_log) + 1j * np.exp(theta_log))
-    return {"nu_log": nu_log, "theta_log": theta_log, "gamma_log": np.log(np.sqrt(1 - np.abs(lam) ** 2)),
-            "B_re": rng.normal(size=(n, m)) / np.sqrt(2 * m), "B_im": rng.normal(size=(n, m)) / np.sqrt(2 * m),
-            "C_re": rng.normal(size=(m, n)) / np.sqrt(n), "C_im": rng.normal(size=(m, n)) / np.sqrt(n),
-            "D": rng.normal(size=m)}
+    return {
+        "nu_log": nu_log,
+        "theta_log": theta_log,
+        "gamma_log": np.log(np.sqrt(1 - np.abs(lam) ** 2)),
+        "B_re": rng.normal(size=(n, m)) / np.sqrt(2 * m),
+        "B_im": rng.normal(size=(n, m)) / np.sqrt(2 * m),
+        "C_re": rng.normal(size=(m, n)) / np.sqrt(n),
+        "C_im": rng.normal(size=(m, n)) / np.sqrt(n),
+        "D": rng.normal(size=m),
+    }
 
 
 def test_import_flax_reference_layout_matches_its_recurrence():
@@ -283,8 +307,9 @@ def test_import_lru_pytorch_matches_its_forward_and_jacobians(torch_lru):
     np.testing.assert_allclose(np.asarray(Ry @ X + Rx), Jy_x.numpy(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("bad, word", [("missing", "'gamma_log'"), ("shape", "'C'"), ("nan", "'B'"),
-                                       ("extra", "'head.weight'")])
+@pytest.mark.parametrize(
+    "bad, word", [("missing", "'gamma_log'"), ("shape", "'C'"), ("nan", "'B'"), ("extra", "'head.weight'")]
+)
 def test_import_errors_name_the_tensor(torch_lru, bad, word):
     torch, ref = torch_lru
     from gradscope.io import lru as io_lru

@@ -38,6 +38,7 @@ def _data(m, sizes, T, seed, dtype):
 
 # --- torch.nn.LSTM -------------------------------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:LSTM with projections")
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("m,n,T", SIZES)
@@ -65,6 +66,7 @@ def test_matches_torch_lstm(proj, m, n, T, dtype):
 
 # --- NumPy references ------------------------------------------------------------------------------
 
+
 def _np_lstm_nofg(cell, xs, h, c):
     """Hochreiter & Schmidhuber 1997: s_c(t) = s_c(t-1) + y_in g(net_c); y_c = y_out h(s_c). Gates i, g, o."""
     W_ih, W_hh, b_ih, b_hh, xs, h, c = _f64(cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, xs, h, c)
@@ -72,7 +74,7 @@ def _np_lstm_nofg(cell, xs, h, c):
     hs, cs = [h], [c]
     for x in xs:
         z = W_ih @ x + b_ih + W_hh @ h + b_hh
-        i, g, o = _sig(z[:n]), np.tanh(z[n:2 * n]), _sig(z[2 * n:])
+        i, g, o = _sig(z[:n]), np.tanh(z[n : 2 * n]), _sig(z[2 * n :])
         c = c + i * g
         h = o * np.tanh(c)
         hs.append(h)
@@ -83,16 +85,25 @@ def _np_lstm_nofg(cell, xs, h, c):
 def _np_lstm_peephole(cell, xs, m_prev, c):
     """Sak et al. 2014's equations, diagonal W_ic, W_fc, W_oc; gate blocks i, f, g, o."""
     W_ih, W_hh, b_ih, b_hh, w_ci, w_cf, w_co, xs, m_prev, c = _f64(
-        cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
-        cell.weight_ci, cell.weight_cf, cell.weight_co, xs, m_prev, c)
+        cell.weight_ih,
+        cell.weight_hh,
+        cell.bias_ih,
+        cell.bias_hh,
+        cell.weight_ci,
+        cell.weight_cf,
+        cell.weight_co,
+        xs,
+        m_prev,
+        c,
+    )
     n = c.shape[0]
     hs, cs = [m_prev], [c]
     for x in xs:
         z = W_ih @ x + b_ih + W_hh @ m_prev + b_hh
         i = _sig(z[:n] + w_ci * c)
-        f = _sig(z[n:2 * n] + w_cf * c)
-        c = f * c + i * np.tanh(z[2 * n:3 * n])
-        o = _sig(z[3 * n:] + w_co * c)  # the output gate peeks at the *current* c_t
+        f = _sig(z[n : 2 * n] + w_cf * c)
+        c = f * c + i * np.tanh(z[2 * n : 3 * n])
+        o = _sig(z[3 * n :] + w_co * c)  # the output gate peeks at the *current* c_t
         m_prev = o * np.tanh(c)
         hs.append(m_prev)
         cs.append(c)
@@ -125,9 +136,18 @@ def test_nofg_layout():
 
 # --- analytic Jacobians --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    "name,opts", [("lstm", {}), ("lstm", {"proj_size": 3}), ("lstm", {"forget_bias": 1.0}),
-                  ("lstm-nofg", {}), ("lstm-peephole", {}), ("lstm-peephole", {"chrono": 50})])
+    "name,opts",
+    [
+        ("lstm", {}),
+        ("lstm", {"proj_size": 3}),
+        ("lstm", {"forget_bias": 1.0}),
+        ("lstm-nofg", {}),
+        ("lstm-peephole", {}),
+        ("lstm-peephole", {"chrono": 50}),
+    ],
+)
 def test_analytic_jacobian_matches_autodiff(name, opts):
     m, n = 4, 6
     cell = gs.cells.make(name, m, n, key=jax.random.key(13), dtype=jnp.float64, **opts)
@@ -163,17 +183,18 @@ def test_forget_highway_with_zero_recurrent_weights():
 
 # --- initialisation ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["lstm", "lstm-peephole"])
 @pytest.mark.parametrize("b", [1.0, 2.5, -0.75])
 def test_forget_bias_sets_total_second_block(name, b):
     n = 6
     cell = gs.cells.make(name, 3, n, key=jax.random.key(1), forget_bias=b)
     total = np.asarray(cell.bias_ih) + np.asarray(cell.bias_hh)
-    np.testing.assert_array_equal(total[n:2 * n], np.float32(b))  # exactly b in the f block
+    np.testing.assert_array_equal(total[n : 2 * n], np.float32(b))  # exactly b in the f block
     plain = gs.cells.make(name, 3, n, key=jax.random.key(1))
     plain_total = np.asarray(plain.bias_ih) + np.asarray(plain.bias_hh)
     # the other blocks (i, g, o) keep their PyTorch init
-    np.testing.assert_array_equal(np.delete(total, np.s_[n:2 * n]), np.delete(plain_total, np.s_[n:2 * n]))
+    np.testing.assert_array_equal(np.delete(total, np.s_[n : 2 * n]), np.delete(plain_total, np.s_[n : 2 * n]))
 
 
 def test_forget_bias_reaches_the_f_gate():
@@ -190,7 +211,7 @@ def test_chrono_init(name, T):
     n = 64
     cell = gs.cells.make(name, 3, n, key=jax.random.key(5), chrono=T, dtype=jnp.float64)
     total = np.asarray(cell.bias_ih) + np.asarray(cell.bias_hh)
-    b_i, b_f = total[:n], total[n:2 * n]
+    b_i, b_f = total[:n], total[n : 2 * n]
     assert np.all(b_f >= 0.0) and np.all(b_f <= np.log(T - 1))
     np.testing.assert_array_equal(b_i, -b_f)
     assert np.ptp(b_f) > 0  # drawn, not constant

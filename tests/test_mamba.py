@@ -52,8 +52,17 @@ def mamba_mixer(seed=0, layers=1):
     """A MambaMixer (hidden 4 → D = 8 channels, N = 4, R = 2, conv K = 3), float64, moved off its
     structured init (A_log = log(1..N), D = 1) so that nothing is accidentally symmetric."""
     torch.manual_seed(seed)
-    cfg = transformers.MambaConfig(hidden_size=4, state_size=4, expand=2, conv_kernel=3, time_step_rank=2,
-                                   num_hidden_layers=layers, vocab_size=8, time_step_min=0.05, time_step_max=0.5)
+    cfg = transformers.MambaConfig(
+        hidden_size=4,
+        state_size=4,
+        expand=2,
+        conv_kernel=3,
+        time_step_rank=2,
+        num_hidden_layers=layers,
+        vocab_size=8,
+        time_step_min=0.05,
+        time_step_max=0.5,
+    )
     mix = hf1.MambaMixer(cfg, 0).double().eval()
     with torch.no_grad():
         mix.A_log.add_(0.3 * torch.randn_like(mix.A_log))
@@ -65,9 +74,19 @@ def mamba_mixer(seed=0, layers=1):
 def mamba2_mixer(seed=0, limit=(0.0, float("inf"))):
     """A Mamba2Mixer: hidden 4, H = 4 heads of P = 2 (I = 8), G = 2 groups of N = 3, K = 3, chunk 4."""
     torch.manual_seed(seed)
-    cfg = transformers.Mamba2Config(hidden_size=4, state_size=3, num_heads=4, head_dim=2, n_groups=2, expand=2,
-                                    conv_kernel=3, chunk_size=4, num_hidden_layers=1, vocab_size=8,
-                                    time_step_limit=limit)
+    cfg = transformers.Mamba2Config(
+        hidden_size=4,
+        state_size=3,
+        num_heads=4,
+        head_dim=2,
+        n_groups=2,
+        expand=2,
+        conv_kernel=3,
+        chunk_size=4,
+        num_hidden_layers=1,
+        vocab_size=8,
+        time_step_limit=limit,
+    )
     mix = hf2.Mamba2Mixer(cfg, 0).double().eval()
     with torch.no_grad():
         mix.A_log.add_(0.3 * torch.randn_like(mix.A_log))
@@ -97,16 +116,26 @@ def hf1_scan(mix, u):
     ts, B, C = torch.split(mix.x_proj(u.transpose(1, 2)), [R, N, N], dim=-1)
     dt = mix.dt_proj.weight @ ts.transpose(1, 2)
     A = -torch.exp(mix.A_log.float())
-    return hf1.mamba_selective_scan(u, dt, A, B.transpose(1, 2), C.transpose(1, 2), D=mix.D.float(), z=None,
-                                    delta_bias=mix.dt_proj.bias.float(), delta_softplus=True,
-                                    return_last_state=True)
+    return hf1.mamba_selective_scan(
+        u,
+        dt,
+        A,
+        B.transpose(1, 2),
+        C.transpose(1, 2),
+        D=mix.D.float(),
+        z=None,
+        delta_bias=mix.dt_proj.bias.float(),
+        delta_softplus=True,
+        return_last_state=True,
+    )
 
 
 def hf2_u(mix, hs):
     """(u = [x, B, C, dt] (1, T, conv_dim + H), gate (1, T, I)) as Mamba2Mixer.forward computes them."""
     gate, xbc, dt = mix.in_proj(hs).split([mix.intermediate_size, mix.conv_dim, mix.num_heads], dim=-1)
-    xbc = hf2.causal_conv1d_fn(xbc.transpose(1, 2), mix.conv1d.weight.squeeze(1), mix.conv1d.bias,
-                               activation=mix.activation).transpose(1, 2)
+    xbc = hf2.causal_conv1d_fn(
+        xbc.transpose(1, 2), mix.conv1d.weight.squeeze(1), mix.conv1d.bias, activation=mix.activation
+    ).transpose(1, 2)
     return torch.cat([xbc, dt], dim=-1), gate
 
 
@@ -115,9 +144,19 @@ def hf2_scan(mix, u):
     H, P, G, N = mix.num_heads, mix.head_dim, mix.n_groups, mix.ssm_state_size
     b, t = u.shape[:2]
     x, B, C, dt = torch.split(u, [H * P, G * N, G * N, H], dim=-1)
-    return hf2.mamba2_chunk_scan(x.reshape(b, t, H, P), dt, -torch.exp(mix.A_log.float()), B.reshape(b, t, G, N),
-                                 C.reshape(b, t, G, N), chunk_size=mix.chunk_size, D=mix.D, dt_bias=mix.dt_bias,
-                                 dt_softplus=True, dt_limit=mix.time_step_limit, return_final_states=True)
+    return hf2.mamba2_chunk_scan(
+        x.reshape(b, t, H, P),
+        dt,
+        -torch.exp(mix.A_log.float()),
+        B.reshape(b, t, G, N),
+        C.reshape(b, t, G, N),
+        chunk_size=mix.chunk_size,
+        D=mix.D,
+        dt_bias=mix.dt_bias,
+        dt_softplus=True,
+        dt_limit=mix.time_step_limit,
+        return_final_states=True,
+    )
 
 
 def numpy_slow_loop(sd, u):
@@ -187,8 +226,9 @@ def test_mamba_jacobian_matches_jacrev_of_the_reference_step():
         state = h.reshape(1, Dn, N).clone()
         ts, B, C = torch.split(mix.x_proj(u[None]), [R, N, N], dim=-1)
         dt = (mix.dt_proj.weight @ ts.T).T
-        y = hf1.mamba_selective_state_update(state, u[None], dt, A, B, C, mix.D, z=None,
-                                             dt_bias=mix.dt_proj.bias.float(), dt_softplus=True)
+        y = hf1.mamba_selective_state_update(
+            state, u[None], dt, A, B, C, mix.D, z=None, dt_bias=mix.dt_proj.bias.float(), dt_softplus=True
+        )
         return state.reshape(-1), y[0]
 
     (Jh, Ju), (Yh, Yu) = torch.func.jacrev(step, argnums=(0, 1))(_t(h0), _t(u0))
@@ -248,9 +288,17 @@ def test_mamba2_jacobian_matches_jacrev_of_the_reference_step():
         state = h.reshape(1, H, P, N).clone()
         x, B, C, dt = torch.split(u[None], [H * P, G * N, G * N, H], dim=-1)
         y = hf2.mamba2_selective_state_update(
-            state, x.reshape(1, H, P), dt[:, :, None].expand(-1, -1, P), A, B.reshape(1, G, N),
-            C.reshape(1, G, N), mix.D[:, None].expand(-1, P), z=None,
-            dt_bias=mix.dt_bias[:, None].expand(-1, P), dt_softplus=True)
+            state,
+            x.reshape(1, H, P),
+            dt[:, :, None].expand(-1, -1, P),
+            A,
+            B.reshape(1, G, N),
+            C.reshape(1, G, N),
+            mix.D[:, None].expand(-1, P),
+            z=None,
+            dt_bias=mix.dt_bias[:, None].expand(-1, P),
+            dt_softplus=True,
+        )
         return state.reshape(-1), y.reshape(-1)
 
     (Jh, Ju), (Yh, Yu) = torch.func.jacfwd(step, argnums=(0, 1))(_t(h0), _t(u0))
@@ -274,8 +322,9 @@ def test_recognise():
 
 def test_multi_layer_model_becomes_a_stack_and_layers_match_the_model():
     torch.manual_seed(5)
-    cfg = transformers.MambaConfig(hidden_size=4, state_size=3, expand=2, conv_kernel=3, time_step_rank=2,
-                                   num_hidden_layers=2, vocab_size=8)
+    cfg = transformers.MambaConfig(
+        hidden_size=4, state_size=3, expand=2, conv_kernel=3, time_step_rank=2, num_hidden_layers=2, vocab_size=8
+    )
     model = transformers.MambaModel(cfg).double().eval()
     sd = {"backbone." + k: v for k, v in _sd(model).items()}
     net = io_mamba.from_state_dict(sd)
@@ -308,9 +357,14 @@ def test_mamba2_needs_the_group_count_and_a_layer():
 
 
 CORRUPTIONS = [
-    ("mamba", "missing", "x_proj.weight"), ("mamba", "shape", "D"), ("mamba", "nan", "dt_proj.bias"),
-    ("mamba", "missing", "A_log"), ("mamba2", "missing", "dt_bias"), ("mamba2", "shape", "D"),
-    ("mamba2", "nan", "A_log"), ("mamba2", "nan", "conv1d.weight"),
+    ("mamba", "missing", "x_proj.weight"),
+    ("mamba", "shape", "D"),
+    ("mamba", "nan", "dt_proj.bias"),
+    ("mamba", "missing", "A_log"),
+    ("mamba2", "missing", "dt_bias"),
+    ("mamba2", "shape", "D"),
+    ("mamba2", "nan", "A_log"),
+    ("mamba2", "nan", "conv1d.weight"),
 ]
 
 
@@ -343,11 +397,17 @@ def test_registry_init_follows_the_reference():
     assert c2.in_proj_weight.shape == (6 + 2 * 3 + 3, 6)
 
 
-@pytest.mark.parametrize("name,opts,word", [
-    ("mamba", {"dt_rank": 0}, "dt_rank"), ("mamba", {"dt_min": 0.5, "dt_max": 0.1}, "dt_min"),
-    ("mamba", {"dt_init": "zeros"}, "dt_init"), ("mamba2", {"heads": 2}, "heads"),
-    ("mamba2", {"heads": 3, "groups": 2}, "groups"), ("mamba2", {"time_step_limit": (0.2, 0.1)}, "time_step_limit"),
-])
+@pytest.mark.parametrize(
+    "name,opts,word",
+    [
+        ("mamba", {"dt_rank": 0}, "dt_rank"),
+        ("mamba", {"dt_min": 0.5, "dt_max": 0.1}, "dt_min"),
+        ("mamba", {"dt_init": "zeros"}, "dt_init"),
+        ("mamba2", {"heads": 2}, "heads"),
+        ("mamba2", {"heads": 3, "groups": 2}, "groups"),
+        ("mamba2", {"time_step_limit": (0.2, 0.1)}, "time_step_limit"),
+    ],
+)
 def test_bad_options_name_the_option(name, opts, word):
     with pytest.raises(ConfigError, match=word):
         gs.cells.make(name, 3, 4, key=jax.random.key(0), **opts)
@@ -361,10 +421,8 @@ def _models():
     out = {}
     for name in ("mamba", "mamba2"):
         out[name] = lambda name=name: build(name, 2, 3)
-        out[f"stack-{name}"] = lambda name=name: stack(name, 2, 3, 2, key=jax.random.key(1),
-                                                               dtype=jnp.float64)
-        out[f"bidir-{name}"] = lambda name=name: bidirectional(name, 2, 3, key=jax.random.key(2),
-                                                                       dtype=jnp.float64)
+        out[f"stack-{name}"] = lambda name=name: stack(name, 2, 3, 2, key=jax.random.key(1), dtype=jnp.float64)
+        out[f"bidir-{name}"] = lambda name=name: bidirectional(name, 2, 3, key=jax.random.key(2), dtype=jnp.float64)
     return out
 
 
@@ -427,18 +485,21 @@ def test_constant_input_decay_closed_form(name):
     xs = np.tile(u, (Tn, 1))
     if name == "mamba":  # Δ and A from the parameters, in NumPy
         R = cell.dt_rank
-        dt = np.logaddexp(0.0, np.asarray(cell.dt_proj_weight) @ (np.asarray(cell.x_proj_weight)[:R] @ u)
-                          + np.asarray(cell.dt_proj_bias))
+        dt = np.logaddexp(
+            0.0,
+            np.asarray(cell.dt_proj_weight) @ (np.asarray(cell.x_proj_weight)[:R] @ u) + np.asarray(cell.dt_proj_bias),
+        )
         rates = (dt[:, None] * -np.exp(np.asarray(cell.A_log))).reshape(-1)
     else:
         W = np.asarray(cell.in_proj_weight)
-        dt = np.logaddexp(0.0, (W @ u)[-cell.num_heads:] + np.asarray(cell.dt_bias))
+        dt = np.logaddexp(0.0, (W @ u)[-cell.num_heads :] + np.asarray(cell.dt_bias))
         rates = np.repeat(dt * -np.exp(np.asarray(cell.A_log)), cell.head_dim * cell.hidden_size)
     tau = np.arange(Tn, 0, -1)
     for state0 in (None, (jnp.asarray(np.random.default_rng(8).normal(size=cell.state_size)),)):
         lp = engine.lag_profile(cell, xs, state0)  # the same for any initial state
         np.testing.assert_allclose(lp.log10_spectral, tau * rates.max() / np.log(10), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(lp.log10_frobenius,
-                                   [0.5 * np.log10(np.sum(np.exp(2 * t * rates))) for t in tau], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            lp.log10_frobenius, [0.5 * np.log10(np.sum(np.exp(2 * t * rates))) for t in tau], rtol=0, atol=1e-12
+        )
     ly = engine.lyapunov_spectrum(cell, xs)
     np.testing.assert_allclose(ly.exponents, np.sort(rates)[::-1], rtol=0, atol=1e-12)

@@ -112,8 +112,9 @@ def test_parity_with_mingru_pytorch(kind, expansion):
         for t in range(7):
             y, h = mod(x[:, t : t + 1], h, return_next_prev_hidden=True)
             np.testing.assert_allclose(tr.states[0][t + 1], h[0, 0].numpy(), rtol=1e-12, atol=1e-13)
-            np.testing.assert_allclose(cell.readout((tr.states[0][t + 1],), xs[t]), y[0, 0].numpy(),
-                                       rtol=1e-12, atol=1e-13)
+            np.testing.assert_allclose(
+                cell.readout((tr.states[0][t + 1],), xs[t]), y[0, 0].numpy(), rtol=1e-12, atol=1e-13
+            )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -223,10 +224,12 @@ def assert_lag_profile_matches_jacrev(model, xs, state0=None):
             sub = M[r0:r1, c0:c1]
             with np.errstate(divide="ignore"):
                 want = np.log10(np.linalg.norm(sub, 2)), np.log10(np.linalg.norm(sub))
-            np.testing.assert_allclose(float(lp.blocks[key]["log10_spectral"][k]),
-                                       want[0], atol=ATOL, err_msg=f"{key} k={k}")
-            np.testing.assert_allclose(float(lp.blocks[key]["log10_frobenius"][k]),
-                                       want[1], atol=ATOL, err_msg=f"{key} k={k}")
+            np.testing.assert_allclose(
+                float(lp.blocks[key]["log10_spectral"][k]), want[0], atol=ATOL, err_msg=f"{key} k={k}"
+            )
+            np.testing.assert_allclose(
+                float(lp.blocks[key]["log10_frobenius"][k]), want[1], atol=ATOL, err_msg=f"{key} k={k}"
+            )
     return lp
 
 
@@ -268,7 +271,8 @@ def test_closed_form_of_a_diagonal_recurrence(kind):
     for k in range(T):
         want = np.log10(np.max(np.prod(np.abs(a[k:]), axis=0)))
         np.testing.assert_allclose(float(lp.log10_spectral[k]), want, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(float(lp.log10_frobenius[k]),
-                                   np.log10(np.linalg.norm(np.prod(a[k:], axis=0))), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(np.prod(a[k:], axis=0))), rtol=0, atol=1e-12
+        )
     ly = engine.lyapunov_spectrum(cell, xs)
     np.testing.assert_allclose(ly.exponents, np.sort(np.mean(np.log(a), axis=0))[::-1], rtol=0, atol=1e-12)

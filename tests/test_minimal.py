@@ -50,8 +50,10 @@ def test_direct_path_closed_form():
     x, h = rng.standard_normal(M), rng.standard_normal(N)
     _, gates = minimal_ref(np_params(cell), x, h)
     want = np.diag(gates["u"])
-    for Jh in (cell.jacobian(jnp.asarray(x), (jnp.asarray(h),), 0)[0],
-               autodiff_jacobians(cell, jnp.asarray(x), (jnp.asarray(h),), 0)[0]):
+    for Jh in (
+        cell.jacobian(jnp.asarray(x), (jnp.asarray(h),), 0)[0],
+        autodiff_jacobians(cell, jnp.asarray(x), (jnp.asarray(h),), 0)[0],
+    ):
         np.testing.assert_allclose(np.asarray(Jh), want, rtol=0, atol=1e-15)
     got = cell.direct_path(jnp.asarray(x), (jnp.asarray(h),), 0)
     np.testing.assert_allclose(np.asarray(got), gates["u"], rtol=0, atol=1e-15)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope._rollout import rollout
 from gradscope._errors import ConfigError, ShapeError
+from gradscope._rollout import rollout
 from gradscope.cells._base import autodiff_jacobians
 from gradscope.mlp import MLP, collect_statistics, make_mlp, mlp_inputs
 
@@ -47,10 +47,13 @@ def np_forward(mlp, x0, bn_stats="population"):
 def with_random_bn(mlp, seed):
     rng = np.random.default_rng(seed)
     L, n = mlp.depth, mlp.width
-    return dataclasses.replace(mlp, bn_gamma=jnp.asarray(rng.normal(1, 0.3, (L, n))),
-                               bn_beta=jnp.asarray(rng.normal(0, 0.3, (L, n))),
-                               bn_mean=jnp.asarray(rng.normal(0, 0.3, (L, n))),
-                               bn_var=jnp.asarray(rng.uniform(0.3, 2, (L, n))))
+    return dataclasses.replace(
+        mlp,
+        bn_gamma=jnp.asarray(rng.normal(1, 0.3, (L, n))),
+        bn_beta=jnp.asarray(rng.normal(0, 0.3, (L, n))),
+        bn_mean=jnp.asarray(rng.normal(0, 0.3, (L, n))),
+        bn_var=jnp.asarray(rng.uniform(0.3, 2, (L, n))),
+    )
 
 
 CONFIGS = [
@@ -104,8 +107,7 @@ def _end_to_end(mlp, x0):
 
 
 def test_product_equals_jacrev_of_whole_net():
-    mlp = make_mlp(4, 5, key=jax.random.key(5), dtype=jnp.float64, activation=MIXED[:5], init="pytorch",
-                   residual=True)
+    mlp = make_mlp(4, 5, key=jax.random.key(5), dtype=jnp.float64, activation=MIXED[:5], init="pytorch", residual=True)
     x0 = jnp.asarray(np.random.default_rng(5).normal(size=4))
     whole = jax.jacrev(lambda x: rollout(mlp, *mlp_inputs(mlp, x)).states[0][-1])(x0)
     np.testing.assert_allclose(_end_to_end(mlp, x0)[-1], whole, atol=1e-12)
@@ -136,8 +138,7 @@ def test_gaussian_linear_net_mean_spectrum():
 
 def test_sigmoid_net_obeys_pascanu_bound():
     """‖∂h_l/∂h_0‖₂ ≤ ∏_{k≤l} σ_max(W_k)/4 (|σ'| ≤ 1/4), so the gradient decays at least that fast."""
-    mlp = make_mlp(20, 25, key=jax.random.key(7), dtype=jnp.float64, activation="sigmoid", init="gaussian",
-                   gain=1.5)
+    mlp = make_mlp(20, 25, key=jax.random.key(7), dtype=jnp.float64, activation="sigmoid", init="gaussian", gain=1.5)
     prods = _end_to_end(mlp, np.random.default_rng(7).normal(size=20))
     smax = np.linalg.norm(np.asarray(mlp.weights), 2, axis=(1, 2))
     assert np.all(smax < 4)  # so the bound is a decaying geometric sequence
@@ -148,8 +149,16 @@ def test_sigmoid_net_obeys_pascanu_bound():
 
 
 def test_collect_statistics_reproduces_training_mode():
-    mlp = make_mlp(6, 4, key=jax.random.key(8), dtype=jnp.float64, activation=("tanh", "relu", "elu", "sigmoid"),
-                   init="pytorch", batch_norm=True, residual=True)
+    mlp = make_mlp(
+        6,
+        4,
+        key=jax.random.key(8),
+        dtype=jnp.float64,
+        activation=("tanh", "relu", "elu", "sigmoid"),
+        init="pytorch",
+        batch_norm=True,
+        residual=True,
+    )
     mlp = with_random_bn(mlp, 8)  # random γ, β (the statistics get replaced)
     x0 = np.random.default_rng(8).normal(1.0, 2.0, size=(10, 6))
     inf = collect_statistics(mlp, x0)

@@ -42,8 +42,9 @@ def _spawn(n_devices: int, *argv) -> subprocess.Popen:
     """A fresh Python process with ``n_devices`` simulated CPU devices, float32 (x64 off)."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu")
     env.pop("JAX_ENABLE_X64", None)
-    return subprocess.Popen([sys.executable, *map(str, argv)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, *map(str, argv)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _stdout(proc: subprocess.Popen) -> str:
@@ -69,8 +70,22 @@ def test_four_devices_equal_one_device_bitwise():
     assert four["records"] == one["records"]  # every number, bit for bit (JSON keeps float64 repr)
 
 
-CLI_SWEEP = ["--cells", "rnn-tanh,lstm", "--gains", "1.5", "--lengths", "9", "--seeds", "0,1,2", "--hidden", "3",
-             "--batch", "2", "--json", "-q"]
+CLI_SWEEP = [
+    "--cells",
+    "rnn-tanh,lstm",
+    "--gains",
+    "1.5",
+    "--lengths",
+    "9",
+    "--seeds",
+    "0,1,2",
+    "--hidden",
+    "3",
+    "--batch",
+    "2",
+    "--json",
+    "-q",
+]
 
 
 def _cli(n_devices: int, *args) -> subprocess.Popen:
@@ -97,6 +112,10 @@ def test_two_processes_equal_one_process_bitwise(tmp_path):
     assert (one["environment"]["devices"], one["environment"]["processes"]) == (1, 1)
     assert "(cpu ×4, 2 processes)" in (tmp_path / "two" / "summary.md").read_text()
     assert len(two["analyses"]) == 6 and two["analyses"] == one["analyses"]  # every number, bit for bit
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["figures", "report.html", "report.json",
-                                                                     "summary.md"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "figures",
+        "report.html",
+        "report.json",
+        "summary.md",
+    ]
     assert not list(tmp_path.glob(".two.partial*"))  # the partial file is removed once the report holds all

@@ -81,8 +81,10 @@ def test_mut1_direct_path_closed_form():
     x, h = rng.standard_normal(M), rng.standard_normal(N)
     p = np_params(cell)
     want = np.diag(1 - sigmoid(p["weight_xz"] @ x + p["bias_z"]))
-    for Jh in (cell.jacobian(jnp.asarray(x), (jnp.asarray(h),), 0)[0],
-               autodiff_jacobians(cell, jnp.asarray(x), (jnp.asarray(h),), 0)[0]):
+    for Jh in (
+        cell.jacobian(jnp.asarray(x), (jnp.asarray(h),), 0)[0],
+        autodiff_jacobians(cell, jnp.asarray(x), (jnp.asarray(h),), 0)[0],
+    ):
         np.testing.assert_allclose(np.asarray(Jh), want, rtol=0, atol=1e-15)
 
 

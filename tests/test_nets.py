@@ -51,6 +51,7 @@ def _check_jacobian(model, x, state):
 
 # --- Stack -----------------------------------------------------------------------------------------
 
+
 def test_stack_blocks_and_sizes():
     net = gs.Stack(_mixed_layers(jax.random.key(0)))
     assert net.blocks == ("layer0.h", "layer1.h", "layer1.c", "layer2.h")
@@ -71,7 +72,7 @@ def test_stack_rollout_equals_layer_by_layer(residual):
     inp, i = jnp.asarray(xs), 0
     for l, cell in enumerate(layers):
         k = len(cell.blocks)
-        sub = gs.rollout(cell, inp, state0[i:i + k])
+        sub = gs.rollout(cell, inp, state0[i : i + k])
         for b, name in enumerate(cell.blocks):
             np.testing.assert_allclose(traj[f"layer{l}.{name}"], sub.states[b], rtol=0, atol=1e-13)
         out = sub["h"][1:]
@@ -118,10 +119,12 @@ def test_stack_helper_builds_fresh_layers():
 
 # --- Bidirectional -----------------------------------------------------------------------------------
 
+
 def _bidir(key):
     kf, kb = jax.random.split(key)
-    return gs.Bidirectional(gs.cells.make("lstm", 3, 4, key=kf, dtype=F64),
-                            gs.cells.make("rnn-tanh", 3, 5, key=kb, dtype=F64))
+    return gs.Bidirectional(
+        gs.cells.make("lstm", 3, 4, key=kf, dtype=F64), gs.cells.make("rnn-tanh", 3, 5, key=kb, dtype=F64)
+    )
 
 
 def test_bidirectional_rollout_equals_forward_and_reversed_backward():

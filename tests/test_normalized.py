@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradscope._rollout import rollout
 from gradscope._errors import ConfigError, ShapeError
+from gradscope._rollout import rollout
 from gradscope.cells import make
 from gradscope.cells._base import autodiff_jacobians
 from gradscope.cells.normalized import collect_statistics, training_rollout
@@ -21,6 +21,7 @@ NAMES = ["ln-rnn", "ln-lstm", "gn-lstm", "in-lstm", "ln-gru", "bn-lstm", "bn-rnn
 
 
 # --- independent float64 references (from Ba et al. 2016 and Cooijmans et al. 2016) -------------
+
 
 def sigm(a):
     return 1 / (1 + np.exp(-a))
@@ -41,9 +42,12 @@ def ref_ln_rnn(p, x, h, eps):
 
 def ref_norm_lstm(p, x, h, c, eps, groups):
     n = h.shape[0]
-    z = (ln(p["weight_hh"] @ h, p["hh_gain"], p["hh_bias"], eps, groups)
-         + ln(p["weight_ih"] @ x, p["ih_gain"], p["ih_bias"], eps, groups) + p["bias"])
-    i, f, g, o = sigm(z[:n]), sigm(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), sigm(z[3 * n:])
+    z = (
+        ln(p["weight_hh"] @ h, p["hh_gain"], p["hh_bias"], eps, groups)
+        + ln(p["weight_ih"] @ x, p["ih_gain"], p["ih_bias"], eps, groups)
+        + p["bias"]
+    )
+    i, f, g, o = sigm(z[:n]), sigm(z[n : 2 * n]), np.tanh(z[2 * n : 3 * n]), sigm(z[3 * n :])
     c2 = f * c + i * g
     return o * np.tanh(ln(c2, p["c_gain"], p["c_bias"], eps)), c2
 
@@ -51,10 +55,14 @@ def ref_norm_lstm(p, x, h, c, eps, groups):
 def ref_ln_gru(p, x, h, eps):
     n = h.shape[0]
     Wh, Wx = p["weight_hh"], p["weight_ih"]
-    rz = ln(Wh[:2 * n] @ h, p["rz_hh_gain"], p["rz_hh_bias"], eps) + ln(Wx[:2 * n] @ x, p["rz_ih_gain"], p["rz_ih_bias"], eps)
+    rz = ln(Wh[: 2 * n] @ h, p["rz_hh_gain"], p["rz_hh_bias"], eps) + ln(
+        Wx[: 2 * n] @ x, p["rz_ih_gain"], p["rz_ih_bias"], eps
+    )
     r, z = rz[:n], rz[n:]
-    hh = np.tanh(ln(Wx[2 * n:] @ x, p["n_ih_gain"], p["n_ih_bias"], eps)
-                 + sigm(r) * ln(Wh[2 * n:] @ h, p["n_hh_gain"], p["n_hh_bias"], eps))
+    hh = np.tanh(
+        ln(Wx[2 * n :] @ x, p["n_ih_gain"], p["n_ih_bias"], eps)
+        + sigm(r) * ln(Wh[2 * n :] @ h, p["n_hh_gain"], p["n_hh_bias"], eps)
+    )
     return ((1 - sigm(z)) * h + sigm(z) * hh,)
 
 
@@ -68,8 +76,12 @@ def ref_bn_lstm(p, x, h, c, t, eps, stats=None):
     n = h.shape[-1]
     k = min(t, p["mean_hh"].shape[0] - 1)
     st = stats or {key: (p[f"mean_{key}"][k], p[f"var_{key}"][k]) for key in ("hh", "ih", "c")}
-    z = bn(h @ p["weight_hh"].T, p["gamma_hh"], 0, *st["hh"], eps) + bn(x @ p["weight_ih"].T, p["gamma_ih"], 0, *st["ih"], eps) + p["bias"]
-    i, f, g, o = sigm(z[..., :n]), sigm(z[..., n:2 * n]), np.tanh(z[..., 2 * n:3 * n]), sigm(z[..., 3 * n:])
+    z = (
+        bn(h @ p["weight_hh"].T, p["gamma_hh"], 0, *st["hh"], eps)
+        + bn(x @ p["weight_ih"].T, p["gamma_ih"], 0, *st["ih"], eps)
+        + p["bias"]
+    )
+    i, f, g, o = sigm(z[..., :n]), sigm(z[..., n : 2 * n]), np.tanh(z[..., 2 * n : 3 * n]), sigm(z[..., 3 * n :])
     c2 = f * c + i * g
     if stats is not None and "c" not in stats:
         stats["c"] = (c2.mean(0), c2.var(0))
@@ -79,8 +91,11 @@ def ref_bn_lstm(p, x, h, c, t, eps, stats=None):
 
 def ref_bn_rnn(p, x, h, t, eps):
     k = min(t, p["mean_hh"].shape[0] - 1)
-    a = (bn(p["weight_hh"] @ h, p["gamma_hh"], 0, p["mean_hh"][k], p["var_hh"][k], eps)
-         + bn(p["weight_ih"] @ x, p["gamma_ih"], 0, p["mean_ih"][k], p["var_ih"][k], eps) + p["bias"])
+    a = (
+        bn(p["weight_hh"] @ h, p["gamma_hh"], 0, p["mean_hh"][k], p["var_hh"][k], eps)
+        + bn(p["weight_ih"] @ x, p["gamma_ih"], 0, p["mean_ih"][k], p["var_ih"][k], eps)
+        + p["bias"]
+    )
     return (np.tanh(a),)
 
 
@@ -140,6 +155,7 @@ def reference(name, cell, x, s, t):
 
 # --- tests -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_step_matches_paper_equations(name):
     cell = build(name, 1)
@@ -170,8 +186,11 @@ def test_ln_parts_match_torch_layer_norm():
     x, (h, c) = np.random.default_rng(0).normal(size=M), rand_state(cell, 4)
     tx, th, tcc = torch.tensor(x), torch.tensor(np.asarray(h)), torch.tensor(np.asarray(c))
     e = cell.eps
-    z = (F.layer_norm(p["weight_hh"] @ th, (4 * N,), p["hh_gain"], p["hh_bias"], eps=e)
-         + F.layer_norm(p["weight_ih"] @ tx, (4 * N,), p["ih_gain"], p["ih_bias"], eps=e) + p["bias"])
+    z = (
+        F.layer_norm(p["weight_hh"] @ th, (4 * N,), p["hh_gain"], p["hh_bias"], eps=e)
+        + F.layer_norm(p["weight_ih"] @ tx, (4 * N,), p["ih_gain"], p["ih_bias"], eps=e)
+        + p["bias"]
+    )
     i, f, g, o = z.split(N)
     c2 = torch.sigmoid(f) * tcc + torch.sigmoid(i) * torch.tanh(g)
     h2 = torch.sigmoid(o) * torch.tanh(F.layer_norm(c2, (N,), p["c_gain"], p["c_bias"], eps=e))
@@ -181,8 +200,13 @@ def test_ln_parts_match_torch_layer_norm():
     # and GN with torch.group_norm for the gn-lstm pre-activations
     gcell = build("gn-lstm", 3, groups=8)
     u = np.asarray(gcell.weight_hh @ h)
-    tg = F.group_norm(torch.tensor(u)[None], 8, torch.tensor(np.asarray(gcell.hh_gain)),
-                      torch.tensor(np.asarray(gcell.hh_bias)), eps=e)[0].numpy()
+    tg = F.group_norm(
+        torch.tensor(u)[None],
+        8,
+        torch.tensor(np.asarray(gcell.hh_gain)),
+        torch.tensor(np.asarray(gcell.hh_bias)),
+        eps=e,
+    )[0].numpy()
     np.testing.assert_allclose(ln(u, np.asarray(gcell.hh_gain), np.asarray(gcell.hh_bias), e, 8), tg, atol=1e-12)
 
 
@@ -208,7 +232,7 @@ def test_init_values():
     assert np.allclose(b.gamma_hh, 0.1) and np.allclose(b.gamma_c, 0.1) and np.all(b.beta_c == 0)
     assert b.mean_hh.shape == (7, 4 * N) and b.var_c.shape == (7, N) and b.max_length == 7
     assert np.allclose(make("bn-rnn", M, N, key=jax.random.key(0), gamma=1.0).gamma_ih, 1.0)
-    assert make("ln-lstm", M, N, key=jax.random.key(0), forget_bias=1.0).bias[N:2 * N].tolist() == [1.0] * N
+    assert make("ln-lstm", M, N, key=jax.random.key(0), forget_bias=1.0).bias[N : 2 * N].tolist() == [1.0] * N
 
 
 @pytest.mark.parametrize("name", ["bn-lstm", "bn-rnn"])
@@ -230,8 +254,11 @@ def test_training_mode_and_collected_statistics(name):
             S = ref_bn_lstm(p, x, *S, t, e, stats=st)
         else:
             uh, ux = S[0] @ p["weight_hh"].T, x @ p["weight_ih"].T
-            a = (bn(uh, p["gamma_hh"], 0, uh.mean(0), uh.var(0), e) + bn(ux, p["gamma_ih"], 0, ux.mean(0), ux.var(0), e)
-                 + p["bias"])
+            a = (
+                bn(uh, p["gamma_hh"], 0, uh.mean(0), uh.var(0), e)
+                + bn(ux, p["gamma_ih"], 0, ux.mean(0), ux.var(0), e)
+                + p["bias"]
+            )
             S = (np.tanh(a),)
             np.testing.assert_allclose(stats["var_hh"][t], uh.var(0), atol=1e-12)
         for got, want in zip(states, S):
@@ -266,7 +293,9 @@ def test_bad_options():
         training_rollout(make("ln-lstm", M, N, key=jax.random.key(0)), np.zeros((2, 3, M)))
 
 
-@pytest.mark.parametrize("name", ["ln-rnn", "ln-lstm", "ln-gru", "bn-lstm"])  # gn/in share ln-lstm's code, bn-rnn bn-lstm's
+@pytest.mark.parametrize(
+    "name", ["ln-rnn", "ln-lstm", "ln-gru", "bn-lstm"]
+)  # gn/in share ln-lstm's code, bn-rnn bn-lstm's
 def test_jit_vmap_grad(name):
     cell = build(name, 9, max_length=4) if name.startswith("bn") else build(name, 9)
     rng = np.random.default_rng(9)
@@ -279,6 +308,7 @@ def test_jit_vmap_grad(name):
         s, _ = step(cell, xs[1, t], s, t)
     for got, want in zip(traj.final, s):
         np.testing.assert_allclose(got[1], want, atol=1e-12)
+
     # grad through the rollout wrt all weights == central finite difference along a random direction
     def loss(c):
         return jnp.sum(rollout(c, xs, s0).states[0][:, -1] ** 2)
@@ -367,8 +397,16 @@ def test_bn_gamma_controls_gradient_decay():
     s0 = (rng.normal(0, 0.1, (B, n)),)
     lognorm = {}
     for gamma in (0.1, 1.0):
-        cell = make("bn-rnn", 1, n, key=jax.random.key(0), dtype=jnp.float64, gamma=gamma, max_length=T,
-                    recurrent_init="identity")
+        cell = make(
+            "bn-rnn",
+            1,
+            n,
+            key=jax.random.key(0),
+            dtype=jnp.float64,
+            gamma=gamma,
+            max_length=T,
+            recurrent_init="identity",
+        )
         cell = collect_statistics(cell, xs, s0)
         traj = rollout(cell, xs[0], (s0[0][0],))
         P = jnp.eye(n)

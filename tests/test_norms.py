@@ -48,7 +48,9 @@ def test_group_norm_per_step_numpy(data, G):
     ref = _np_norm(xg, -1).reshape(x.shape) * data["gain"] + data["bias"]
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12)
     # per-step GN == torch GroupNorm applied to each (b, t) vector as a (N, C) input
-    t = F.group_norm(torch.tensor(x.reshape(-1, 12)), G, torch.tensor(data["gain"]), torch.tensor(data["bias"]), eps=EPS)
+    t = F.group_norm(
+        torch.tensor(x.reshape(-1, 12)), G, torch.tensor(data["gain"]), torch.tensor(data["bias"]), eps=EPS
+    )
     np.testing.assert_allclose(y, t.numpy().reshape(x.shape), rtol=0, atol=1e-12)
 
 
@@ -57,7 +59,9 @@ def test_group_norm_over_time_matches_torch(data, G):
     # PyTorch GroupNorm on (B, C, L) also pools over L: our axes=(-2,) on (B, T, C)
     x = data["btc"]
     y = np.asarray(norms.group_norm(x, G, data["gain"], data["bias"], axes=(-2,)))
-    t = F.group_norm(torch.tensor(x).transpose(1, 2), G, torch.tensor(data["gain"]), torch.tensor(data["bias"]), eps=EPS)
+    t = F.group_norm(
+        torch.tensor(x).transpose(1, 2), G, torch.tensor(data["gain"]), torch.tensor(data["bias"]), eps=EPS
+    )
     np.testing.assert_allclose(y, t.transpose(1, 2).numpy(), rtol=0, atol=1e-12)
 
 
@@ -72,8 +76,9 @@ def test_instance_norm_numpy_and_torch(data):
     y = np.asarray(norms.instance_norm(x, data["gain"], data["bias"]))
     ref = _np_norm(x, 1) * data["gain"] + data["bias"]
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12)
-    t = F.instance_norm(torch.tensor(x).transpose(1, 2), weight=torch.tensor(data["gain"]),
-                        bias=torch.tensor(data["bias"]), eps=EPS)
+    t = F.instance_norm(
+        torch.tensor(x).transpose(1, 2), weight=torch.tensor(data["gain"]), bias=torch.tensor(data["bias"]), eps=EPS
+    )
     np.testing.assert_allclose(y, t.transpose(1, 2).numpy(), rtol=0, atol=1e-12)
     # single sequence (T, C)
     np.testing.assert_allclose(norms.instance_norm(x[0]), _np_norm(x[0], 0), atol=1e-12)
@@ -88,14 +93,22 @@ def test_batch_norm_training_and_inference(data):
     np.testing.assert_allclose(m, x.mean(0), atol=1e-13)
     np.testing.assert_allclose(v, x.var(0), atol=1e-12)  # biased
     # torch training mode: normalised output uses the biased batch variance
-    t = F.batch_norm(torch.tensor(x), None, None, torch.tensor(data["gain"]), torch.tensor(data["bias"]),
-                     training=True, eps=EPS)
+    t = F.batch_norm(
+        torch.tensor(x), None, None, torch.tensor(data["gain"]), torch.tensor(data["bias"]), training=True, eps=EPS
+    )
     np.testing.assert_allclose(y, t.numpy(), atol=1e-12)
     # inference mode: given statistics, identical to torch eval with those running stats
     pm, pv = np.linspace(-1, 1, 12), np.linspace(0.5, 2, 12)
     y2, m2, v2 = norms.batch_norm(x, data["gain"], data["bias"], mean=pm, var=pv)
-    t2 = F.batch_norm(torch.tensor(x), torch.tensor(pm), torch.tensor(pv), torch.tensor(data["gain"]),
-                      torch.tensor(data["bias"]), training=False, eps=EPS)
+    t2 = F.batch_norm(
+        torch.tensor(x),
+        torch.tensor(pm),
+        torch.tensor(pv),
+        torch.tensor(data["gain"]),
+        torch.tensor(data["bias"]),
+        training=False,
+        eps=EPS,
+    )
     np.testing.assert_allclose(y2, t2.numpy(), atol=1e-12)
     np.testing.assert_allclose(m2, pm)
     np.testing.assert_allclose(v2, pv)

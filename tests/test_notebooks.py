@@ -35,7 +35,8 @@ def _cells(nb):
 def test_ipynb_matches_source_and_has_no_outputs(py):
     ipynb = jupytext.read(py.with_suffix(".ipynb"))
     assert _cells(ipynb) == _cells(jupytext.read(py)), (
-        f"{py.with_suffix('.ipynb').name} differs from {py.name}: run `jupytext --sync {py}`")
+        f"{py.with_suffix('.ipynb').name} differs from {py.name}: run `jupytext --sync {py}`"
+    )
     for c in ipynb.cells:
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None, f"{py.stem}: outputs must be stripped"
@@ -61,8 +62,9 @@ def test_notebook_executes(py, monkeypatch):
     monkeypatch.setenv("GRADSCOPE_FAST", "1")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     nb = jupytext.read(py)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError on any failing cell (incl. the final asserts)
     elapsed = time.perf_counter() - start

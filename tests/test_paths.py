@@ -7,12 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import build, inputs, oracle
 
 from gradscope import engine
 from gradscope._errors import ConfigError
 from gradscope._rollout import rollout
-
-from _engine_ref import build, inputs, oracle
 
 
 def sigmoid(a):
@@ -75,8 +74,7 @@ def test_lstm_without_recurrent_weights_is_the_forget_highway():
         hw = np.prod(f[k:], axis=0)
         np.testing.assert_allclose(float(ps.highway_log10_spectral[k]), np.log10(hw.max()), atol=1e-12)
         np.testing.assert_allclose(float(ps.total_log10_spectral[k]), float(ps.highway_log10_spectral[k]), atol=1e-12)
-        np.testing.assert_allclose(float(ps.total_log10_frobenius[k]), float(ps.highway_log10_frobenius[k]),
-                                   atol=1e-12)
+        np.testing.assert_allclose(float(ps.total_log10_frobenius[k]), float(ps.highway_log10_frobenius[k]), atol=1e-12)
         # remainder exactly 0, or rounding noise ≥ 12 orders below the total
         assert float(ps.remainder_log10_frobenius[k]) < float(ps.total_log10_frobenius[k]) - 12
 
@@ -85,8 +83,7 @@ def test_forget_bias_one_zero_input_gives_sigmoid_one_per_step():
     # Jozefowicz et al. 2015: b_f = 1, zero input, W_h = 0 ⇒ per-step factor σ(1) = 0.7311; 100 steps → 2.48e−14
     n = 3
     cell = build("lstm", 2, n, forget_bias=1.0)
-    cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh),
-                               bias_hh=jnp.zeros_like(cell.bias_hh))
+    cell = dataclasses.replace(cell, weight_hh=jnp.zeros_like(cell.weight_hh), bias_hh=jnp.zeros_like(cell.bias_hh))
     assert np.allclose(np.asarray(cell.bias_ih)[n : 2 * n], 1.0)
     ps = engine.path_split(cell, np.zeros((100, 2)))
     np.testing.assert_allclose(10 ** float(ps.highway_log10_spectral[0]), sigmoid(1.0) ** 100, rtol=1e-10)
@@ -109,8 +106,9 @@ def test_gru_without_recurrent_weights_is_the_direct_path(name):
         np.testing.assert_allclose(J[t], np.diag(direct[t]), rtol=1e-13, atol=1e-15)
     ps = engine.path_split(cell, xs)
     for k in range(T):
-        np.testing.assert_allclose(float(ps.highway_log10_frobenius[k]),
-                                   np.log10(np.linalg.norm(np.prod(direct[k:], axis=0))), atol=1e-12)
+        np.testing.assert_allclose(
+            float(ps.highway_log10_frobenius[k]), np.log10(np.linalg.norm(np.prod(direct[k:], axis=0))), atol=1e-12
+        )
         assert float(ps.remainder_log10_frobenius[k]) < float(ps.total_log10_frobenius[k]) - 12
 
 
@@ -132,7 +130,9 @@ def test_gate_statistics_match_numpy():
     assert st["f"]["open_fraction"] == pytest.approx(float((np.asarray(tr.aux["f"]) > 0.5).mean()))
     # relu: inactive / dead fractions
     irnn = build("irnn", 3, 4)
-    irnn = dataclasses.replace(irnn, weight_ih=jnp.asarray(np.array([[1.0, 0, 0], [-1.0, 0, 0], [0, 0, 0], [0, 1.0, 0]])))
+    irnn = dataclasses.replace(
+        irnn, weight_ih=jnp.asarray(np.array([[1.0, 0, 0], [-1.0, 0, 0], [0, 0, 0], [0, 1.0, 0]]))
+    )
     xs = np.abs(inputs(5, 3, seed=1)) + 0.1
     st = engine.gate_statistics(irnn, rollout(irnn, xs))
     # unit 0 and 3 active throughout; unit 1 negative pre-activation; unit 2 exactly 0 (inactive)

@@ -3,11 +3,10 @@
 import jax
 import numpy as np
 import pytest
+from _engine_ref import build, inputs, oracle
 
 from gradscope import engine
 from gradscope._errors import ConfigError
-
-from _engine_ref import build, inputs, oracle
 
 
 @pytest.mark.parametrize("name", ["rnn-tanh", "lstm"])
@@ -18,8 +17,9 @@ def test_hutchinson_estimate_within_four_standard_errors(name):
     _, _, P, _, _ = oracle(model, xs)
     pr = engine.probe_lag_profile(model, xs, probes=64, key=jax.random.key(1))
     assert pr.probes == 64 and pr.log10_frobenius.shape == (T,)
-    est, se, low = (np.asarray(a, np.float64) for a in (pr.log10_frobenius, pr.log10_frobenius_stderr,
-                                                        pr.log10_spectral_lower))
+    est, se, low = (
+        np.asarray(a, np.float64) for a in (pr.log10_frobenius, pr.log10_frobenius_stderr, pr.log10_spectral_lower)
+    )
     for k in range(T):
         exact_f = np.log10(np.linalg.norm(P[T, k]))
         exact_s = np.log10(np.linalg.norm(P[T, k], 2))

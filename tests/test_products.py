@@ -7,13 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import block_ranges, build, inputs, oracle
 
 import gradscope as gs
 from gradscope import engine
 from gradscope.cells import make
 from gradscope.nets import Bidirectional, Stack, stack
-
-from _engine_ref import block_ranges, build, inputs, oracle
 
 ATOL = 1e-9
 
@@ -53,10 +52,18 @@ def test_lag_profile_matches_jacrev_norms(name):
         np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(M)), atol=ATOL)
         for key, r0, r1, c0, c1 in pairs:
             sub = M[r0:r1, c0:c1]
-            np.testing.assert_allclose(float(lp.blocks[key]["log10_spectral"][k]),
-                                       np.log10(np.linalg.norm(sub, 2)), atol=ATOL, err_msg=f"{key} k={k}")
-            np.testing.assert_allclose(float(lp.blocks[key]["log10_frobenius"][k]),
-                                       np.log10(np.linalg.norm(sub)), atol=ATOL, err_msg=f"{key} k={k}")
+            np.testing.assert_allclose(
+                float(lp.blocks[key]["log10_spectral"][k]),
+                np.log10(np.linalg.norm(sub, 2)),
+                atol=ATOL,
+                err_msg=f"{key} k={k}",
+            )
+            np.testing.assert_allclose(
+                float(lp.blocks[key]["log10_frobenius"][k]),
+                np.log10(np.linalg.norm(sub)),
+                atol=ATOL,
+                err_msg=f"{key} k={k}",
+            )
 
 
 def test_lag_profile_block_names_refer_to_the_right_derivative():
@@ -76,8 +83,11 @@ def test_lag_profile_batched_equals_per_sequence():
     for b in range(3):
         one = engine.lag_profile(model, xs[b])
         np.testing.assert_allclose(np.asarray(lp.log10_spectral[b]), np.asarray(one.log10_spectral), atol=1e-12)
-        np.testing.assert_allclose(np.asarray(lp.blocks["h→h"]["log10_frobenius"][b]),
-                                   np.asarray(one.blocks["h→h"]["log10_frobenius"]), atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(lp.blocks["h→h"]["log10_frobenius"][b]),
+            np.asarray(one.blocks["h→h"]["log10_frobenius"]),
+            atol=1e-12,
+        )
 
 
 @pytest.mark.parametrize("name,chunk", [("lstm", None), ("lstm", 2), ("rnn-tanh", 4)])
@@ -106,6 +116,7 @@ def test_triangle_matches_jacrev_for_every_pair(name, chunk):
 
 
 # --- overflow: T = 5000 in float32 against float64 (README: numbers are honest) -----------------------------------
+
 
 def _orth_elman(act, gain, dtype):
     return make(f"rnn-{act}", 2, 16, key=jax.random.key(7), dtype=dtype, recurrent_init="orthogonal", gain=gain)
@@ -137,6 +148,7 @@ def test_long_float32_products_are_finite_and_match_float64(act, gain):
 
 
 # --- memory: the compiled lag profile never holds T·d² numbers (README: O(d²) memory) -------------------------
+
 
 def test_lag_profile_memory_is_independent_of_T():
     T, d = 5000, 512
@@ -171,7 +183,7 @@ def test_lag_profile_memory_is_independent_of_T():
 
 def _subjaxprs(eqn):
     for p in eqn.params.values():
-        for q in (p if isinstance(p, (tuple, list)) else (p,)):
+        for q in p if isinstance(p, (tuple, list)) else (p,):
             if hasattr(q, "jaxpr") and hasattr(q.jaxpr, "eqns"):
                 yield q.jaxpr
             elif hasattr(q, "eqns"):
@@ -179,6 +191,7 @@ def _subjaxprs(eqn):
 
 
 # --- norm invariances of LN/BN cells at the level of the lag profile (Ba et al. 2016, Table 1) ---
+
 
 def _scaled(cell, c, fields):
     return dataclasses.replace(cell, **{f: c * getattr(cell, f) for f in fields})
@@ -271,23 +284,35 @@ def test_large_batch_lag_profile_returns_on_a_small_cpu():
     import subprocess
     import sys
 
-    code = ("import os, jax, gradscope as gs; "
-            "cell = gs.cells.make('lstm', 2, 64, key=jax.random.key(0)); "
-            "xs = jax.random.normal(jax.random.key(1), (128, 5, 2)); "
-            "jax.block_until_ready(gs.lag_profile(cell, xs).log10_spectral); print(os.environ.get('XLA_FLAGS'))")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("XLA_FLAGS", "JAX_ENABLE_X64", "JAX_DISABLE_MOST_OPTIMIZATIONS")}
+    code = (
+        "import os, jax, gradscope as gs; "
+        "cell = gs.cells.make('lstm', 2, 64, key=jax.random.key(0)); "
+        "xs = jax.random.normal(jax.random.key(1), (128, 5, 2)); "
+        "jax.block_until_ready(gs.lag_profile(cell, xs).log10_spectral); print(os.environ.get('XLA_FLAGS'))"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("XLA_FLAGS", "JAX_ENABLE_X64", "JAX_DISABLE_MOST_OPTIMIZATIONS")
+    }
     env["JAX_PLATFORMS"] = "cpu"
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     from importlib import metadata
 
     if metadata.version("jaxlib").startswith("0.10."):
         assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in res.stdout
     own = dict(env, XLA_FLAGS="--xla_cpu_enable_concurrency_optimized_scheduler=true")
-    out = subprocess.run([sys.executable, "-c", "import os, gradscope; print(os.environ['XLA_FLAGS'])"], env=own,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, gradscope; print(os.environ['XLA_FLAGS'])"],
+        env=own,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert out.strip() == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
 
 
@@ -330,7 +355,7 @@ class GatedComplex(Cell):
     def jacobian_diag(self, x, state, t=None):
         lr, li = self.lam(x)
         s = jnp.concatenate(state)
-        jx = jax.jacfwd(lambda x: jnp.concatenate(self(x, (s[: self.hidden_size], s[self.hidden_size:]))[0]))(x)
+        jx = jax.jacfwd(lambda x: jnp.concatenate(self(x, (s[: self.hidden_size], s[self.hidden_size :]))[0]))(x)
         return jax.lax.complex(lr, li), jx
 
     def jacobian(self, x, state, t=None):
@@ -342,8 +367,9 @@ class GatedComplex(Cell):
 def gated_complex(m=3, n=3, seed=0, dtype=jnp.float64):
     k = jax.random.split(jax.random.key(seed), 6)
     g = lambda i, *s: jax.random.normal(k[i], s, dtype)  # noqa: E731
-    return GatedComplex(g(0, n, m), 1.5 + g(1, n), 3.0 * g(2, n), g(3, n, m), g(4, n, m), g(5, n, m),
-                        input_size=m, hidden_size=n)
+    return GatedComplex(
+        g(0, n, m), 1.5 + g(1, n), 3.0 * g(2, n), g(3, n, m), g(4, n, m), g(5, n, m), input_size=m, hidden_size=n
+    )
 
 
 _DENSE = {}
@@ -401,8 +427,12 @@ def test_diagonal_fast_path_equals_dense_path_and_jacrev(name):
             for key, r0, r1, c0, c1 in pairs:
                 sub = M[r0:r1, c0:c1]
                 for f, o in (("log10_spectral", 2), ("log10_frobenius", None)):
-                    np.testing.assert_allclose(float(lp.blocks[key][f][k]), np.log10(np.linalg.norm(sub, o)),
-                                               atol=1e-10, err_msg=f"{key} {f} k={k}")
+                    np.testing.assert_allclose(
+                        float(lp.blocks[key][f][k]),
+                        np.log10(np.linalg.norm(sub, o)),
+                        atol=1e-10,
+                        err_msg=f"{key} {f} k={k}",
+                    )
     # triangle: every (t, k), spectral and Frobenius, fast == dense == jacrev
     fast_tri, dense_tri = engine.triangle(model, xs, spectral=True), engine.triangle(dense, xs, spectral=True)
     for tri in (fast_tri, dense_tri):
@@ -419,14 +449,17 @@ def test_diagonal_fast_path_equals_dense_path_and_jacrev(name):
     ks = list(range(T))
     for sp in (engine.singular_values(model, xs, ks=ks), engine.singular_values(dense, xs, ks=ks)):
         for i, k in enumerate(ks):
-            np.testing.assert_allclose(np.asarray(sp.log10_sv[i]), np.log10(np.linalg.svd(P[T, k], compute_uv=False)),
-                                       atol=1e-10)
+            np.testing.assert_allclose(
+                np.asarray(sp.log10_sv[i]), np.log10(np.linalg.svd(P[T, k], compute_uv=False)), atol=1e-10
+            )
     top = engine.singular_values(model, xs, ks=[2], top_k=2)
-    np.testing.assert_allclose(np.asarray(top.log10_sv[0]), np.log10(np.linalg.svd(P[T, 2], compute_uv=False)[:2]),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(top.log10_sv[0]), np.log10(np.linalg.svd(P[T, 2], compute_uv=False)[:2]), atol=1e-10
+    )
     for ts, sv in (engine.step_singular_values(model, xs), engine.step_singular_values(dense, xs)):
-        np.testing.assert_allclose(np.asarray(sv), np.log10(np.linalg.svd(J[np.asarray(ts)], compute_uv=False)),
-                                   atol=1e-10)
+        np.testing.assert_allclose(
+            np.asarray(sv), np.log10(np.linalg.svd(J[np.asarray(ts)], compute_uv=False)), atol=1e-10
+        )
     # Lyapunov: QR of the autodiff step Jacobians in NumPy, and the closed form (time-averaged log|a|)
     expect = _numpy_benettin(J)
     if structure(model) == "complex-diagonal":
@@ -474,8 +507,12 @@ def test_complex_diagonal_float32_long_run_matches_closed_form():
     """A fixed-λ complex diagonal over T = 5000 steps in float32: spectral norm at lag τ is τ·log10 max|λ|
     and the Frobenius norm log10 (2 Σ_n |λ_n|^{2τ})^{1/2} (closed forms, float64 NumPy)."""
     cell = gated_complex(2, 4, seed=5, dtype=jnp.float32)
-    cell = dataclasses.replace(cell, W_r=jnp.zeros_like(cell.W_r), W_t=jnp.zeros_like(cell.W_t),
-                               b_r=jnp.asarray([8.0, 6.0, 3.0, -1.0], jnp.float32))  # λ constant in time
+    cell = dataclasses.replace(
+        cell,
+        W_r=jnp.zeros_like(cell.W_r),
+        W_t=jnp.zeros_like(cell.W_t),
+        b_r=jnp.asarray([8.0, 6.0, 3.0, -1.0], jnp.float32),
+    )  # λ constant in time
     T = 5000
     lp = engine.lag_profile(cell, np.asarray(inputs(T, 2, seed=6), np.float32))
     assert lp.log10_spectral.dtype == jnp.float32

@@ -43,9 +43,11 @@ def _w(*shape, seed=0, dtype=jnp.float64):
 
 # --- a well-formed tiny cell and its broken variants -------------------------------------------------------
 
+
 @pytree_cell
 class Tiny(Cell):
     """h' = tanh(W h + U x + b): the reference well-formed cell."""
+
     W: jax.Array
     U: jax.Array
     b: jax.Array
@@ -59,8 +61,9 @@ class Tiny(Cell):
 
 
 def tiny(cls=Tiny, dtype=jnp.float64, **kw):
-    fields = dict(W=_w(N, N, dtype=dtype), U=_w(N, M, seed=1, dtype=dtype), b=jnp.zeros(N, dtype),
-                  input_size=M, hidden_size=N)
+    fields = dict(
+        W=_w(N, N, dtype=dtype), U=_w(N, M, seed=1, dtype=dtype), b=jnp.zeros(N, dtype), input_size=M, hidden_size=N
+    )
     fields.update(kw)
     return cls(**fields)
 
@@ -121,8 +124,11 @@ class SizesMismatch(Tiny):
 
 
 def test_block_sizes_not_matching_blocks():
-    _refused(tiny(SizesMismatch), "SizesMismatch.block_sizes=(4,) has 1 entries but blocks=('h', 'c') has 2",
-             "give one size per block")
+    _refused(
+        tiny(SizesMismatch),
+        "SizesMismatch.block_sizes=(4,) has 1 entries but blocks=('h', 'c') has 2",
+        "give one size per block",
+    )
 
 
 @pytree_cell
@@ -137,10 +143,17 @@ class SizeAsData(Cell):
 
 
 def test_size_declared_as_data():
-    _refused(SizeAsData(_w(N, N), _w(N, M), M, hidden_size=N), "SizeAsData.input_size = 3 (int) is declared as data",
-             "`input_size: int = static(3)`")
-    _refused(tiny(input_size=jnp.asarray(M)), "Tiny.input_size=Array(3", "expected a non-negative int",
-             "input_size: int = static()")
+    _refused(
+        SizeAsData(_w(N, N), _w(N, M), M, hidden_size=N),
+        "SizeAsData.input_size = 3 (int) is declared as data",
+        "`input_size: int = static(3)`",
+    )
+    _refused(
+        tiny(input_size=jnp.asarray(M)),
+        "Tiny.input_size=Array(3",
+        "expected a non-negative int",
+        "input_size: int = static()",
+    )
 
 
 @pytree_cell
@@ -150,8 +163,12 @@ class BareArray(Tiny):
 
 
 def test_step_returning_a_bare_array():
-    _refused(tiny(BareArray), "BareArray.step / __call__ returned a bare array of shape (4,)",
-             "return (new_state, aux)", "aux a dict")
+    _refused(
+        tiny(BareArray),
+        "BareArray.step / __call__ returned a bare array of shape (4,)",
+        "return (new_state, aux)",
+        "aux a dict",
+    )
 
 
 @pytree_cell
@@ -205,24 +222,26 @@ class WrongBlockDtype(Tiny):  # adds a float64 constant to a float32 state under
 
 
 def test_step_returning_no_aux_dict():
-    _refused(tiny(NoAux), "NoAux.step / __call__ returned (array of shape (4,)) with no aux dict",
-             "return (h,), {}")
-    _refused(tiny(TwoBlocksNoAux), "returned (array of shape (4,), array of shape (4,)) with no aux dict",
-             "aux a dict")
+    _refused(tiny(NoAux), "NoAux.step / __call__ returned (array of shape (4,)) with no aux dict", "return (h,), {}")
+    _refused(tiny(TwoBlocksNoAux), "returned (array of shape (4,), array of shape (4,)) with no aux dict", "aux a dict")
     _refused(tiny(AuxNotADict), "AuxNotADict.step / __call__ returned", "with no aux dict")
 
 
 def test_new_state_not_a_tuple():
-    _refused(tiny(NewStateBare), "NewStateBare.step / __call__ returned new_state as a bare array",
-             "return (h,), aux")
+    _refused(tiny(NewStateBare), "NewStateBare.step / __call__ returned new_state as a bare array", "return (h,), aux")
 
 
 def test_state_blocks_of_the_wrong_number_shape_or_dtype():
     _refused(tiny(WrongBlockCount), "returned 2 state blocks but blocks=('h',) has 1", "one array per block")
-    _refused(tiny(WrongBlockShape), "state block 'h' as array of shape (1, 4)", "block_sizes says (4,)",
-             "for ONE example")
-    _refused(tiny(WrongBlockDtype, dtype=jnp.float32), "state block 'h' in float64",
-             "model computes in float32", "keep the state in the weights' dtype")
+    _refused(
+        tiny(WrongBlockShape), "state block 'h' as array of shape (1, 4)", "block_sizes says (4,)", "for ONE example"
+    )
+    _refused(
+        tiny(WrongBlockDtype, dtype=jnp.float32),
+        "state block 'h' in float64",
+        "model computes in float32",
+        "keep the state in the weights' dtype",
+    )
 
 
 def test_integer_leaf():
@@ -234,14 +253,19 @@ def test_integer_leaf():
             out, aux = Tiny.__call__(self, x, state)
             return (out[0][self.perm],), aux
 
-    _refused(tiny(WithPerm, perm=jnp.arange(N)), "WithPerm.perm is an array of dtype int", "declare it with static()",
-             "cast it with .astype")
+    _refused(
+        tiny(WithPerm, perm=jnp.arange(N)),
+        "WithPerm.perm is an array of dtype int",
+        "declare it with static()",
+        "cast it with .astype",
+    )
 
 
 def test_mixed_float_dtypes():
     cell = tiny(W=_w(N, N, dtype=jnp.float32), U=_w(N, M, dtype=jnp.float32), b=jnp.zeros(N, jnp.float64))
-    msg = _refused(cell, "Tiny mixes floating-point dtypes in its weights", "b float64",
-                   "cast all weights to one dtype")
+    msg = _refused(
+        cell, "Tiny mixes floating-point dtypes in its weights", "b float64", "cast all weights to one dtype"
+    )
     assert "W, U float32" in msg and "refuses to promote" in msg
 
 
@@ -251,8 +275,11 @@ class StringAsData(Tiny):
 
 
 def test_string_declared_as_data():
-    _refused(tiny(StringAsData), "StringAsData.activation = 'tanh' (str) is declared as data",
-             "activation: str = static('tanh')")
+    _refused(
+        tiny(StringAsData),
+        "StringAsData.activation = 'tanh' (str) is declared as data",
+        "activation: str = static('tanh')",
+    )
 
 
 def test_python_number_declared_as_data():
@@ -291,8 +318,12 @@ def test_no_step_and_no_call():
         input_size: int = static(M)
         hidden_size: int = static(N)
 
-    _refused(CallMissing(_w(N, N)), "CallMissing.step(x, state, t) is not implemented", "define",
-             "__call__(x, state) -> (new_state, aux)")
+    _refused(
+        CallMissing(_w(N, N)),
+        "CallMissing.step(x, state, t) is not implemented",
+        "define",
+        "__call__(x, state) -> (new_state, aux)",
+    )
 
 
 def test_step_that_only_works_on_batches():
@@ -301,8 +332,7 @@ def test_step_that_only_works_on_batches():
         def __call__(self, x, state):  # written for x of shape (B, m): x[:, 0] fails on one example
             return (jnp.tanh(self.W @ state[0] + x[:, 0]),), {}
 
-    _refused(tiny(Batched), "Batched.step(x, state, t) failed when traced on one example",
-             "x of shape (input_size,)")
+    _refused(tiny(Batched), "Batched.step(x, state, t) failed when traced on one example", "x of shape (input_size,)")
 
 
 def test_structure():
@@ -315,8 +345,11 @@ def test_structure():
         structure = "diagonal"
 
     _refused(tiny(UnknownStructure), "UnknownStructure.structure='sparse' is not allowed", "'dense', 'diagonal'")
-    _refused(tiny(DiagonalWithoutDiag), "DiagonalWithoutDiag.structure='diagonal' needs jacobian_diag",
-             "set structure = \"dense\"")
+    _refused(
+        tiny(DiagonalWithoutDiag),
+        "DiagonalWithoutDiag.structure='diagonal' needs jacobian_diag",
+        'set structure = "dense"',
+    )
 
 
 def test_jacobian_and_jacobian_diag_of_the_wrong_shape():
@@ -332,10 +365,19 @@ def test_jacobian_and_jacobian_diag_of_the_wrong_shape():
         def jacobian_diag(self, x, state, t=None):
             return jnp.ones(N), jnp.ones((N, N))  # dS'/dx must be (N, M)
 
-    _refused(tiny(BadJacobian), "BadJacobian.jacobian(x, state, t) returned (array of shape (4, 4))",
-             "(4, 4), (4, 3)", "delete jacobian")
-    _refused(tiny(BadDiag), "BadDiag.jacobian_diag(x, state, t) returned", "(4,), (4, 3)",
-             "set structure = \"dense\"", entry=gs.lag_profile)
+    _refused(
+        tiny(BadJacobian),
+        "BadJacobian.jacobian(x, state, t) returned (array of shape (4, 4))",
+        "(4, 4), (4, 3)",
+        "delete jacobian",
+    )
+    _refused(
+        tiny(BadDiag),
+        "BadDiag.jacobian_diag(x, state, t) returned",
+        "(4,), (4, 3)",
+        'set structure = "dense"',
+        entry=gs.lag_profile,
+    )
 
 
 def test_readout_of_the_wrong_size():
@@ -344,8 +386,11 @@ def test_readout_of_the_wrong_size():
         def readout(self, state, x):
             return jnp.concatenate([state[0], x])  # size N + M, but output_size says N
 
-    _refused(tiny(BadReadout), "BadReadout.readout(state, x) returned array of shape (7,) but output_size is 4",
-             "set output_size")
+    _refused(
+        tiny(BadReadout),
+        "BadReadout.readout(state, x) returned array of shape (7,) but output_size is 4",
+        "set output_size",
+    )
 
 
 def test_the_check_runs_at_every_engine_entry():
@@ -368,6 +413,7 @@ def test_one_trace_per_model_structure(monkeypatch):
 
 
 # --- every built-in model passes ----------------------------------------------------------------------------
+
 
 def test_every_registered_cell_passes():
     key = jax.random.key(0)
@@ -402,6 +448,7 @@ def test_the_suites_own_cells_pass():
 
 
 # --- the documented examples --------------------------------------------------------------------------------
+
 
 def _readme_block() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -445,8 +492,9 @@ def test_readme_cornn_lag_profile_matches_jacrev_of_the_equations():
         P = np.asarray(jax.jacrev(_cornn_unrolled(W, Wz, V, b, 0.3, 0.7, 0.2, jnp.asarray(xs), k, steps))(S[k]))
         np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.linalg.norm(P, 2)), atol=1e-10)
         np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(P)), atol=1e-10)
-        np.testing.assert_allclose(float(lp.blocks["z→y"]["log10_frobenius"][k]),
-                                   np.log10(np.linalg.norm(P[:n, n:])), atol=1e-10)
+        np.testing.assert_allclose(
+            float(lp.blocks["z→y"]["log10_frobenius"][k]), np.log10(np.linalg.norm(P[:n, n:])), atol=1e-10
+        )
 
 
 def _doc_blocks() -> list[str]:
@@ -474,8 +522,9 @@ def test_doc_leaky_stack_matches_its_closed_form():
     for k in range(steps):
         P = np.linalg.matrix_power(J, steps - k)
         np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.linalg.norm(P, 2)), atol=1e-10)
-        np.testing.assert_allclose(float(lp.blocks["layer0.h→layer1.h"]["log10_frobenius"][k]),
-                                   np.log10(np.linalg.norm(P[3:, :3])), atol=1e-10)
+        np.testing.assert_allclose(
+            float(lp.blocks["layer0.h→layer1.h"]["log10_frobenius"][k]), np.log10(np.linalg.norm(P[3:, :3])), atol=1e-10
+        )
 
 
 @pytest.mark.slow
@@ -523,9 +572,24 @@ def test_every_author_year_citation_has_a_full_reference():
 def test_no_citation_points_outside_the_repository():
     """Research notes outside the repository (papers.md, ecosystem.md, DESIGN.md) are never cited: cite papers."""
     pattern = re.compile(r"papers\.md|ecosystem\.md|DESIGN\.md|DESIGN §")
-    roots = ("gradscope/cells", "gradscope/engine", "gradscope/io", "gradscope/norms.py", "gradscope/nets.py",
-             "gradscope/mlp.py", "gradscope/_rollout.py", "tests", "notebooks", "docs", "README.md")
-    hits = [f"{f.relative_to(ROOT)}:{i}" for f in _sources(*roots)
-            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    roots = (
+        "gradscope/cells",
+        "gradscope/engine",
+        "gradscope/io",
+        "gradscope/norms.py",
+        "gradscope/nets.py",
+        "gradscope/mlp.py",
+        "gradscope/_rollout.py",
+        "tests",
+        "notebooks",
+        "docs",
+        "README.md",
+    )
+    hits = [
+        f"{f.relative_to(ROOT)}:{i}"
+        for f in _sources(*roots)
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
     hits = [h for h in hits if not h.startswith("tests/test_protocol.py")]  # this test names them
     assert not hits, hits

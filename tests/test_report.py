@@ -12,6 +12,7 @@ import pytest
 jsonschema = pytest.importorskip("jsonschema")
 
 import gradscope  # noqa: E402
+from gradscope import _atomic  # noqa: E402
 from gradscope._errors import ConfigError, GradscopeError  # noqa: E402
 from gradscope.report import (  # noqa: E402
     ReportExistsError,
@@ -24,7 +25,6 @@ from gradscope.report import (  # noqa: E402
     validate_report,
     write_report,
 )
-from gradscope import _atomic  # noqa: E402
 from gradscope.report import folder as folder_mod  # noqa: E402
 from tests._report_data import analyses, full_report, light_report  # noqa: E402
 
@@ -34,6 +34,7 @@ def _siblings(path):
 
 
 # ---- document -----------------------------------------------------------------------------------
+
 
 def test_build_report_follows_the_contract():
     r = full_report()
@@ -68,17 +69,20 @@ def test_schema_is_valid_draft_2020_12_and_accepts_real_reports():
         jsonschema.Draft202012Validator(schema).validate(full_report(command))
 
 
-@pytest.mark.parametrize("breakage, where", [
-    (lambda r: r.pop("analyses"), "analyses"),
-    (lambda r: r.update(schema="gradscope.report/2"), "schema"),
-    (lambda r: r["analyses"][0]["summary"].update(verdict="fine"), "verdict"),
-    (lambda r: r["analyses"][0]["lag_profile"]["log10_spectral"].__setitem__(3, "big"), "log10_spectral"),
-    (lambda r: r["analyses"][1]["triangle"].update(log10_frobenius=[1.0, 2.0]), "triangle"),
-    (lambda r: r["environment"].pop("x64"), "x64"),
-    (lambda r: r["analyses"][1].update(name="rnn-tanh"), "duplicate"),
-    (lambda r: r.update(analyses=[]), "analyses"),
-    (lambda r: r["analyses"][0].update(method="guess"), "method"),
-])
+@pytest.mark.parametrize(
+    "breakage, where",
+    [
+        (lambda r: r.pop("analyses"), "analyses"),
+        (lambda r: r.update(schema="gradscope.report/2"), "schema"),
+        (lambda r: r["analyses"][0]["summary"].update(verdict="fine"), "verdict"),
+        (lambda r: r["analyses"][0]["lag_profile"]["log10_spectral"].__setitem__(3, "big"), "log10_spectral"),
+        (lambda r: r["analyses"][1]["triangle"].update(log10_frobenius=[1.0, 2.0]), "triangle"),
+        (lambda r: r["environment"].pop("x64"), "x64"),
+        (lambda r: r["analyses"][1].update(name="rnn-tanh"), "duplicate"),
+        (lambda r: r.update(analyses=[]), "analyses"),
+        (lambda r: r["analyses"][0].update(method="guess"), "method"),
+    ],
+)
 def test_schema_rejects_broken_reports(breakage, where):
     r = full_report()
     breakage(r)
@@ -89,6 +93,7 @@ def test_schema_rejects_broken_reports(breakage, where):
 
 
 # ---- write_report ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
@@ -225,6 +230,7 @@ def test_failure_while_swapping_restores_the_old_report(tmp_path, monkeypatch):
 
 
 # ---- render_report ----------------------------------------------------------------------------------
+
 
 def test_render_report_round_trip(tmp_path):
     r = light_report()

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from gradscope.experiments import reproduce as rp
 from gradscope._errors import ConfigError, UnknownNameError
+from gradscope.experiments import reproduce as rp
 
 BASE = 1.0 / 6.0  # adding-problem baseline MSE
 

@@ -111,8 +111,9 @@ def _reference(width=4, heads=2, T=6, dtype=jnp.float64, seed=0):
     params = jax.jit(mod.init)(jax.random.key(seed), jnp.zeros((1, T, width), dtype), jnp.arange(T)[None])
     rng = np.random.default_rng(seed)
     # random biases too (the reference initialises them to zero)
-    params = jax.tree_util.tree_map(lambda a: (a + rng.normal(0, 0.5, a.shape)).astype(dtype) if a.ndim == 2 else a,
-                                    params)
+    params = jax.tree_util.tree_map(
+        lambda a: (a + rng.normal(0, 0.5, a.shape)).astype(dtype) if a.ndim == 2 else a, params
+    )
     return mod, params
 
 
@@ -120,8 +121,13 @@ def _reference(width=4, heads=2, T=6, dtype=jnp.float64, seed=0):
 def test_parity_with_recurrentgemma_float64(float64_accumulator, reset):
     mod, params = _reference()
     flat = traverse_util.flatten_dict(params, sep="/")
-    assert set(flat) == {"params/a_param", "params/input_gate/w", "params/input_gate/b",
-                         "params/a_gate/w", "params/a_gate/b"}
+    assert set(flat) == {
+        "params/a_param",
+        "params/input_gate/w",
+        "params/input_gate/b",
+        "params/a_gate/w",
+        "params/a_gate/b",
+    }
     assert io_rglru.recognise(set(flat))
     cell = io_rglru.from_state_dict(flat, reset_at_start=reset)
     assert cell.num_heads == 2 and cell.hidden_size == cell.input_size == 4 and cell.dtype == jnp.float64
@@ -166,8 +172,7 @@ def test_jacobian_equals_jacrev_of_the_reference_step(float64_accumulator, reset
     np.testing.assert_allclose(X, Jx, rtol=0, atol=1e-13)
     if reset:
         np.testing.assert_array_equal(J, 0.0)  # a segment start forgets h_0
-        np.testing.assert_allclose(cell.jacobian(x, (h,), 1)[0], jnp.diag(_np_gates(cell, x[None])[1][0]),
-                                   rtol=1e-13)
+        np.testing.assert_allclose(cell.jacobian(x, (h,), 1)[0], jnp.diag(_np_gates(cell, x[None])[1][0]), rtol=1e-13)
 
 
 def test_torch_port_state_dict_imports_the_same():
@@ -220,7 +225,7 @@ def test_import_errors_name_the_tensor():
     sd["params/a_imag_param"] = np.zeros(2)
     _raises_naming(sd, "params/a_imag_param")
     # a Griffin-like tree: two RG-LRUs among other tensors needs prefix=
-    griffin = {f"blocks.{b}/rg_lru/{k[len('params/'):]}": v for b in (0, 1) for k, v in _flat().items()}
+    griffin = {f"blocks.{b}/rg_lru/{k[len('params/') :]}": v for b in (0, 1) for k, v in _flat().items()}
     griffin["blocks.0/linear_x/kernel"] = np.zeros((4, 4))
     assert io_rglru.recognise(set(griffin))
     assert "prefix=" in _raises_naming(griffin, "blocks.1/rg_lru/")
@@ -309,9 +314,11 @@ def test_closed_form_of_the_diagonal_recurrence():
     _, a, _, _ = _np_gates(cell, xs)
     lp = engine.lag_profile(cell, xs)
     for k in range(T):
-        np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.max(np.prod(a[k:], axis=0))),
-                                   rtol=0, atol=1e-12)
-        np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(np.prod(a[k:], axis=0))),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            float(lp.log10_spectral[k]), np.log10(np.max(np.prod(a[k:], axis=0))), rtol=0, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(np.prod(a[k:], axis=0))), rtol=0, atol=1e-12
+        )
     ly = engine.lyapunov_spectrum(cell, xs)
     np.testing.assert_allclose(ly.exponents, np.sort(np.mean(np.log(a), axis=0))[::-1], rtol=0, atol=1e-12)

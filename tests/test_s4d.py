@@ -29,8 +29,13 @@ def _randomised(seed=0, h=H, n=N):
     rng = np.random.default_rng(seed + 10)
     f = lambda *shape: jnp.asarray(rng.normal(size=shape))  # noqa: E731
     return dataclasses.replace(
-        cell, Lambda_re=-jnp.asarray(rng.uniform(0.05, 2.0, (h, n))), Lambda_im=f(h, n) * 3, B_re=f(h, n),
-        B_im=f(h, n), log_step=jnp.asarray(rng.uniform(np.log(0.05), np.log(1.0), h)))
+        cell,
+        Lambda_re=-jnp.asarray(rng.uniform(0.05, 2.0, (h, n))),
+        Lambda_im=f(h, n) * 3,
+        B_re=f(h, n),
+        B_im=f(h, n),
+        log_step=jnp.asarray(rng.uniform(np.log(0.05), np.log(1.0), h)),
+    )
 
 
 def _np_params(cell):
@@ -87,7 +92,7 @@ def test_zero_order_hold_equals_expm_of_the_continuous_system():
         A = np.block([[np.diag(lam[h].real), -np.diag(lam[h].imag)], [np.diag(lam[h].imag), np.diag(lam[h].real)]])
         b = np.concatenate([B[h].real, B[h].imag])[:, None]
         E = scipy.linalg.expm(np.block([[A, b], [np.zeros((1, 2 * N + 1))]]) * step[h])
-        rows = np.r_[h * N:(h + 1) * N, d + h * N:d + (h + 1) * N]  # channel h's re and im entries
+        rows = np.r_[h * N : (h + 1) * N, d + h * N : d + (h + 1) * N]  # channel h's re and im entries
         want_J[np.ix_(rows, rows)] = E[: 2 * N, : 2 * N]
         want_X[rows, h] = E[: 2 * N, 2 * N]
         np.testing.assert_allclose(np.asarray(lam_bar).reshape(H, N)[h], np.exp(lam[h] * step[h]), rtol=1e-13)
@@ -102,8 +107,8 @@ def test_readout_jacobian_matches_autodiff():
     cell = _randomised(3)
     rng = np.random.default_rng(2)
     u, s = jnp.asarray(rng.normal(size=H)), jnp.asarray(rng.normal(size=2 * H * N))
-    Ry, Ru = cell.readout_jacobian((s[: H * N], s[H * N:]), u)
-    Ra, Rua = jax.jacfwd(lambda s, u: cell.readout((s[: H * N], s[H * N:]), u), argnums=(0, 1))(s, u)
+    Ry, Ru = cell.readout_jacobian((s[: H * N], s[H * N :]), u)
+    Ra, Rua = jax.jacfwd(lambda s, u: cell.readout((s[: H * N], s[H * N :]), u), argnums=(0, 1))(s, u)
     np.testing.assert_allclose(Ry, Ra, rtol=0, atol=1e-12)
     np.testing.assert_allclose(Ru, Rua, rtol=0, atol=1e-12)
 
@@ -119,8 +124,10 @@ def test_s4d_lin_initialisation():
     assert cell.state_size == 2 * Hn * Nn
 
 
-@pytest.mark.parametrize("opts, word", [({"dt_min": 0.0}, "dt_min"), ({"dt_max": -1.0}, "dt_max"),
-                                         ({"dt_min": 0.5, "dt_max": 0.1}, "dt_min")])
+@pytest.mark.parametrize(
+    "opts, word",
+    [({"dt_min": 0.0}, "dt_min"), ({"dt_max": -1.0}, "dt_max"), ({"dt_min": 0.5, "dt_max": 0.1}, "dt_min")],
+)
 def test_bad_options_raise_config_errors_naming_them(opts, word):
     with pytest.raises(ConfigError, match=word):
         gs.cells.make("s4d", H, N, key=jax.random.key(0), **opts)
@@ -134,13 +141,18 @@ def test_lag_profile_spectral_norm_is_max_abs_lambda_bar_to_the_lag():
     tau = np.arange(T, 0, -1)
     rng = np.random.default_rng(3)
     for scale in (0.1, 10.0):
-        lp = engine.lag_profile(cell, scale * rng.normal(size=(T, H)),
-                                tuple(jnp.asarray(scale * rng.normal(size=H * N)) for _ in range(2)))
-        np.testing.assert_allclose(np.asarray(lp.log10_spectral), tau * np.log10(np.abs(lam_bar).max()),
-                                   rtol=0, atol=ATOL)
-        np.testing.assert_allclose(np.asarray(lp.log10_frobenius),
-                                   0.5 * np.log10(2 * np.sum(np.abs(lam_bar[None]) ** (2 * tau[:, None]), axis=1)),
-                                   rtol=0, atol=ATOL)
+        lp = engine.lag_profile(
+            cell, scale * rng.normal(size=(T, H)), tuple(jnp.asarray(scale * rng.normal(size=H * N)) for _ in range(2))
+        )
+        np.testing.assert_allclose(
+            np.asarray(lp.log10_spectral), tau * np.log10(np.abs(lam_bar).max()), rtol=0, atol=ATOL
+        )
+        np.testing.assert_allclose(
+            np.asarray(lp.log10_frobenius),
+            0.5 * np.log10(2 * np.sum(np.abs(lam_bar[None]) ** (2 * tau[:, None]), axis=1)),
+            rtol=0,
+            atol=ATOL,
+        )
 
 
 def _models():

@@ -24,6 +24,7 @@ ATOL = 1e-10
 
 # --- (1) against jax.jacrev of the unrolled map -------------------------------------------------
 
+
 def _fields(cell, prefix=""):
     """``{name: getter}`` for the array fields of a cell, written out from the dataclass (not the engine)."""
     out = {}
@@ -70,8 +71,11 @@ def _reference(model, xs, state0=None):
     """``({name: log10 ‖∂S_t/∂θ_name‖_F}, log10 ‖S_t‖)`` for t = 0..T (NumPy float64; the sensitivity at
     t = 0 is −inf) for one sequence."""
     pxs = model.prepare_inputs(jnp.asarray(xs, model.dtype))
-    s0 = (jnp.zeros((model.state_size,), model.dtype) if state0 is None
-          else flatten_state(tuple(jnp.asarray(b) for b in state0)))
+    s0 = (
+        jnp.zeros((model.state_size,), model.dtype)
+        if state0 is None
+        else flatten_state(tuple(jnp.asarray(b) for b in state0))
+    )
     D, ss = _jacrev_states(model, pxs, s0)
     out = {}
     with np.errstate(divide="ignore"):
@@ -101,8 +105,15 @@ def _assert_curves(a, b, msg):
 
 
 # the networks compile for ~10 s on one core (two programs each, no-optimisation XLA): marked slow
-@pytest.mark.parametrize("name", ["rnn-tanh", "lstm", pytest.param("stack", marks=pytest.mark.slow),
-                                  pytest.param("bidirectional", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rnn-tanh",
+        "lstm",
+        pytest.param("stack", marks=pytest.mark.slow),
+        pytest.param("bidirectional", marks=pytest.mark.slow),
+    ],
+)
 def test_sensitivity_equals_jacrev_of_the_unrolled_map(name):
     model = MODELS[name]()
     T, B = 6, 2
@@ -134,11 +145,17 @@ def test_sensitivity_equals_jacrev_of_the_unrolled_map(name):
 
 # --- (2) closed forms: the scalar linear recurrence and the curse of memory ----------------------
 
+
 def _scalar(lam, dtype=jnp.float64):
     """``h_t = λ h_{t−1} + x_t`` as an ``rnn-linear`` cell of hidden size 1 (w_ih = 1, biases 0)."""
     c = make("rnn-linear", 1, 1, key=jax.random.key(0), dtype=dtype)
-    return dataclasses.replace(c, weight_hh=jnp.full((1, 1), lam, dtype), weight_ih=jnp.ones((1, 1), dtype),
-                               bias_ih=jnp.zeros((1,), dtype), bias_hh=jnp.zeros((1,), dtype))
+    return dataclasses.replace(
+        c,
+        weight_hh=jnp.full((1, 1), lam, dtype),
+        weight_ih=jnp.ones((1, 1), dtype),
+        bias_ih=jnp.zeros((1,), dtype),
+        bias_hh=jnp.zeros((1,), dtype),
+    )
 
 
 def test_scalar_linear_recurrence_closed_forms_and_curse_of_memory(optimised):
@@ -173,23 +190,24 @@ def test_scalar_linear_recurrence_closed_forms_and_curse_of_memory(optimised):
         # exact, per sequence: the bias sensitivity is deterministic and the w_ih one is the state itself
         bias = np.log10((1 - lam ** t[1:]) / (1 - lam))
         for b in ("bias_ih", "bias_hh"):
-            np.testing.assert_allclose(np.asarray(r.by_parameter[b])[:, 1:], np.broadcast_to(bias, (B, T)),
-                                       atol=ATOL, rtol=0)
+            np.testing.assert_allclose(
+                np.asarray(r.by_parameter[b])[:, 1:], np.broadcast_to(bias, (B, T)), atol=ATOL, rtol=0
+            )
         # (compared as values: where h_t nearly cancels, a 1e-16 absolute rounding is large in log10)
-        np.testing.assert_allclose(10 ** np.asarray(r.by_parameter["weight_ih"]), 10 ** H, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(10 ** np.asarray(r.by_parameter["weight_ih"]), 10**H, rtol=1e-10, atol=1e-14)
         # Monte Carlo against the finite-t sums, t = 1..T
         j = np.arange(T)
-        e_state = sigma ** 2 * (1 - lam ** (2 * t[1:])) / (1 - lam ** 2)
-        e_sens = sigma ** 2 * np.cumsum(j ** 2 * lam ** (2.0 * (j - 1)))  # entry t−1: Σ_{j<t}
+        e_state = sigma**2 * (1 - lam ** (2 * t[1:])) / (1 - lam**2)
+        e_sens = sigma**2 * np.cumsum(j**2 * lam ** (2.0 * (j - 1)))  # entry t−1: Σ_{j<t}
         mc_state = np.mean(10 ** (2 * H[:, 1:]), axis=0)
         mc_sens = np.mean(10 ** (2 * L[:, 1:]), axis=0)
         np.testing.assert_allclose(mc_state, e_state, rtol=0.07)
         np.testing.assert_allclose(mc_sens[1:], e_sens[1:], rtol=0.07)  # t = 1: ∂h_1/∂λ = 0 exactly
         assert np.isneginf(L[:, 1]).all()
         # the t → ∞ limits (the tail beyond T = 200 is below 1e-6 relative for |λ| ≤ 0.95)
-        np.testing.assert_allclose(e_sens[-1], sigma ** 2 * (1 + lam ** 2) / (1 - lam ** 2) ** 3, rtol=1e-6)
+        np.testing.assert_allclose(e_sens[-1], sigma**2 * (1 + lam**2) / (1 - lam**2) ** 3, rtol=1e-6)
         ratios[lam] = np.sqrt(mc_sens[-1] / mc_state[-1])
-        np.testing.assert_allclose(ratios[lam], np.sqrt(1 + lam ** 2) / (1 - lam ** 2), rtol=0.07)
+        np.testing.assert_allclose(ratios[lam], np.sqrt(1 + lam**2) / (1 - lam**2), rtol=0.07)
         # both saturate: growth rates over the second half ≈ 0 (the mean of log10 |·| is stationary)
         assert abs(float(np.mean(np.asarray(r.growth["weight_hh"])))) < 1e-3
     # the curse of memory: sensitivity / state ∝ 1/(1 − λ²) — the ratio grows ~9.5x from λ = 0.5 to 0.95
@@ -198,10 +216,11 @@ def test_scalar_linear_recurrence_closed_forms_and_curse_of_memory(optimised):
     assert all(ratios[a] < ratios[b] for a, b in zip(lams, lams[1:]))
     assert ratios[0.95] / ratios[0.5] > 6
     for lam in lams:
-        assert 0.93 <= (1 - lam ** 2) * ratios[lam] <= np.sqrt(2) * 1.07
+        assert 0.93 <= (1 - lam**2) * ratios[lam] <= np.sqrt(2) * 1.07
 
 
 # --- (3) float32, T = 2000, exploding: finite and equal to float64 -------------------------------
+
 
 def _exploding(dtype):
     """A linear net whose second unit has multiplier 1.05 but is never driven (row 1 of W_ih, W_hh[1, 0]
@@ -209,8 +228,13 @@ def _exploding(dtype):
     beyond float32's 3.4e38."""
     c = make("rnn-linear", 2, 2, key=jax.random.key(0), dtype=dtype)
     f = lambda a: jnp.asarray(np.asarray(a, np.float32), dtype)  # noqa: E731 - the same rounded weights in both
-    return dataclasses.replace(c, weight_hh=f([[0.5, 0.3], [0.0, 1.05]]), weight_ih=f([[1.0, -0.5], [0.0, 0.0]]),
-                               bias_ih=f([0.1, 0.0]), bias_hh=f([0.2, 0.0]))
+    return dataclasses.replace(
+        c,
+        weight_hh=f([[0.5, 0.3], [0.0, 1.05]]),
+        weight_ih=f([[1.0, -0.5], [0.0, 0.0]]),
+        bias_ih=f([0.1, 0.0]),
+        bias_hh=f([0.2, 0.0]),
+    )
 
 
 def test_float32_exploding_long_sequence_is_finite_and_matches_float64():
@@ -228,20 +252,20 @@ def test_float32_exploding_long_sequence_is_finite_and_matches_float64():
         # the growth rate is the exploding multiplier's: log10 1.05 decades per step
         np.testing.assert_allclose(float(r32.growth[n]), np.log10(np.float32(1.05)), atol=1e-4, err_msg=n)
     np.testing.assert_allclose(np.asarray(r32.log10_total[1:], np.float64), np.asarray(r64.log10_total[1:]), atol=1e-3)
-    np.testing.assert_allclose(np.asarray(r32.log10_state[1:], np.float64), np.asarray(r64.log10_state[1:]),
-                               atol=1e-3)
+    np.testing.assert_allclose(np.asarray(r32.log10_state[1:], np.float64), np.asarray(r64.log10_state[1:]), atol=1e-3)
     # closed form for the biases, in float64 from the float32-rounded weights: ∂h_t/∂b = Σ_{j<t} W^j with
     # W = [[a, c], [0, λ]] upper triangular, W^j = [[a^j, c (λ^j − a^j)/(λ − a)], [0, λ^j]]
     a, c, lam = (float(np.float32(v)) for v in (0.5, 0.3, 1.05))
     t = np.arange(1, T + 1)
-    sa, sl = (1 - a ** t) / (1 - a), (lam ** t - 1) / (lam - 1)
-    frob = np.sqrt(sa ** 2 + (c * (sl - sa) / (lam - a)) ** 2 + sl ** 2)
+    sa, sl = (1 - a**t) / (1 - a), (lam**t - 1) / (lam - 1)
+    frob = np.sqrt(sa**2 + (c * (sl - sa) / (lam - a)) ** 2 + sl**2)
     for b in ("bias_ih", "bias_hh"):
         np.testing.assert_allclose(np.asarray(r32.by_parameter[b][1:], np.float64), np.log10(frob), atol=1e-3)
         np.testing.assert_allclose(np.asarray(r64.by_parameter[b][1:]), np.log10(frob), atol=1e-10)
 
 
 # --- memory, compilation, records, errors -------------------------------------------------------
+
 
 def test_never_materialises_T_by_parameters_jacobians():
     T, n = 1000, 8
@@ -257,7 +281,7 @@ def test_never_materialises_T_by_parameters_jacobians():
                 if hasattr(v.aval, "shape") and np.prod(v.aval.shape, dtype=np.int64) >= T * n * P // 4:
                     big.append((eqn.primitive, v.aval.shape))
             for p in eqn.params.values():
-                for q in (p if isinstance(p, (tuple, list)) else (p,)):
+                for q in p if isinstance(p, (tuple, list)) else (p,):
                     inner = getattr(q, "jaxpr", None)
                     if inner is not None and hasattr(inner, "eqns"):
                         walk(inner)

@@ -7,12 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _engine_ref import build, inputs, oracle
 
 from gradscope import engine
 from gradscope._errors import ConfigError
 from gradscope.cells import make
-
-from _engine_ref import build, inputs, oracle
 
 
 def _linear(W, m=2):
@@ -32,11 +31,13 @@ def test_singular_values_match_numpy_svd_of_jacrev_product():
         ref = np.linalg.svd(P[T, k], compute_uv=False)
         # singular values far below σ_max·eps are rounding noise in both: compare in linear scale
         np.testing.assert_allclose(10.0 ** np.asarray(sp.log10_sv[i]), ref, rtol=1e-9, atol=1e-12 * ref[0])
-        np.testing.assert_allclose(np.asarray(sp.log10_sv[i])[ref > 1e-8 * ref[0]],
-                                   np.log10(ref[ref > 1e-8 * ref[0]]), atol=1e-8)
+        np.testing.assert_allclose(
+            np.asarray(sp.log10_sv[i])[ref > 1e-8 * ref[0]], np.log10(ref[ref > 1e-8 * ref[0]]), atol=1e-8
+        )
     top = engine.singular_values(model, xs, ks=[2], top_k=2)
-    np.testing.assert_allclose(np.asarray(top.log10_sv[0]), np.log10(np.linalg.svd(P[T, 2], compute_uv=False)[:2]),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(top.log10_sv[0]), np.log10(np.linalg.svd(P[T, 2], compute_uv=False)[:2]), atol=1e-9
+    )
 
 
 def test_step_singular_values_match_numpy():

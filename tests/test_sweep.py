@@ -9,9 +9,9 @@ import math
 
 import pytest
 
-from gradscope.experiments import merge, sweep
 from gradscope.analysis import batch
 from gradscope.engine._memory import ResourceError
+from gradscope.experiments import merge, sweep
 
 # one shape group (rnn-linear, H=4, T=8, B=2): 8 gains × 4 seeds = 32 configurations
 GAINS = [0.5, 0.7, 0.9, 1.0, 1.1, 1.3, 1.6, 2.0]
@@ -146,8 +146,24 @@ def test_cli_shards_and_merge_equal_the_unsharded_report(tmp_path):
 
     from gradscope.cli import app
 
-    args = ["sweep", "--cells", "rnn-linear", "--gains", "0.5,2", "--lengths", "8", "--seeds", "0", "--init",
-            "identity", "--hidden", "4", "--batch", "2", "-q"]
+    args = [
+        "sweep",
+        "--cells",
+        "rnn-linear",
+        "--gains",
+        "0.5,2",
+        "--lengths",
+        "8",
+        "--seeds",
+        "0",
+        "--init",
+        "identity",
+        "--hidden",
+        "4",
+        "--batch",
+        "2",
+        "-q",
+    ]
     r = CliRunner()
     full = r.invoke(app, args + ["--out", str(tmp_path / "full"), "--json"])
     assert full.exit_code == 0, full.output
@@ -162,8 +178,9 @@ def test_cli_shards_and_merge_equal_the_unsharded_report(tmp_path):
     for k in ("created", "environment"):
         a.pop(k), b.pop(k)
     assert a == b
-    assert sorted(p.name for p in (tmp_path / "merged" / "figures").iterdir() if p.name.startswith("sweep_")) == \
-        sorted(sweep.SWEEP_FIGURE_FILES)
+    assert sorted(p.name for p in (tmp_path / "merged" / "figures").iterdir() if p.name.startswith("sweep_")) == sorted(
+        sweep.SWEEP_FIGURE_FILES
+    )
     html = (tmp_path / "merged" / "report.html").read_text()
     assert "gradient horizon by length and cell" in html
     bad = r.invoke(app, args + ["--shard", "2/2", "--out", str(tmp_path / "p2")])

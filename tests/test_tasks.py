@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradscope.experiments import tasks
 from gradscope._errors import ConfigError, GradscopeError, UnknownNameError
+from gradscope.experiments import tasks
 
 
 def _np(a):
@@ -97,9 +97,9 @@ def test_copy_task_layout_and_targets():
     codes = xs.argmax(-1)
     np.testing.assert_array_equal(codes[:, :S], ys)  # the targets are the presented symbols
     assert np.all(ys < A)
-    assert np.all(codes[:, S:T - S - 1] == A)  # blanks during the delay
+    assert np.all(codes[:, S : T - S - 1] == A)  # blanks during the delay
     assert np.all(codes[:, T - S - 1] == A + 1)  # delimiter
-    assert np.all(codes[:, T - S:] == A)  # blanks while recalling
+    assert np.all(codes[:, T - S :] == A)  # blanks while recalling
 
 
 def test_copy_loss_baseline_and_perfect_predictor():

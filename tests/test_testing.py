@@ -44,15 +44,27 @@ class FakeAnalysis:
         self.name, self.summary = name, summary
 
     def to_dict(self):
-        return {"schema": "gradscope.analysis/1", "name": self.name, "precision": {"dtype": "float32",
-                "matmul": "highest"}, "summary": dict(self.summary)}
+        return {
+            "schema": "gradscope.analysis/1",
+            "name": self.name,
+            "precision": {"dtype": "float32", "matmul": "highest"},
+            "summary": dict(self.summary),
+        }
 
 
 @pytest.fixture
 def fake(monkeypatch):
     """gradscope.analyse replaced by a function returning the summary in `state` (the model argument is unused)."""
-    state = {"summary": {"log10_norm_max_lag": -8.0, "decay_per_step": -0.08, "horizon": 40,
-                         "horizon_threshold": -3.0, "lyapunov_max": -0.2, "verdict": "vanishing"}}
+    state = {
+        "summary": {
+            "log10_norm_max_lag": -8.0,
+            "decay_per_step": -0.08,
+            "horizon": 40,
+            "horizon_threshold": -3.0,
+            "lyapunov_max": -0.2,
+            "verdict": "vanishing",
+        }
+    }
 
     def analyse(model, xs, state0=None, *, name=None, **kwargs):
         state["kwargs"] = kwargs
@@ -78,8 +90,10 @@ def test_explicit_bounds(fake):
         assert_gradient_flow(None, None, max_decay=-1)
 
 
-@pytest.mark.parametrize("bound,value", [("min_horizon", "40"), ("max_lyapunov", True), ("max_decay", float("nan")),
-                                         ("max_lyapunov", float("inf"))])
+@pytest.mark.parametrize(
+    "bound,value",
+    [("min_horizon", "40"), ("max_lyapunov", True), ("max_decay", float("nan")), ("max_lyapunov", float("inf"))],
+)
 def test_bounds_must_be_finite_numbers(fake, bound, value):
     """A bound that is not a finite real number is an input error naming it, before any analysis runs."""
     fake.pop("kwargs", None)
@@ -123,10 +137,27 @@ def test_pytest_option_and_fixture(tmp_path):
     installed = any(ep.value == "gradscope.testing" for ep in entry_points(group="pytest11"))
     load = [] if installed else ["-p", "gradscope.testing"]
     for extra in ([], ["--gradscope-update-baselines"]):
-        proc = subprocess.run([sys.executable, "-m", "pytest", *load, "-p", "no:cacheprovider",
-                               "-q", "--rootdir", str(tmp_path), str(test), *extra],
-                              cwd=ROOT, check=False, capture_output=True, text=True, timeout=120,
-                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                *load,
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--rootdir",
+                str(tmp_path),
+                str(test),
+                *extra,
+            ],
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -183,7 +214,13 @@ def test_tanh_gain_raise_fails_lyapunov_direction(tmp_path):
 
 
 def test_module_imports_without_jax():
-    proc = subprocess.run([sys.executable, "-c", "import sys, gradscope.testing; assert 'jax' not in sys.modules"],
-                          cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, gradscope.testing; assert 'jax' not in sys.modules"],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert isinstance(testing, types.ModuleType)

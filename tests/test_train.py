@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 
 import gradscope as gs
+from gradscope._errors import ConfigError, GradscopeError, ShapeError
 from gradscope.experiments import checkpoint as ckpt
 from gradscope.experiments import tasks
-from gradscope._errors import ConfigError, GradscopeError, ShapeError
-from gradscope.experiments.train import Network, Readout, TrainingDiverged, evaluate, network, norm_clipping, restore, train
+from gradscope.experiments.train import (
+    Network,
+    Readout,
+    TrainingDiverged,
+    evaluate,
+    network,
+    norm_clipping,
+    restore,
+    train,
+)
 
 
 def small_indrnn(T, hidden=8, layers=2, seed=1, **opts):
@@ -99,8 +108,10 @@ def test_training_is_deterministic_for_a_fixed_key(capsys):
 
 def test_resume_gives_the_same_curves_as_an_uninterrupted_run(tmp_path):
     task = tasks.make("adding", length=T_SMALL)
-    snap = lambda rnn, xs: {"u_norm": float(jnp.linalg.norm(rnn.layers[0].weight_hh_diag)),  # noqa: E731
-                            "probe_mean": float(jnp.mean(xs))}
+    snap = lambda rnn, xs: {
+        "u_norm": float(jnp.linalg.norm(rnn.layers[0].weight_hh_diag)),  # noqa: E731
+        "probe_mean": float(jnp.mean(xs)),
+    }
     kw = KW | dict(snapshot_every=6, snapshot_fn=snap, checkpoint_every=5)
     full = train(small_indrnn(T_SMALL), task, key=jax.random.key(2), checkpoint_dir=tmp_path / "a", **kw)
 
@@ -112,9 +123,13 @@ def test_resume_gives_the_same_curves_as_an_uninterrupted_run(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train(small_indrnn(T_SMALL), task, key=jax.random.key(2), checkpoint_dir=tmp_path / "b", progress=interrupt, **kw)
+        train(
+            small_indrnn(T_SMALL), task, key=jax.random.key(2), checkpoint_dir=tmp_path / "b", progress=interrupt, **kw
+        )
     assert ckpt.latest(tmp_path / "b") == 10
-    resumed = train(small_indrnn(T_SMALL), task, checkpoint_dir=tmp_path / "b", resume=True, **kw)  # key from the checkpoint
+    resumed = train(
+        small_indrnn(T_SMALL), task, checkpoint_dir=tmp_path / "b", resume=True, **kw
+    )  # key from the checkpoint
     np.testing.assert_array_equal(resumed.loss, full.loss)
     np.testing.assert_array_equal(resumed.metric, full.metric)
     np.testing.assert_array_equal(resumed.grad_norm, full.grad_norm)
@@ -134,16 +149,30 @@ def test_indrnn_clip_bounds_every_layer():
         assert np.max(np.abs(np.asarray(layer.weight_hh_diag))) <= bound + 1e-7
     assert np.max(np.abs(np.asarray(rnn.layers[0].weight_hh_diag))) > 1.4
     with pytest.raises(ConfigError, match="no IndRNN layer"):
-        train(gs.cells.make("rnn-tanh", 2, 4, key=jax.random.key(0)), tasks.make("adding", length=T_SMALL),
-              key=jax.random.key(0), steps=1, indrnn_clip=2.0)
+        train(
+            gs.cells.make("rnn-tanh", 2, 4, key=jax.random.key(0)),
+            tasks.make("adding", length=T_SMALL),
+            key=jax.random.key(0),
+            steps=1,
+            indrnn_clip=2.0,
+        )
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     task = tasks.make("adding", length=10)
     rnn = gs.stack("rnn-relu", 2, 8, 1, key=jax.random.key(0))
     with pytest.raises(TrainingDiverged) as info:
-        train(rnn, task, key=jax.random.key(0), steps=50, batch=8, optimizer="sgd", lr=10.0,
-              checkpoint_dir=tmp_path, checkpoint_every=1)
+        train(
+            rnn,
+            task,
+            key=jax.random.key(0),
+            steps=50,
+            batch=8,
+            optimizer="sgd",
+            lr=10.0,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=1,
+        )
     err = info.value
     assert isinstance(err, GradscopeError)
     assert f"diverged at step {err.step}" in str(err) and "last good checkpoint" in str(err)
@@ -158,10 +187,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_bad_options_raise_config_errors():
     task, rnn = tasks.make("adding", length=5), small_indrnn(5)
-    for kw, msg in [(dict(steps=0), "steps=0"), (dict(steps=2, lr=-1.0), "lr=-1.0"),
-                    (dict(steps=2, optimizer="adagrad"), "optimizer='adagrad'"),
-                    (dict(steps=2, schedule="linear"), "schedule='linear'"),
-                    (dict(steps=2, checkpoint_every=1), "checkpoint_dir=None")]:
+    for kw, msg in [
+        (dict(steps=0), "steps=0"),
+        (dict(steps=2, lr=-1.0), "lr=-1.0"),
+        (dict(steps=2, optimizer="adagrad"), "optimizer='adagrad'"),
+        (dict(steps=2, schedule="linear"), "schedule='linear'"),
+        (dict(steps=2, checkpoint_every=1), "checkpoint_dir=None"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             train(rnn, task, key=jax.random.key(0), **kw)
 

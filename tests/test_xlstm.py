@@ -59,8 +59,14 @@ def _torch_slstm(seed=0):
 
 
 def _torch_slstm_layer(seed=0, conv=0):
-    cfg = sLSTMLayerConfig(embedding_dim=N, num_heads=HEADS, backend="vanilla", conv1d_kernel_size=conv,
-                           recurrent_weight_init="standard", bias_init="standard")
+    cfg = sLSTMLayerConfig(
+        embedding_dim=N,
+        num_heads=HEADS,
+        backend="vanilla",
+        conv1d_kernel_size=conv,
+        recurrent_weight_init="standard",
+        bias_init="standard",
+    )
     return _randomise(sLSTMLayer(cfg).double(), seed)
 
 
@@ -86,7 +92,7 @@ def test_slstm_cell_matches_package_step_by_step_and_forward():
     ref_states = []
     with torch.no_grad():
         for t in range(T):
-            _, st = ref(torch.tensor(xs[:, t:t + 1]), st)
+            _, st = ref(torch.tensor(xs[:, t : t + 1]), st)
             ref_states.append(_np(st))
         out, final = ref(torch.tensor(xs))  # the whole sequence in one forward
     ref_states = np.stack(ref_states, 2)  # (4, B, T, n)
@@ -123,8 +129,9 @@ def test_slstm_layer_without_conv_matches_package_outputs_and_state():
     tr = gs.rollout(cell, jnp.asarray(xs))
     ys = jax.vmap(jax.vmap(lambda s, x: cell.readout(s, x)))(tuple(s[:, 1:] for s in tr.states), jnp.asarray(xs))
     np.testing.assert_allclose(np.asarray(ys), _np(out), **TOL)
-    np.testing.assert_allclose(np.asarray(tr.flat[:, -1]), _np(st["slstm_state"]).transpose(1, 0, 2).reshape(B, -1),
-                               **TOL)
+    np.testing.assert_allclose(
+        np.asarray(tr.flat[:, -1]), _np(st["slstm_state"]).transpose(1, 0, 2).reshape(B, -1), **TOL
+    )
 
 
 @jax.jit
@@ -152,7 +159,7 @@ def test_slstm_jacobian_equals_package_jacrev(where):
     np.testing.assert_allclose(np.asarray(J), _np(Js), **TOL)
     np.testing.assert_allclose(np.asarray(X), _np(Jx), **TOL)
     if where == "zero":  # the package's reset: m_1 = ĩ_1 does not read m_0
-        np.testing.assert_array_equal(np.asarray(J)[3 * N:, 3 * N:], 0.0)
+        np.testing.assert_array_equal(np.asarray(J)[3 * N :, 3 * N :], 0.0)
 
 
 # ------------------------------------------------------------------------------------------ mLSTM parity
@@ -162,12 +169,12 @@ def _mlstm_ref_step(ref, normed=False):
 
     def f(s, x):
         x = x.reshape(1, 1, -1)
-        q, k, v = (x[..., i * N:(i + 1) * N].reshape(1, 1, H, D).transpose(1, 2) for i in range(3))
+        q, k, v = (x[..., i * N : (i + 1) * N].reshape(1, 1, H, D).transpose(1, 2) for i in range(3))
         ig = ref.igate(x).transpose(-1, -2).unsqueeze(-1)
         fg = ref.fgate(x).transpose(-1, -2).unsqueeze(-1)
-        C = s[N:N + H * D * D].reshape(1, H, D, D)
-        n = s[N + H * D * D:2 * N + H * D * D].reshape(1, H, D, 1)
-        m = s[2 * N + H * D * D:].reshape(1, H, 1, 1)
+        C = s[N : N + H * D * D].reshape(1, H, D, D)
+        n = s[N + H * D * D : 2 * N + H * D * D].reshape(1, H, D, 1)
+        m = s[2 * N + H * D * D :].reshape(1, H, 1, 1)
         h, (C2, n2, m2) = recurrent_step_stabilized_simple(C, n, m, q.clone(), k.clone(), v.clone(), ig, fg)
         h = ref.outnorm(h) if normed else h
         return torch.cat([h.reshape(-1), C2.reshape(-1), n2.reshape(-1), m2.reshape(-1)])
@@ -186,7 +193,7 @@ def test_mlstm_cell_matches_package_recurrent_step():
     state = None
     with torch.no_grad():
         for t in range(T):
-            q, k, v = (torch.tensor(xs[:, t:t + 1, i * N:(i + 1) * N]) for i in range(3))
+            q, k, v = (torch.tensor(xs[:, t : t + 1, i * N : (i + 1) * N]) for i in range(3))
             y, state = ref.step(q, k, v, mlstm_state=state)  # y: the per-head-normed h
             S = tuple(jax.tree_util.tree_map(lambda a: a[:, t + 1], tr.states))
             np.testing.assert_allclose(np.asarray(tr["C"][:, t + 1]), _np(state[0]).reshape(B, -1), **TOL)
@@ -247,8 +254,11 @@ def _slstm_unstabilised(cell, xs):
 
 def _mlstm_unstabilised(cell, xs):
     """h_t of C̄ = f C̄ + exp(ĩ) k vᵀ, n̄ = f n̄ + exp(ĩ) k, h = o ⊙ C̄ᵀq / max(|n̄ᵀq|, 1) (no m, ε = 0)."""
-    g = {f.name: (None if getattr(cell, f.name) is None else np.asarray(getattr(cell, f.name)))
-         for f in dataclasses.fields(cell) if not f.metadata.get("static")}
+    g = {
+        f.name: (None if getattr(cell, f.name) is None else np.asarray(getattr(cell, f.name)))
+        for f in dataclasses.fields(cell)
+        if not f.metadata.get("static")
+    }
     H, D = cell.num_heads, cell.head_dim
     C, nn = np.zeros((H, D, D)), np.zeros((H, D))
     hs = []
@@ -268,8 +278,15 @@ def _mlstm_unstabilised(cell, xs):
     return np.array(hs)
 
 
-@pytest.mark.parametrize("name,opts", [("slstm", dict(num_heads=2)), ("slstm", dict(forget_gate="exp")),
-                                       ("mlstm", dict(eps=0.0)), ("mlstm", dict(eps=0.0, forget_gate="exp"))])
+@pytest.mark.parametrize(
+    "name,opts",
+    [
+        ("slstm", dict(num_heads=2)),
+        ("slstm", dict(forget_gate="exp")),
+        ("mlstm", dict(eps=0.0)),
+        ("mlstm", dict(eps=0.0, forget_gate="exp")),
+    ],
+)
 def test_stabiliser_cancels_in_h(name, opts):
     cell = build(name, 3, N, seed=6, **opts)
     xs = inputs(8, 3, seed=7)
@@ -278,8 +295,11 @@ def test_stabiliser_cancels_in_h(name, opts):
     np.testing.assert_allclose(np.asarray(tr["h"][1:]), ref, rtol=1e-10, atol=1e-12)
     assert np.any(np.abs(np.asarray(tr["m"][1:])) > 1e-3)  # the stabiliser was at work
     # with input-gate pre-activations near 800, exp(ĩ) overflows float64; the stabilised cell does not
-    big = dataclasses.replace(cell, bias=cell.bias.at[:N].set(800.0)) if name == "slstm" else \
-        dataclasses.replace(cell, bias_i=cell.bias_i + 800.0)
+    big = (
+        dataclasses.replace(cell, bias=cell.bias.at[:N].set(800.0))
+        if name == "slstm"
+        else dataclasses.replace(cell, bias_i=cell.bias_i + 800.0)
+    )
     assert not np.all(np.isfinite((_slstm_unstabilised if name == "slstm" else _mlstm_unstabilised)(big, xs)))
     assert bool(jnp.all(jnp.isfinite(gs.rollout(big, jnp.asarray(xs)).flat)))
 
@@ -295,9 +315,11 @@ def _models():
     for name, opts in (("slstm", dict(num_heads=2)), ("mlstm", {})):
         out[f"{name}"] = lambda name=name, opts=opts: build(name, 3, 4, seed=1, **opts)
         out[f"{name}-stack"] = lambda name=name, opts=opts: Stack(
-            (_with_norm(build(name, 3, 4, seed=2, **opts), 0), build(name, 4, 4, seed=3, **opts)))
+            (_with_norm(build(name, 3, 4, seed=2, **opts), 0), build(name, 4, 4, seed=3, **opts))
+        )
         out[f"{name}-bidirectional"] = lambda name=name, opts=opts: Bidirectional(
-            build(name, 3, 4, seed=4, **opts), build(name, 3, 2, seed=5, **opts))
+            build(name, 3, 4, seed=4, **opts), build(name, 3, 2, seed=5, **opts)
+        )
     return out
 
 
@@ -326,8 +348,9 @@ def test_lag_profile_matches_jacrev_norms(name):
         for key, r0, r1, c0, c1 in pairs:
             with np.errstate(divide="ignore"):  # zero blocks (the h columns of the mLSTM): −inf on both sides
                 want = np.log10(np.linalg.norm(M[r0:r1, c0:c1]))
-            np.testing.assert_allclose(float(lp.blocks[key]["log10_frobenius"][k]), want, atol=1e-10,
-                                       err_msg=f"{key} k={k}")
+            np.testing.assert_allclose(
+                float(lp.blocks[key]["log10_frobenius"][k]), want, atol=1e-10, err_msg=f"{key} k={k}"
+            )
 
 
 @_SLOW
@@ -350,12 +373,19 @@ def test_lyapunov_triangle_attribution_run_and_are_finite(name):
 
 
 # ---------------------------------------------------------------------------------------- options
-@pytest.mark.parametrize("name,opts,word", [
-    ("slstm", dict(num_heads=3), "num_heads"), ("slstm", dict(forget_gate="tanh"), "forget_gate"),
-    ("slstm", dict(forget_bias="x"), "forget_bias"), ("mlstm", dict(num_heads=3), "num_heads"),
-    ("mlstm", dict(head_dim=3), "head_dim"), ("mlstm", dict(num_heads=1, head_dim=2), "num_heads"),
-    ("mlstm", dict(output_gate=1), "output_gate"), ("mlstm", dict(eps=-1.0), "eps"),
-])
+@pytest.mark.parametrize(
+    "name,opts,word",
+    [
+        ("slstm", dict(num_heads=3), "num_heads"),
+        ("slstm", dict(forget_gate="tanh"), "forget_gate"),
+        ("slstm", dict(forget_bias="x"), "forget_bias"),
+        ("mlstm", dict(num_heads=3), "num_heads"),
+        ("mlstm", dict(head_dim=3), "head_dim"),
+        ("mlstm", dict(num_heads=1, head_dim=2), "num_heads"),
+        ("mlstm", dict(output_gate=1), "output_gate"),
+        ("mlstm", dict(eps=-1.0), "eps"),
+    ],
+)
 def test_bad_options_raise_config_errors_naming_them(name, opts, word):
     with pytest.raises(ConfigError, match=word):
         gs.cells.make(name, 3, 4, key=jax.random.key(0), **opts)
@@ -394,8 +424,11 @@ def test_layers_with_a_conv_window_are_refused_with_the_way_out():
     with pytest.raises(GradscopeError, match=r"conv1d\.conv\.weight.*slstm_cell\."):
         xio.from_state_dict(_torch_slstm_layer(conv=4).state_dict())
     # the layer's cell alone imports
-    sd = {k[len("slstm_cell."):]: v for k, v in _torch_slstm_layer(conv=4).state_dict().items()
-          if k.startswith("slstm_cell.")}
+    sd = {
+        k[len("slstm_cell.") :]: v
+        for k, v in _torch_slstm_layer(conv=4).state_dict().items()
+        if k.startswith("slstm_cell.")
+    }
     assert isinstance(xio.from_state_dict(sd), SLSTM)
     mlayer = {f"mlstm_cell.{k}": v for k, v in _torch_mlstm().state_dict().items()}
     mlayer.update({"proj_up.weight": np.zeros((8, 4)), "conv1d.conv.weight": np.zeros((4, 1, 4))})
@@ -414,8 +447,9 @@ def test_import_errors_name_the_tensor(which):
     shape = dict(good, **{victim: good[victim][..., :-1]})
     with pytest.raises(GradscopeError, match=f"'{victim}' has shape"):
         xio.from_state_dict(shape)
-    nan = dict(good, **{victim: np.where(np.arange(good[victim].size).reshape(good[victim].shape) == 0, np.nan,
-                                         good[victim])})
+    nan = dict(
+        good, **{victim: np.where(np.arange(good[victim].size).reshape(good[victim].shape) == 0, np.nan, good[victim])}
+    )
     with pytest.raises(GradscopeError, match=f"'{victim}' has 1 NaN"):
         xio.from_state_dict(nan)
     rk = "slstm_cell._recurrent_kernel_" if which == "slstm-layer" else "_recurrent_kernel_"

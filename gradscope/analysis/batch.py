@@ -26,21 +26,21 @@ raises `ResourceError` when not even one fits.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import ConfigError, check_number
+from gradscope._rollout import _scan, check_inputs
 from gradscope.analysis.core import Analysis, _batch_mean, _describe, summarise
-from gradscope.engine.bounds import bound
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
+from gradscope.engine.bounds import bound
 from gradscope.engine.paths import PathSplit, _path_split, gate_statistics, has_direct_path
 from gradscope.engine.products import LagProfile, _lag_profile, block_pairs, lag_pair_names
 from gradscope.engine.spectra import Lyapunov, Spectra, _lyapunov, _singular_values, _step_sv, default_ks
-from gradscope._rollout import _scan, check_inputs
 
 #: the cfg axis name of the device mesh
 AXIS = "cfg"
@@ -84,10 +84,12 @@ def config_bytes(model, batch: int, length: int, input_size: int) -> int:
     params = sum(int(np.prod(np.shape(l))) for l in jax.tree.leaves(model))
     B, T = int(batch), int(length)
     per_seq = (
-        (T + 1) * d + T * input_size  # states and inputs
+        (T + 1) * d
+        + T * input_size  # states and inputs
         + T * (2 + 2 * npairs)  # lag profile outputs
         + 2 * T * st["k"]  # Lyapunov running sums and sorted trace
-        + len(st["ks"]) * st["top"] + len(st["steps"]) * (d * d + d)  # spectra (step Jacobians)
+        + len(st["ks"]) * st["top"]
+        + len(st["steps"]) * (d * d + d)  # spectra (step Jacobians)
         + 6 * T  # path split
         + 8 * T * d  # the rollout's gate aux (up to 8 gate vectors per step)
         + 12 * d * d  # live products, subspace blocks, QR/SVD workspace of one step
@@ -95,8 +97,18 @@ def config_bytes(model, batch: int, length: int, input_size: int) -> int:
     return int(2 * item * (B * per_seq + params))
 
 
-def plan_stack(model, batch: int, length: int, input_size: int, n_configs: int, *, n_devices: int = 1,
-               max_vmap: int | None = None, budget: int | None = None, what: str = "one configuration") -> int:
+def plan_stack(
+    model,
+    batch: int,
+    length: int,
+    input_size: int,
+    n_configs: int,
+    *,
+    n_devices: int = 1,
+    max_vmap: int | None = None,
+    budget: int | None = None,
+    what: str = "one configuration",
+) -> int:
     """How many configurations to vmap at once: a multiple of ``n_devices`` that fits the memory budget.
 
     The budget is per device (a GPU's own memory); CPU devices share the host's memory, so there it is
@@ -110,8 +122,12 @@ def plan_stack(model, batch: int, length: int, input_size: int, n_configs: int, 
         budget = int(BUDGET_FRACTION * available_bytes(dev))
         if dev.platform == "cpu":
             budget //= max(1, n_devices)
-    require(per, f"{what} (state size {sum(model.block_sizes)}, T = {length}, batch {batch})",
-            per_step_bytes=max(1, per // max(1, length)), budget=budget)
+    require(
+        per,
+        f"{what} (state size {sum(model.block_sizes)}, T = {length}, batch {batch})",
+        per_step_bytes=max(1, per // max(1, length)),
+        budget=budget,
+    )
     per_device = max(1, budget // per)
     want = n_configs if max_vmap is None else min(int(max_vmap), n_configs)
     per_device = min(per_device, max(1, -(-want // n_devices)))
@@ -148,8 +164,9 @@ def _stack_core(models, xs, state0, mesh, diag, k, ks, top, steps, paths, r0, r1
 
     core = functools.partial(_core, diag=diag, k=k, ks=ks, top=top, steps=steps, paths=paths, r0=r0, r1=r1)
     local = jax.vmap(core, in_axes=(0, 0, None))
-    return jax.shard_map(local, mesh=mesh, in_specs=(P(AXIS), P(AXIS), P()), out_specs=P(AXIS),
-                         check_vma=False)(models, xs, state0)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(AXIS), P(AXIS), P()), out_specs=P(AXIS), check_vma=False)(
+        models, xs, state0
+    )
 
 
 def _signature(model):
@@ -162,9 +179,11 @@ def stack_models(models: Sequence):
     sig = _signature(models[0])
     for i, m in enumerate(models[1:], 1):
         if _signature(m) != sig:
-            raise ConfigError(f"models[{i}] ({getattr(m, 'name', type(m).__name__)}) differs in structure or "
-                              f"shapes from models[0] ({getattr(models[0], 'name', '?')}): only models with the "
-                              "same cell, options and sizes can be stacked")
+            raise ConfigError(
+                f"models[{i}] ({getattr(m, 'name', type(m).__name__)}) differs in structure or "
+                f"shapes from models[0] ({getattr(models[0], 'name', '?')}): only models with the "
+                "same cell, options and sizes can be stacked"
+            )
     return jax.tree.map(lambda *ls: jnp.stack(ls), *models)
 
 
@@ -210,7 +229,8 @@ def run_stack(models: Sequence, xs, *, devices=None, pad_to: int | None = None):
     xs = np.concatenate([xs, np.repeat(xs[-1:], pad, axis=0)]) if pad else xs
     xs0, state0, _ = check_inputs(models[0], xs[0])
     st = _stages(models[0], int(xs.shape[2]))
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     sh = NamedSharding(mesh, P(AXIS))
     stacked = jax.tree.map(lambda l: _put(l, sh), stack_models(models))
@@ -232,8 +252,15 @@ class _Traj:
         self.aux = aux
 
 
-def analyse_stack(models: Sequence, xs, *, names: Sequence[str] | None = None, threshold: float = -3.0,
-                  devices=None, pad_to: int | None = None) -> list:
+def analyse_stack(
+    models: Sequence,
+    xs,
+    *,
+    names: Sequence[str] | None = None,
+    threshold: float = -3.0,
+    devices=None,
+    pad_to: int | None = None,
+) -> list:
     """`gradscope.analyse` (exact mode, default stages) of each model on its own batch ``xs[i]``
     (N, B, T, m), computed as one stacked, sharded program; returns a list of `Analysis`."""
     check_number("threshold", threshold)  # a log10 norm, such as -3
@@ -247,15 +274,25 @@ def analyse_stack(models: Sequence, xs, *, names: Sequence[str] | None = None, t
     out = []
     for i, model in enumerate(models):
         r = _take(raw, i)
-        lp = LagProfile(r["spec"], r["frob"], {
-            n: {"log10_spectral": r["ps"][..., j], "log10_frobenius": r["pf"][..., j]} for j, n in enumerate(pair_names)
-        }, T)
+        lp = LagProfile(
+            r["spec"],
+            r["frob"],
+            {
+                n: {"log10_spectral": r["ps"][..., j], "log10_frobenius": r["pf"][..., j]}
+                for j, n in enumerate(pair_names)
+            },
+            T,
+        )
         summary = summarise(_batch_mean(lp.log10_spectral, True), threshold)
         ly = Lyapunov(r["lyap"], r["trace"], 0)
         summary["lyapunov_max"] = float(np.mean(np.asarray(ly.exponents, np.float64)[..., 0]))
-        res = {"lag_profile": lp, "lyapunov": ly,
-               "spectra": Spectra(ks=np.asarray(st["ks"]), log10_sv=r["sv"], length=T),
-               "step_spectra": (np.asarray(st["steps"]), r["ssv"]), "bound": bound(model)}
+        res = {
+            "lag_profile": lp,
+            "lyapunov": ly,
+            "spectra": Spectra(ks=np.asarray(st["ks"]), log10_sv=r["sv"], length=T),
+            "step_spectra": (np.asarray(st["steps"]), r["ssv"]),
+            "bound": bound(model),
+        }
         if st["paths"]:
             block = getattr(model, "direct_block", "h")
             ps = PathSplit(block, *[r["paths"][..., j, :] for j in range(6)])
@@ -264,8 +301,19 @@ def analyse_stack(models: Sequence, xs, *, names: Sequence[str] | None = None, t
             summary["remainder_log10_max_lag"] = float(_batch_mean(ps.remainder_log10_frobenius, True)[0])
         res["gates"] = gate_statistics(model, _Traj(r["aux"]))
         summary["finite"] = bool(np.isfinite(_batch_mean(lp.log10_spectral, True)).all())
-        out.append(Analysis(name=names[i], model=_describe(model), blocks=tuple(model.blocks),
-                            block_sizes=tuple(int(n) for n in model.block_sizes), length=T, batch=B,
-                            dtype=str(jnp.dtype(model.dtype)),
-                            method="exact", summary=summary, matmul=matmul_precision(), **res))
+        out.append(
+            Analysis(
+                name=names[i],
+                model=_describe(model),
+                blocks=tuple(model.blocks),
+                block_sizes=tuple(int(n) for n in model.block_sizes),
+                length=T,
+                batch=B,
+                dtype=str(jnp.dtype(model.dtype)),
+                method="exact",
+                summary=summary,
+                matmul=matmul_precision(),
+                **res,
+            )
+        )
     return out

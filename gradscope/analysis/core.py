@@ -136,9 +136,7 @@ class Analysis:
                 d |= {
                     "log10_spectral": _list(_batch_mean(lp.log10_spectral, b)),
                     "log10_frobenius": _list(_batch_mean(lp.log10_frobenius, b)),
-                    "blocks": {
-                        n: {k: _list(_batch_mean(v, b)) for k, v in bl.items()} for n, bl in lp.blocks.items()
-                    },
+                    "blocks": {n: {k: _list(_batch_mean(v, b)) for k, v in bl.items()} for n, bl in lp.blocks.items()},
                 }
                 if b:
                     d["log10_spectral_per_sequence"] = _list(lp.log10_spectral)
@@ -167,8 +165,7 @@ class Analysis:
         if self.paths is not None:
             p = self.paths
             out["paths"] = {"block": p.block} | {
-                f.name: _list(_batch_mean(getattr(p, f.name), b))
-                for f in dataclasses.fields(p) if f.name != "block"
+                f.name: _list(_batch_mean(getattr(p, f.name), b)) for f in dataclasses.fields(p) if f.name != "block"
             }
         if self.gates is not None:
             out["gates"] = self.gates
@@ -269,4 +266,3 @@ def analyse(
         matmul=matmul_precision(),
         **res,
     )
-

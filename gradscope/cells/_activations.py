@@ -6,7 +6,8 @@ logistic sigmoid, 1 for relu/leaky-relu/elu/linear.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

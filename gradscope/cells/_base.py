@@ -54,6 +54,7 @@ class Cell:
     blocks: ClassVar[tuple[str, ...]] = ("h",)
     #: "dense" or "diagonal": the structure of dS'/dS, which the engine exploits.
     structure: ClassVar[str] = "dense"
+
     @property
     def name(self) -> str:
         """The registry name the cell was built under (``make`` sets it), else the class name."""
@@ -99,7 +100,7 @@ class Cell:
         del x
         return self.output(state)
 
-    def named_cells(self, prefix: str = "") -> tuple[tuple[str, "Cell"], ...]:
+    def named_cells(self, prefix: str = "") -> tuple[tuple[str, Cell], ...]:
         """The leaf cells of a model with the prefix of their state blocks (``""`` for a cell,
         ``"layer1."`` in a `Stack`, ``"fwd.layer0."`` in a `Bidirectional` of Stacks). Networks override it,
         so that callers walk any model without knowing its classes."""
@@ -171,16 +172,16 @@ def check_state(model, state, batch_shape=()) -> State:
     if not isinstance(state, (tuple, list)) or len(state) != len(model.blocks):
         raise ShapeError(
             f"state0 must be a tuple of {len(model.blocks)} arrays named {model.blocks}, "
-            f"got {type(state).__name__}"
-            + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else "")
+            f"got {type(state).__name__}" + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else "")
         )
     out = []
     for name, n, s in zip(model.blocks, model.block_sizes, state):
         try:
             s = jnp.asarray(s)
         except (TypeError, ValueError):
-            raise ShapeError(f"state0 block {name!r} is {type(s).__name__}, not an array of shape "
-                             f"{tuple(batch_shape) + (n,)}") from None
+            raise ShapeError(
+                f"state0 block {name!r} is {type(s).__name__}, not an array of shape {tuple(batch_shape) + (n,)}"
+            ) from None
         want = tuple(batch_shape) + (n,)
         if s.shape != want:
             raise ShapeError(f"state0 block {name!r} has shape {s.shape}, expected {want}")

@@ -54,6 +54,7 @@ def check_model(model) -> None:
 
 # --- sizes and declarations ---------------------------------------------------------------------------------
 
+
 def _get(model, cls: str, name: str, fix: str):
     """``model.<name>``, or a ConfigError naming it; errors inside a property are reported with their cause."""
     try:
@@ -65,29 +66,51 @@ def _get(model, cls: str, name: str, fix: str):
 
 
 def _check_sizes(model, cls: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    blocks = _get(model, cls, "blocks",
-                  'declare the names of the state blocks, e.g. `blocks: ClassVar[tuple[str, ...]] = ("h", "c")`, '
-                  "or subclass gradscope.cells.Cell (one block, \"h\")")
-    if (not isinstance(blocks, (tuple, list)) or not blocks
-            or not all(isinstance(b, str) and b for b in blocks) or len(set(blocks)) != len(blocks)):
-        raise ConfigError(f"{cls}.blocks={blocks!r} is not allowed: expected a non-empty tuple of distinct "
-                          'block names, e.g. ("h",) or ("h", "c")')
-    sizes = _get(model, cls, "block_sizes",
-                 "define `block_sizes` (a property returning one int per block), or declare "
-                 "`hidden_size: int = static()` for Cell's default (hidden_size,) * len(blocks)")
+    blocks = _get(
+        model,
+        cls,
+        "blocks",
+        'declare the names of the state blocks, e.g. `blocks: ClassVar[tuple[str, ...]] = ("h", "c")`, '
+        'or subclass gradscope.cells.Cell (one block, "h")',
+    )
+    if (
+        not isinstance(blocks, (tuple, list))
+        or not blocks
+        or not all(isinstance(b, str) and b for b in blocks)
+        or len(set(blocks)) != len(blocks)
+    ):
+        raise ConfigError(
+            f"{cls}.blocks={blocks!r} is not allowed: expected a non-empty tuple of distinct "
+            'block names, e.g. ("h",) or ("h", "c")'
+        )
+    sizes = _get(
+        model,
+        cls,
+        "block_sizes",
+        "define `block_sizes` (a property returning one int per block), or declare "
+        "`hidden_size: int = static()` for Cell's default (hidden_size,) * len(blocks)",
+    )
     if not isinstance(sizes, (tuple, list)) or not all(_is_int(n) and n > 0 for n in sizes):
-        raise ConfigError(f"{cls}.block_sizes={sizes!r} is not allowed: expected a tuple of positive ints, "
-                          f"one per block of blocks={tuple(blocks)!r}")
+        raise ConfigError(
+            f"{cls}.block_sizes={sizes!r} is not allowed: expected a tuple of positive ints, "
+            f"one per block of blocks={tuple(blocks)!r}"
+        )
     if len(sizes) != len(blocks):
-        raise ConfigError(f"{cls}.block_sizes={tuple(sizes)!r} has {len(sizes)} entries but blocks={tuple(blocks)!r} "
-                          f"has {len(blocks)}: give one size per block (override the block_sizes property)")
+        raise ConfigError(
+            f"{cls}.block_sizes={tuple(sizes)!r} has {len(sizes)} entries but blocks={tuple(blocks)!r} "
+            f"has {len(blocks)}: give one size per block (override the block_sizes property)"
+        )
     m = _get(model, cls, "input_size", "declare `input_size: int = static()`")
     if not _is_int(m) or m < 0:
-        raise ConfigError(f"{cls}.input_size={m!r} is not allowed: expected a non-negative int, declared "
-                          "`input_size: int = static()` (a data field becomes a traced array under jit)")
+        raise ConfigError(
+            f"{cls}.input_size={m!r} is not allowed: expected a non-negative int, declared "
+            "`input_size: int = static()` (a data field becomes a traced array under jit)"
+        )
     if not callable(getattr(model, "step", None)):
-        raise ConfigError(f"{cls} has no `step`: define step(x, state, t) -> (new_state, aux), or subclass "
-                          "gradscope.cells.Cell and define __call__(x, state) -> (new_state, aux)")
+        raise ConfigError(
+            f"{cls} has no `step`: define step(x, state, t) -> (new_state, aux), or subclass "
+            "gradscope.cells.Cell and define __call__(x, state) -> (new_state, aux)"
+        )
     return tuple(blocks), tuple(int(n) for n in sizes)
 
 
@@ -98,14 +121,18 @@ def _is_int(n) -> bool:
 def _check_structure(model, cls: str) -> None:
     structure = getattr(model, "structure", "dense")
     if structure not in STRUCTURES:
-        raise ConfigError(f"{cls}.structure={structure!r} is not allowed: "
-                          f"use one of {', '.join(map(repr, STRUCTURES))}")
+        raise ConfigError(
+            f"{cls}.structure={structure!r} is not allowed: use one of {', '.join(map(repr, STRUCTURES))}"
+        )
     if structure != "dense" and not callable(getattr(model, "jacobian_diag", None)):
-        raise ConfigError(f"{cls}.structure={structure!r} needs jacobian_diag(x, state, t) -> (diagonal of dS'/dS, "
-                          "dS'/dx): define it, or set structure = \"dense\"")
+        raise ConfigError(
+            f"{cls}.structure={structure!r} needs jacobian_diag(x, state, t) -> (diagonal of dS'/dS, "
+            'dS\'/dx): define it, or set structure = "dense"'
+        )
 
 
 # --- data fields ----------------------------------------------------------------------------------------------
+
 
 def _path_name(path) -> str:
     return jax.tree_util.keystr(path).lstrip(".") or "<the model itself>"
@@ -122,8 +149,10 @@ def _field_name(path) -> str:
 def _check_leaves(model, cls: str) -> list:
     pairs = jax.tree_util.tree_flatten_with_path(model)[0]
     if len(pairs) == 1 and pairs[0][1] is model:
-        raise ConfigError(f"{cls} is not a JAX pytree: decorate the class with @gradscope.cells.pytree_cell "
-                          "(weights as data fields, sizes and options as static() fields)")
+        raise ConfigError(
+            f"{cls} is not a JAX pytree: decorate the class with @gradscope.cells.pytree_cell "
+            "(weights as data fields, sizes and options as static() fields)"
+        )
     by_dtype: dict[Any, list[str]] = {}
     for path, leaf in pairs:
         where, field = _path_name(path), _field_name(path)
@@ -131,7 +160,8 @@ def _check_leaves(model, cls: str) -> list:
             raise ConfigError(
                 f"{cls}.{where} = {leaf!r} ({type(leaf).__name__}) is declared as data, so JAX traces it as a weight: "
                 f"declare it with static(), e.g. `{field}: {type(leaf).__name__} = static({leaf!r})`, "
-                "or make it a jax array if it is a weight")
+                "or make it a jax array if it is a weight"
+            )
         dt = np.dtype(leaf.dtype)
         if np.issubdtype(dt, np.complexfloating):
             real = np.finfo(dt).dtype
@@ -142,26 +172,31 @@ def _check_leaves(model, cls: str) -> list:
                 f"{cls}.{where} is an array of dtype {dt}: every data field is a weight the engine differentiates, "
                 f"so it must be floating-point. If `{field}` is a hyperparameter or an index table, declare it with "
                 f"static() (as a tuple); if it is a weight, cast it with .astype(jnp.float32) (or the model's float "
-                "dtype)")
+                "dtype)"
+            )
         by_dtype.setdefault(real, []).append(where)
     if len(by_dtype) > 1:
         groups = sorted(by_dtype.items(), key=lambda kv: -len(kv[1]))
-        said = "; ".join(f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''} {np.dtype(d).name}"
-                         for d, names in groups)
+        said = "; ".join(
+            f"{', '.join(names[:3])}{' …' if len(names) > 3 else ''} {np.dtype(d).name}" for d, names in groups
+        )
         main = np.dtype(groups[0][0]).name
         raise ConfigError(
             f"{cls} mixes floating-point dtypes in its weights ({said}); gradscope computes in one dtype and refuses "
             f"to promote silently: cast all weights to one dtype, e.g. "
-            f"`model = jax.tree.map(lambda a: a.astype(jnp.{main}), model)`")
+            f"`model = jax.tree.map(lambda a: a.astype(jnp.{main}), model)`"
+        )
     dtype = getattr(model, "dtype", None)
     try:
         ok = dtype is not None and np.issubdtype(np.dtype(dtype), np.floating)
     except TypeError:
         ok = False
     if not ok:
-        raise ConfigError(f"{cls}.dtype={dtype!r} is not allowed: it must be the real floating dtype the model "
-                          "computes in (Cell's default is the dtype of its first weight; store complex weights as "
-                          "real and imaginary parts, or override the dtype property)")
+        raise ConfigError(
+            f"{cls}.dtype={dtype!r} is not allowed: it must be the real floating dtype the model "
+            "computes in (Cell's default is the dtype of its first weight; store complex weights as "
+            "real and imaginary parts, or override the dtype property)"
+        )
     return [leaf for _, leaf in pairs]
 
 
@@ -176,6 +211,7 @@ def _cache_key(model, leaves):
 
 # --- one abstract step ------------------------------------------------------------------------------------------
 
+
 def _spec(shape, dtype):
     return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
@@ -187,81 +223,116 @@ def _trace(cls: str, what: str, fn, *args):
     except GradscopeError:
         raise
     except NotImplementedError as e:
-        raise ConfigError(f"{cls}.{what} is not implemented ({str(e) or 'NotImplementedError'}): a Cell subclass "
-                          "defines __call__(x, state) -> (new_state, aux)") from e
+        raise ConfigError(
+            f"{cls}.{what} is not implemented ({str(e) or 'NotImplementedError'}): a Cell subclass "
+            "defines __call__(x, state) -> (new_state, aux)"
+        ) from e
     except Exception as e:  # noqa: BLE001 - any failure of the user's code, reported with its call
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ConfigError(f"{cls}.{what} failed when traced on one example: {type(e).__name__}: {msg}. It must run "
-                          "on one unbatched example (x of shape (input_size,), state a tuple of 1-D blocks) under "
-                          "jax tracing (no Python control flow on array values)") from e
+        raise ConfigError(
+            f"{cls}.{what} failed when traced on one example: {type(e).__name__}: {msg}. It must run "
+            "on one unbatched example (x of shape (input_size,), state a tuple of 1-D blocks) under "
+            "jax tracing (no Python control flow on array values)"
+        ) from e
 
 
 def _check_traced(model, cls: str, blocks, sizes) -> None:
     dtype = np.dtype(model.dtype)
     # the model is an argument, not a closure: eval_shape abstracts its weights (and a user's jit tracers) to shapes
-    px = _trace(cls, "prepare_inputs(xs)", lambda mdl, xs: mdl.prepare_inputs(xs), model,
-                _spec((1, model.input_size), dtype))
+    px = _trace(
+        cls, "prepare_inputs(xs)", lambda mdl, xs: mdl.prepare_inputs(xs), model, _spec((1, model.input_size), dtype)
+    )
     x = _spec(px.shape[1:], px.dtype)
     state = tuple(_spec((n,), dtype) for n in sizes)
     t = _spec((), jnp.int32)
     want = ", ".join(f"{b}: ({n},)" for b, n in zip(blocks, sizes))
-    fix_return = (f"return (new_state, aux): new_state a tuple with one array per block ({want}) and aux a dict of "
-                  "per-step values such as gate activations ({} if none)")
+    fix_return = (
+        f"return (new_state, aux): new_state a tuple with one array per block ({want}) and aux a dict of "
+        "per-step values such as gate activations ({} if none)"
+    )
 
     out = _trace(cls, "step(x, state, t)", lambda mdl, x, s, t: mdl.step(x, s, t), model, x, state, t)
     if not isinstance(out, (tuple, list)):
         raise ConfigError(f"{cls}.step / __call__ returned a bare {_describe(out)}: {fix_return}")
     if len(out) != 2 or not isinstance(out[1], dict):
         got = ", ".join(_describe(o) for o in out)
-        raise ConfigError(f"{cls}.step / __call__ returned ({got}) with no aux dict: {fix_return}; "
-                          f"e.g. `return (h,), {{}}`")
+        raise ConfigError(
+            f"{cls}.step / __call__ returned ({got}) with no aux dict: {fix_return}; e.g. `return (h,), {{}}`"
+        )
     new = out[0]
     if not isinstance(new, (tuple, list)):
-        raise ConfigError(f"{cls}.step / __call__ returned new_state as a bare {_describe(new)}: new_state is a tuple "
-                          f"with one array per block ({want}); e.g. `return (h,), aux`, not `return h, aux`")
+        raise ConfigError(
+            f"{cls}.step / __call__ returned new_state as a bare {_describe(new)}: new_state is a tuple "
+            f"with one array per block ({want}); e.g. `return (h,), aux`, not `return h, aux`"
+        )
     if len(new) != len(blocks):
-        raise ConfigError(f"{cls}.step / __call__ returned {len(new)} state blocks but blocks={blocks!r} has "
-                          f"{len(blocks)}: return one array per block ({want})")
+        raise ConfigError(
+            f"{cls}.step / __call__ returned {len(new)} state blocks but blocks={blocks!r} has "
+            f"{len(blocks)}: return one array per block ({want})"
+        )
     for b, n, s in zip(blocks, sizes, new):
         if not hasattr(s, "shape") or tuple(s.shape) != (n,):
-            raise ConfigError(f"{cls}.step / __call__ returned state block {b!r} as {_describe(s)}, but "
-                              f"block_sizes says ({n},): return one 1-D array of size {n} per block for ONE example "
-                              "(batches are vmapped), or fix block_sizes")
+            raise ConfigError(
+                f"{cls}.step / __call__ returned state block {b!r} as {_describe(s)}, but "
+                f"block_sizes says ({n},): return one 1-D array of size {n} per block for ONE example "
+                "(batches are vmapped), or fix block_sizes"
+            )
         if np.dtype(s.dtype) != dtype:
-            raise ConfigError(f"{cls}.step / __call__ returned state block {b!r} in {np.dtype(s.dtype).name}, but the "
-                              f"model computes in {dtype.name} (its dtype): keep the state in the weights' dtype "
-                              "(create constants with dtype=x.dtype, or cast with .astype(x.dtype))")
+            raise ConfigError(
+                f"{cls}.step / __call__ returned state block {b!r} in {np.dtype(s.dtype).name}, but the "
+                f"model computes in {dtype.name} (its dtype): keep the state in the weights' dtype "
+                "(create constants with dtype=x.dtype, or cast with .astype(x.dtype))"
+            )
 
     d, mp = sum(sizes), x.shape[0]
     if callable(getattr(model, "jacobian", None)):
         jac = _trace(cls, "jacobian(x, state, t)", lambda mdl, x, s, t: mdl.jacobian(x, s, t), model, x, state, t)
-        _expect_pair(cls, "jacobian", jac, [(d, d), (d, mp)], "(dS'/dS, dS'/dx)",
-                     "delete jacobian (the engine then differentiates step with jax.jacfwd)")
+        _expect_pair(
+            cls,
+            "jacobian",
+            jac,
+            [(d, d), (d, mp)],
+            "(dS'/dS, dS'/dx)",
+            "delete jacobian (the engine then differentiates step with jax.jacfwd)",
+        )
     structure = getattr(model, "structure", "dense")
     if structure != "dense":
-        diag = _trace(cls, "jacobian_diag(x, state, t)", lambda mdl, x, s, t: mdl.jacobian_diag(x, s, t),
-                      model, x, state, t)
+        diag = _trace(
+            cls, "jacobian_diag(x, state, t)", lambda mdl, x, s, t: mdl.jacobian_diag(x, s, t), model, x, state, t
+        )
         n_diag = d // 2 if structure == "complex-diagonal" else d
-        _expect_pair(cls, "jacobian_diag", diag, [(n_diag,), (d, mp)],
-                     "(complex multipliers lam, dS'/dx)" if structure == "complex-diagonal"
-                     else "(diagonal of dS'/dS, dS'/dx)", 'set structure = "dense" (the dense jacobian is used)')
+        _expect_pair(
+            cls,
+            "jacobian_diag",
+            diag,
+            [(n_diag,), (d, mp)],
+            "(complex multipliers lam, dS'/dx)" if structure == "complex-diagonal" else "(diagonal of dS'/dS, dS'/dx)",
+            'set structure = "dense" (the dense jacobian is used)',
+        )
     from gradscope.cells._base import has_readout
 
     if has_readout(model):
         y = _trace(cls, "readout(state, x)", lambda mdl, s, x: mdl.readout(s, x), model, state, x)
         o = getattr(model, "output_size", None)
         if not hasattr(y, "shape") or tuple(y.shape) != (o,):
-            raise ConfigError(f"{cls}.readout(state, x) returned {_describe(y)} but output_size is {o!r}: return the "
-                              f"layer output as one 1-D array and set output_size to its length")
+            raise ConfigError(
+                f"{cls}.readout(state, x) returned {_describe(y)} but output_size is {o!r}: return the "
+                f"layer output as one 1-D array and set output_size to its length"
+            )
 
 
 def _expect_pair(cls: str, what: str, out, shapes, names: str, otherwise: str) -> None:
-    ok = (isinstance(out, (tuple, list)) and len(out) == 2
-          and all(hasattr(o, "shape") and tuple(o.shape) == s for o, s in zip(out, shapes)))
+    ok = (
+        isinstance(out, (tuple, list))
+        and len(out) == 2
+        and all(hasattr(o, "shape") and tuple(o.shape) == s for o, s in zip(out, shapes))
+    )
     if not ok:
-        got = (", ".join(_describe(o) for o in out) if isinstance(out, (tuple, list)) else _describe(out))
-        raise ConfigError(f"{cls}.{what}(x, state, t) returned ({got}); expected {names} of shapes "
-                          f"{', '.join(map(str, shapes))} for one example. Fix it, or {otherwise}")
+        got = ", ".join(_describe(o) for o in out) if isinstance(out, (tuple, list)) else _describe(out)
+        raise ConfigError(
+            f"{cls}.{what}(x, state, t) returned ({got}); expected {names} of shapes "
+            f"{', '.join(map(str, shapes))} for one example. Fix it, or {otherwise}"
+        )
 
 
 def _describe(o) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,8 @@ class Entry:
 
 
 _REGISTRY: Registry[Entry] = Registry(
-    "cell", unknown="cell={name!r} is not a registered cell: {hint}run `gradscope cells` for the list")
+    "cell", unknown="cell={name!r} is not a registered cell: {hint}run `gradscope cells` for the list"
+)
 
 
 def register(name: str, description: str, *, family: str, equation: str):
@@ -87,8 +88,7 @@ def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32
     unknown = sorted(set(opts) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"option {unknown[0]!r} is not accepted by cell {name!r}; "
-            f"allowed options: {', '.join(allowed) or 'none'}"
+            f"option {unknown[0]!r} is not accepted by cell {name!r}; allowed options: {', '.join(allowed) or 'none'}"
         )
     if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
         raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 or float64")

@@ -118,8 +118,7 @@ def _register_activation(act: str):
         family="elman",
         equation=_ACT_EQ[act],
     )
-    def build(input_size, hidden_size, *, key, dtype=jnp.float32, recurrent_init="uniform",
-              gain=1.0, bias=True):
+    def build(input_size, hidden_size, *, key, dtype=jnp.float32, recurrent_init="uniform", gain=1.0, bias=True):
         return _build(input_size, hidden_size, key, dtype, act, recurrent_init, gain, bias)
 
     return build

@@ -23,7 +23,6 @@ from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
 from gradscope.cells._parallel import clip_affine_states, parallel_safe, wants_parallel
 from gradscope.cells._registry import register
 
-
 # activations that are a clip of their argument: the rollout can then run as a parallel scan
 _CLIP_BOUNDS = {"relu": (0.0, float("inf")), "linear": (float("-inf"), float("inf"))}
 SCANS = ("auto", "sequential", "parallel")
@@ -111,8 +110,19 @@ def clip_recurrent(cell: IndRNN, max_abs: float) -> IndRNN:
     family="indrnn",
     equation="h_t = relu(W_ih x_t + u⊙h_{t-1} + b)",
 )
-def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation="relu", max_length=None,
-                 gamma=2.0, u_min=0.0, u_max=None, scan="auto"):
+def build_indrnn(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    activation="relu",
+    max_length=None,
+    gamma=2.0,
+    u_min=0.0,
+    u_max=None,
+    scan="auto",
+):
     """``u ~ U(u_min, u_max)``; ``u_max`` defaults to γ^(1/max_length) when ``max_length`` is given, else 1.
 
     For a last layer of a classification net the paper sets ``u_min = ε^(1/T)``. ``scan``: how a rollout
@@ -124,7 +134,9 @@ def build_indrnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation=
         raise ConfigError(f"scan={scan!r} is not allowed: use one of {', '.join(SCANS)}")
     if max_length is not None and not (isinstance(max_length, int) and max_length > 0):
         # checked here so that the message names the option the user passed, not recurrent_bound's `length`
-        raise ConfigError(f"max_length={max_length!r} is not allowed: expected a positive integer (the sequence length T)")
+        raise ConfigError(
+            f"max_length={max_length!r} is not allowed: expected a positive integer (the sequence length T)"
+        )
     check_number("gamma", gamma, positive=True)
     u_min = check_number("u_min", u_min)
     if u_max is None:

@@ -145,8 +145,7 @@ def gamma_log_init(nu_log):
     family="lru",
     equation="h_t = λ⊙h_{t-1} + γ⊙(B x_t), λ = exp(−exp(ν)+i·exp(θ)), y_t = Re(C h_t) + D⊙x_t",
 )
-def build_lru(input_size, hidden_size, *, key, dtype=jnp.float32, r_min=0.0, r_max=1.0, max_phase=6.28,
-              normalise=True):
+def build_lru(input_size, hidden_size, *, key, dtype=jnp.float32, r_min=0.0, r_max=1.0, max_phase=6.28, normalise=True):
     """λ uniform on the ring ``r_min ≤ |λ| ≤ r_max`` with phase in ``[0, max_phase]``; ``normalise=False``
     fixes γ = 1 (no input normalisation)."""
     r_min = check_number("r_min", r_min, nonnegative=True)

@@ -225,8 +225,7 @@ def _weights(key, rows, m, n, dtype):
     family="lstm",
     equation="c_t = f⊙c_{t-1} + i⊙g,  h_t = o⊙tanh(c_t)",
 )
-def build_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=None, chrono=None,
-               proj_size=0):
+def build_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=None, chrono=None, proj_size=0):
     n = hidden_size
     if not (isinstance(proj_size, int) and 0 <= proj_size < n):
         raise ConfigError(f"proj_size={proj_size!r} is not allowed: expected 0 <= proj_size < hidden_size={n}")

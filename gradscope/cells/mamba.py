@@ -310,8 +310,19 @@ def check_time_step_limit(value):
     family="mamba",
     equation="Δ_t = softplus(W_Δ u_t + b), h_t = exp(Δ_t A)⊙h_{t−1} + Δ_t u_t B_tᵀ, y_t = h_t C_t + D⊙u_t",
 )
-def build_mamba(input_size, hidden_size, *, key, dtype=jnp.float32, dt_rank=None, dt_min=0.001, dt_max=0.1,
-                dt_floor=1e-4, dt_scale=1.0, dt_init="random"):
+def build_mamba(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    dt_rank=None,
+    dt_min=0.001,
+    dt_max=0.1,
+    dt_floor=1e-4,
+    dt_scale=1.0,
+    dt_init="random",
+):
     """D = ``input_size`` channels, N = ``hidden_size`` states each. ``dt_rank`` (R) defaults to ⌈D/32⌉, the
     reference's ⌈d_model/16⌉ with its expansion D = 2·d_model; ``dt_init`` "random" or "constant" (W_Δ)."""
     Dn, N = input_size, hidden_size
@@ -329,7 +340,9 @@ def build_mamba(input_size, hidden_size, *, key, dtype=jnp.float32, dt_rank=None
         x_proj_weight=uniform_init(kx, (R + 2 * N, Dn), 1 / math.sqrt(Dn), dtype),
         dt_proj_weight=w_dt,
         dt_proj_bias=dt_bias_init(kb, Dn, dt_min, dt_max, dt_floor, dtype),
-        input_size=Dn, hidden_size=N, dt_rank=R,
+        input_size=Dn,
+        hidden_size=N,
+        dt_rank=R,
     )
 
 
@@ -338,10 +351,21 @@ def build_mamba(input_size, hidden_size, *, key, dtype=jnp.float32, dt_rank=None
     "Mamba-2 SSD core (Dao & Gu 2024): one scalar decay exp(Δ_t A_h) per head, N states per channel",
     family="mamba",
     equation="Δ_t = softplus(dt_t + b), h_{t,h} = exp(Δ_{t,h} A_h)·h_{t−1,h} + Δ_{t,h} x_{t,h} B_tᵀ, "
-             "y_{t,h} = h_{t,h} C_t + D_h x_{t,h}",
+    "y_{t,h} = h_{t,h} C_t + D_h x_{t,h}",
 )
-def build_mamba2(input_size, hidden_size, *, key, dtype=jnp.float32, heads=1, groups=1, dt_min=0.001,
-                 dt_max=0.1, dt_floor=1e-4, time_step_limit=None):
+def build_mamba2(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    heads=1,
+    groups=1,
+    dt_min=0.001,
+    dt_max=0.1,
+    dt_floor=1e-4,
+    time_step_limit=None,
+):
     """D = ``input_size`` channels in ``heads`` heads (P = D/heads), N = ``hidden_size`` states, ``groups``
     groups of B, C; the input x ∈ ℝᴰ is mapped to u by ``in_proj_weight`` (+ SiLU on x, B, C)."""
     Dn, N = input_size, hidden_size
@@ -359,5 +383,10 @@ def build_mamba2(input_size, hidden_size, *, key, dtype=jnp.float32, heads=1, gr
         D=jnp.ones((H,), dtype),
         dt_bias=dt_bias_init(kb, H, dt_min, dt_max, dt_floor, dtype),
         in_proj_weight=uniform_init(kp, (Dn + 2 * G * N + H, Dn), 1 / math.sqrt(Dn), dtype),
-        input_size=Dn, hidden_size=N, num_heads=H, head_dim=Dn // H, n_groups=G, time_step_limit=limit,
+        input_size=Dn,
+        hidden_size=N,
+        num_heads=H,
+        head_dim=Dn // H,
+        n_groups=G,
+        time_step_limit=limit,
     )

@@ -144,15 +144,20 @@ class MinLSTM(_MinRNN):
         _, h_tilde, dh_tilde, f, i, f_prime = self._gates(x)
         i_prime = 1.0 - f_prime
         c = (h - h_tilde) * f_prime * i_prime
-        jx = ((c * (1.0 - f))[:, None] * self.weight_f - (c * (1.0 - i))[:, None] * self.weight_i
-              + (i_prime * dh_tilde)[:, None] * self.weight_h)
+        jx = (
+            (c * (1.0 - f))[:, None] * self.weight_f
+            - (c * (1.0 - i))[:, None] * self.weight_i
+            + (i_prime * dh_tilde)[:, None] * self.weight_h
+        )
         return f_prime, jx
 
 
 def _check_options(g, proj_out):
     if g not in G_CHOICES:
-        raise ConfigError(f"g={g!r} is not allowed: use 'identity' (h̃ = W_h x + b, the paper's §3) or "
-                          "'log-space' (g(a) = a + 0.5 for a ≥ 0, σ(a) otherwise; mingru-pytorch's form)")
+        raise ConfigError(
+            f"g={g!r} is not allowed: use 'identity' (h̃ = W_h x + b, the paper's §3) or "
+            "'log-space' (g(a) = a + 0.5 for a ≥ 0, σ(a) otherwise; mingru-pytorch's form)"
+        )
     return check_bool("proj_out", proj_out)
 
 

@@ -34,7 +34,8 @@ Recurrent batch norm (Cooijmans et al. 2016), ``BN(u; γ, β) = β + γ ⊙ (u �
 not normalised. Because BN divides by σ_t, which grows with γ, γ's effect on gradient flow depends on
 the set-up: with W_h = I and constant input (Cooijmans et al.'s sequential-MNIST case) each unit
 follows h → tanh(γ(h − μ)/σ) and the per-step factor tends to 2γ/sinh(2γ) (0.55 at γ = 1, 0.993 at
-γ = 0.1); with an orthogonal W_h and a normalised input term γ largely cancels. Statistics are kept **per time step**: population means/variances are arrays
+γ = 0.1); with an orthogonal W_h and a normalised input term γ largely cancels.
+Statistics are kept **per time step**: population means/variances are arrays
 ``(max_length, features)``; step t ≥ max_length reuses the last row. Defaults are mean 0, var 1
 (PyTorch's initial running statistics).
 
@@ -159,8 +160,11 @@ class NormLSTM(Cell):
     def _forward(self, x, h, c):
         G, e = self.groups, self.eps
         uh, ux = self.weight_hh @ h, self.weight_ih @ x
-        z = (norms.group_norm(uh, G, self.hh_gain, self.hh_bias, eps=e)
-             + norms.group_norm(ux, G, self.ih_gain, self.ih_bias, eps=e) + self.bias)
+        z = (
+            norms.group_norm(uh, G, self.hh_gain, self.hh_bias, eps=e)
+            + norms.group_norm(ux, G, self.ih_gain, self.ih_bias, eps=e)
+            + self.bias
+        )
         i, f, g, o = _lstm_gates(z, self.hidden_size)
         c2 = f * c + i * g
         tc = jnp.tanh(norms.layer_norm(c2, self.c_gain, self.c_bias, eps=e))
@@ -181,12 +185,16 @@ class NormLSTM(Cell):
         h, c = state
         G, e, n = self.groups, self.eps, self.hidden_size
         uh, ux, z, i, f, g, o, c2, tc = self._forward(x, h, c)
-        Dz = jnp.concatenate([
-            norms.group_norm_jacobian(uh, G, self.hh_gain, eps=e, right=self.weight_hh),
-            norms.group_norm_jacobian(ux, G, self.ih_gain, eps=e, right=self.weight_ih),
-        ], axis=1)
-        return _lstm_jacobian(Dz, c, i, f, g, o, tc,
-                              lambda M: norms.layer_norm_jacobian(c2, self.c_gain, eps=e, right=M), n)
+        Dz = jnp.concatenate(
+            [
+                norms.group_norm_jacobian(uh, G, self.hh_gain, eps=e, right=self.weight_hh),
+                norms.group_norm_jacobian(ux, G, self.ih_gain, eps=e, right=self.weight_ih),
+            ],
+            axis=1,
+        )
+        return _lstm_jacobian(
+            Dz, c, i, f, g, o, tc, lambda M: norms.layer_norm_jacobian(c2, self.c_gain, eps=e, right=M), n
+        )
 
 
 @pytree_cell
@@ -212,8 +220,9 @@ class LNGRU(Cell):
     def _forward(self, x, h):
         n, e = self.hidden_size, self.eps
         gi, gh = self.weight_ih @ x, self.weight_hh @ h
-        rz = (norms.layer_norm(gh[: 2 * n], self.rz_hh_gain, self.rz_hh_bias, eps=e)
-              + norms.layer_norm(gi[: 2 * n], self.rz_ih_gain, self.rz_ih_bias, eps=e))
+        rz = norms.layer_norm(gh[: 2 * n], self.rz_hh_gain, self.rz_hh_bias, eps=e) + norms.layer_norm(
+            gi[: 2 * n], self.rz_ih_gain, self.rz_ih_bias, eps=e
+        )
         r, z = sig(rz[:n]), sig(rz[n:])
         lu = norms.layer_norm(gh[2 * n :], self.n_hh_gain, self.n_hh_bias, eps=e)
         hc = jnp.tanh(norms.layer_norm(gi[2 * n :], self.n_ih_gain, self.n_ih_bias, eps=e) + r * lu)
@@ -235,15 +244,28 @@ class LNGRU(Cell):
         m = self.input_size
         Wh, Wx = self.weight_hh, self.weight_ih
         # d(r, z)/d[h, x]
-        Drz = jnp.concatenate([
-            norms.layer_norm_jacobian(gh[: 2 * n], self.rz_hh_gain, eps=e, right=Wh[: 2 * n]),
-            norms.layer_norm_jacobian(gi[: 2 * n], self.rz_ih_gain, eps=e, right=Wx[: 2 * n]),
-        ], axis=1)
+        Drz = jnp.concatenate(
+            [
+                norms.layer_norm_jacobian(gh[: 2 * n], self.rz_hh_gain, eps=e, right=Wh[: 2 * n]),
+                norms.layer_norm_jacobian(gi[: 2 * n], self.rz_ih_gain, eps=e, right=Wx[: 2 * n]),
+            ],
+            axis=1,
+        )
         Dr, Dz = _dsig(r)[:, None] * Drz[:n], _dsig(z)[:, None] * Drz[n:]
-        Du = jnp.concatenate([norms.layer_norm_jacobian(gh[2 * n :], self.n_hh_gain, eps=e, right=Wh[2 * n :]),
-                              jnp.zeros((n, m), h.dtype)], axis=1)
-        Dw = jnp.concatenate([jnp.zeros((n, n), h.dtype),
-                              norms.layer_norm_jacobian(gi[2 * n :], self.n_ih_gain, eps=e, right=Wx[2 * n :])], axis=1)
+        Du = jnp.concatenate(
+            [
+                norms.layer_norm_jacobian(gh[2 * n :], self.n_hh_gain, eps=e, right=Wh[2 * n :]),
+                jnp.zeros((n, m), h.dtype),
+            ],
+            axis=1,
+        )
+        Dw = jnp.concatenate(
+            [
+                jnp.zeros((n, n), h.dtype),
+                norms.layer_norm_jacobian(gi[2 * n :], self.n_ih_gain, eps=e, right=Wx[2 * n :]),
+            ],
+            axis=1,
+        )
         Dhc = (1 - hc**2)[:, None] * (Dw + lu[:, None] * Dr + r[:, None] * Du)
         D = (hc - h)[:, None] * Dz + z[:, None] * Dhc
         return D[:, :n] + jnp.diag(1 - z), D[:, n:]
@@ -337,8 +359,13 @@ class BNLSTM(_BNCell):
         i, f, g, o = aux["i"], aux["f"], aux["g"], aux["o"]
         sc = self.gamma_c * self._scale("c", t)
         tc = jnp.tanh(self.beta_c + sc * (c2 - self.mean_c[self._population(t)[1]]))
-        Dz = jnp.concatenate([(self.gamma_hh * self._scale("hh", t))[:, None] * self.weight_hh,
-                              (self.gamma_ih * self._scale("ih", t))[:, None] * self.weight_ih], axis=1)
+        Dz = jnp.concatenate(
+            [
+                (self.gamma_hh * self._scale("hh", t))[:, None] * self.weight_hh,
+                (self.gamma_ih * self._scale("ih", t))[:, None] * self.weight_ih,
+            ],
+            axis=1,
+        )
         return _lstm_jacobian(Dz, c, i, f, g, o, tc, lambda M: sc[:, None] * M, n)
 
 
@@ -365,15 +392,20 @@ class BNRNN(_BNCell):
 
     def _forward(self, x, state, norm):
         (h,) = state
-        a = (self.gamma_hh * norm(h @ self.weight_hh.T, "hh")
-             + self.gamma_ih * norm(x @ self.weight_ih.T, "ih") + self.bias)
+        a = (
+            self.gamma_hh * norm(h @ self.weight_hh.T, "hh")
+            + self.gamma_ih * norm(x @ self.weight_ih.T, "ih")
+            + self.bias
+        )
         return (_activations.get(self.activation).fn(a),), {"a": a}
 
     def jacobian(self, x, state, t=0):
         _, aux = self.step(x, state, t)
         d = _activations.get(self.activation).deriv(aux["a"])
-        return ((d * self.gamma_hh * self._scale("hh", t))[:, None] * self.weight_hh,
-                (d * self.gamma_ih * self._scale("ih", t))[:, None] * self.weight_ih)
+        return (
+            (d * self.gamma_hh * self._scale("hh", t))[:, None] * self.weight_hh,
+            (d * self.gamma_ih * self._scale("ih", t))[:, None] * self.weight_ih,
+        )
 
 
 def training_rollout(cell, xs, state0=None):
@@ -386,8 +418,10 @@ def training_rollout(cell, xs, state0=None):
         raise bad_value("cell", type(cell).__name__, "a batch-normalised cell (bn-lstm, bn-rnn)")
     xs = jnp.asarray(xs, cell.dtype)
     if xs.ndim != 3 or xs.shape[-1] != cell.input_size or xs.shape[0] < 2 or xs.shape[1] < 1:
-        raise ShapeError(f"xs has shape {tuple(xs.shape)}: expected (B, T, {cell.input_size}) with B >= 2 "
-                         "(batch statistics need at least two examples)")
+        raise ShapeError(
+            f"xs has shape {tuple(xs.shape)}: expected (B, T, {cell.input_size}) with B >= 2 "
+            "(batch statistics need at least two examples)"
+        )
     B = xs.shape[0]
     if state0 is None:
         state0 = tuple(jnp.zeros((B, n), cell.dtype) for n in cell.block_sizes)
@@ -427,8 +461,10 @@ def collect_statistics(cell, xs_batch, state0=None):
 
 def _check_common(hidden_size, eps):
     if hidden_size < 2:
-        raise ConfigError(f"hidden_size={hidden_size} is not allowed for a normalised cell: "
-                          "normalising a single unit is degenerate; use hidden_size >= 2")
+        raise ConfigError(
+            f"hidden_size={hidden_size} is not allowed for a normalised cell: "
+            "normalising a single unit is degenerate; use hidden_size >= 2"
+        )
     if not (isinstance(eps, (int, float)) and eps > 0):
         raise bad_value("eps", eps, "expected a positive number (e.g. 1e-5)")
 
@@ -446,58 +482,127 @@ def _norm_lstm(input_size, n, key, dtype, forget_bias, eps, norm, groups):
     _check_common(n, eps)
     w_ih, w_hh, b = _lstm_weights(key, n, input_size, dtype, forget_bias)
     one4, zero4 = jnp.ones((4 * n,), dtype), jnp.zeros((4 * n,), dtype)
-    return NormLSTM(w_ih, w_hh, b, one4, zero4, one4, zero4, jnp.ones((n,), dtype), jnp.zeros((n,), dtype),
-                    input_size=input_size, hidden_size=n, norm=norm, groups=groups, eps=float(eps))
+    return NormLSTM(
+        w_ih,
+        w_hh,
+        b,
+        one4,
+        zero4,
+        one4,
+        zero4,
+        jnp.ones((n,), dtype),
+        jnp.zeros((n,), dtype),
+        input_size=input_size,
+        hidden_size=n,
+        norm=norm,
+        groups=groups,
+        eps=float(eps),
+    )
 
 
-@register("ln-rnn", "Layer-normalised Elman RNN (Ba et al. 2016 eq. 4)", family="normalized",
-          equation="h_t = φ(LN(W_hh h_{t-1} + W_xh x_t; g, b))")
-def build_ln_rnn(input_size, hidden_size, *, key, dtype=jnp.float32, activation="tanh",
-                 recurrent_init="uniform", gain=1.0, eps=norms.EPS):
+@register(
+    "ln-rnn",
+    "Layer-normalised Elman RNN (Ba et al. 2016 eq. 4)",
+    family="normalized",
+    equation="h_t = φ(LN(W_hh h_{t-1} + W_xh x_t; g, b))",
+)
+def build_ln_rnn(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    activation="tanh",
+    recurrent_init="uniform",
+    gain=1.0,
+    eps=norms.EPS,
+):
     _check_common(hidden_size, eps)
     _activations.get(activation)
     k1, k2 = jax.random.split(key)
     n = hidden_size
-    return LNRNN(uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),
-                 recurrent_matrix(k2, n, recurrent_init, gain, dtype),
-                 jnp.ones((n,), dtype), jnp.zeros((n,), dtype),
-                 input_size=input_size, hidden_size=n, activation=activation, eps=float(eps))
+    return LNRNN(
+        uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),
+        recurrent_matrix(k2, n, recurrent_init, gain, dtype),
+        jnp.ones((n,), dtype),
+        jnp.zeros((n,), dtype),
+        input_size=input_size,
+        hidden_size=n,
+        activation=activation,
+        eps=float(eps),
+    )
 
 
-@register("ln-lstm", "Layer-normalised LSTM (Ba et al. 2016 eqs. 20-22; gates i,f,g,o)", family="normalized",
-          equation="z = LN(W_h h) + LN(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))")
+@register(
+    "ln-lstm",
+    "Layer-normalised LSTM (Ba et al. 2016 eqs. 20-22; gates i,f,g,o)",
+    family="normalized",
+    equation="z = LN(W_h h) + LN(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
+)
 def build_ln_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=None, eps=norms.EPS):
     return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "layer", 1)
 
 
-@register("gn-lstm", "Group-normalised LSTM: GN with `groups` groups of the 4n pre-activations", family="normalized",
-          equation="z = GN_G(W_h h) + GN_G(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))")
+@register(
+    "gn-lstm",
+    "Group-normalised LSTM: GN with `groups` groups of the 4n pre-activations",
+    family="normalized",
+    equation="z = GN_G(W_h h) + GN_G(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
+)
 def build_gn_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, groups=2, forget_bias=None, eps=norms.EPS):
     four_n = 4 * hidden_size
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or four_n % groups or four_n // groups < 2:
-        raise bad_value("groups", groups, f"expected a divisor of 4*hidden_size={four_n} leaving at least "
-                        "2 units per group (1 = ln-lstm, 4 = one group per gate = in-lstm)")
+        raise bad_value(
+            "groups",
+            groups,
+            f"expected a divisor of 4*hidden_size={four_n} leaving at least "
+            "2 units per group (1 = ln-lstm, 4 = one group per gate = in-lstm)",
+        )
     return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "group", groups)
 
 
-@register("in-lstm", "'Instance'-normalised LSTM: each gate block normalised on its own (GN with 4 groups)",
-          family="normalized",
-          equation="z_gate = IN(W_h h)_gate + IN(W_x x)_gate + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))")
+@register(
+    "in-lstm",
+    "'Instance'-normalised LSTM: each gate block normalised on its own (GN with 4 groups)",
+    family="normalized",
+    equation="z_gate = IN(W_h h)_gate + IN(W_x x)_gate + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
+)
 def build_in_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=None, eps=norms.EPS):
     return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "instance", 4)
 
 
-@register("ln-gru", "Layer-normalised GRU (Ba et al. 2016 eqs. 23-28; z means write)", family="normalized",
-          equation="(r,z) = LN(W_h h) + LN(W_x x), ĥ = tanh(LN(W x) + σ(r)⊙LN(U h)), h_t = (1−σ(z))⊙h + σ(z)⊙ĥ")
+@register(
+    "ln-gru",
+    "Layer-normalised GRU (Ba et al. 2016 eqs. 23-28; z means write)",
+    family="normalized",
+    equation="(r,z) = LN(W_h h) + LN(W_x x), ĥ = tanh(LN(W x) + σ(r)⊙LN(U h)), h_t = (1−σ(z))⊙h + σ(z)⊙ĥ",
+)
 def build_ln_gru(input_size, hidden_size, *, key, dtype=jnp.float32, eps=norms.EPS):
     _check_common(hidden_size, eps)
     n = hidden_size
     k1, k2 = jax.random.split(key)
     bound = 1 / math.sqrt(n)
-    o2, z2, o1, z1 = (jnp.ones((2 * n,), dtype), jnp.zeros((2 * n,), dtype),
-                      jnp.ones((n,), dtype), jnp.zeros((n,), dtype))
-    return LNGRU(uniform_init(k1, (3 * n, input_size), bound, dtype), uniform_init(k2, (3 * n, n), bound, dtype),
-                 o2, z2, o2, z2, o1, z1, o1, z1, input_size=input_size, hidden_size=n, eps=float(eps))
+    o2, z2, o1, z1 = (
+        jnp.ones((2 * n,), dtype),
+        jnp.zeros((2 * n,), dtype),
+        jnp.ones((n,), dtype),
+        jnp.zeros((n,), dtype),
+    )
+    return LNGRU(
+        uniform_init(k1, (3 * n, input_size), bound, dtype),
+        uniform_init(k2, (3 * n, n), bound, dtype),
+        o2,
+        z2,
+        o2,
+        z2,
+        o1,
+        z1,
+        o1,
+        z1,
+        input_size=input_size,
+        hidden_size=n,
+        eps=float(eps),
+    )
 
 
 def _check_bn(gamma, max_length, eps, n):
@@ -512,30 +617,70 @@ def _stats(T, F, dtype):
     return jnp.zeros((T, F), dtype), jnp.ones((T, F), dtype)
 
 
-@register("bn-lstm", "Recurrent batch-normalised LSTM (Cooijmans et al. 2016), per-step statistics, γ=0.1",
-          family="normalized",
-          equation="z = BN(W_h h; γ_h) + BN(W_x x; γ_x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(BN(c_t; γ_c, β_c))")
-def build_bn_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, gamma=0.1, max_length=100,
-                  forget_bias=None, eps=norms.EPS):
+@register(
+    "bn-lstm",
+    "Recurrent batch-normalised LSTM (Cooijmans et al. 2016), per-step statistics, γ=0.1",
+    family="normalized",
+    equation="z = BN(W_h h; γ_h) + BN(W_x x; γ_x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(BN(c_t; γ_c, β_c))",
+)
+def build_bn_lstm(
+    input_size, hidden_size, *, key, dtype=jnp.float32, gamma=0.1, max_length=100, forget_bias=None, eps=norms.EPS
+):
     n = hidden_size
     _check_bn(gamma, max_length, eps, n)
     w_ih, w_hh, b = _lstm_weights(key, n, input_size, dtype, forget_bias)
     g4, g1 = jnp.full((4 * n,), gamma, dtype), jnp.full((n,), gamma, dtype)
-    return BNLSTM(w_ih, w_hh, b, g4, g4, g1, jnp.zeros((n,), dtype),
-                  *_stats(max_length, 4 * n, dtype), *_stats(max_length, 4 * n, dtype), *_stats(max_length, n, dtype),
-                  input_size=input_size, hidden_size=n, eps=float(eps))
+    return BNLSTM(
+        w_ih,
+        w_hh,
+        b,
+        g4,
+        g4,
+        g1,
+        jnp.zeros((n,), dtype),
+        *_stats(max_length, 4 * n, dtype),
+        *_stats(max_length, 4 * n, dtype),
+        *_stats(max_length, n, dtype),
+        input_size=input_size,
+        hidden_size=n,
+        eps=float(eps),
+    )
 
 
-@register("bn-rnn", "Batch-normalised tanh RNN (BN on W_hh h and W_xh x separately, per-step statistics)",
-          family="normalized", equation="h_t = tanh(BN(W_hh h_{t-1}; γ) + BN(W_xh x_t; γ) + b)")
-def build_bn_rnn(input_size, hidden_size, *, key, dtype=jnp.float32, gamma=0.1, max_length=100,
-                 activation="tanh", recurrent_init="orthogonal", gain=1.0, eps=norms.EPS):
+@register(
+    "bn-rnn",
+    "Batch-normalised tanh RNN (BN on W_hh h and W_xh x separately, per-step statistics)",
+    family="normalized",
+    equation="h_t = tanh(BN(W_hh h_{t-1}; γ) + BN(W_xh x_t; γ) + b)",
+)
+def build_bn_rnn(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    gamma=0.1,
+    max_length=100,
+    activation="tanh",
+    recurrent_init="orthogonal",
+    gain=1.0,
+    eps=norms.EPS,
+):
     n = hidden_size
     _check_bn(gamma, max_length, eps, n)
     _activations.get(activation)
     k1, k2 = jax.random.split(key)
     g = jnp.full((n,), gamma, dtype)
-    return BNRNN(uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),
-                 recurrent_matrix(k2, n, recurrent_init, gain, dtype), jnp.zeros((n,), dtype), g, g,
-                 *_stats(max_length, n, dtype), *_stats(max_length, n, dtype),
-                 input_size=input_size, hidden_size=n, activation=activation, eps=float(eps))
+    return BNRNN(
+        uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),
+        recurrent_matrix(k2, n, recurrent_init, gain, dtype),
+        jnp.zeros((n,), dtype),
+        g,
+        g,
+        *_stats(max_length, n, dtype),
+        *_stats(max_length, n, dtype),
+        input_size=input_size,
+        hidden_size=n,
+        activation=activation,
+        eps=float(eps),
+    )

@@ -117,8 +117,11 @@ class RGLRU(Cell):
         coef_a = (h - a / beta * i * xh) * da
         if reset is not None:
             coef_a = jnp.where(reset, 0.0, coef_a)
-        jx = (jnp.diag(beta * i) + (beta * xh * i * (1.0 - i))[:, None] * block_diagonal(self.input_gate_w)
-              + coef_a[:, None] * block_diagonal(self.a_gate_w))
+        jx = (
+            jnp.diag(beta * i)
+            + (beta * xh * i * (1.0 - i))[:, None] * block_diagonal(self.input_gate_w)
+            + coef_a[:, None] * block_diagonal(self.a_gate_w)
+        )
         if self.weight_in is not None:
             jx = jx @ self.weight_in
         return a, jx
@@ -144,8 +147,19 @@ def a_param_init(key, n, min_rad, max_rad, dtype, eps=1e-8):
     family="rglru",
     equation="log a_t = −8·softplus(Λ)⊙σ(W_a x_t + b_a), h_t = a_t⊙h_{t-1} + √(1−a_t²)⊙(σ(W_x x_t + b_x)⊙x_t)",
 )
-def build_rglru(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1, min_rad=0.9, max_rad=0.999,
-                c=8.0, reset_at_start=False, projection=None):
+def build_rglru(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    num_heads=1,
+    min_rad=0.9,
+    max_rad=0.999,
+    c=8.0,
+    reset_at_start=False,
+    projection=None,
+):
     """Gate weights ~ N(0, 1/(n/H)) per head (the reference's fan-in variance scaling), biases 0; Λ as
     `a_param_init`. ``projection``: None inserts x̂ = W_in x + b_in only when input_size != hidden_size,
     True always, False never (then the sizes must match). ``reset_at_start``: see the module docstring."""
@@ -164,7 +178,8 @@ def build_rglru(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1,
         raise ConfigError(
             f"hidden_size={hidden_size} is not allowed with projection=False: the RG-LRU is elementwise in x, so "
             f"hidden_size must equal input_size={input_size}; pass hidden_size={input_size}, or projection=None "
-            "to insert Griffin's input projection x̂ = W_in x + b_in")
+            "to insert Griffin's input projection x̂ = W_in x + b_in"
+        )
     if projection is None:
         projection = input_size != hidden_size
     k = hidden_size // num_heads

@@ -122,13 +122,14 @@ class SLSTM(_HeadNormReadout, Cell):
         """The block-diagonal R (4n, n) with one Dh×Dh block per gate and head."""
         H = self.num_heads
         return jnp.einsum("gkjl,kq->gkjql", self.weight_hh, jnp.eye(H, dtype=self.weight_hh.dtype)).reshape(
-            4 * self.hidden_size, self.hidden_size)
+            4 * self.hidden_size, self.hidden_size
+        )
 
     def _step(self, x, state):
         h, c, n, m = state
         nh = self.hidden_size
         pre = self.weight_ih @ x + self.recurrent_matrix() @ h + self.bias
-        i_, f_, z_, o_ = (pre[g * nh:(g + 1) * nh] for g in range(4))
+        i_, f_, z_, o_ = (pre[g * nh : (g + 1) * nh] for g in range(4))
         reset = jnp.all(n == 0)
         logf, dlogf, m2, ig, fg, sel = _stabilise(self.forget_gate, f_, i_, m, reset)
         g, o = jnp.tanh(z_), sig(o_)
@@ -148,7 +149,7 @@ class SLSTM(_HeadNormReadout, Cell):
         (h2, c2, n2, m2), a = self._step(x, state)
         P = d + self.input_size
         Dpre = jnp.concatenate([self.recurrent_matrix(), jnp.zeros((4 * nh, 3 * nh), h.dtype), self.weight_ih], 1)
-        Di, Df, Dz, Do = (Dpre[g * nh:(g + 1) * nh] for g in range(4))
+        Di, Df, Dz, Do = (Dpre[g * nh : (g + 1) * nh] for g in range(4))
         Dc, Dn, Dm = (jnp.eye(nh, P, k=k * nh, dtype=h.dtype) for k in (1, 2, 3))
         Da = a["dlogf"][:, None] * Df + Dm  # d(log f + m)
         Dm2 = jnp.where(a["sel"][:, None], Di, Da)
@@ -194,7 +195,7 @@ class MLSTM(_HeadNormReadout, Cell):
     @property
     def block_sizes(self):
         n, H = self.hidden_size, self.num_heads
-        return (n, H * self.head_dim ** 2, n, H)
+        return (n, H * self.head_dim**2, n, H)
 
     def _step(self, x, state):
         _, C, n, m = state
@@ -215,8 +216,27 @@ class MLSTM(_HeadNormReadout, Cell):
         ht = (num / den[:, None]).reshape(-1)
         o = jnp.ones_like(ht) if self.weight_o is None else sig(self.weight_o @ x + self.bias_o)
         new = (o * ht, C2.reshape(-1), n2.reshape(-1), m2)
-        return new, dict(q=q, k=k, v=v, i_pre=i_, f_pre=f_, i=ig, f=fg, o=o, ht=ht, C=C, n=n, C2=C2, n2=n2,
-                         num=num, s=s, floor=floor, den=den, dlogf=dlogf, sel=sel)
+        return new, dict(
+            q=q,
+            k=k,
+            v=v,
+            i_pre=i_,
+            f_pre=f_,
+            i=ig,
+            f=fg,
+            o=o,
+            ht=ht,
+            C=C,
+            n=n,
+            C2=C2,
+            n2=n2,
+            num=num,
+            s=s,
+            floor=floor,
+            den=den,
+            dlogf=dlogf,
+            sel=sel,
+        )
 
     def __call__(self, x, state):
         new, a = self._step(x, state)
@@ -244,10 +264,18 @@ class MLSTM(_HeadNormReadout, Cell):
         Dig = ig[:, None] * (Di - Dm2)
         kv = k[:, :, None] * v[:, None, :]
         Dkv = Dk[:, :, None, :] * v[:, None, :, None] + k[:, :, None, None] * Dv[:, None, :, :]  # d(k vᵀ)
-        DC2 = (Dfg[:, None, None, :] * a["C"][..., None] + fg[:, None, None, None] * DC
-               + Dig[:, None, None, :] * kv[..., None] + ig[:, None, None, None] * Dkv)
-        Dn2 = (Dfg[:, None, :] * a["n"][..., None] + fg[:, None, None] * Dn
-               + Dig[:, None, :] * k[..., None] + ig[:, None, None] * Dk)
+        DC2 = (
+            Dfg[:, None, None, :] * a["C"][..., None]
+            + fg[:, None, None, None] * DC
+            + Dig[:, None, None, :] * kv[..., None]
+            + ig[:, None, None, None] * Dkv
+        )
+        Dn2 = (
+            Dfg[:, None, :] * a["n"][..., None]
+            + fg[:, None, None] * Dn
+            + Dig[:, None, :] * k[..., None]
+            + ig[:, None, None] * Dk
+        )
         Dnum = jnp.einsum("kaP,kab->kbP", Dq, a["C2"]) + jnp.einsum("ka,kabP->kbP", q, DC2)
         Ds = jnp.einsum("kaP,ka->kP", Dq, a["n2"]) + jnp.einsum("ka,kaP->kP", q, Dn2)
         s, floor, den = a["s"], a["floor"], a["den"]
@@ -285,8 +313,9 @@ def _forget_bias(forget_bias, units, heads, dtype):
     family="xlstm",
     equation="m_t = max(log f + m_{t-1}, ĩ), c_t = f′c_{t-1} + i′tanh(z̃), n_t = f′n_{t-1} + i′, h_t = σ(õ)⊙c_t/n_t",
 )
-def build_slstm(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1, forget_gate="sigmoid",
-                forget_bias=None):
+def build_slstm(
+    input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1, forget_gate="sigmoid", forget_bias=None
+):
     """W ~ U(±1/√m), R ~ U(±1/√n) (the package's "standard" recurrent init; its default is R = 0),
     b_i = b_z = b_o = 0, b_f = ``forget_bias`` (default linspace(3, 6) per head, the package's "small_init").
     ``num_heads`` must divide ``hidden_size``; ``forget_gate`` "sigmoid" (the package) or "exp"."""
@@ -294,12 +323,20 @@ def build_slstm(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1,
     _check_forget_gate(forget_gate)
     D = hidden_size // H
     k1, k2 = jax.random.split(key)
-    bias = jnp.zeros((4 * hidden_size,), dtype).at[hidden_size:2 * hidden_size].set(
-        _forget_bias(forget_bias, D, H, dtype))
+    bias = (
+        jnp.zeros((4 * hidden_size,), dtype)
+        .at[hidden_size : 2 * hidden_size]
+        .set(_forget_bias(forget_bias, D, H, dtype))
+    )
     return SLSTM(
         weight_ih=uniform_init(k1, (4 * hidden_size, input_size), 1 / math.sqrt(input_size), dtype),
         weight_hh=uniform_init(k2, (4, H, D, D), 1 / math.sqrt(hidden_size), dtype),
-        bias=bias, input_size=input_size, hidden_size=hidden_size, num_heads=H, forget_gate=forget_gate)
+        bias=bias,
+        input_size=input_size,
+        hidden_size=hidden_size,
+        num_heads=H,
+        forget_gate=forget_gate,
+    )
 
 
 @register(
@@ -308,8 +345,19 @@ def build_slstm(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1,
     family="xlstm",
     equation="C_t = f′C_{t-1} + i′k vᵀ, n_t = f′n_{t-1} + i′k, h_t = o⊙C_tᵀq/(max(|n_tᵀq|, e^(−m_t)) + ε)",
 )
-def build_mlstm(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=None, head_dim=None,
-                forget_gate="sigmoid", output_gate=True, forget_bias=None, eps=1e-6):
+def build_mlstm(
+    input_size,
+    hidden_size,
+    *,
+    key,
+    dtype=jnp.float32,
+    num_heads=None,
+    head_dim=None,
+    forget_gate="sigmoid",
+    output_gate=True,
+    forget_bias=None,
+    eps=1e-6,
+):
     """Heads of dimension Dh = hidden_size / num_heads; by default Dh = 2 (1 for an odd hidden_size), which
     keeps the state (n + heads·Dh² + n + heads) and its dense Jacobian small. Give ``num_heads`` or
     ``head_dim``. W_q, W_k, W_v, W_i, W_f, W_o ~ U(±1/√m) (the package zero-initialises W_i and W_f;
@@ -332,11 +380,21 @@ def build_mlstm(input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=No
     u = 1 / math.sqrt(m)
     fb = jnp.linspace(3.0, 6.0, H, dtype=dtype) if forget_bias is None else _forget_bias(forget_bias, 1, H, dtype)
     return MLSTM(
-        weight_q=uniform_init(ks[0], (n, m), u, dtype), weight_k=uniform_init(ks[1], (n, m), u, dtype),
+        weight_q=uniform_init(ks[0], (n, m), u, dtype),
+        weight_k=uniform_init(ks[1], (n, m), u, dtype),
         weight_v=uniform_init(ks[2], (n, m), u, dtype),
-        bias_q=jnp.zeros((n,), dtype), bias_k=jnp.zeros((n,), dtype), bias_v=jnp.zeros((n,), dtype),
-        weight_i=uniform_init(ks[3], (H, m), u, dtype), weight_f=uniform_init(ks[4], (H, m), u, dtype),
-        bias_i=0.1 * jax.random.normal(ks[5], (H,), dtype), bias_f=fb,
+        bias_q=jnp.zeros((n,), dtype),
+        bias_k=jnp.zeros((n,), dtype),
+        bias_v=jnp.zeros((n,), dtype),
+        weight_i=uniform_init(ks[3], (H, m), u, dtype),
+        weight_f=uniform_init(ks[4], (H, m), u, dtype),
+        bias_i=0.1 * jax.random.normal(ks[5], (H,), dtype),
+        bias_f=fb,
         weight_o=uniform_init(ks[6], (n, m), u, dtype) if output_gate else None,
         bias_o=jnp.zeros((n,), dtype) if output_gate else None,
-        input_size=m, hidden_size=n, num_heads=H, forget_gate=forget_gate, eps=eps)
+        input_size=m,
+        hidden_size=n,
+        num_heads=H,
+        forget_gate=forget_gate,
+        eps=eps,
+    )

@@ -97,8 +97,11 @@ class CheckResult:
             "passed": self.passed,
             "report": self.report_path,
             "baseline": self.baseline_path,
-            "counts": {"metrics": len(self.rows), "failed": len(self.failures),
-                       "skipped": sum(r.status == "skipped" for r in self.rows)},
+            "counts": {
+                "metrics": len(self.rows),
+                "failed": len(self.failures),
+                "skipped": sum(r.status == "skipped" for r in self.rows),
+            },
             "metrics": [r.to_dict() for r in self.rows],
             "warnings": list(self.warnings),
             "environment": _json_value(dict(self.environment)),
@@ -123,15 +126,31 @@ def _fmt(value: Any) -> str:
 def _check_metric(name: str, kind: str, base: Any, obs: Any, rule: Rule, missing: bool) -> MetricCheck:
     def row(passed: bool, status: str, message: str, delta=None, tolerance=None) -> MetricCheck:
         numeric = kind != "category"
-        return MetricCheck(name, kind, base, None if missing else obs, delta, tolerance,
-                           rule.atol if numeric else None, rule.rtol if numeric else None,
-                           rule.direction, rule.min, rule.max, passed, status, message)
+        return MetricCheck(
+            name,
+            kind,
+            base,
+            None if missing else obs,
+            delta,
+            tolerance,
+            rule.atol if numeric else None,
+            rule.rtol if numeric else None,
+            rule.direction,
+            rule.min,
+            rule.max,
+            passed,
+            status,
+            message,
+        )
 
     if rule.skip:
         return row(True, "skipped", "skipped by configuration")
     if missing:
-        return row(False, "missing", f"{name} is missing from the report (baseline {_fmt(base)}); the analysis or "
-                                     "metric was renamed or removed")
+        return row(
+            False,
+            "missing",
+            f"{name} is missing from the report (baseline {_fmt(base)}); the analysis or metric was renamed or removed",
+        )
     if kind == "category" or isinstance(base, (str, bool)) or isinstance(obs, (str, bool)):
         if obs == base:
             return row(True, "pass", f"unchanged ({_fmt(obs)})")
@@ -140,11 +159,18 @@ def _check_metric(name: str, kind: str, base: Any, obs: Any, rule: Rule, missing
     if not math.isfinite(base):
         if math.isnan(base) and math.isnan(obs):
             return row(True, "pass", "not computed in the baseline nor in the report")
-        return row(False, "fail", f"the baseline value of {name} is {_fmt(base)}, which cannot be compared; "
-                                  "regenerate the baseline")
+        return row(
+            False,
+            "fail",
+            f"the baseline value of {name} is {_fmt(base)}, which cannot be compared; regenerate the baseline",
+        )
     if not math.isfinite(obs):
-        return row(False, "nonfinite", f"{name} is {_fmt(obs)} in the report (baseline {_fmt(base)}): the analysis "
-                                       "produced a non-finite value or did not compute it (e.g. lyapunov=False)")
+        return row(
+            False,
+            "nonfinite",
+            f"{name} is {_fmt(obs)} in the report (baseline {_fmt(base)}): the analysis "
+            "produced a non-finite value or did not compute it (e.g. lyapunov=False)",
+        )
     delta = obs - base
     tol = rule.atol + rule.rtol * abs(base)
     rel = f", {100 * delta / abs(base):+.1f}%" if base != 0 else ""
@@ -153,11 +179,13 @@ def _check_metric(name: str, kind: str, base: Any, obs: Any, rule: Rule, missing
     if rule.direction == "both" and abs(delta) > tol:
         problems.append(f"beyond the tolerance +/-{tol:.6g} (atol={_fmt(rule.atol)}, rtol={_fmt(rule.rtol)})")
     elif rule.direction == "increase_is_bad" and delta > tol:
-        problems.append(f"a rise beyond the tolerance {tol:.6g} (atol={_fmt(rule.atol)}, rtol={_fmt(rule.rtol)}; "
-                        "increase_is_bad)")
+        problems.append(
+            f"a rise beyond the tolerance {tol:.6g} (atol={_fmt(rule.atol)}, rtol={_fmt(rule.rtol)}; increase_is_bad)"
+        )
     elif rule.direction == "decrease_is_bad" and -delta > tol:
-        problems.append(f"a fall beyond the tolerance {tol:.6g} (atol={_fmt(rule.atol)}, rtol={_fmt(rule.rtol)}; "
-                        "decrease_is_bad)")
+        problems.append(
+            f"a fall beyond the tolerance {tol:.6g} (atol={_fmt(rule.atol)}, rtol={_fmt(rule.rtol)}; decrease_is_bad)"
+        )
     if rule.max is not None and obs > rule.max:
         problems.append(f"above the limit max={_fmt(rule.max)}")
     if rule.min is not None and obs < rule.min:
@@ -183,18 +211,33 @@ def _environment_warnings(report: Mapping[str, Any], baseline: Mapping[str, Any]
         if old is not None and new is not None and old != new:
             warnings.append(f"{what} differs: baseline {old!r}, report {new!r}; {why}")
 
-    differ("gradscope version", baseline.get("gradscope_version"),
-           report.get("gradscope_version", env.get("gradscope")), "regenerate the baseline after reviewing the change")
+    differ(
+        "gradscope version",
+        baseline.get("gradscope_version"),
+        report.get("gradscope_version", env.get("gradscope")),
+        "regenerate the baseline after reviewing the change",
+    )
     bprec, rprec = baseline.get("precision") or {}, _precision(report)
     differ("precision dtype", bprec.get("dtype"), rprec.get("dtype"), "float32 and float64 results differ slightly")
-    differ("matmul precision", bprec.get("matmul"), rprec.get("matmul"), "reduced matmul precision (TF32) changes "
-           "long Jacobian products")
-    for key, why in (("jax", "numbers may shift slightly"), ("backend", "CPU and GPU results differ slightly"),
-                     ("x64", "float32 and float64 results differ slightly")):
+    differ(
+        "matmul precision",
+        bprec.get("matmul"),
+        rprec.get("matmul"),
+        "reduced matmul precision (TF32) changes long Jacobian products",
+    )
+    for key, why in (
+        ("jax", "numbers may shift slightly"),
+        ("backend", "CPU and GPU results differ slightly"),
+        ("x64", "float32 and float64 results differ slightly"),
+    ):
         differ(f"environment {key}", benv.get(key), env.get(key), why)
     if _platform_family(baseline.get("platform", benv.get("platform"))) != _platform_family(env.get("platform")):
-        differ("platform", baseline.get("platform", benv.get("platform")), env.get("platform"),
-               "numbers may shift slightly")
+        differ(
+            "platform",
+            baseline.get("platform", benv.get("platform")),
+            env.get("platform"),
+            "numbers may shift slightly",
+        )
     return warnings
 
 
@@ -220,11 +263,19 @@ def compare(report: Any, baseline: Any, overrides: Mapping[str, Any] | None = No
         rule = _apply_overrides(rule, name, kind, overrides, "overrides")
         rows.append(_check_metric(name, kind, base, observed.get(name), rule, name not in observed))
     warnings = _environment_warnings(report, baseline)
-    new = [n for n, v in observed.items()
-           if n not in baseline["metrics"] and not (isinstance(v, float) and math.isnan(v))]
+    new = [
+        n for n, v in observed.items() if n not in baseline["metrics"] and not (isinstance(v, float) and math.isnan(v))
+    ]
     if new:
         shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
-        warnings.append(f"{len(new)} metric{'s' * (len(new) != 1)} in the report are not in the baseline and were not "
-                        f"checked ({shown}); add them with: gradscope baseline REPORT -o BASELINE --update")
-    return CheckResult(tuple(rows), tuple(warnings), report.get("_path"), baseline.get("_path"),
-                       types.MappingProxyType(dict(report.get("environment") or {})))
+        warnings.append(
+            f"{len(new)} metric{'s' * (len(new) != 1)} in the report are not in the baseline and were not "
+            f"checked ({shown}); add them with: gradscope baseline REPORT -o BASELINE --update"
+        )
+    return CheckResult(
+        tuple(rows),
+        tuple(warnings),
+        report.get("_path"),
+        baseline.get("_path"),
+        types.MappingProxyType(dict(report.get("environment") or {})),
+    )

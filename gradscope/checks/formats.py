@@ -18,8 +18,10 @@ from gradscope.checks._errors import UnknownFormatError
 from gradscope.checks.comparison import CheckResult, MetricCheck, _fmt
 from gradscope.checks.io import _now
 
-REGENERATE_HINT = ("if the change is intended, regenerate the baseline with: "
-                   "gradscope baseline REPORT -o BASELINE --update, and commit it")
+REGENERATE_HINT = (
+    "if the change is intended, regenerate the baseline with: "
+    "gradscope baseline REPORT -o BASELINE --update, and commit it"
+)
 
 
 def _sorted_rows(result: CheckResult) -> list[MetricCheck]:
@@ -53,8 +55,9 @@ def format_junit(result: CheckResult) -> str:
     skipped = sum(r.status == "skipped" for r in result.rows)
     counts = {"tests": str(len(result.rows)), "failures": str(failures), "errors": str(errors)}
     root = ET.Element("testsuites", name="gradscope", **counts)
-    suite = ET.SubElement(root, "testsuite", name="gradscope check", skipped=str(skipped), time="0",
-                          timestamp=_now(), **counts)
+    suite = ET.SubElement(
+        root, "testsuite", name="gradscope check", skipped=str(skipped), time="0", timestamp=_now(), **counts
+    )
     props = ET.SubElement(suite, "properties")
     for key, value in (("report", result.report_path), ("baseline", result.baseline_path)):
         if value:
@@ -62,9 +65,11 @@ def format_junit(result: CheckResult) -> str:
     for r in result.rows:
         analysis = r.name.rsplit("/", 1)[0] if "/" in r.name else "report"
         case = ET.SubElement(suite, "testcase", classname=f"gradscope.{analysis}", name=r.name, time="0")
-        detail = (f"baseline: {_fmt(r.baseline)}\nobserved: {_fmt(r.observed)}\ndelta: {_fmt(r.delta)}\n"
-                  f"tolerance: {_fmt(r.tolerance)} (atol={_fmt(r.atol)}, rtol={_fmt(r.rtol)})\n"
-                  f"direction: {r.direction}\nmin: {_fmt(r.min)}  max: {_fmt(r.max)}\n")
+        detail = (
+            f"baseline: {_fmt(r.baseline)}\nobserved: {_fmt(r.observed)}\ndelta: {_fmt(r.delta)}\n"
+            f"tolerance: {_fmt(r.tolerance)} (atol={_fmt(r.atol)}, rtol={_fmt(r.rtol)})\n"
+            f"direction: {r.direction}\nmin: {_fmt(r.min)}  max: {_fmt(r.max)}\n"
+        )
         if r.status in ("fail", "missing"):
             ET.SubElement(case, "failure", message=r.message, type=r.status).text = detail
         elif r.status == "nonfinite":
@@ -89,8 +94,9 @@ def format_github(result: CheckResult) -> str:
     """GitHub Actions workflow commands: ``::error`` per failed metric, ``::warning`` per warning, then
     the summary line. (The CLI also appends the Markdown table to ``$GITHUB_STEP_SUMMARY``.)"""
     where = f"file={_gh_property(result.baseline_path)}," if result.baseline_path else ""
-    lines = [f"::error {where}title={_gh_property('gradscope ' + r.name)}::{_gh_data(r.message)}"
-             for r in result.failures]
+    lines = [
+        f"::error {where}title={_gh_property('gradscope ' + r.name)}::{_gh_data(r.message)}" for r in result.failures
+    ]
     lines += [f"::warning title=gradscope::{_gh_data(w)}" for w in result.warnings]
     lines.append(result.summary_line())
     if not result.passed:
@@ -105,18 +111,23 @@ def _md_cell(text: Any) -> str:
 def format_markdown(result: CheckResult, *, max_bytes: int = 900_000) -> str:
     """A Markdown table for a CI step summary (GitHub caps these at 1 MiB, so rows are cut at ``max_bytes``)."""
     icon = "✅" if result.passed else "❌"
-    lines = [f"### {icon} {result.summary_line()}", "",
-             "| | metric | baseline | observed | delta | allowed | direction | note |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+    lines = [
+        f"### {icon} {result.summary_line()}",
+        "",
+        "| | metric | baseline | observed | delta | allowed | direction | note |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
     size = sum(len(x.encode()) + 1 for x in lines)
     rows = _sorted_rows(result)
     for i, r in enumerate(rows):
         mark = {"pass": "✅", "skipped": "⏭️"}.get(r.status, "❌")
         limits = " ".join(f"{k}={_fmt(v)}" for k, v in (("min", r.min), ("max", r.max)) if v is not None)
-        line = (f"| {mark} | `{_md_cell(r.name)}` | {_md_cell(_fmt(r.baseline))} | {_md_cell(_fmt(r.observed))} | "
-                f"{_md_cell(_fmt(r.delta) if r.delta is not None else '')} | "
-                f"{_md_cell(_fmt(r.tolerance) if r.tolerance is not None else '')} | "
-                f"{r.direction.replace('_', ' ')} {limits} | {_md_cell('' if r.passed else r.message)} |")
+        line = (
+            f"| {mark} | `{_md_cell(r.name)}` | {_md_cell(_fmt(r.baseline))} | {_md_cell(_fmt(r.observed))} | "
+            f"{_md_cell(_fmt(r.delta) if r.delta is not None else '')} | "
+            f"{_md_cell(_fmt(r.tolerance) if r.tolerance is not None else '')} | "
+            f"{r.direction.replace('_', ' ')} {limits} | {_md_cell('' if r.passed else r.message)} |"
+        )
         if size + len(line.encode()) + 1 > max_bytes:
             lines.append(f"| | … {len(rows) - i} more rows left out (size limit) | | | | | | |")
             break
@@ -128,9 +139,15 @@ def format_markdown(result: CheckResult, *, max_bytes: int = 900_000) -> str:
 
 
 _FORMATTERS: Registry[Callable[[CheckResult], str]] = Registry(
-    "format", unknown="format={name!r} is not allowed; {hint}use one of {known}", error=UnknownFormatError)
-for _name, _format in (("text", format_text), ("json", format_json), ("junit", format_junit),
-                       ("github", format_github), ("markdown", format_markdown)):
+    "format", unknown="format={name!r} is not allowed; {hint}use one of {known}", error=UnknownFormatError
+)
+for _name, _format in (
+    ("text", format_text),
+    ("json", format_json),
+    ("junit", format_junit),
+    ("github", format_github),
+    ("markdown", format_markdown),
+):
     _FORMATTERS.register(_name, _format)
 
 #: the output formats, in the order the CLI lists them

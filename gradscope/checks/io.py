@@ -41,8 +41,10 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CheckInputError(f"{what} {str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                              f"{exc.msg}); regenerate the file") from None
+        raise CheckInputError(
+            f"{what} {str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}); regenerate the file"
+        ) from None
 
 
 def _schema_error(data: Any, where: str, expected: str, hint: str) -> CheckInputError:
@@ -72,8 +74,10 @@ def _validate_report(data: Any, where: str) -> dict[str, Any]:
         if not isinstance(name, str) or not name:
             raise CheckInputError(f"{where}: analyses[{i}] has no 'name' (a non-empty string); {hint}")
         if name in seen:
-            raise CheckInputError(f"{where}: two analyses are named {name!r}; names must be unique "
-                                  "because metrics are addressed as NAME/KEY")
+            raise CheckInputError(
+                f"{where}: two analyses are named {name!r}; names must be unique "
+                "because metrics are addressed as NAME/KEY"
+            )
         seen.add(name)
         if not isinstance(analysis.get("summary"), Mapping):
             raise CheckInputError(f"{where}: analyses[{i}] ({name!r}) has no 'summary' table; {hint}")
@@ -104,8 +108,10 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_dir():
         path = path / "report.json"
     if not path.exists():
-        raise CheckInputError(f"report not found: {str(path)!r}; pass a report.json file or the folder that holds "
-                              "one (written by: gradscope analyse ... --out DIR)")
+        raise CheckInputError(
+            f"report not found: {str(path)!r}; pass a report.json file or the folder that holds "
+            "one (written by: gradscope analyse ... --out DIR)"
+        )
     report = _validate_report(_read_json(path, "report"), f"report {str(path)!r}")
     report["_path"] = str(path)
     return report
@@ -117,8 +123,10 @@ def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_dir():
         raise CheckInputError(f"baseline {str(path)!r} is a folder; pass the baseline JSON file")
     if not path.exists():
-        raise BaselineMissingError(f"baseline not found: {str(path)!r}; create it with: gradscope baseline REPORT "
-                                   f"-o {path} (then review and commit it)")
+        raise BaselineMissingError(
+            f"baseline not found: {str(path)!r}; create it with: gradscope baseline REPORT "
+            f"-o {path} (then review and commit it)"
+        )
     baseline = _validate_baseline(_read_json(path, "baseline"), f"baseline {str(path)!r}")
     baseline["_path"] = str(path)
     return baseline
@@ -174,8 +182,9 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
-def make_baseline(report: Any, tolerances: Mapping[str, Any] | None = None, *,
-                  previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def make_baseline(
+    report: Any, tolerances: Mapping[str, Any] | None = None, *, previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A baseline (schema ``gradscope.baseline/1``) recording every summary metric of ``report``.
 
     Each metric gets its kind's default rule, then the rule it had in ``previous`` (an older baseline:
@@ -194,8 +203,10 @@ def make_baseline(report: Any, tolerances: Mapping[str, Any] | None = None, *,
         if isinstance(value, float) and not math.isfinite(value):
             if math.isnan(value) and name.rsplit("/", 1)[-1].startswith(_MAY_BE_NAN):
                 continue
-            raise ReportNonFiniteError(f"metric {name!r} is {value} in the report; refusing to record a non-finite "
-                                       "baseline (rerun the analysis in float64 or fix the model)")
+            raise ReportNonFiniteError(
+                f"metric {name!r} is {value} in the report; refusing to record a non-finite "
+                "baseline (rerun the analysis in float64 or fix the model)"
+            )
         rule = _default_rule(kind)
         if isinstance(old_metrics.get(name), Mapping):
             rule = rule.updated(old_metrics[name], f"previous baseline metric {name!r}")
@@ -219,8 +230,12 @@ def make_baseline(report: Any, tolerances: Mapping[str, Any] | None = None, *,
         "precision": _precision(report),
         "platform": env.get("platform"),
         "environment": env,
-        "source": {"report": report.get("_path"), "command": report.get("command"),
-                   "created": report.get("created"), "config": report.get("config")},
+        "source": {
+            "report": report.get("_path"),
+            "command": report.get("command"),
+            "created": report.get("created"),
+            "config": report.get("config"),
+        },
         "metrics": metrics,
     }
 
@@ -235,8 +250,10 @@ def save_baseline(baseline: Mapping[str, Any], path: str | os.PathLike, *, overw
     """Write a baseline atomically. An existing file is replaced only with ``overwrite=True``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise CheckInputError(f"baseline {str(path)!r} exists; pass --update (update=True) to replace it, "
-                              "then review the diff before committing")
+        raise CheckInputError(
+            f"baseline {str(path)!r} exists; pass --update (update=True) to replace it, "
+            "then review the diff before committing"
+        )
     clean = {k: v for k, v in baseline.items() if not k.startswith("_")}
     _validate_baseline(clean, "baseline")
     text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -38,23 +38,25 @@ DIRECTIONS = ("both", "increase_is_bad", "decrease_is_bad")
 # batch 4, float32): eight random seeds (weights and inputs) all stay within these of each other's
 # baseline, while forget bias -3, or a tanh RNN's gain raised from 0.9 to 1.5, fail. Platform
 # differences (float32 CPU vs GPU, ~1e-3) are far below them.
-DEFAULT_RULES: Mapping[str, Mapping[str, Any]] = types.MappingProxyType({
-    # log10 norms, in decades. A log10 norm at lag L is ~L x (log10 growth per step), so besides
-    # 0.5 decade (a factor ~3) allow 10 % of the value: a 10 % change of the per-step rate.
-    "log10": types.MappingProxyType({"atol": 0.5, "rtol": 0.1, "direction": "both"}),
-    # slope of the log10 norm against lag, decades per step
-    "decay": types.MappingProxyType({"atol": 0.01, "rtol": 0.1, "direction": "both"}),
-    # a lag in steps: 10 % plus one step (it is an integer); only a shorter horizon is a regression
-    "horizon": types.MappingProxyType({"atol": 1.0, "rtol": 0.1, "direction": "decrease_is_bad"}),
-    # nats per step; only a rise (towards chaos / exploding gradients) is a regression
-    "lyapunov": types.MappingProxyType({"atol": 0.05, "rtol": 0.1, "direction": "increase_is_bad"}),
-    # a setting of the analysis (horizon_threshold): results are comparable only if it is unchanged
-    "parameter": types.MappingProxyType({"atol": 0.0, "rtol": 1e-9, "direction": "both"}),
-    # anything else numeric
-    "number": types.MappingProxyType({"atol": 0.0, "rtol": 0.05, "direction": "both"}),
-    # strings and booleans (verdict, finite): must be equal
-    "category": types.MappingProxyType({"direction": "both"}),
-})
+DEFAULT_RULES: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
+    {
+        # log10 norms, in decades. A log10 norm at lag L is ~L x (log10 growth per step), so besides
+        # 0.5 decade (a factor ~3) allow 10 % of the value: a 10 % change of the per-step rate.
+        "log10": types.MappingProxyType({"atol": 0.5, "rtol": 0.1, "direction": "both"}),
+        # slope of the log10 norm against lag, decades per step
+        "decay": types.MappingProxyType({"atol": 0.01, "rtol": 0.1, "direction": "both"}),
+        # a lag in steps: 10 % plus one step (it is an integer); only a shorter horizon is a regression
+        "horizon": types.MappingProxyType({"atol": 1.0, "rtol": 0.1, "direction": "decrease_is_bad"}),
+        # nats per step; only a rise (towards chaos / exploding gradients) is a regression
+        "lyapunov": types.MappingProxyType({"atol": 0.05, "rtol": 0.1, "direction": "increase_is_bad"}),
+        # a setting of the analysis (horizon_threshold): results are comparable only if it is unchanged
+        "parameter": types.MappingProxyType({"atol": 0.0, "rtol": 1e-9, "direction": "both"}),
+        # anything else numeric
+        "number": types.MappingProxyType({"atol": 0.0, "rtol": 0.05, "direction": "both"}),
+        # strings and booleans (verdict, finite): must be equal
+        "category": types.MappingProxyType({"direction": "both"}),
+    }
+)
 
 _RULE_KEYS = ("atol", "rtol", "direction", "min", "max", "skip")
 _OVERRIDE_SECTIONS = ("defaults", "kinds", "metrics")
@@ -99,8 +101,9 @@ def _validate_rule(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise CheckInputError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(_RULE_KEYS)}")
         if key == "direction":
             if value not in DIRECTIONS:
-                raise CheckInputError(f"{where}: direction={value!r} is not allowed; "
-                                      f"use one of {', '.join(DIRECTIONS)}")
+                raise CheckInputError(
+                    f"{where}: direction={value!r} is not allowed; use one of {', '.join(DIRECTIONS)}"
+                )
             out[key] = value
         elif key == "skip":
             if not isinstance(value, bool):
@@ -144,8 +147,10 @@ def _validate_overrides(overrides: Any, where: str) -> dict[str, Any]:
         raise CheckInputError(f"{where} must be a table with sections {', '.join(_OVERRIDE_SECTIONS)}")
     unknown = [k for k in overrides if k not in _OVERRIDE_SECTIONS]
     if unknown:
-        raise CheckInputError(f"{where}: unknown section {unknown[0]!r}; allowed sections: "
-                              f"{', '.join(_OVERRIDE_SECTIONS)} (per-metric rules go under [metrics.\"NAME\"])")
+        raise CheckInputError(
+            f"{where}: unknown section {unknown[0]!r}; allowed sections: "
+            f'{", ".join(_OVERRIDE_SECTIONS)} (per-metric rules go under [metrics."NAME"])'
+        )
     _validate_rule(overrides.get("defaults", {}), f"{where} [defaults]")
     for section in ("kinds", "metrics"):
         table = overrides.get(section, {})
@@ -181,8 +186,9 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise CheckInputError(f"config not found: {str(path)!r}; pass an existing TOML file or leave out "
-                              "--config") from None
+        raise CheckInputError(
+            f"config not found: {str(path)!r}; pass an existing TOML file or leave out --config"
+        ) from None
     except OSError as exc:
         raise CheckInputError(f"cannot read config {str(path)!r}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -190,6 +196,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if "tool" in data:
         data = data["tool"].get("gradscope", {}).get("check") if isinstance(data["tool"], dict) else None
         if data is None:
-            raise CheckInputError(f"config {str(path)!r} has a [tool] table without [tool.gradscope.check]; "
-                                  "put the check settings there")
+            raise CheckInputError(
+                f"config {str(path)!r} has a [tool] table without [tool.gradscope.check]; put the check settings there"
+            )
     return _validate_overrides(data, f"config {str(path)!r}")

@@ -33,7 +33,7 @@ app = typer.Typer(
     cls=GuardedGroup,
     name="gradscope",
     help="Gradient-flow diagnostics for recurrent neural networks: how much of the signal at step k still "
-         "reaches step T, and why.\n\nStart with `gradscope compare` (a report in ./gradscope-report).",
+    "reaches step T, and why.\n\nStart with `gradscope compare` (a report in ./gradscope-report).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
@@ -52,8 +52,11 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Gradient-flow diagnostics for recurrent neural networks (errors: one line, exit code 2;
     GRADSCOPE_DEBUG=1 shows tracebacks)."""
 

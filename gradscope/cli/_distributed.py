@@ -10,8 +10,9 @@ from gradscope._errors import ConfigError
 from gradscope.cli._output import one_line
 
 
-def start_distributed(distributed: bool, coordinator: str | None, num_processes: int | None,
-                      process_id: int | None) -> None:
+def start_distributed(
+    distributed: bool, coordinator: str | None, num_processes: int | None, process_id: int | None
+) -> None:
     """``jax.distributed.initialize`` for ``--distributed``, before any JAX computation.
 
     With none of ``--coordinator/--num-processes/--process-id`` JAX detects the cluster (Slurm, Open MPI,
@@ -25,27 +26,34 @@ def start_distributed(distributed: bool, coordinator: str | None, num_processes:
         return
     if named and len(named) < 3:
         missing = [k for k in given if k not in named]
-        raise ConfigError(f"{', '.join(named)} given without {', '.join(missing)}: give all three, or none of "
-                          "them on a cluster JAX detects by itself (Slurm, Open MPI, TPU pods)")
+        raise ConfigError(
+            f"{', '.join(named)} given without {', '.join(missing)}: give all three, or none of "
+            "them on a cluster JAX detects by itself (Slurm, Open MPI, TPU pods)"
+        )
     if named:
         host, _, port = coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"--coordinator={coordinator!r} is not allowed: expected HOST:PORT, e.g. "
-                              "node0:12345 (the address of process 0)")
+            raise ConfigError(
+                f"--coordinator={coordinator!r} is not allowed: expected HOST:PORT, e.g. "
+                "node0:12345 (the address of process 0)"
+            )
         if num_processes < 1:
             raise ConfigError(f"--num-processes={num_processes} is not allowed: expected an integer >= 1")
         if not 0 <= process_id < num_processes:
-            raise ConfigError(f"--process-id={process_id} is not allowed: expected 0 … {num_processes - 1} "
-                              f"(--num-processes={num_processes})")
+            raise ConfigError(
+                f"--process-id={process_id} is not allowed: expected 0 … {num_processes - 1} "
+                f"(--num-processes={num_processes})"
+            )
     import jax
 
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id)
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     except (ValueError, RuntimeError) as exc:
-        raise ConfigError(f"--distributed: JAX could not start the multi-process run ({one_line(str(exc))[:300]}); "
-                          "outside Slurm, Open MPI and TPU pods give --coordinator, --num-processes and "
-                          "--process-id") from None
+        raise ConfigError(
+            f"--distributed: JAX could not start the multi-process run ({one_line(str(exc))[:300]}); "
+            "outside Slurm, Open MPI and TPU pods give --coordinator, --num-processes and "
+            "--process-id"
+        ) from None
     _native_stdout_to_stderr()
 
 

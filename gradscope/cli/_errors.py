@@ -38,8 +38,7 @@ class GuardedGroup(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         debug = bool(os.environ.get("GRADSCOPE_DEBUG"))
         try:
-            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
-                              standalone_mode=False, **extra)
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
         except _click_exc.NoArgsIsHelpError as exc:
             # `gradscope` with no arguments: show the help (typer's rich help prints itself while the
@@ -77,8 +76,10 @@ class GuardedGroup(TyperGroup):
         except Exception as exc:  # a bug in gradscope: still one line, but say so
             if debug:
                 raise
-            error_line(f"internal error ({type(exc).__name__}: {exc}); rerun with GRADSCOPE_DEBUG=1 for a "
-                       "traceback and please report it")
+            error_line(
+                f"internal error ({type(exc).__name__}: {exc}); rerun with GRADSCOPE_DEBUG=1 for a "
+                "traceback and please report it"
+            )
             code = EXIT_USAGE
         if standalone_mode:
             sys.exit(code)

@@ -37,8 +37,10 @@ def parse_list(option: str, text: str, convert: Callable[[str], Any], what: str)
     """``"a,b,c"`` → converted items; a bad item is a one-line error naming the option."""
     items = [s.strip() for s in str(text).split(",")]
     if not items or any(s == "" for s in items):
-        raise ConfigError(f"{option}={text!r} is not allowed: expected a comma-separated list of {what}, e.g. "
-                          f"{option} {'0,1' if convert is int else '0.5,1,1.5'}")
+        raise ConfigError(
+            f"{option}={text!r} is not allowed: expected a comma-separated list of {what}, e.g. "
+            f"{option} {'0,1' if convert is int else '0.5,1,1.5'}"
+        )
     out = []
     for s in items:
         try:
@@ -67,8 +69,10 @@ def parse_floats(option: str, text: str, positive: bool = False) -> list[float]:
         try:
             check_number(option, v, positive=positive)
         except ConfigError:  # name the whole list as typed, not one parsed item
-            raise ConfigError(f"{option}={text!r} is not allowed: every value must be a finite"
-                              f"{' positive' if positive else ''} number") from None
+            raise ConfigError(
+                f"{option}={text!r} is not allowed: every value must be a finite"
+                f"{' positive' if positive else ''} number"
+            ) from None
     if len(set(values)) != len(values):
         raise ConfigError(f"{option}={text!r} is not allowed: values repeat")
     return values
@@ -77,8 +81,16 @@ def parse_floats(option: str, text: str, positive: bool = False) -> list[float]:
 # ------------------------------------------------------------------------------------- cell specs
 
 # short names used in analysis labels: "lstm:forget_bias=1" -> "lstm-fb1"
-_ABBREV = {"forget_bias": "fb", "gain": "g", "recurrent_init": "", "max_length": "T", "chrono": "chrono",
-           "activation": "", "scale": "s", "gate_bias": "gb"}
+_ABBREV = {
+    "forget_bias": "fb",
+    "gain": "g",
+    "recurrent_init": "",
+    "max_length": "T",
+    "chrono": "chrono",
+    "activation": "",
+    "scale": "s",
+    "gate_bias": "gb",
+}
 
 
 def _fmt_value(v: Any) -> str:
@@ -132,8 +144,10 @@ def _coerce(cell: str, key: str, raw: str, default: Any) -> Any:
 
 def option_error(option: str, cell: str, allowed: dict) -> ConfigError:
     """The error for an option the cell does not take, listing the ones it does."""
-    return ConfigError(f"option {option} is not accepted by cell {cell!r}; it takes: "
-                       f"{', '.join(allowed) or 'no options'} (see `gradscope cells`)")
+    return ConfigError(
+        f"option {option} is not accepted by cell {cell!r}; it takes: "
+        f"{', '.join(allowed) or 'no options'} (see `gradscope cells`)"
+    )
 
 
 def parse_cell_spec(text: str) -> CellSpec:
@@ -148,8 +162,9 @@ def parse_cell_spec(text: str) -> CellSpec:
     parts = [p.strip() for p in str(text).strip().split(":")]
     name = parts[0]
     if not name:
-        raise ConfigError(f"cell spec {text!r} is not allowed: expected NAME or NAME:key=value, e.g. "
-                          "lstm:forget_bias=1")
+        raise ConfigError(
+            f"cell spec {text!r} is not allowed: expected NAME or NAME:key=value, e.g. lstm:forget_bias=1"
+        )
     entry(name)  # UnknownNameError with suggestions
     allowed = options(name)
     opts: dict[str, Any] = {}
@@ -176,8 +191,11 @@ def default_label(name: str, opts: dict) -> str:
 
     order = {k: i for i, k in enumerate(options(name))}
     items = sorted(opts.items(), key=lambda kv: order.get(kv[0], len(order)))
-    bits = [f"{_ABBREV.get(k, k)}{_fmt_value(v)}" if k in _ABBREV else f"{k}={_fmt_value(v)}"
-            for k, v in items if v is not None]
+    bits = [
+        f"{_ABBREV.get(k, k)}{_fmt_value(v)}" if k in _ABBREV else f"{k}={_fmt_value(v)}"
+        for k, v in items
+        if v is not None
+    ]
     return "-".join([name, *bits])
 
 
@@ -185,8 +203,9 @@ def parse_cell_list(text: str) -> list[CellSpec]:
     """``"rnn-tanh,lstm:forget_bias=1"`` → specs with unique labels (a repeat gets ``#2``, ``#3`` …)."""
     items = [s for s in (t.strip() for t in str(text).split(","))]
     if not items or any(not s for s in items):
-        raise ConfigError(f"--cells={text!r} is not allowed: expected a comma-separated list such as "
-                          "rnn-tanh,lstm:forget_bias=1,gru")
+        raise ConfigError(
+            f"--cells={text!r} is not allowed: expected a comma-separated list such as rnn-tanh,lstm:forget_bias=1,gru"
+        )
     specs, seen = [], {}
     for s in items:
         spec = parse_cell_spec(s)
@@ -223,8 +242,10 @@ def input_size_for(source: str, input_size: Optional[int], length: int) -> Optio
     if task_m is None:
         return DEFAULTS["input_size"] if input_size is None else input_size
     if input_size is not None and input_size != task_m:
-        raise ConfigError(f"--input-size={input_size} is not allowed with --input {source}: the task's inputs have "
-                          f"size {task_m} (leave --input-size out)")
+        raise ConfigError(
+            f"--input-size={input_size} is not allowed with --input {source}: the task's inputs have "
+            f"size {task_m} (leave --input-size out)"
+        )
     return task_m
 
 
@@ -237,8 +258,9 @@ def check_out_dir(out: Path, force: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out={str(out)!r} is not allowed: it exists and is not a folder; choose another path")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--out={str(out)!r} exists and is not empty: pass --force to replace it, or choose "
-                          "another folder")
+        raise ConfigError(
+            f"--out={str(out)!r} exists and is not empty: pass --force to replace it, or choose another folder"
+        )
     if not out.parent.exists():
         raise ConfigError(f"--out={str(out)!r} is not allowed: its parent folder {str(out.parent)!r} does not exist")
     return out

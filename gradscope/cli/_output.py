@@ -84,8 +84,15 @@ def progress(total: int, description: str, quiet: bool = False) -> Iterator[Call
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[label]}"), console=stderr_console(), transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[label]}"),
+        console=stderr_console(),
+        transient=True,
+    ) as bar:
         task = bar.add_task(description, total=total, label="")
 
         def advance(label: str = "") -> None:

@@ -36,8 +36,10 @@ def check_finite(named_summaries: list[tuple[str, dict]]) -> None:
     bad = [(n, why) for n, s in named_summaries if (why := non_finite(s))]
     if bad:
         listed = "; ".join(f"{n}: {w}" for n, w in bad[:4]) + (f"; and {len(bad) - 4} more" if len(bad) > 4 else "")
-        raise NonFiniteError(f"non-finite results ({listed}); the states overflowed or became NaN: try --float64, a "
-                             "smaller --gain or a shorter --length. No report was written")
+        raise NonFiniteError(
+            f"non-finite results ({listed}); the states overflowed or became NaN: try --float64, a "
+            "smaller --gain or a shorter --length. No report was written"
+        )
 
 
 def record(analysis) -> dict:
@@ -91,9 +93,13 @@ def summary_table(analyses: list[dict], title: str):
     """The rich table people read after a run: verdict, norm, decay, horizon and λ_max per analysis."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left",
-              caption="norm: log10 ‖∂S_T/∂S_0‖₂; decay: its slope per step; horizon: largest lag with log10 "
-                      "norm ≥ threshold; λ_max: largest Lyapunov exponent (nats/step)", caption_justify="left")
+    t = Table(
+        title=title,
+        title_justify="left",
+        caption="norm: log10 ‖∂S_T/∂S_0‖₂; decay: its slope per step; horizon: largest lag with log10 "
+        "norm ≥ threshold; λ_max: largest Lyapunov exponent (nats/step)",
+        caption_justify="left",
+    )
     t.add_column("analysis", no_wrap=True)
     t.add_column("verdict", no_wrap=True)
     t.add_column("norm", justify="right", no_wrap=True)
@@ -103,9 +109,14 @@ def summary_table(analyses: list[dict], title: str):
     for a in analyses:
         s = a.get("summary", {})
         v = s.get("verdict", "?")
-        t.add_row(a.get("name", "?"), f"[{_VERDICT_STYLE.get(v, 'white')}]{v}[/]",
-                  _fmt(s.get("log10_norm_max_lag"), ".2f"), _fmt(s.get("decay_per_step"), ".4f"),
-                  f"{_fmt(s.get('horizon'), 'd')} / {a.get('length', '?')}", _fmt(s.get("lyapunov_max"), ".4f"))
+        t.add_row(
+            a.get("name", "?"),
+            f"[{_VERDICT_STYLE.get(v, 'white')}]{v}[/]",
+            _fmt(s.get("log10_norm_max_lag"), ".2f"),
+            _fmt(s.get("decay_per_step"), ".4f"),
+            f"{_fmt(s.get('horizon'), 'd')} / {a.get('length', '?')}",
+            _fmt(s.get("lyapunov_max"), ".4f"),
+        )
     return t
 
 

@@ -63,38 +63,52 @@ _FLAG_OPTIONS = {"--forget-bias": "forget_bias", "--chrono": "chrono", "--gain":
 
 
 def analyse(
-    cell: Optional[str] = typer.Option(None, "--cell", "-c", help="Registry cell (see `gradscope cells`), "
-                                       "optionally with options: lstm:forget_bias=1."),
-    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Analyse an imported model from a weight "
-                                           "file (.safetensors, .npz, .pt) instead of --cell."),
-    arch: Arch = typer.Option(Arch.auto, "--arch", help="Architecture of --weights (auto: detected from the "
-                              "tensor names; layers and bidirectional are inferred)."),
+    cell: Optional[str] = typer.Option(
+        None, "--cell", "-c", help="Registry cell (see `gradscope cells`), optionally with options: lstm:forget_bias=1."
+    ),
+    weights: Optional[Path] = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Analyse an imported model from a weight file (.safetensors, .npz, .pt) instead of --cell.",
+    ),
+    arch: Arch = typer.Option(
+        Arch.auto,
+        "--arch",
+        help="Architecture of --weights (auto: detected from the tensor names; layers and bidirectional are inferred).",
+    ),
     hidden: Optional[int] = typer.Option(None, "--hidden", min=1, help="Hidden size [default: 32]."),
     length: int = typer.Option(DEFAULTS["length"], "--length", "-T", min=1, help="Sequence length T."),
-    batch: int = typer.Option(DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences (results are "
-                              "batch means)."),
+    batch: int = typer.Option(
+        DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences (results are batch means)."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights and inputs."),
     forget_bias: Optional[float] = typer.Option(None, "--forget-bias", help="LSTM forget-gate bias."),
-    chrono: Optional[float] = typer.Option(None, "--chrono", help="LSTM chrono initialisation with T_max "
-                                           "(Tallec & Ollivier 2018)."),
+    chrono: Optional[float] = typer.Option(
+        None, "--chrono", help="LSTM chrono initialisation with T_max (Tallec & Ollivier 2018)."
+    ),
     gain: Optional[float] = typer.Option(None, "--gain", help="Recurrent gain (Elman family)."),
     init: Optional[Init] = typer.Option(None, "--init", help="Recurrent initialisation (Elman family)."),
     layers: int = typer.Option(1, "--layers", min=1, help="Stacked layers."),
     residual: bool = typer.Option(False, "--residual", help="Residual connections between stacked layers."),
-    input: str = typer.Option(DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, "
-                              "copy, temporal-order."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2; "
-                                             "task sources fix it]."),
+    input: str = typer.Option(
+        DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, copy, temporal-order."
+    ),
+    input_size: Optional[int] = typer.Option(
+        None, "--input-size", min=1, help="Input size m [default: 2; task sources fix it]."
+    ),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32)."),
-    triangle: bool = typer.Option(False, "--triangle/--no-triangle", help="Also compute the (T+1)×(T+1) "
-                                  "triangle of all ‖∂S_t/∂S_k‖ (O(T²))."),
+    triangle: bool = typer.Option(
+        False, "--triangle/--no-triangle", help="Also compute the (T+1)×(T+1) triangle of all ‖∂S_t/∂S_k‖ (O(T²))."
+    ),
     attribution: bool = typer.Option(False, "--attribution", help="Also compute gradient attribution by lag."),
-    mode: Mode = typer.Option(Mode.exact, "--mode", help="exact (dense Jacobians) or probe (matrix-free, large "
-                              "hidden sizes)."),
-    threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm below which the gradient counts as "
-                                    "vanished (defines the horizon)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder to write (refused if non-empty, unless "
-                             "--force)."),
+    mode: Mode = typer.Option(
+        Mode.exact, "--mode", help="exact (dense Jacobians) or probe (matrix-free, large hidden sizes)."
+    ),
+    threshold: float = typer.Option(
+        -3.0, "--threshold", help="log10 norm below which the gradient counts as vanished (defines the horizon)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder to write (refused if non-empty, unless --force)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
@@ -108,21 +122,35 @@ def analyse(
     t0 = time.perf_counter()
     dtype = enable_float64(float64)  # before any array exists
     source = input_source(input)
-    flags = {"--forget-bias": forget_bias, "--chrono": chrono, "--gain": gain,
-             "--init": init.value if init is not None else None}
+    flags = {
+        "--forget-bias": forget_bias,
+        "--chrono": chrono,
+        "--gain": gain,
+        "--init": init.value if init is not None else None,
+    }
     given = {f: v for f, v in flags.items() if v is not None}
     if (cell is None) == (weights is None):
         raise ConfigError("give exactly one of --cell NAME (a registry cell) or --weights FILE (an imported model)")
     check_out_dir(out, force)
-    common = {"length": length, "batch": batch, "seed": seed, "input": source, "dtype": dtype, "threshold": threshold,
-              "mode": mode.value, "triangle": triangle, "attribution": attribution}
+    common = {
+        "length": length,
+        "batch": batch,
+        "seed": seed,
+        "input": source,
+        "dtype": dtype,
+        "threshold": threshold,
+        "mode": mode.value,
+        "triangle": triangle,
+        "attribution": attribution,
+    }
     model = None
     if weights is not None:
         if given:
             raise ConfigError(f"{next(iter(given))} is not allowed with --weights: the imported weights fix the model")
         if hidden is not None or layers != 1 or residual:
-            raise ConfigError("--hidden/--layers/--residual are not allowed with --weights: they are read from the "
-                              "file")
+            raise ConfigError(
+                "--hidden/--layers/--residual are not allowed with --weights: they are read from the file"
+            )
         model = _load_weights(weights, arch, dtype)
         cfg = _imported_config(model, weights, input_size, common)
         config = {"weights": str(weights), "arch": arch.value, "model": _safe_describe(model)}
@@ -145,17 +173,22 @@ def _imported_config(model, weights: Path, input_size: Optional[int], common: di
     m, source = int(model.input_size), common["input"]
     task_m = inputs.task_input_size(source, max(common["length"], 64))
     if task_m is not None and task_m != m:
-        raise ConfigError(f"--input {source} gives inputs of size {task_m}, but the model in {str(weights)!r} "
-                          f"takes {m}: use --input noise, uniform or zeros")
+        raise ConfigError(
+            f"--input {source} gives inputs of size {task_m}, but the model in {str(weights)!r} "
+            f"takes {m}: use --input noise, uniform or zeros"
+        )
     if input_size is not None and input_size != m:
-        raise ConfigError(f"--input-size={input_size} is not allowed: the model in {str(weights)!r} takes inputs "
-                          f"of size {m}")
-    return Config(name=weights.stem, cell="imported", label=weights.stem, hidden=int(model.hidden_size),
-                  input_size=m, **common)
+        raise ConfigError(
+            f"--input-size={input_size} is not allowed: the model in {str(weights)!r} takes inputs of size {m}"
+        )
+    return Config(
+        name=weights.stem, cell="imported", label=weights.stem, hidden=int(model.hidden_size), input_size=m, **common
+    )
 
 
-def _cell_config(cell: str, given: dict, hidden: Optional[int], layers: int, residual: bool,
-                 input_size: Optional[int], common: dict):
+def _cell_config(
+    cell: str, given: dict, hidden: Optional[int], layers: int, residual: bool, input_size: Optional[int], common: dict
+):
     """The analysis settings of a registry cell: its spec, with the flags (--forget-bias …) as options."""
     from gradscope.cells import options as cell_options
     from gradscope.experiments.sweep import Config
@@ -173,9 +206,17 @@ def _cell_config(cell: str, given: dict, hidden: Optional[int], layers: int, res
     opts = auto_options(spec.name, opts, common["length"])
     explicit = spec.label != _label_with(spec.name, spec.options)  # set with :name=
     label = spec.label if explicit else _label_with(spec.name, opts)
-    return Config(name=label, cell=spec.name, options=opts, label=label,
-                  hidden=DEFAULTS["hidden"] if hidden is None else hidden, layers=layers, residual=residual,
-                  input_size=input_size_for(common["input"], input_size, common["length"]), **common)
+    return Config(
+        name=label,
+        cell=spec.name,
+        options=opts,
+        label=label,
+        hidden=DEFAULTS["hidden"] if hidden is None else hidden,
+        layers=layers,
+        residual=residual,
+        input_size=input_size_for(common["input"], input_size, common["length"]),
+        **common,
+    )
 
 
 def _label_with(name: str, opts: dict) -> str:
@@ -205,14 +246,18 @@ def _load_weights(path: Path, arch: Arch, dtype: str):
 
 
 def compare(
-    cells: str = typer.Option(",".join(DEFAULT_COMPARE_CELLS), "--cells", help="Comma-separated registry cells, "
-                              "each optionally with options: lstm:forget_bias=1:chrono=200."),
+    cells: str = typer.Option(
+        ",".join(DEFAULT_COMPARE_CELLS),
+        "--cells",
+        help="Comma-separated registry cells, each optionally with options: lstm:forget_bias=1:chrono=200.",
+    ),
     hidden: int = typer.Option(DEFAULTS["hidden"], "--hidden", min=1, help="Hidden size."),
     length: int = typer.Option(DEFAULTS["length"], "--length", "-T", min=1, help="Sequence length T."),
     batch: int = typer.Option(DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences per cell."),
     seeds: str = typer.Option("0", "--seeds", "--seed", help="Seed(s), comma-separated: 0 or 0,1,2."),
-    input: str = typer.Option(DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, "
-                              "copy, temporal-order."),
+    input: str = typer.Option(
+        DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, copy, temporal-order."
+    ),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
     threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32)."),
@@ -253,17 +298,44 @@ def compare(
             opts = {**opts, "u_min": INDRNN_LOW ** (1.0 / length)}
         for s in seed_list:
             name = spec.label if len(seed_list) == 1 else f"{spec.label}/s={s}"
-            configs.append(Config(name=name, cell=spec.name, options=opts,
-                                  label=spec.label, hidden=hidden, length=length, batch=batch, seed=s, input=source,
-                                  input_size=m, dtype=dtype, threshold=threshold))
-    config = {"cells": [s.describe() for s in specs], "hidden": hidden, "length": length, "batch": batch,
-              "seeds": seed_list, "input": source, "input_size": m, "dtype": dtype, "threshold": threshold,
-              "grid": [c.to_dict() for c in configs]}
+            configs.append(
+                Config(
+                    name=name,
+                    cell=spec.name,
+                    options=opts,
+                    label=spec.label,
+                    hidden=hidden,
+                    length=length,
+                    batch=batch,
+                    seed=s,
+                    input=source,
+                    input_size=m,
+                    dtype=dtype,
+                    threshold=threshold,
+                )
+            )
+    config = {
+        "cells": [s.describe() for s in specs],
+        "hidden": hidden,
+        "length": length,
+        "batch": batch,
+        "seeds": seed_list,
+        "input": source,
+        "input_size": m,
+        "dtype": dtype,
+        "threshold": threshold,
+        "grid": [c.to_dict() for c in configs],
+    }
     analyses = analyse_all(configs, quiet=quiet, what="comparing")
     report = write(out, analyses, command="compare", config=config, force=force)
-    finish(out, report, json_out=json_out, quiet=quiet,
-           title=f"gradient flow over T = {length} steps (hidden {hidden}, input {source}, {dtype})",
-           seconds=time.perf_counter() - t0)
+    finish(
+        out,
+        report,
+        json_out=json_out,
+        quiet=quiet,
+        title=f"gradient flow over T = {length} steps (hidden {hidden}, input {source}, {dtype})",
+        seconds=time.perf_counter() - t0,
+    )
     if not quiet and not json_out:
         ranked = sorted(analyses, key=lambda a: -(a["summary"].get("log10_norm_max_lag") or -1e308))
         info("longest-lag gradient, largest first: " + " > ".join(a["name"] for a in ranked))

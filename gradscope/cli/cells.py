@@ -14,15 +14,26 @@ def cells(json_out: bool = typer.Option(False, "--json", help="Print JSON only (
     """
     from gradscope.cells import entries, options
 
-    rows = [{"name": e.name, "family": e.family, "description": e.description, "equation": e.equation,
-             "options": options(e.name)} for e in entries()]
+    rows = [
+        {
+            "name": e.name,
+            "family": e.family,
+            "description": e.description,
+            "equation": e.equation,
+            "options": options(e.name),
+        }
+        for e in entries()
+    ]
     if json_out:
         print_json(rows)
         return
     from rich.table import Table
 
-    t = Table(title=f"{len(rows)} registered cells (use a name with --cell / --cells; options as name:key=value)",
-              title_justify="left", show_lines=False)
+    t = Table(
+        title=f"{len(rows)} registered cells (use a name with --cell / --cells; options as name:key=value)",
+        title_justify="left",
+        show_lines=False,
+    )
     for col in ("name", "family", "description", "equation"):
         t.add_column(col, overflow="fold")
     for r in rows:

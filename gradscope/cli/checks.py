@@ -53,13 +53,14 @@ def check(
     report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
     baseline: Path = typer.Option(..., "--baseline", "-b", help="baseline JSON file (gradscope.baseline/1)"),
     config: Optional[Path] = typer.Option(
-        None, "--config", "-c",
-        help="TOML with tolerance overrides: tables defaults, kinds.KIND, metrics.\"NAME\" "
-             "(or tool.gradscope.check in pyproject.toml)"),
-    format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False,
-                                       help="output format"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="write the output to FILE instead of stdout"),
+        None,
+        "--config",
+        "-c",
+        help='TOML with tolerance overrides: tables defaults, kinds.KIND, metrics."NAME" '
+        "(or tool.gradscope.check in pyproject.toml)",
+    ),
+    format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False, help="output format"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the output to FILE instead of stdout"),
 ) -> None:
     """Compare a report with a baseline; exit 0 pass, 1 regression, 2 input error, 3 non-finite, 4 no baseline."""
     from gradscope import checks
@@ -80,10 +81,10 @@ def check(
 def baseline(
     report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
     output: Path = typer.Option(..., "--output", "-o", help="baseline JSON file to write"),
-    update: bool = typer.Option(False, "--update", help="replace an existing baseline (keeps its hand-set "
-                                                        "tolerances)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                          help="TOML with tolerances to record in the baseline"),
+    update: bool = typer.Option(False, "--update", help="replace an existing baseline (keeps its hand-set tolerances)"),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="TOML with tolerances to record in the baseline"
+    ),
 ) -> None:
     """Record a report's summary metrics as a baseline. An existing file is replaced only with --update."""
     from gradscope import checks
@@ -91,8 +92,9 @@ def baseline(
     previous = None
     if output.exists():
         if not update:
-            raise checks.CheckInputError(f"baseline {str(output)!r} exists; pass --update to replace it (then review "
-                                         "the diff before committing)")
+            raise checks.CheckInputError(
+                f"baseline {str(output)!r} exists; pass --update to replace it (then review the diff before committing)"
+            )
         try:
             previous = checks.load_baseline(output)
         except checks.CheckInputError as exc:

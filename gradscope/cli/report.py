@@ -50,8 +50,9 @@ def report(
 
 def inspect(
     file: Path = typer.Argument(..., help="A weight file: .safetensors, .npz, .pt/.pth, .weights.h5."),
-    framework: Optional[str] = typer.Option(None, "--framework", help="torch, keras, flax or equinox "
-                                            "(default: detected from the tensor names)."),
+    framework: Optional[str] = typer.Option(
+        None, "--framework", help="torch, keras, flax or equinox (default: detected from the tensor names)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout)."),
 ) -> None:
     """Show what a weight file holds and the gradscope model it maps to (nothing is executed).

@@ -33,10 +33,14 @@ from gradscope.cli._reports import check_finite, finish, write
 
 
 def sweep(
-    cells: str = typer.Option("rnn-tanh,lstm", "--cells", help="Comma-separated registry cells (options as "
-                              "name:key=value)."),
-    gains: str = typer.Option("0.5,1,1.5", "--gains", help="Recurrent gains, for cells with a gain option "
-                              "(Elman family); not applicable to the others."),
+    cells: str = typer.Option(
+        "rnn-tanh,lstm", "--cells", help="Comma-separated registry cells (options as name:key=value)."
+    ),
+    gains: str = typer.Option(
+        "0.5,1,1.5",
+        "--gains",
+        help="Recurrent gains, for cells with a gain option (Elman family); not applicable to the others.",
+    ),
     lengths: str = typer.Option("50,100", "--lengths", help="Sequence lengths T."),
     seeds: str = typer.Option("0", "--seeds", help="Seeds."),
     init: Optional[Init] = typer.Option(None, "--init", help="Recurrent initialisation for cells that take one."),
@@ -46,23 +50,49 @@ def sweep(
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
     threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64."),
-    out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write (with --shard: "
-                             "the folder that collects the parts)."),
-    partial: Optional[Path] = typer.Option(None, "--partial", help="Partial-results file (JSON lines) [default: "
-                                           "<out parent>/.<out name>.partial.jsonl]; a rerun resumes from it."),
-    vmap: Optional[int] = typer.Option(None, "--vmap", min=1, help="At most this many configurations analysed "
-                                       "at once (vmapped) [default: as many as the memory budget allows]."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: analyse only slice i (0-based) of n of the "
-                                        "grid and write OUT/part-i-of-n.json; combine with `gradscope merge`."),
-    distributed: bool = typer.Option(False, "--distributed", help="Call jax.distributed.initialize() first "
-                                     "(multi-process JAX: auto-detected on Slurm, Open MPI, TPU pods; elsewhere "
-                                     "give --coordinator, --num-processes and --process-id; see docs/scale.md)."),
-    coordinator: Optional[str] = typer.Option(None, "--coordinator", help="With --distributed: HOST:PORT of "
-                                              "process 0's coordinator service."),
-    num_processes: Optional[int] = typer.Option(None, "--num-processes", help="With --distributed: how many "
-                                                "processes take part."),
-    process_id: Optional[int] = typer.Option(None, "--process-id", help="With --distributed: this process's "
-                                             "index, 0 … num-processes − 1 (process 0 writes the report)."),
+    out: Path = typer.Option(
+        Path("gradscope-sweep"),
+        "--out",
+        "-o",
+        help="Report folder to write (with --shard: the folder that collects the parts).",
+    ),
+    partial: Optional[Path] = typer.Option(
+        None,
+        "--partial",
+        help="Partial-results file (JSON lines) [default: "
+        "<out parent>/.<out name>.partial.jsonl]; a rerun resumes from it.",
+    ),
+    vmap: Optional[int] = typer.Option(
+        None,
+        "--vmap",
+        min=1,
+        help="At most this many configurations analysed "
+        "at once (vmapped) [default: as many as the memory budget allows].",
+    ),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="i/n: analyse only slice i (0-based) of n of the "
+        "grid and write OUT/part-i-of-n.json; combine with `gradscope merge`.",
+    ),
+    distributed: bool = typer.Option(
+        False,
+        "--distributed",
+        help="Call jax.distributed.initialize() first "
+        "(multi-process JAX: auto-detected on Slurm, Open MPI, TPU pods; elsewhere "
+        "give --coordinator, --num-processes and --process-id; see docs/scale.md).",
+    ),
+    coordinator: Optional[str] = typer.Option(
+        None, "--coordinator", help="With --distributed: HOST:PORT of process 0's coordinator service."
+    ),
+    num_processes: Optional[int] = typer.Option(
+        None, "--num-processes", help="With --distributed: how many processes take part."
+    ),
+    process_id: Optional[int] = typer.Option(
+        None,
+        "--process-id",
+        help="With --distributed: this process's index, 0 … num-processes − 1 (process 0 writes the report).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (with --shard: the part file)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
@@ -94,14 +124,35 @@ def sweep(
     elif (out / mg.part_name(*shard_ix)).exists() and not force:
         raise ConfigError(f"--out={str(out)!r} already holds {mg.part_name(*shard_ix)}: pass --force to replace it")
     m = input_size_for(source, input_size, max(length_list))
-    configs = sw.grid([(s.label, s.name, s.options) for s in specs], gain_list, length_list, seed_list,
-                      init=init.value if init is not None else None, hidden=hidden, batch=batch, input=source,
-                      input_size=m, dtype=dtype, threshold=threshold)
+    configs = sw.grid(
+        [(s.label, s.name, s.options) for s in specs],
+        gain_list,
+        length_list,
+        seed_list,
+        init=init.value if init is not None else None,
+        hidden=hidden,
+        batch=batch,
+        input=source,
+        input_size=m,
+        dtype=dtype,
+        threshold=threshold,
+    )
     not_applicable = [s.label for s in specs if all(c.gain is None for c in configs if c.label == s.label)]
-    config = {"cells": [s.describe() for s in specs], "gains": gain_list, "lengths": length_list, "seeds": seed_list,
-              "init": init.value if init is not None else None, "hidden": hidden, "batch": batch, "input": source,
-              "input_size": m, "dtype": dtype, "threshold": threshold, "gain_not_applicable": not_applicable,
-              "grid": [c.to_dict() for c in configs]}
+    config = {
+        "cells": [s.describe() for s in specs],
+        "gains": gain_list,
+        "lengths": length_list,
+        "seeds": seed_list,
+        "init": init.value if init is not None else None,
+        "hidden": hidden,
+        "batch": batch,
+        "input": source,
+        "input_size": m,
+        "dtype": dtype,
+        "threshold": threshold,
+        "gain_not_applicable": not_applicable,
+        "grid": [c.to_dict() for c in configs],
+    }
     if shard_ix is not None:
         configs = mg.shard_configs(configs, *shard_ix)
         default_partial = out / f".{mg.part_name(*shard_ix)}.partial.jsonl"
@@ -112,19 +163,32 @@ def sweep(
     writer = jax.process_index() == 0
     resumed = []
     with progress(len(configs), "sweeping", quiet or not writer) as advance:
+
         def done(cfg, was_resumed):
             if was_resumed:
                 resumed.append(cfg.name)
             advance(cfg.name)
 
-        analyses = sw.run_sweep(configs, partial=partial, on_done=done, max_vmap=vmap,
-                                on_analysis=lambda cfg, a: check_finite([(cfg.name, a.summary)])) if configs else []
+        analyses = (
+            sw.run_sweep(
+                configs,
+                partial=partial,
+                on_done=done,
+                max_vmap=vmap,
+                on_analysis=lambda cfg, a: check_finite([(cfg.name, a.summary)]),
+            )
+            if configs
+            else []
+        )
     quiet = quiet or not writer
     if resumed:
         info(f"resumed {len(resumed)} of {len(configs)} configurations from {partial}", quiet)
     if not_applicable:
-        info(f"--gains does not apply to {', '.join(not_applicable)} (no gain option): analysed once per length "
-             "and seed", quiet)
+        info(
+            f"--gains does not apply to {', '.join(not_applicable)} (no gain option): analysed once per length "
+            "and seed",
+            quiet,
+        )
     if not writer:
         return
     if shard_ix is not None:
@@ -132,8 +196,11 @@ def sweep(
         Path(partial).unlink(missing_ok=True)
         if json_out:
             print_json({"part": str(path), "shard": list(shard_ix), "analyses": len(analyses)})
-        info(f"wrote {path} ({len(analyses)} of {len(config['grid'])} configurations) in "
-             f"{time.perf_counter() - t0:.0f} s; combine the parts with `gradscope merge {out}`", quiet)
+        info(
+            f"wrote {path} ({len(analyses)} of {len(config['grid'])} configurations) in "
+            f"{time.perf_counter() - t0:.0f} s; combine the parts with `gradscope merge {out}`",
+            quiet,
+        )
         return
     report = write(out, analyses, command="sweep", config=config, force=force)
     Path(partial).unlink(missing_ok=True)  # the report now holds every result
@@ -141,8 +208,9 @@ def sweep(
 
 
 def merge(
-    parts: list[Path] = typer.Argument(..., help="Part files of `gradscope sweep --shard i/n`, or the folder "
-                                       "holding them."),
+    parts: list[Path] = typer.Argument(
+        ..., help="Part files of `gradscope sweep --shard i/n`, or the folder holding them."
+    ),
     out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),

@@ -86,9 +86,15 @@ def _final_table(runs, title: str):
         snaps = r.get("snapshots") or []
         hz = f"{snaps[0]['horizon']} → {snaps[-1]['horizon']}" if snaps else "—"
         fm = f.get(m)
-        t.add_row(r["name"], str(r["steps_done"]), "—" if f.get("loss") is None else f"{f['loss']:.4g}",
-                  "—" if fm is None else f"{m} {fm:.4g}", f"{r['baseline']:.4g}", hz,
-                  f"step {r['diverged']['step']}" if r.get("diverged") else "—")
+        t.add_row(
+            r["name"],
+            str(r["steps_done"]),
+            "—" if f.get("loss") is None else f"{f['loss']:.4g}",
+            "—" if fm is None else f"{m} {fm:.4g}",
+            f"{r['baseline']:.4g}",
+            hz,
+            f"step {r['diverged']['step']}" if r.get("diverged") else "—",
+        )
     return t
 
 
@@ -105,10 +111,12 @@ def _prepare_run_folder(out: Path, *, force: bool, resume: bool, checkpoints: bo
 
 def train(
     task: str = typer.Option(..., "--task", help="Task: adding, copy, temporal-order, digits, permuted-digits, text."),
-    length: Optional[int] = typer.Option(None, "--length", "-T", min=1, help="Sequence length T [default: the "
-                                         "task's]."),
-    cell: str = typer.Option("lstm", "--cell", "-c", help="Registry cell with options, e.g. indrnn or "
-                             "lstm:forget_bias=1."),
+    length: Optional[int] = typer.Option(
+        None, "--length", "-T", min=1, help="Sequence length T [default: the task's]."
+    ),
+    cell: str = typer.Option(
+        "lstm", "--cell", "-c", help="Registry cell with options, e.g. indrnn or lstm:forget_bias=1."
+    ),
     layers: int = typer.Option(1, "--layers", min=1, help="Stacked layers."),
     hidden: int = typer.Option(64, "--hidden", min=1, help="Hidden units per layer."),
     residual: bool = typer.Option(False, "--residual", help="Residual connections between stacked layers."),
@@ -117,15 +125,21 @@ def train(
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
     optimizer: Optimizer = typer.Option(Optimizer.adam, "--optimizer", help="adam or sgd."),
     schedule: Schedule = typer.Option(Schedule.constant, "--schedule", help="Learning-rate schedule."),
-    clip_norm: Optional[float] = typer.Option(None, "--clip-norm", help="Global gradient-norm clipping threshold "
-                                              "(Pascanu et al. 2013)."),
-    indrnn_clip: Optional[float] = typer.Option(None, "--indrnn-clip", help="IndRNN constraint |u| ≤ γ^(1/T) "
-                                                "after every update [default: γ = 2 for IndRNN models]."),
-    snapshot_every: Optional[int] = typer.Option(None, "--snapshot-every", min=1, help="Diagnostics snapshot "
-                                                 "every so many steps [default: steps/10]."),
+    clip_norm: Optional[float] = typer.Option(
+        None, "--clip-norm", help="Global gradient-norm clipping threshold (Pascanu et al. 2013)."
+    ),
+    indrnn_clip: Optional[float] = typer.Option(
+        None,
+        "--indrnn-clip",
+        help="IndRNN constraint |u| ≤ γ^(1/T) after every update [default: γ = 2 for IndRNN models].",
+    ),
+    snapshot_every: Optional[int] = typer.Option(
+        None, "--snapshot-every", min=1, help="Diagnostics snapshot every so many steps [default: steps/10]."
+    ),
     probe_batch: int = typer.Option(8, "--probe-batch", min=1, help="Sequences of the fixed diagnostics probe batch."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Checkpoint into "
-                                                   "OUT/checkpoints every so many steps."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, "--checkpoint-every", min=1, help="Checkpoint into OUT/checkpoints every so many steps."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUT/checkpoints."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights, data and probe batch."),
     float64: bool = typer.Option(False, "--float64", help="Train in float64 (default float32)."),
@@ -140,7 +154,8 @@ def train(
     against training step, heat-map of the gradient by lag against step) and, with --checkpoint-every,
     OUT/checkpoints/. A NaN/inf loss stops the run with one line naming the step and the last checkpoint.
 
-    Example: `gradscope train --task adding --length 1000 --cell indrnn --layers 2 --hidden 128 --lr 2e-4 --clip-norm 10 --steps 20000 --out indrnn-adding`
+    Example: `gradscope train --task adding --length 1000 --cell indrnn --layers 2 --hidden 128 --lr 2e-4
+    --clip-norm 10 --steps 20000 --out indrnn-adding`
 
     Resume: `gradscope train ... --checkpoint-every 500 --out run` then the same command with `--resume`.
     """
@@ -165,8 +180,16 @@ def train(
     tk = tasks.make(task, length=length)
     T = tk.length
     key = jax.random.key(seed)
-    model, spec = build_model(cell, tk.input_size, hidden, layers, residual, T, key=jax.random.fold_in(key, 1),
-                              dtype=jnp.float64 if dtype == "float64" else jnp.float32)
+    model, spec = build_model(
+        cell,
+        tk.input_size,
+        hidden,
+        layers,
+        residual,
+        T,
+        key=jax.random.fold_in(key, 1),
+        dtype=jnp.float64 if dtype == "float64" else jnp.float32,
+    )
     if indrnn_clip is None and _has_indrnn(model):
         indrnn_clip = 2.0
     every = snapshot_every or max(1, steps // 10)
@@ -178,6 +201,7 @@ def train(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     label = f"{spec.label}" + (f"x{layers}" if layers > 1 else "") + ("-res" if residual else "")
     with progress(steps, f"training {label}", quiet) as advance:
+
         def on_event(event):
             if event["event"] == "start" and event["step"]:
                 for _ in range(event["step"]):
@@ -185,18 +209,44 @@ def train(
             elif event["event"] == "step":
                 advance(f"loss {event['loss']:.4g}")
 
-        res = tr.train(model, tk, key=key, steps=steps, batch=batch, optimizer=optimizer.value, lr=lr,
-                       schedule=schedule.value, clip_norm=clip_norm, indrnn_clip=indrnn_clip,
-                       snapshot_every=every, probe_batch=probe_batch, checkpoint_dir=ckpt_dir,
-                       checkpoint_every=checkpoint_every, resume=resume, progress=on_event)
+        res = tr.train(
+            model,
+            tk,
+            key=key,
+            steps=steps,
+            batch=batch,
+            optimizer=optimizer.value,
+            lr=lr,
+            schedule=schedule.value,
+            clip_norm=clip_norm,
+            indrnn_clip=indrnn_clip,
+            snapshot_every=every,
+            probe_batch=probe_batch,
+            checkpoint_dir=ckpt_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            progress=on_event,
+        )
     ev = tr.evaluate(res.params, tk, key=jax.random.fold_in(key, 7919), batch=1000)
-    final = {"loss": ev["loss"], tk.metric_name: ev[tk.metric_name], "success": ev["success"],
-             "eval": "1000 fresh sequences" if not hasattr(tk, "dataset") else "test split"}
+    final = {
+        "loss": ev["loss"],
+        tk.metric_name: ev[tk.metric_name],
+        "success": ev["success"],
+        "eval": "1000 fresh sequences" if not hasattr(tk, "dataset") else "test split",
+    }
     rec = run_record(label, res, task=tk, final=final, seconds=time.perf_counter() - t0)
     probe_xs = tk.sample(jax.random.split(key, 3)[2], probe_batch)[0].astype(res.params.readout.weight.dtype)
     a = analyse(res.params.rnn, probe_xs, name=label).to_dict()
-    config = {"task": tk.describe(), "cell": spec.describe(), "layers": layers, "hidden": hidden,
-              "residual": residual, "seed": seed, "dtype": dtype, **res.config}
+    config = {
+        "task": tk.describe(),
+        "cell": spec.describe(),
+        "layers": layers,
+        "hidden": hidden,
+        "residual": residual,
+        "seed": seed,
+        "dtype": dtype,
+        **res.config,
+    }
     report = build_report([a], command="train", config=config)
     report["training"] = {"runs": [rec]}
     write_training_report(out, report, force=True)
@@ -209,8 +259,9 @@ def train(
 
 def reproduce(
     name: Optional[str] = typer.Argument(None, help="Reproduction name, or 'all' (see --list)."),
-    full: bool = typer.Option(False, "--full", help="The papers' settings (hours; needs a GPU) instead of the "
-                              "quick CI setting."),
+    full: bool = typer.Option(
+        False, "--full", help="The papers' settings (hours; needs a GPU) instead of the quick CI setting."
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights and data."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (for 'all': one subfolder each)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
@@ -234,8 +285,10 @@ def reproduce(
         _list_reproductions(rp, json_out)
         return
     if name is None:
-        raise ConfigError("give a reproduction NAME (or 'all'), or --list to see them: e.g. "
-                          "`gradscope reproduce adding --out repro-adding`")
+        raise ConfigError(
+            "give a reproduction NAME (or 'all'), or --list to see them: e.g. "
+            "`gradscope reproduce adding --out repro-adding`"
+        )
     chosen = list(rp.EXPERIMENTS) if name == "all" else [rp.get(name).name]
     if out is None:
         raise ConfigError("--out DIR is required: the folder the report is written to")
@@ -263,8 +316,19 @@ def reproduce(
             if res["why"]:
                 stderr_console().print(f"  [red]{res['why']}[/]", highlight=False)
     if json_out:
-        keys = ("name", "title", "claim", "source", "setting", "held", "outcome", "why", "checks", "measurements",
-                "seconds")
+        keys = (
+            "name",
+            "title",
+            "claim",
+            "source",
+            "setting",
+            "held",
+            "outcome",
+            "why",
+            "checks",
+            "measurements",
+            "seconds",
+        )
         from gradscope.report import clean
 
         docs = [clean({k: r[k] for k in keys}) for r in results]

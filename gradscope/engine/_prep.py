@@ -7,10 +7,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from gradscope.cells._base import flatten_state, jacobians, unflatten_state
-from gradscope._rollout import _scan, check_inputs
-
 from gradscope._precision import MATMUL_PRECISION, matmul_precision  # noqa: F401  (re-exported)
+from gradscope._rollout import _scan, check_inputs
+from gradscope.cells._base import flatten_state, jacobians, unflatten_state
 
 
 def engine_precision():
@@ -85,8 +84,7 @@ def log_diagonals(model, xs, S):
     diagonal of ∂S_{t+1}/∂S_t (complex-diagonal: of the multipliers λ, n = half the state) and, for
     complex-diagonal models, their phases. An exactly zero factor gives −inf."""
     T = xs.shape[0]
-    a = jax.vmap(lambda x, s, t: model.jacobian_diag(x, unflatten_state(model, s), t)[0])(
-        xs, S[:-1], jnp.arange(T))
+    a = jax.vmap(lambda x, s, t: model.jacobian_diag(x, unflatten_state(model, s), t)[0])(xs, S[:-1], jnp.arange(T))
     if structure(model) == "complex-diagonal":
         return jnp.log(jnp.abs(a)), jnp.angle(a).astype(S.dtype)
     return jnp.log(jnp.abs(a)), None
@@ -94,5 +92,15 @@ def log_diagonals(model, xs, S):
 
 LN10 = 2.302585092994046
 
-__all__ = ["prepare", "per_example", "step_jac", "structure", "is_diagonal", "log_diagonals", "flatten_state",
-           "MATMUL_PRECISION", "matmul_precision", "engine_precision"]
+__all__ = [
+    "prepare",
+    "per_example",
+    "step_jac",
+    "structure",
+    "is_diagonal",
+    "log_diagonals",
+    "flatten_state",
+    "MATMUL_PRECISION",
+    "matmul_precision",
+    "engine_precision",
+]

@@ -148,8 +148,11 @@ def attribution(model, xs, state0=None, *, readout: str = "every", key=None, cot
         es = jnp.broadcast_to(es, (pxs.shape[0],) + es.shape)
     B = pxs.shape[0] if batched else 1
     d, item = model.state_size, S.dtype.itemsize
-    require(3 * B * T * d * d * item, "attribution (every step Jacobian, T·B·d² numbers)",
-            per_step_bytes=3 * B * d * d * item)
+    require(
+        3 * B * T * d * d * item,
+        "attribution (every step Jacobian, T·B·d² numbers)",
+        per_step_bytes=3 * B * d * d * item,
+    )
     by_lag, total, vs, ss = _attribution(model, pxs, S, es, batched)
     # per-block norms of δ_t (in log10, adding the scale)
     edges = np.cumsum([0] + list(model.block_sizes))

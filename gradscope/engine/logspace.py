@@ -43,6 +43,7 @@ LN10 = math.log(10.0)
 
 # --- compensated summation ----------------------------------------------------------------------
 
+
 def compensated_add(s, c, x, cx=0.0):
     """``(s, c) ⊕ (x, cx)`` for running sums whose value is ``s − c``: the two-sum of s and x (exact:
     ``s + x = t + e``), the rounding error ``e`` moved into the compensation, then the pair renormalised
@@ -59,6 +60,7 @@ def compensated_add(s, c, x, cx=0.0):
 
 
 # --- dense products -----------------------------------------------------------------------------
+
 
 class LogProduct(NamedTuple):
     """A product ``exp(log_scale − compensation) · matrix`` with ``‖matrix‖_F = 1`` (0 for an exactly zero
@@ -119,6 +121,7 @@ def log10_singular_values(carry: LogProduct):
 
 
 # --- diagonal and complex-diagonal products -------------------------------------------------------
+
 
 class LogDiagonal(NamedTuple):
     """Per unit n: ``|∏ a_{j,n}| = exp(log_abs − compensation)`` and, for complex multipliers,
@@ -187,6 +190,22 @@ def diag_suffix(log_abs, phase=None, *, parallel: bool | None = None) -> LogDiag
     return jax.lax.scan(body, start, terms, reverse=True)[1]
 
 
-__all__ = ["LogProduct", "init", "update", "log_scale", "log10_frobenius", "log10_scaled",
-           "log10_singular_values", "compensated_add", "LogDiagonal", "diag_init", "diag_identity",
-           "diag_combine", "diag_update", "diag_log_abs", "diag_suffix", "use_parallel_scan", "LN10"]
+__all__ = [
+    "LogProduct",
+    "init",
+    "update",
+    "log_scale",
+    "log10_frobenius",
+    "log10_scaled",
+    "log10_singular_values",
+    "compensated_add",
+    "LogDiagonal",
+    "diag_init",
+    "diag_identity",
+    "diag_combine",
+    "diag_update",
+    "diag_log_abs",
+    "diag_suffix",
+    "use_parallel_scan",
+    "LN10",
+]

@@ -171,6 +171,7 @@ def _lag_dense(model, xs, S, pairs, spectral):
 
 # --- the diagonal fast path ------------------------------------------------------------------------
 
+
 def _norms(x, mult=1):
     """``(log10 spectral, log10 Frobenius)`` of a diagonal with natural-log magnitudes ``x`` (…, units),
     each unit counted ``mult`` times (2: a complex unit's rotation-scaling block has two equal singular
@@ -330,8 +331,7 @@ def _chunk_size(T, d, batch, itemsize):
     of multiplying all T slots every step); the chunk must also fit the memory budget."""
     budget = min(256 * 2**20, int(BUDGET_FRACTION * available_bytes()))
     slot = batch * d * d * itemsize
-    require(slot + 2 * batch * (T + 1) ** 2 * itemsize, "triangle (one product and the (T+1)² output)",
-            budget=budget)
+    require(slot + 2 * batch * (T + 1) ** 2 * itemsize, "triangle (one product and the (T+1)² output)", budget=budget)
     by_mem = max(1, (budget - 2 * batch * (T + 1) ** 2 * itemsize) // slot)
     return int(max(1, min(T, -(-T // 8) if T >= 64 else T, by_mem)))
 
@@ -345,8 +345,10 @@ def triangle(model, xs, state0=None, *, spectral: bool = False, chunk: int | Non
     B = pxs.shape[0] if batched else 1
     diag = is_diagonal(model)
     if diag:
-        require(B * (2 * (T + 1) ** 2 + 3 * T * d) * S.dtype.itemsize,
-                "triangle (T per-unit products and the (T+1)² output)")
+        require(
+            B * (2 * (T + 1) ** 2 + 3 * T * d) * S.dtype.itemsize,
+            "triangle (T per-unit products and the (T+1)² output)",
+        )
         chunk = 1
     chunk = chunk or _chunk_size(T, d, B, S.dtype.itemsize)
     out = _triangle(model, pxs, S, batched, int(chunk), spectral, diag)

@@ -103,6 +103,7 @@ def _list(a):
 
 # --- parameter leaves and their names ------------------------------------------------------------
 
+
 def _key_name(k) -> str:
     for attr in ("name", "key", "idx"):
         if hasattr(k, attr):
@@ -133,6 +134,7 @@ def parameter_names(model) -> list[tuple[int, str]]:
 
 
 # --- the forward recursion -----------------------------------------------------------------------
+
 
 def _unit(a):
     """``(a / ‖a‖_F, log ‖a‖_F)``, the norm taken of ``a`` scaled by its largest |entry| so that entries near

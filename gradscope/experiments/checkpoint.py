@@ -22,8 +22,8 @@ import jax
 import numpy as np
 
 from gradscope._atomic import write_with
-from gradscope._json import dumps
 from gradscope._errors import ConfigError, GradscopeError
+from gradscope._json import dumps
 
 SCHEMA = "gradscope.checkpoint/1"
 
@@ -65,8 +65,7 @@ def save(directory, step: int, tree, meta: dict[str, Any] | None = None, *, keep
             raise CheckpointError(f"leaf {name} is not a numeric array (dtype object)")
     npz = d / f"{_stem(step)}.npz"
     _atomic_write(npz, lambda f: np.savez(f, **arrays))
-    _write_json(d / f"{_stem(step)}.json",
-                {"schema": SCHEMA, "step": int(step), "names": names, "meta": meta or {}})
+    _write_json(d / f"{_stem(step)}.json", {"schema": SCHEMA, "step": int(step), "names": names, "meta": meta or {}})
     _write_json(d / "latest.json", {"schema": SCHEMA, "step": int(step)})
     if keep is not None:
         for old in sorted(steps(d))[:-keep]:
@@ -123,16 +122,19 @@ def load(directory, template, step: int | None = None):
     if names != info["names"]:
         missing = sorted(set(names) - set(info["names"]))
         extra = sorted(set(info["names"]) - set(names))
-        raise CheckpointError(f"checkpoint {npz} does not match the model: "
-                              f"missing leaves {missing[:3]}, unexpected leaves {extra[:3]}")
+        raise CheckpointError(
+            f"checkpoint {npz} does not match the model: missing leaves {missing[:3]}, unexpected leaves {extra[:3]}"
+        )
     with np.load(npz, allow_pickle=False) as z:
         arrays = [z[f"a{i}"] for i in range(len(names))]
     out = []
     for name, ref, a in zip(names, leaves, arrays):
         ref_shape, ref_dtype = np.shape(ref), np.asarray(ref).dtype if not hasattr(ref, "dtype") else ref.dtype
         if tuple(a.shape) != tuple(ref_shape) or a.dtype != ref_dtype:
-            raise CheckpointError(f"leaf {name} in {npz} has shape {a.shape} dtype {a.dtype}, "
-                                  f"the model expects {tuple(ref_shape)} {ref_dtype}")
+            raise CheckpointError(
+                f"leaf {name} in {npz} has shape {a.shape} dtype {a.dtype}, "
+                f"the model expects {tuple(ref_shape)} {ref_dtype}"
+            )
         out.append(jax.numpy.asarray(a))
     return jax.tree_util.tree_unflatten(treedef, out), info["meta"]
 

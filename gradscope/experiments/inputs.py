@@ -78,8 +78,10 @@ def make_inputs(source: str, key, batch: int, length: int, input_size: int | Non
         task = _task(source, length)
         m = int(task.input_size)
         if input_size is not None and check_positive_int("input_size", input_size) != m:
-            raise ConfigError(f"input_size={input_size!r} is not allowed with input={source!r}: the task's inputs "
-                              f"have size {m} (leave --input-size out, or use input noise/uniform/zeros)")
+            raise ConfigError(
+                f"input_size={input_size!r} is not allowed with input={source!r}: the task's inputs "
+                f"have size {m} (leave --input-size out, or use input noise/uniform/zeros)"
+            )
         xs, _ = task.sample(key, batch)
         return jnp.asarray(xs, dtype)
     if input_size is None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gradscope._atomic import write_text
 from gradscope._errors import ConfigError
@@ -30,8 +30,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` → ``(i, n)`` with 0 ≤ i < n."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
     if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
-        raise ConfigError(f"--shard={text!r} is not allowed: expected i/n with 0 ≤ i < n (0-based, like "
-                          "$SLURM_ARRAY_TASK_ID), e.g. --shard 0/4 … --shard 3/4")
+        raise ConfigError(
+            f"--shard={text!r} is not allowed: expected i/n with 0 ≤ i < n (0-based, like "
+            "$SLURM_ARRAY_TASK_ID), e.g. --shard 0/4 … --shard 3/4"
+        )
     return int(m[1]), int(m[2])
 
 
@@ -58,8 +60,13 @@ def write_part(folder, settings: dict, index: int, count: int, analyses: list[di
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / part_name(index, count)
-    doc = {"schema": PART_SCHEMA, "fingerprint": fingerprint(settings), "shard": {"index": index, "count": count},
-           "settings": settings, "analyses": analyses}
+    doc = {
+        "schema": PART_SCHEMA,
+        "fingerprint": fingerprint(settings),
+        "shard": {"index": index, "count": count},
+        "settings": settings,
+        "analyses": analyses,
+    }
     return write_text(path, dumps(doc))
 
 
@@ -69,8 +76,11 @@ def _read(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"part {str(path)!r} cannot be read ({exc.__class__.__name__}): rerun its shard") from None
     if not isinstance(doc, dict) or doc.get("schema") != PART_SCHEMA:
-        raise ConfigError(f"{str(path)!r} is not a gradscope sweep part (schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
-                          f"expected {PART_SCHEMA!r})")
+        raise ConfigError(
+            f"{str(path)!r} is not a gradscope sweep part "
+            f"(schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
+            f"expected {PART_SCHEMA!r})"
+        )
     return doc
 
 
@@ -85,8 +95,10 @@ def find_parts(paths: Sequence) -> list[Path]:
         else:
             raise ConfigError(f"PARTS={str(p)!r} does not exist: give part files or the folder holding them")
     if not out:
-        raise ConfigError(f"no part-<i>-of-<n>.json files in {', '.join(map(str, paths))}: run "
-                          "`gradscope sweep --shard i/n --out FOLDER` for every i first")
+        raise ConfigError(
+            f"no part-<i>-of-<n>.json files in {', '.join(map(str, paths))}: run "
+            "`gradscope sweep --shard i/n --out FOLDER` for every i first"
+        )
     return out
 
 
@@ -98,19 +110,24 @@ def merge_parts(paths: Sequence) -> tuple[dict, list[dict]]:
     seen: dict[int, Path] = {}
     for p, d in docs:
         if d.get("fingerprint") != fp or fingerprint(d.get("settings")) != fp:
-            raise ConfigError(f"parts {str(p0)!r} and {str(p)!r} come from different sweeps (other settings): "
-                              "merge only the parts of one sweep")
+            raise ConfigError(
+                f"parts {str(p0)!r} and {str(p)!r} come from different sweeps (other settings): "
+                "merge only the parts of one sweep"
+            )
         i, n = d.get("shard", {}).get("index"), d.get("shard", {}).get("count")
         if n != count:
-            raise ConfigError(f"part {str(p)!r} is shard {i}/{n} but {str(p0)!r} is one of {count}: every shard "
-                              "must use the same n")
+            raise ConfigError(
+                f"part {str(p)!r} is shard {i}/{n} but {str(p0)!r} is one of {count}: every shard must use the same n"
+            )
         if i in seen:
             raise ConfigError(f"shard {i}/{n} is given twice ({str(seen[i])!r} and {str(p)!r})")
         seen[i] = p
     missing = sorted(set(range(count)) - set(seen))
     if missing:
-        raise ConfigError(f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing: run "
-                          f"`gradscope sweep … --shard i/{count}` for them, then merge again")
+        raise ConfigError(
+            f"shards {', '.join(f'{i}/{count}' for i in missing)} are missing: run "
+            f"`gradscope sweep … --shard i/{count}` for them, then merge again"
+        )
     grid = [c["name"] for c in d0["settings"].get("grid", [])]
     by_index = {d["shard"]["index"]: (p, d) for p, d in docs}
     analyses = []
@@ -119,7 +136,9 @@ def merge_parts(paths: Sequence) -> tuple[dict, list[dict]]:
         want = grid[shard_slice(len(grid), i, count)]
         got = [a.get("name") for a in d.get("analyses", [])]
         if got != want:
-            raise ConfigError(f"part {str(p)!r} is incomplete or altered: it holds {len(got)} analyses, shard "
-                              f"{i}/{count} of this grid has {len(want)}; rerun that shard")
+            raise ConfigError(
+                f"part {str(p)!r} is incomplete or altered: it holds {len(got)} analyses, shard "
+                f"{i}/{count} of this grid has {len(want)}; rerun that shard"
+            )
         analyses += d["analyses"]
     return d0["settings"], analyses

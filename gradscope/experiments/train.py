@@ -13,7 +13,8 @@ options. Optional, as in the papers the tasks come from:
 Every ``snapshot_every`` steps ``snapshot_fn(rnn, probe_xs)`` records diagnostics on a fixed probe batch
 (default: `diagnostics_snapshot`, i.e. `gradscope.analyse`), so gradient flow can be followed during
 training. Intermediate checkpoints (`gradscope.experiments.checkpoint`) hold only parameters whose loss was finite (the
-final one holds the returned parameters); a resumed run reproduces the uninterrupted one exactly. The library never prints: progress goes to ``progress(event)``.
+final one holds the returned parameters); a resumed run reproduces the uninterrupted one exactly.
+The library never prints: progress goes to ``progress(event)``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope.experiments import checkpoint as ckpt
 from gradscope._errors import ConfigError, NonFiniteError, ShapeError, check_number, check_positive_int
 from gradscope._json import clean
 from gradscope.cells._base import pytree_cell, static
 from gradscope.cells.indrnn import IndRNN, clip_recurrent, recurrent_bound
+from gradscope.experiments import checkpoint as ckpt
 from gradscope.nets import Bidirectional, Stack
 
 
@@ -55,12 +57,13 @@ class Readout:
     bias: jax.Array
 
     @classmethod
-    def init(cls, key, in_size: int, out_size: int, dtype=jnp.float32) -> "Readout":
+    def init(cls, key, in_size: int, out_size: int, dtype=jnp.float32) -> Readout:
         """PyTorch's ``Linear`` init: ``U(−1/√in, 1/√in)`` for both weight and bias."""
         k1, k2 = jax.random.split(key)
         b = 1.0 / math.sqrt(in_size)
-        return cls(jax.random.uniform(k1, (out_size, in_size), dtype, -b, b),
-                   jax.random.uniform(k2, (out_size,), dtype, -b, b))
+        return cls(
+            jax.random.uniform(k1, (out_size, in_size), dtype, -b, b), jax.random.uniform(k2, (out_size,), dtype, -b, b)
+        )
 
     def __call__(self, h):
         return h @ self.weight.T + self.bias
@@ -101,11 +104,14 @@ class Network:
 def network(rnn, task, *, key) -> Network:
     """Attach a freshly initialised readout for ``task`` to ``rnn``."""
     if rnn.input_size != task.input_size:
-        raise ShapeError(f"the model's input_size is {rnn.input_size}, but task {task.name!r} has "
-                         f"input_size={task.input_size}")
+        raise ShapeError(
+            f"the model's input_size is {rnn.input_size}, but task {task.name!r} has input_size={task.input_size}"
+        )
     if task.readout == "every" and isinstance(rnn, Bidirectional):
-        raise ConfigError(f"a Bidirectional model cannot be trained on task {task.name!r}: its readout is at "
-                          "every step, and the backward direction would see the future")
+        raise ConfigError(
+            f"a Bidirectional model cannot be trained on task {task.name!r}: its readout is at "
+            "every step, and the backward direction would see the future"
+        )
     dtype = jax.tree_util.tree_leaves(rnn)[0].dtype
     return Network(rnn, Readout.init(key, rnn.output_size, task.output_size, dtype), mode=task.readout)
 
@@ -176,9 +182,19 @@ def diagnostics_snapshot(model, xs) -> dict:
     a = gradscope.analyse(model, xs, lyapunov=True, paths=True, spectra=False, gates=False)
     s = a.summary
     prof = np.asarray(a.lag_profile.log10_spectral)
-    out = {k: _plain(s[k]) for k in ("horizon", "decay_per_step", "log10_norm_max_lag", "lyapunov_max", "verdict",
-                                           "highway_log10_max_lag", "remainder_log10_max_lag")
-           if k in s}
+    out = {
+        k: _plain(s[k])
+        for k in (
+            "horizon",
+            "decay_per_step",
+            "log10_norm_max_lag",
+            "lyapunov_max",
+            "verdict",
+            "highway_log10_max_lag",
+            "remainder_log10_max_lag",
+        )
+        if k in s
+    }
     out["lag_profile"] = _plain(prof.mean(axis=0) if prof.ndim == 2 else prof)
     d = a.to_dict()
     if d.get("paths"):
@@ -222,8 +238,6 @@ def _update(net, opt_state, step, *, data_key, task, tx, batch, bound):
     return new, opt_state, loss, task.metric(preds, ys), optax.tree.norm(grads)
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     """The outcome of `train`: curves (one entry per step, read-only arrays), final parameters, snapshots."""
@@ -244,15 +258,25 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         """JSON-ready record (no parameters)."""
-        return {"task": self.task, "config": self.config, "metric_name": self.metric_name,
-                "baseline": self.baseline, "loss": self.loss.tolist(), "metric": self.metric.tolist(),
-                "grad_norm": self.grad_norm.tolist(), "snapshots": _plain(list(self.snapshots))}
+        return {
+            "task": self.task,
+            "config": self.config,
+            "metric_name": self.metric_name,
+            "baseline": self.baseline,
+            "loss": self.loss.tolist(),
+            "metric": self.metric.tolist(),
+            "grad_norm": self.grad_norm.tolist(),
+            "snapshots": _plain(list(self.snapshots)),
+        }
 
 
 def _key_record(key) -> dict:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return {"typed": True, "impl": str(jax.random.key_impl(key)),
-                "data": np.asarray(jax.random.key_data(key)).tolist()}
+        return {
+            "typed": True,
+            "impl": str(jax.random.key_impl(key)),
+            "data": np.asarray(jax.random.key_data(key)).tolist(),
+        }
     return {"typed": False, "data": np.asarray(key).tolist()}
 
 
@@ -267,12 +291,28 @@ def _readonly(x, dtype=np.float64):
     return a
 
 
-def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam", lr: float = 1e-3,
-          schedule="constant", decay_every: int | None = None, decay_factor: float = 0.1,
-          clip_norm: float | None = None, indrnn_clip: float | None = None,
-          snapshot_every: int | None = None, snapshot_fn: Callable | None = None, probe_batch: int = 8,
-          checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
-          progress: Callable[[dict], None] | None = None) -> TrainResult:
+def train(
+    model,
+    task,
+    *,
+    key=None,
+    steps: int,
+    batch: int = 32,
+    optimizer="adam",
+    lr: float = 1e-3,
+    schedule="constant",
+    decay_every: int | None = None,
+    decay_factor: float = 0.1,
+    clip_norm: float | None = None,
+    indrnn_clip: float | None = None,
+    snapshot_every: int | None = None,
+    snapshot_fn: Callable | None = None,
+    probe_batch: int = 8,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    progress: Callable[[dict], None] | None = None,
+) -> TrainResult:
     """Train ``model`` (a recurrent model, or a `Network` with its readout) on ``task``.
 
     ``schedule``: ``"constant"``, ``"step"`` (× ``decay_factor`` every ``decay_every`` steps, default steps//3),
@@ -300,10 +340,19 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
     snapshot_fn = snapshot_fn or diagnostics_snapshot
     emit = progress or (lambda event: None)
 
-    config = {"steps": steps, "batch": batch, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
-              "lr": float(lr), "schedule": schedule if isinstance(schedule, str) else "custom",
-              "decay_every": decay_every, "decay_factor": float(decay_factor), "clip_norm": clip_norm,
-              "indrnn_clip": indrnn_clip, "snapshot_every": snapshot_every, "probe_batch": probe_batch}
+    config = {
+        "steps": steps,
+        "batch": batch,
+        "optimizer": optimizer if isinstance(optimizer, str) else "custom",
+        "lr": float(lr),
+        "schedule": schedule if isinstance(schedule, str) else "custom",
+        "decay_every": decay_every,
+        "decay_factor": float(decay_factor),
+        "clip_norm": clip_norm,
+        "indrnn_clip": indrnn_clip,
+        "snapshot_every": snapshot_every,
+        "probe_batch": probe_batch,
+    }
 
     stored = None
     if resume and ckpt.latest(checkpoint_dir) is not None:
@@ -313,16 +362,19 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
             raise ConfigError("key=None is not allowed: give a jax.random key (or resume from a checkpoint)")
         import json
 
-        key = _key_from_record(json.loads((ckpt.path(checkpoint_dir, stored).with_suffix(".json")).read_text())
-                               ["meta"]["key"])
+        key = _key_from_record(
+            json.loads((ckpt.path(checkpoint_dir, stored).with_suffix(".json")).read_text())["meta"]["key"]
+        )
     data_key, init_key, probe_key = jax.random.split(key, 3)
 
     net = model if isinstance(model, Network) else network(model, task, key=init_key)
     if isinstance(model, Network):
         network(model.rnn, task, key=init_key)  # validates sizes and readout mode
         if model.readout.weight.shape[0] != task.output_size or model.mode != task.readout:
-            raise ShapeError(f"the Network's readout gives {model.readout.weight.shape[0]} outputs at "
-                             f"{model.mode!r} steps; task {task.name!r} needs {task.output_size} at {task.readout!r}")
+            raise ShapeError(
+                f"the Network's readout gives {model.readout.weight.shape[0]} outputs at "
+                f"{model.mode!r} steps; task {task.name!r} needs {task.output_size} at {task.readout!r}"
+            )
     dtype = net.readout.weight.dtype
     bound = None
     if indrnn_clip is not None:
@@ -343,8 +395,10 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
         (net, opt_state), meta = ckpt.load(checkpoint_dir, (net, opt_state), stored)
         for k in ("task", "config", "key"):
             if meta.get(k) != meta_base[k]:
-                raise ckpt.CheckpointError(f"cannot resume from {ckpt.path(checkpoint_dir, stored)}: its {k} "
-                                           f"differs from this run's ({meta.get(k)!r} vs {meta_base[k]!r})")
+                raise ckpt.CheckpointError(
+                    f"cannot resume from {ckpt.path(checkpoint_dir, stored)}: its {k} "
+                    f"differs from this run's ({meta.get(k)!r} vs {meta_base[k]!r})"
+                )
         start = int(meta["step"])
         losses, metrics, gnorms = list(meta["loss"]), list(meta["metric"]), list(meta["grad_norm"])
         snaps = list(meta["snapshots"])
@@ -359,8 +413,14 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
         emit({"event": "snapshot", "step": k, "steps": steps, "snapshot": snap})
 
     def save(n, o, k):
-        meta = dict(meta_base, step=k, loss=losses[:k], metric=metrics[:k], grad_norm=gnorms[:k],
-                    snapshots=[s for s in snaps if s["step"] <= k])
+        meta = dict(
+            meta_base,
+            step=k,
+            loss=losses[:k],
+            metric=metrics[:k],
+            grad_norm=gnorms[:k],
+            snapshots=[s for s in snaps if s["step"] <= k],
+        )
         p = ckpt.save(checkpoint_dir, k, (n, o), meta)
         emit({"event": "checkpoint", "step": k, "steps": steps, "path": str(p)})
         return p
@@ -372,13 +432,18 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
         new_net, new_opt, loss, metric, gnorm = update(net, opt_state, jnp.asarray(k, jnp.int32))
         loss = float(loss)
         if not math.isfinite(loss):
-            where = (f"the last good checkpoint (step {int(last_good.stem.split('-')[1])}) is kept at {last_good}"
-                     if last_good is not None else "no checkpoint was written (pass checkpoint_dir and checkpoint_every to keep one)")
+            where = (
+                f"the last good checkpoint (step {int(last_good.stem.split('-')[1])}) is kept at {last_good}"
+                if last_good is not None
+                else "no checkpoint was written (pass checkpoint_dir and checkpoint_every to keep one)"
+            )
             raise TrainingDiverged(
                 f"training diverged at step {k}: the loss is {loss}; {where}. Try a smaller lr, clip_norm, "
                 "or indrnn_clip for IndRNN models",
-                step=k, checkpoint=last_good, history={"loss": list(losses), "metric": list(metrics),
-                                                       "grad_norm": list(gnorms)})
+                step=k,
+                checkpoint=last_good,
+                history={"loss": list(losses), "metric": list(metrics), "grad_norm": list(gnorms)},
+            )
         # the parameters that produced this finite loss are "good": checkpoint them before moving on
         if checkpoint_every is not None and k > start and k % checkpoint_every == 0:
             last_good = save(net, opt_state, k)
@@ -386,17 +451,33 @@ def train(model, task, *, key=None, steps: int, batch: int = 32, optimizer="adam
         metrics.append(float(metric))
         gnorms.append(float(gnorm))
         net, opt_state = new_net, new_opt
-        emit({"event": "step", "step": k + 1, "steps": steps, "loss": loss, "metric": metrics[-1],
-              "grad_norm": gnorms[-1]})
+        emit(
+            {
+                "event": "step",
+                "step": k + 1,
+                "steps": steps,
+                "loss": loss,
+                "metric": metrics[-1],
+                "grad_norm": gnorms[-1],
+            }
+        )
 
     if snapshot_every is not None:
         take_snapshot(net, steps)
     if checkpoint_dir is not None and (stored is None or stored < steps):
         save(net, opt_state, steps)
     emit({"event": "end", "step": steps, "steps": steps, "loss": losses[-1] if losses else None})
-    return TrainResult(task=_plain(task.describe()), config=config, loss=_readonly(losses),
-                       metric=_readonly(metrics), grad_norm=_readonly(gnorms), params=net,
-                       snapshots=tuple(snaps), metric_name=task.metric_name, baseline=float(task.baseline))
+    return TrainResult(
+        task=_plain(task.describe()),
+        config=config,
+        loss=_readonly(losses),
+        metric=_readonly(metrics),
+        grad_norm=_readonly(gnorms),
+        params=net,
+        snapshots=tuple(snaps),
+        metric_name=task.metric_name,
+        baseline=float(task.baseline),
+    )
 
 
 def restore(checkpoint_dir, model, task, step: int | None = None):
@@ -414,12 +495,15 @@ def restore(checkpoint_dir, model, task, step: int | None = None):
     meta = json.loads(ckpt.path(checkpoint_dir, step).with_suffix(".json").read_text())["meta"]
     c = meta["config"]
     if c["optimizer"] == "custom" or c["schedule"] == "custom":
-        raise ConfigError("this checkpoint was written with a custom optimizer or schedule: load it with "
-                          "gradscope.experiments.checkpoint.load and your own template")
+        raise ConfigError(
+            "this checkpoint was written with a custom optimizer or schedule: load it with "
+            "gradscope.experiments.checkpoint.load and your own template"
+        )
     init_key = jax.random.split(_key_from_record(meta["key"]), 3)[1]
     net = model if isinstance(model, Network) else network(model, task, key=init_key)
-    tx = _transformation(c["optimizer"], c["lr"], c["schedule"], c["steps"], c["decay_every"], c["decay_factor"],
-                         c["clip_norm"])
+    tx = _transformation(
+        c["optimizer"], c["lr"], c["schedule"], c["steps"], c["decay_every"], c["decay_factor"], c["clip_norm"]
+    )
     (net, _), meta = ckpt.load(checkpoint_dir, (net, tx.init(net)), step)
     return net, meta
 

@@ -20,7 +20,17 @@ from gradscope.io.keras import from_keras
 from gradscope.io.torch import from_torch, save_npz, save_safetensors, to_torch_state_dict
 
 __all__ = [
-    "from_torch", "from_keras", "from_flax", "from_equinox", "load_model",
-    "to_torch_state_dict", "save_safetensors", "save_npz", "inspect_file", "read_arrays",
-    "DeepBidirectional", "DeepRollout", "ImportFormatError",
+    "from_torch",
+    "from_keras",
+    "from_flax",
+    "from_equinox",
+    "load_model",
+    "to_torch_state_dict",
+    "save_safetensors",
+    "save_npz",
+    "inspect_file",
+    "read_arrays",
+    "DeepBidirectional",
+    "DeepRollout",
+    "ImportFormatError",
 ]

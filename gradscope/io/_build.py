@@ -44,8 +44,16 @@ def expect(arrays: dict, key: str, shape: tuple, source: str, *, label: str | No
     return arr
 
 
-def make_cell(kind: str, p: dict, *, input_size: int, hidden_size: int, proj_size: int = 0,
-              nonlinearity: str = "tanh", dtype=np.float32):
+def make_cell(
+    kind: str,
+    p: dict,
+    *,
+    input_size: int,
+    hidden_size: int,
+    proj_size: int = 0,
+    nonlinearity: str = "tanh",
+    dtype=np.float32,
+):
     """A gradscope cell from PyTorch-layout arrays ``p`` (biases may be absent: zeros)."""
     from gradscope.cells.elman import Elman
     from gradscope.cells.lstm import LSTM

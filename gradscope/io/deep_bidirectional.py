@@ -66,8 +66,10 @@ class DeepBidirectional:
         for l in range(1, len(self.layers)):
             want = self.layers[l - 1].output_size
             if self.layers[l].input_size != want:
-                raise ConfigError(f"layer {l} has input_size={self.layers[l].input_size}, "
-                                  f"but layer {l - 1} outputs {want} (both directions)")
+                raise ConfigError(
+                    f"layer {l} has input_size={self.layers[l].input_size}, "
+                    f"but layer {l - 1} outputs {want} (both directions)"
+                )
 
     name = "deep-bidirectional"
 
@@ -115,8 +117,7 @@ class DeepBidirectional:
         return list(zip(self.layers, inputs))
 
     def describe(self) -> dict:
-        return {"cell": self.name, "num_layers": self.num_layers,
-                "layers": [layer.describe() for layer in self.layers]}
+        return {"cell": self.name, "num_layers": self.num_layers, "layers": [layer.describe() for layer in self.layers]}
 
 
 def _torch_order_output(layer, traj):

@@ -32,14 +32,15 @@ def _to_arrays(source, max_bytes):
     return {k.replace("/", "."): v for k, v in arrays.items()}, desc
 
 
-def from_equinox(source, *, kind: str | None = None, prefix: str = "", dtype=None,
-                 max_bytes: int = DEFAULT_MAX_BYTES):
+def from_equinox(source, *, kind: str | None = None, prefix: str = "", dtype=None, max_bytes: int = DEFAULT_MAX_BYTES):
     """A gradscope `LSTM` or `GRU` cell equal to the Equinox cell ``source`` (see the module docstring)."""
     arrays, desc = _to_arrays(source, max_bytes)
-    own = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
     if "weight_hh" not in own or "weight_ih" not in own:
-        raise ImportFormatError(f"{desc}: no Equinox cell fields 'weight_ih'/'weight_hh' under prefix {prefix!r}; "
-                                f"keys are {sorted(arrays)[:12]}")
+        raise ImportFormatError(
+            f"{desc}: no Equinox cell fields 'weight_ih'/'weight_hh' under prefix {prefix!r}; "
+            f"keys are {sorted(arrays)[:12]}"
+        )
     w_hh = np.asarray(own["weight_hh"])
     if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
         raise ImportFormatError(f"{desc}: {prefix}weight_hh has shape {w_hh.shape}, expected (G·H, H)")
@@ -47,8 +48,9 @@ def from_equinox(source, *, kind: str | None = None, prefix: str = "", dtype=Non
     G = w_hh.shape[0] // H
     inferred = {4: "lstm", 3: "gru"}.get(G)
     if inferred is None:
-        raise ImportFormatError(f"{desc}: {prefix}weight_hh has shape {w_hh.shape}: {G} gate blocks, expected "
-                                "4 (LSTMCell) or 3 (GRUCell)")
+        raise ImportFormatError(
+            f"{desc}: {prefix}weight_hh has shape {w_hh.shape}: {G} gate blocks, expected 4 (LSTMCell) or 3 (GRUCell)"
+        )
     if kind is not None and kind != inferred:
         raise ImportFormatError(f"{desc}: kind={kind!r} was given but the shapes say {inferred!r}")
     I = np.shape(own["weight_ih"])[-1] if np.ndim(own["weight_ih"]) == 2 else -1
@@ -67,7 +69,9 @@ def from_equinox(source, *, kind: str | None = None, prefix: str = "", dtype=Non
         expected.add("bias_n")
     extra = sorted(set(own) - expected)
     if extra:
-        raise ImportFormatError(f"{desc}: unexpected field(s) {[prefix + e for e in extra]} for an Equinox "
-                                f"{'LSTMCell' if inferred == 'lstm' else 'GRUCell'}")
+        raise ImportFormatError(
+            f"{desc}: unexpected field(s) {[prefix + e for e in extra]} for an Equinox "
+            f"{'LSTMCell' if inferred == 'lstm' else 'GRUCell'}"
+        )
     dt = resolve_dtype(dtype, [np.asarray(v) for v in own.values()])
     return make_cell(inferred, p, input_size=I, hidden_size=H, dtype=dt)

@@ -35,7 +35,9 @@ _GRU_IN = ("ir", "iz", "in")
 _GRU_H = ("hr", "hz", "hn")
 # layout name -> the key (relative to the cell) that identifies it
 _MARKERS = {
-    "linen-lstm": "hi.kernel", "linen-gru": "hn.kernel", "nnx-fused": "dense_h.kernel",
+    "linen-lstm": "hi.kernel",
+    "linen-gru": "hn.kernel",
+    "nnx-fused": "dense_h.kernel",
 }
 
 
@@ -65,8 +67,9 @@ def _to_arrays(source, max_bytes):
     return arrays, desc
 
 
-def from_flax(source, *, kind: str | None = None, prefix: str | None = None, dtype=None,
-              max_bytes: int = DEFAULT_MAX_BYTES):
+def from_flax(
+    source, *, kind: str | None = None, prefix: str | None = None, dtype=None, max_bytes: int = DEFAULT_MAX_BYTES
+):
     """A gradscope `LSTM` or `GRU` cell equal to the Flax cell whose parameters are in ``source``."""
     arrays, desc = _to_arrays(source, max_bytes)
     arrays = _norm(arrays)
@@ -74,12 +77,14 @@ def from_flax(source, *, kind: str | None = None, prefix: str | None = None, dty
     if prefix is not None:
         found = {p: l for p, l in found.items() if p == prefix}
     if not found:
-        raise ImportFormatError(f"{desc}: no Flax LSTMCell/OptimizedLSTMCell/GRUCell parameters found "
-                                f"(looked for 'hi.kernel', 'hn.kernel', 'dense_h.kernel'); keys are {sorted(arrays)[:12]}")
+        raise ImportFormatError(
+            f"{desc}: no Flax LSTMCell/OptimizedLSTMCell/GRUCell parameters found "
+            f"(looked for 'hi.kernel', 'hn.kernel', 'dense_h.kernel'); keys are {sorted(arrays)[:12]}"
+        )
     if len(found) > 1:
         raise ImportFormatError(f"{desc}: several Flax cells at prefixes {sorted(found)}; pass prefix= to choose one")
-    (pre, layout), = found.items()
-    own = {k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}
+    ((pre, layout),) = found.items()
+    own = {k[len(pre) :]: v for k, v in arrays.items() if k.startswith(pre)}
     if layout == "linen-lstm" and "if_.kernel" in own:
         own["if.kernel"] = own.pop("if_.kernel")
     H = np.shape(own[_MARKERS[layout]])[0]
@@ -91,8 +96,10 @@ def from_flax(source, *, kind: str | None = None, prefix: str | None = None, dty
         G = np.shape(own["dense_h.kernel"])[-1] // max(H, 1)
         inferred = {4: "lstm", 3: "gru"}.get(G)
         if inferred is None or np.shape(own["dense_h.kernel"])[-1] != G * H:
-            raise ImportFormatError(f"{desc}: {pre}dense_h.kernel has shape {np.shape(own['dense_h.kernel'])}, "
-                                    "expected (H, 4H) (OptimizedLSTMCell) or (H, 3H) (GRUCell)")
+            raise ImportFormatError(
+                f"{desc}: {pre}dense_h.kernel has shape {np.shape(own['dense_h.kernel'])}, "
+                "expected (H, 4H) (OptimizedLSTMCell) or (H, 3H) (GRUCell)"
+            )
         I = np.shape(own.get("dense_i.kernel", np.zeros((0, 0))))[0]
         W_i, W_h = get("dense_i.kernel", (I, G * H)), get("dense_h.kernel", (H, G * H))
         if inferred == "lstm":
@@ -105,23 +112,29 @@ def from_flax(source, *, kind: str | None = None, prefix: str | None = None, dty
         inferred = "lstm"
         I = np.shape(own.get("ii.kernel", np.zeros((0, 0))))[0]
         expected = {f"{g}.kernel" for g in _LSTM_IN + _LSTM_H} | {f"{g}.bias" for g in _LSTM_H}
-        p = {"weight_ih": np.concatenate([get(f"{g}.kernel", (I, H)).T for g in _LSTM_IN]),
-             "weight_hh": np.concatenate([get(f"{g}.kernel", (H, H)).T for g in _LSTM_H]),
-             "bias_hh": np.concatenate([get(f"{g}.bias", (H,)) for g in _LSTM_H])}
+        p = {
+            "weight_ih": np.concatenate([get(f"{g}.kernel", (I, H)).T for g in _LSTM_IN]),
+            "weight_hh": np.concatenate([get(f"{g}.kernel", (H, H)).T for g in _LSTM_H]),
+            "bias_hh": np.concatenate([get(f"{g}.bias", (H,)) for g in _LSTM_H]),
+        }
     else:
         inferred = "gru"
         I = np.shape(own.get("ir.kernel", np.zeros((0, 0))))[0]
         expected = {f"{g}.kernel" for g in _GRU_IN + _GRU_H} | {f"{g}.bias" for g in _GRU_IN + ("hn",)}
         zeros = np.zeros((H,), np.asarray(own["hn.kernel"]).dtype)
-        p = {"weight_ih": np.concatenate([get(f"{g}.kernel", (I, H)).T for g in _GRU_IN]),
-             "weight_hh": np.concatenate([get(f"{g}.kernel", (H, H)).T for g in _GRU_H]),
-             "bias_ih": np.concatenate([get(f"{g}.bias", (H,)) for g in _GRU_IN]),
-             "bias_hh": np.concatenate([zeros, zeros, get("hn.bias", (H,))])}
+        p = {
+            "weight_ih": np.concatenate([get(f"{g}.kernel", (I, H)).T for g in _GRU_IN]),
+            "weight_hh": np.concatenate([get(f"{g}.kernel", (H, H)).T for g in _GRU_H]),
+            "bias_ih": np.concatenate([get(f"{g}.bias", (H,)) for g in _GRU_IN]),
+            "bias_hh": np.concatenate([zeros, zeros, get("hn.bias", (H,))]),
+        }
     if kind is not None and kind != inferred:
         raise ImportFormatError(f"{desc}: kind={kind!r} was given but the parameters are a Flax {inferred}")
     extra = sorted(set(own) - expected)
     if extra:
-        raise ImportFormatError(f"{desc}: unexpected parameter(s) {[pre + e for e in extra]} for a Flax {inferred} cell")
+        raise ImportFormatError(
+            f"{desc}: unexpected parameter(s) {[pre + e for e in extra]} for a Flax {inferred} cell"
+        )
     if I <= 0:
         raise ImportFormatError(f"{desc}: the input kernel of {pre or 'the cell'} is empty or missing")
     dt = resolve_dtype(dtype, [np.asarray(v) for v in own.values()])

@@ -47,9 +47,18 @@ class ImportFormatError(GradscopeError, ValueError):
 
 # safetensors dtype tag -> numpy dtype (BF16 is widened to float32 after reading)
 _ST_DTYPES = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
-    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U64": np.dtype("<u8"),
+    "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
+    "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
 }
 _NP_TO_ST = {np.dtype("float64"): "F64", np.dtype("float32"): "F32", np.dtype("float16"): "F16"}
@@ -67,8 +76,10 @@ def _check_size(path: Path, max_bytes: int) -> int:
     if not path.is_file():
         raise ImportFormatError(f"{str(path)!r} is not a regular file")
     if size > max_bytes:
-        raise ImportFormatError(f"{str(path)!r} has {size} bytes, more than max_bytes={max_bytes}; "
-                                "pass a larger max_bytes if the file is trusted to be that big")
+        raise ImportFormatError(
+            f"{str(path)!r} has {size} bytes, more than max_bytes={max_bytes}; "
+            "pass a larger max_bytes if the file is trusted to be that big"
+        )
     return size
 
 
@@ -79,12 +90,16 @@ def read_safetensors(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[
     size = _check_size(path, max_bytes)
     name = str(path)
     if size < 8:
-        raise ImportFormatError(f"{name!r} is not a safetensors file: {size} bytes, shorter than the 8-byte header length")
+        raise ImportFormatError(
+            f"{name!r} is not a safetensors file: {size} bytes, shorter than the 8-byte header length"
+        )
     with open(path, "rb") as fh:
         (n,) = struct.unpack("<Q", fh.read(8))
         if n > MAX_HEADER_BYTES or 8 + n > size:
-            raise ImportFormatError(f"{name!r}: corrupt safetensors header: it claims {n} header bytes, "
-                                    f"the file has {size - 8} after the length field (truncated or not safetensors)")
+            raise ImportFormatError(
+                f"{name!r}: corrupt safetensors header: it claims {n} header bytes, "
+                f"the file has {size - 8} after the length field (truncated or not safetensors)"
+            )
         raw = fh.read(n)
         data = fh.read()
     try:
@@ -103,18 +118,24 @@ def read_safetensors(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[
             raise ImportFormatError(f"{name!r}: tensor {key!r} has a malformed header entry {info!r}")
         dt, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
         if dt not in _ST_DTYPES:
-            raise ImportFormatError(f"{name!r}: tensor {key!r} has unknown dtype {dt!r}; "
-                                    f"known: {', '.join(_ST_DTYPES)}")
-        if (not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
-                or not isinstance(offs, list) or len(offs) != 2
-                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)):
+            raise ImportFormatError(
+                f"{name!r}: tensor {key!r} has unknown dtype {dt!r}; known: {', '.join(_ST_DTYPES)}"
+            )
+        if (
+            not isinstance(shape, list)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+            or not isinstance(offs, list)
+            or len(offs) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+        ):
             raise ImportFormatError(f"{name!r}: tensor {key!r} has a malformed shape {shape!r} or offsets {offs!r}")
         begin, end = offs
         nbytes = int(np.prod(shape, dtype=np.int64)) * _ST_DTYPES[dt].itemsize if shape else _ST_DTYPES[dt].itemsize
         if not (0 <= begin <= end <= len(data)) or end - begin != nbytes:
             raise ImportFormatError(
                 f"{name!r}: tensor {key!r} (dtype {dt}, shape {tuple(shape)}) needs {nbytes} bytes but its offsets "
-                f"are [{begin}, {end}] in a data section of {len(data)} bytes (truncated or corrupt file)")
+                f"are [{begin}, {end}] in a data section of {len(data)} bytes (truncated or corrupt file)"
+            )
         spans.append((begin, end, key))
         arr = np.frombuffer(data, dtype=_ST_DTYPES[dt], count=nbytes // _ST_DTYPES[dt].itemsize, offset=begin)
         arr = arr.reshape(shape)
@@ -172,8 +193,10 @@ def read_npz(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.
         raise
     except ValueError as e:
         if "allow_pickle" in str(e) or "pickle" in str(e).lower():
-            raise ImportFormatError(f"{name!r} contains an object (pickled) array; gradscope never unpickles "
-                                    "data. Save plain numeric arrays instead") from None
+            raise ImportFormatError(
+                f"{name!r} contains an object (pickled) array; gradscope never unpickles "
+                "data. Save plain numeric arrays instead"
+            ) from None
         raise ImportFormatError(f"{name!r} is not a readable .npz file: {e}") from None
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, struct.error, NotImplementedError) as e:
         raise ImportFormatError(f"{name!r} is not a readable .npz file (truncated or corrupt): {e}") from None
@@ -214,11 +237,15 @@ def read_torch_file(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[s
     try:
         import torch
     except ImportError:
-        raise ImportFormatError(f"{name!r} is a PyTorch file: install torch>=2.10 (the [torch] extra) to read it, "
-                                "or convert it to .safetensors") from None
+        raise ImportFormatError(
+            f"{name!r} is a PyTorch file: install torch>=2.10 (the [torch] extra) to read it, "
+            "or convert it to .safetensors"
+        ) from None
     if not torch_version_ok(torch.__version__):
-        raise ImportFormatError(f"{name!r}: reading .pt files needs torch>=2.10 (installed: {torch.__version__}); "
-                                "older versions have known weights_only escapes. Convert to .safetensors")
+        raise ImportFormatError(
+            f"{name!r}: reading .pt files needs torch>=2.10 (installed: {torch.__version__}); "
+            "older versions have known weights_only escapes. Convert to .safetensors"
+        )
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - the unpickler raises many types; none may escape as a crash
@@ -241,8 +268,12 @@ def _leaf_to_numpy(key, v, source):
         if str(t.dtype) == "torch.bfloat16":
             t = t.float()
         return t.numpy()
-    if hasattr(v, "value") and not isinstance(v, np.ndarray) and hasattr(type(v), "__module__") \
-            and "flax" in type(v).__module__:  # a flax Variable wrapping an array
+    if (
+        hasattr(v, "value")
+        and not isinstance(v, np.ndarray)
+        and hasattr(type(v), "__module__")
+        and "flax" in type(v).__module__
+    ):  # a flax Variable wrapping an array
         v = v.value
     try:
         return np.asarray(v)
@@ -281,8 +312,16 @@ def check_float_array(arr: np.ndarray, key: str, source: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ dispatch
-FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".pt": "torch", ".pth": "torch", ".bin": "torch",
-           ".h5": "h5", ".hdf5": "h5", ".msgpack": "msgpack"}
+FORMATS = {
+    ".safetensors": "safetensors",
+    ".npz": "npz",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".bin": "torch",
+    ".h5": "h5",
+    ".hdf5": "h5",
+    ".msgpack": "msgpack",
+}
 
 
 def file_format(path) -> str:
@@ -290,8 +329,11 @@ def file_format(path) -> str:
     for suf, fmt in FORMATS.items():
         if p.endswith(suf):
             return fmt
-    raise ImportFormatError(f"{str(path)!r}: unknown weight file type; expected one of "
-                            + ", ".join(FORMATS) + " (pickle-free formats preferred: .safetensors, .npz)")
+    raise ImportFormatError(
+        f"{str(path)!r}: unknown weight file type; expected one of "
+        + ", ".join(FORMATS)
+        + " (pickle-free formats preferred: .safetensors, .npz)"
+    )
 
 
 def read_sidecar(path) -> dict[str, str]:
@@ -326,8 +368,10 @@ def read_arrays(source, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str
         else:
             arrays, meta = read_h5(source, max_bytes=max_bytes)
         return arrays, {**meta, **read_sidecar(source)}, str(source)
-    raise ImportFormatError(f"source is a {type(source).__name__}: expected a mapping of arrays or a path "
-                            "to a .safetensors, .npz, .pt or .h5 file")
+    raise ImportFormatError(
+        f"source is a {type(source).__name__}: expected a mapping of arrays or a path "
+        "to a .safetensors, .npz, .pt or .h5 file"
+    )
 
 
 def read_msgpack(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -359,8 +403,10 @@ def read_h5(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.n
     try:
         import h5py
     except ImportError:
-        raise ImportFormatError(f"{name!r} is an HDF5 file: install h5py to read it, or export the weights "
-                                "to .safetensors/.npz with layer.get_weights()") from None
+        raise ImportFormatError(
+            f"{name!r} is an HDF5 file: install h5py to read it, or export the weights "
+            "to .safetensors/.npz with layer.get_weights()"
+        ) from None
     out: dict[str, np.ndarray] = {}
     budget = [max_bytes]
 

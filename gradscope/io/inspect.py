@@ -35,8 +35,11 @@ def detect_framework(arrays, meta=None) -> str | None:
     if flax_cells({k.replace("/", "."): v for k, v in arrays.items()}):
         return "flax"
     names = set(arrays)
-    if any(re.search(r"(^|\.)weight_ih$", k) for k in names) and \
-            any(re.search(r"(^|\.)bias(_n)?$", k) for k in names) and not any(k.endswith("bias_ih") for k in names):
+    if (
+        any(re.search(r"(^|\.)weight_ih$", k) for k in names)
+        and any(re.search(r"(^|\.)bias(_n)?$", k) for k in names)
+        and not any(k.endswith("bias_ih") for k in names)
+    ):
         return "equinox"
     if _prefixes(names):
         return "torch"
@@ -46,8 +49,12 @@ def detect_framework(arrays, meta=None) -> str | None:
 def _importer(framework):
     from gradscope.io import equinox, flax, keras, torch
 
-    return {"torch": torch.from_torch, "keras": keras.from_keras, "flax": flax.from_flax,
-            "equinox": equinox.from_equinox}[framework]
+    return {
+        "torch": torch.from_torch,
+        "keras": keras.from_keras,
+        "flax": flax.from_flax,
+        "equinox": equinox.from_equinox,
+    }[framework]
 
 
 def load_model(source, *, framework: str | None = None, **options):
@@ -59,8 +66,10 @@ def load_model(source, *, framework: str | None = None, **options):
         arrays, meta, desc = read_arrays(source, max_bytes=options.get("max_bytes", DEFAULT_MAX_BYTES))
         framework = detect_framework(arrays, meta)
         if framework is None:
-            raise ImportFormatError(f"{desc}: the tensor names match no supported layout (PyTorch, Keras, Flax, "
-                                    f"Equinox); names are {sorted(arrays)[:12]}")
+            raise ImportFormatError(
+                f"{desc}: the tensor names match no supported layout (PyTorch, Keras, Flax, "
+                f"Equinox); names are {sorted(arrays)[:12]}"
+            )
     return _importer(framework)(source, **options)
 
 
@@ -77,10 +86,16 @@ def _describe_model(model) -> dict:
         first, layers, bidir, structure = model.layers[0], len(model.layers), False, "Stack"
     else:
         first, layers, bidir, structure = model, 1, False, "cell"
-    out = {"gradscope_cell": first.name or type(first).__name__, "structure": structure,
-           "input_size": int(model.input_size), "hidden_size": int(first.hidden_size),
-           "proj_size": int(getattr(first, "proj_size", 0) or 0), "num_layers": layers, "bidirectional": bidir,
-           "dtype": str(np.dtype(first.dtype))}
+    out = {
+        "gradscope_cell": first.name or type(first).__name__,
+        "structure": structure,
+        "input_size": int(model.input_size),
+        "hidden_size": int(first.hidden_size),
+        "proj_size": int(getattr(first, "proj_size", 0) or 0),
+        "num_layers": layers,
+        "bidirectional": bidir,
+        "dtype": str(np.dtype(first.dtype)),
+    }
     if getattr(first, "activation", None):
         out["nonlinearity"] = first.activation
     return out
@@ -98,9 +113,14 @@ def inspect_file(path, *, framework: str | None = None, max_bytes: int = DEFAULT
     fmt = file_format(path)
     arrays, meta, desc = read_arrays(path, max_bytes=max_bytes)
     info = {
-        "path": str(path), "format": fmt, "size_bytes": Path(path).stat().st_size, "metadata": dict(meta),
-        "tensors": [{"name": k, "shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)}
-                    for k, v in sorted(arrays.items())],
+        "path": str(path),
+        "format": fmt,
+        "size_bytes": Path(path).stat().st_size,
+        "metadata": dict(meta),
+        "tensors": [
+            {"name": k, "shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)}
+            for k, v in sorted(arrays.items())
+        ],
         "num_parameters": int(sum(np.size(v) for v in arrays.values())),
     }
     fw = framework or detect_framework(arrays, meta)
@@ -119,6 +139,10 @@ def inspect_file(path, *, framework: str | None = None, max_bytes: int = DEFAULT
         from gradscope.io.torch import infer_layout
 
         lay = infer_layout(arrays, prefix=options.get("prefix"), source=desc)
-        info["mapping"] |= {"kind": lay["kind"], "bias": lay["bias"], "prefix": lay["prefix"],
-                            "ignored_tensors": lay["ignored"]}
+        info["mapping"] |= {
+            "kind": lay["kind"],
+            "bias": lay["bias"],
+            "prefix": lay["prefix"],
+            "ignored_tensors": lay["ignored"],
+        }
     return info

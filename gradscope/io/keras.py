@@ -73,12 +73,21 @@ def keras_layers(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, str]]:
         k0, k1 = np.shape(arrays[s[0]]), np.shape(arrays[s[1]])
         if len(k0) == 2 and len(k1) == 2 and k0[1] == k1[1] and k1[0] > 0 and k1[1] % k1[0] == 0:
             out[pre.rstrip(".").removesuffix(".cell").removesuffix(".vars")] = {
-                name: s[i] for i, name in enumerate(_NAMES) if i in s}
+                name: s[i] for i, name in enumerate(_NAMES) if i in s
+            }
     return out
 
 
-def from_keras(source, *, kind: str | None = None, reset_after: bool | None = None, nonlinearity: str = "tanh",
-               layer: str | None = None, dtype=None, max_bytes: int = DEFAULT_MAX_BYTES):
+def from_keras(
+    source,
+    *,
+    kind: str | None = None,
+    reset_after: bool | None = None,
+    nonlinearity: str = "tanh",
+    layer: str | None = None,
+    dtype=None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+):
     """A gradscope cell equal to a Keras 3 SimpleRNN/LSTM/GRU layer (see the module docstring).
 
     ``layer`` picks one layer by name (a path component such as ``"lstm"`` or ``"gru_1"``) when the
@@ -86,16 +95,20 @@ def from_keras(source, *, kind: str | None = None, reset_after: bool | None = No
     """
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         if len(source) not in (2, 3):
-            raise ImportFormatError(f"source is a list of {len(source)} arrays: expected get_weights() of one "
-                                    "recurrent layer, [kernel, recurrent_kernel] or [kernel, recurrent_kernel, bias]")
+            raise ImportFormatError(
+                f"source is a list of {len(source)} arrays: expected get_weights() of one "
+                "recurrent layer, [kernel, recurrent_kernel] or [kernel, recurrent_kernel, bias]"
+            )
         arrays = {name: np.asarray(a) for name, a in zip(_NAMES, source)}
         desc = "weights list"
     else:
         arrays, _, desc = read_arrays(source, max_bytes=max_bytes)
     found = keras_layers(arrays)
     if not found:
-        raise ImportFormatError(f"{desc}: no Keras recurrent layer found (no 'recurrent_kernel' or "
-                                f"'.../cell/vars/1'); keys are {sorted(arrays)[:12]}")
+        raise ImportFormatError(
+            f"{desc}: no Keras recurrent layer found (no 'recurrent_kernel' or "
+            f"'.../cell/vars/1'); keys are {sorted(arrays)[:12]}"
+        )
     if layer is not None:
         sel = {p: e for p, e in found.items() if layer in re.split(r"[./]", p) or p == layer}
         if len(sel) != 1:
@@ -103,9 +116,10 @@ def from_keras(source, *, kind: str | None = None, reset_after: bool | None = No
         found = sel
     if len(found) > 1:
         raise ImportFormatError(f"{desc}: several recurrent layers {sorted(found)}; pass layer= to choose one")
-    (pre, ent), = found.items()
-    return _cell_from_keras(arrays, ent, desc, kind=kind, reset_after=reset_after,
-                            nonlinearity=nonlinearity, dtype=dtype)
+    ((pre, ent),) = found.items()
+    return _cell_from_keras(
+        arrays, ent, desc, kind=kind, reset_after=reset_after, nonlinearity=nonlinearity, dtype=dtype
+    )
 
 
 def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtype):
@@ -117,8 +131,10 @@ def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtyp
     H = rk.shape[0]
     G = rk.shape[1] // H
     if G not in _KIND_BY_GATES:
-        raise ImportFormatError(f"{desc}: {ent['recurrent_kernel']!r} has shape {rk.shape}: {G} gate blocks, "
-                                "expected 1 (SimpleRNN), 3 (GRU) or 4 (LSTM)")
+        raise ImportFormatError(
+            f"{desc}: {ent['recurrent_kernel']!r} has shape {rk.shape}: {G} gate blocks, "
+            "expected 1 (SimpleRNN), 3 (GRU) or 4 (LSTM)"
+        )
     inferred = _KIND_BY_GATES[G]
     if kind is not None and kind != inferred:
         raise ImportFormatError(f"{desc}: kind={kind!r} was given but the shapes say {inferred!r}")
@@ -136,8 +152,10 @@ def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtyp
             after = False if inferred == "gru" else None
             expect({ent["bias"]: b}, ent["bias"], (G * H,), desc)
         if inferred == "gru" and reset_after is not None and reset_after != after:
-            raise ImportFormatError(f"{desc}: reset_after={reset_after} was given but bias {ent['bias']!r} has shape "
-                                    f"{b.shape} ({'(2, 3H)' if after else '(3H,)'} means reset_after={after})")
+            raise ImportFormatError(
+                f"{desc}: reset_after={reset_after} was given but bias {ent['bias']!r} has shape "
+                f"{b.shape} ({'(2, 3H)' if after else '(3H,)'} means reset_after={after})"
+            )
     else:
         after = True if reset_after is None else reset_after
     dt = resolve_dtype(dtype, [a for a in (k, rk, b) if a is not None])
@@ -155,7 +173,7 @@ def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtyp
             p |= {"bias_ih": b[0][perm], "bias_hh": b[1][perm]}
         return make_cell("gru", p, input_size=I, hidden_size=H, dtype=dt)
     sign = np.ones(3 * H)
-    sign[H: 2 * H] = -1  # z_chung = 1 - z_keras = σ(-a_z)
+    sign[H : 2 * H] = -1  # z_chung = 1 - z_keras = σ(-a_z)
     p = {"weight_ih": W_ih[perm] * sign[:, None], "weight_hh": W_hh[perm] * sign[:, None]}
     if b is not None:
         p["bias_ih"] = b[perm] * sign

@@ -94,16 +94,19 @@ def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
         raise ImportFormatError(f"{source}: missing tensor {prefix + 'nu_log'!r}")
     nu = _finite(np.asarray(arrays[prefix + "nu_log"]), prefix + "nu_log", source)
     if nu.ndim != 1 or nu.shape[0] == 0 or nu.dtype.kind != "f":
-        raise ImportFormatError(f"{source}: tensor {prefix + 'nu_log'!r} has shape {tuple(nu.shape)} and dtype "
-                                f"{nu.dtype}, expected a real vector (n,)")
+        raise ImportFormatError(
+            f"{source}: tensor {prefix + 'nu_log'!r} has shape {tuple(nu.shape)} and dtype "
+            f"{nu.dtype}, expected a real vector (n,)"
+        )
     n = nu.shape[0]
     theta = expect(arrays, prefix + "theta_log", (n,), source)
     gamma = expect(arrays, prefix + "gamma_log", (n,), source)
     split = prefix + "B_re" in arrays
     bkey = prefix + ("B_re" if split else "B")
     if bkey not in arrays:
-        raise ImportFormatError(f"{source}: missing tensor {prefix + 'B_re'!r} (Flax layout) or {prefix + 'B'!r} "
-                                "(lru-pytorch layout)")
+        raise ImportFormatError(
+            f"{source}: missing tensor {prefix + 'B_re'!r} (Flax layout) or {prefix + 'B'!r} (lru-pytorch layout)"
+        )
     b_shape = np.shape(arrays[bkey])
     if len(b_shape) != 2 or b_shape[0] != n or b_shape[1] == 0:
         raise ImportFormatError(f"{source}: tensor {bkey!r} has shape {tuple(b_shape)}, expected ({n}, m)")
@@ -123,12 +126,26 @@ def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
         c_re, c_im = _complex(arrays, prefix + "C", (p, n), source)
     d_ndim = np.ndim(arrays[prefix + "D"]) if prefix + "D" in arrays else 2
     if d_ndim == 1 and p != m:
-        raise ImportFormatError(f"{source}: tensor {prefix + 'D'!r} is a vector, which needs p = m, but C has "
-                                f"{p} rows and B {m} columns: expected D of shape ({p}, {m})")
+        raise ImportFormatError(
+            f"{source}: tensor {prefix + 'D'!r} is a vector, which needs p = m, but C has "
+            f"{p} rows and B {m} columns: expected D of shape ({p}, {m})"
+        )
     D = expect(arrays, prefix + "D", (m,) if d_ndim == 1 else (p, m), source)
     a = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-    return LRU(nu_log=a(nu), theta_log=a(theta), gamma_log=a(gamma), B_re=a(b_re), B_im=a(b_im), C_re=a(c_re),
-               C_im=a(c_im), D=a(D), input_size=m, hidden_size=n, normalise=True, registry_name="lru")
+    return LRU(
+        nu_log=a(nu),
+        theta_log=a(theta),
+        gamma_log=a(gamma),
+        B_re=a(b_re),
+        B_im=a(b_im),
+        C_re=a(c_re),
+        C_im=a(c_im),
+        D=a(D),
+        input_size=m,
+        hidden_size=n,
+        normalise=True,
+        registry_name="lru",
+    )
 
 
 def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict"):
@@ -145,16 +162,20 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
         if prefix not in found and prefix + "." in found:
             prefix += "."  # "layers.0" for "layers.0."
         if prefix not in found:
-            raise ImportFormatError(f"{source}: prefix={prefix!r} names no LRU layer (no {prefix + 'nu_log'!r}); "
-                                    f"layers found: {found or 'none'}")
+            raise ImportFormatError(
+                f"{source}: prefix={prefix!r} names no LRU layer (no {prefix + 'nu_log'!r}); "
+                f"layers found: {found or 'none'}"
+            )
         prefixes = [prefix]
     else:
         if not found:
             raise ImportFormatError(f"{source}: no LRU tensors found (missing tensor 'nu_log')")
         extra = sorted(k for k in arrays if _split_key(k) is None or _split_key(k)[0] not in found)
         if extra:
-            raise ImportFormatError(f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
-                                    f"the LRU layers {found}: pass prefix= to import one layer")
+            raise ImportFormatError(
+                f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
+                f"the LRU layers {found}: pass prefix= to import one layer"
+            )
         prefixes = found
     used = [np.real(np.asarray(arrays[k])) for k in arrays if any(k == q + s for q in prefixes for s in SUFFIXES)]
     dt = resolve_dtype(dtype, used)

@@ -65,8 +65,9 @@ def _layers(prefixes) -> list[str]:
     if all(parsed) and len({(m["stem"], m["rest"]) for m in parsed}) == 1:
         idx = sorted(int(m["i"]) for m in parsed)
         if idx != list(range(len(idx))):
-            raise ImportFormatError(f"state dict: mixer layers {idx} are not numbered 0..{len(idx) - 1}; "
-                                    f"is a layer missing?")
+            raise ImportFormatError(
+                f"state dict: mixer layers {idx} are not numbered 0..{len(idx) - 1}; is a layer missing?"
+            )
         m = parsed[0]
         return [f"{m['stem']}{i}.{m['rest']}" for i in idx]
     return sorted(prefixes)
@@ -97,9 +98,16 @@ def _mamba(sd, p, source, dtype):
 
     Dn, N = _shape(sd, p + "A_log", ("D", "N"), source)
     R = _shape(sd, p + "dt_proj.weight", (Dn, "R"), source)[1]
-    t = {n: expect(sd, p + n, s, source) for n, s in (
-        ("A_log", (Dn, N)), ("D", (Dn,)), ("x_proj.weight", (R + 2 * N, Dn)),
-        ("dt_proj.weight", (Dn, R)), ("dt_proj.bias", (Dn,)))}
+    t = {
+        n: expect(sd, p + n, s, source)
+        for n, s in (
+            ("A_log", (Dn, N)),
+            ("D", (Dn,)),
+            ("x_proj.weight", (R + 2 * N, Dn)),
+            ("dt_proj.weight", (Dn, R)),
+            ("dt_proj.bias", (Dn,)),
+        )
+    }
     dt = resolve_dtype(dtype, t.values())
     a = {n.replace(".", "_"): jnp.asarray(v, dt) for n, v in t.items()}
     return Mamba(**a, input_size=Dn, hidden_size=N, dt_rank=R)
@@ -112,34 +120,56 @@ def _mamba2(sd, p, source, dtype, hints):
     (H,) = _shape(sd, p + "A_log", ("H",), source)
     (Dn,) = _shape(sd, p + "norm.weight", ("I",), source)
     if Dn % H:
-        raise ImportFormatError(f"{source}: tensor {p + 'norm.weight'!r} has {Dn} channels, not a multiple of "
-                                f"the {H} heads of {p + 'A_log'!r}")
+        raise ImportFormatError(
+            f"{source}: tensor {p + 'norm.weight'!r} has {Dn} channels, not a multiple of "
+            f"the {H} heads of {p + 'A_log'!r}"
+        )
     conv = _shape(sd, p + "conv1d.weight", ("I+2GN", 1, "K"), source)
     expect(sd, p + "conv1d.weight", (conv[0], 1, conv[2]), source)  # depthwise: one input channel per filter
     gn2 = conv[0] - Dn
     G, N = _hint("n_groups", hints, config), _hint("state_size", hints, config)
     if G is None and N is None:
-        raise ImportFormatError(f"{source}: Mamba-2 tensors fix only n_groups·state_size = {gn2 // 2}; pass "
-                                f"n_groups= or state_size= (or config=, the model's config)")
+        raise ImportFormatError(
+            f"{source}: Mamba-2 tensors fix only n_groups·state_size = {gn2 // 2}; pass "
+            f"n_groups= or state_size= (or config=, the model's config)"
+        )
     G = int(G) if G is not None else gn2 // (2 * int(N))
     N = int(N) if N is not None else gn2 // (2 * G)
     if G <= 0 or N <= 0 or 2 * G * N != gn2 or H % G:
-        raise ImportFormatError(f"{source}: n_groups={G}, state_size={N} do not fit tensor "
-                                f"{p + 'conv1d.weight'!r} ({conv[0]} = {Dn} + 2·G·N rows) and {H} heads")
+        raise ImportFormatError(
+            f"{source}: n_groups={G}, state_size={N} do not fit tensor "
+            f"{p + 'conv1d.weight'!r} ({conv[0]} = {Dn} + 2·G·N rows) and {H} heads"
+        )
     t = {n: expect(sd, p + n, (H,), source) for n in ("A_log", "D", "dt_bias")}
     dt = resolve_dtype(dtype, t.values())
     try:
         limit = check_time_step_limit(_hint("time_step_limit", hints, config))
     except Exception as e:  # a ConfigError naming the hint; keep one error type for importers
         raise ImportFormatError(f"{source}: {e}") from None
-    return Mamba2(**{n: jnp.asarray(v, dt) for n, v in t.items()}, in_proj_weight=None,
-                  input_size=Dn + gn2 + H, hidden_size=N, num_heads=H, head_dim=Dn // H, n_groups=G,
-                  time_step_limit=limit)
+    return Mamba2(
+        **{n: jnp.asarray(v, dt) for n, v in t.items()},
+        in_proj_weight=None,
+        input_size=Dn + gn2 + H,
+        hidden_size=N,
+        num_heads=H,
+        head_dim=Dn // H,
+        n_groups=G,
+        time_step_limit=limit,
+    )
 
 
-def from_state_dict(sd: Mapping, *, prefix: str | None = None, layer: int | None = None, dtype=None,
-                    n_groups: int | None = None, state_size: int | None = None, time_step_limit=None,
-                    config=None, source: str = "state dict"):
+def from_state_dict(
+    sd: Mapping,
+    *,
+    prefix: str | None = None,
+    layer: int | None = None,
+    dtype=None,
+    n_groups: int | None = None,
+    state_size: int | None = None,
+    time_step_limit=None,
+    config=None,
+    source: str = "state dict",
+):
     """The SSM core(s) of a transformers Mamba / Mamba-2 state dict (NumPy or torch tensors).
 
     ``prefix`` picks one mixer (e.g. ``"backbone.layers.2.mixer."``), ``layer=i`` the i-th of a model's
@@ -149,8 +179,10 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, layer: int | None
     sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in sd.items()}
     cands = _mixer_prefixes(sd)
     if not cands:
-        raise ImportFormatError(f"{source}: no Mamba/Mamba-2 mixer found (no '<prefix>A_log' with "
-                                f"'x_proj.weight' or 'dt_bias'); keys are {sorted(sd)[:12]}")
+        raise ImportFormatError(
+            f"{source}: no Mamba/Mamba-2 mixer found (no '<prefix>A_log' with "
+            f"'x_proj.weight' or 'dt_bias'); keys are {sorted(sd)[:12]}"
+        )
     if prefix is not None:
         if prefix not in cands:
             raise ImportFormatError(f"{source}: prefix={prefix!r} is not a mixer prefix; found {sorted(cands)}")
@@ -159,17 +191,22 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, layer: int | None
         chosen = _layers(cands)
         if layer is not None:
             if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(chosen):
-                raise ImportFormatError(f"{source}: layer={layer!r} is not allowed: the model has "
-                                        f"{len(chosen)} mixer layer(s), 0..{len(chosen) - 1}")
+                raise ImportFormatError(
+                    f"{source}: layer={layer!r} is not allowed: the model has "
+                    f"{len(chosen)} mixer layer(s), 0..{len(chosen) - 1}"
+                )
             chosen = [chosen[int(layer)]]
     hints = {"n_groups": n_groups, "state_size": state_size, "time_step_limit": time_step_limit, "config": config}
-    cells = [_mamba(sd, p, source, dtype) if cands[p] == "mamba" else _mamba2(sd, p, source, dtype, hints)
-             for p in chosen]
+    cells = [
+        _mamba(sd, p, source, dtype) if cands[p] == "mamba" else _mamba2(sd, p, source, dtype, hints) for p in chosen
+    ]
     if len(cells) == 1:
         return cells[0]
     if any(cands[p] == "mamba2" for p in chosen):
-        raise ImportFormatError(f"{source}: {len(cells)} Mamba-2 layers found; their SSM cores cannot be chained "
-                                f"in a Stack (u_t = [x, B, C, dt] is wider than y_t): pass layer=0..{len(cells) - 1}")
+        raise ImportFormatError(
+            f"{source}: {len(cells)} Mamba-2 layers found; their SSM cores cannot be chained "
+            f"in a Stack (u_t = [x, B, C, dt] is wider than y_t): pass layer=0..{len(cells) - 1}"
+        )
     from gradscope.nets import Stack
 
     return Stack(tuple(cells))
@@ -184,8 +221,9 @@ def _causal_conv_silu(z, w, b):
     return out / (1.0 + np.exp(-out))
 
 
-def ssm_inputs(sd: Mapping, hidden_states, *, prefix: str | None = None, layer: int | None = None,
-               source: str = "state dict"):
+def ssm_inputs(
+    sd: Mapping, hidden_states, *, prefix: str | None = None, layer: int | None = None, source: str = "state dict"
+):
     """``(u, z)`` of one mixer for its input sequence ``hidden_states`` ((T, d_model) or (B, T, d_model),
     the block's RMS-normed input), in float64 NumPy: u the SSM core's input (the cell's x), z the gate.
 

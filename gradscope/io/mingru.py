@@ -52,8 +52,7 @@ def layer_prefixes(keys) -> list[str]:
 def recognise(keys: set[str]) -> bool:
     """Whether ``keys`` are those of minGRU/minLSTM layers (``mingru-pytorch``), and nothing else."""
     keys = set(keys)
-    return bool(keys) and all(_split_key(k) is not None for k in keys) and any(
-        _split_key(k)[1] in GATES for k in keys)
+    return bool(keys) and all(_split_key(k) is not None for k in keys) and any(_split_key(k)[1] in GATES for k in keys)
 
 
 def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
@@ -61,17 +60,23 @@ def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
 
     present = [s for s in GATES if prefix + s in arrays]
     if not present:
-        raise ImportFormatError(f"{source}: missing tensor {prefix + 'to_hidden_and_gate.weight'!r} (minGRU) "
-                                f"or {prefix + 'to_hidden_and_f_i_gate.weight'!r} (minLSTM)")
+        raise ImportFormatError(
+            f"{source}: missing tensor {prefix + 'to_hidden_and_gate.weight'!r} (minGRU) "
+            f"or {prefix + 'to_hidden_and_f_i_gate.weight'!r} (minLSTM)"
+        )
     if len(present) > 1:
-        raise ImportFormatError(f"{source}: both {prefix + present[0]!r} and {prefix + present[1]!r} exist: "
-                                "one layer is either a minGRU or a minLSTM")
+        raise ImportFormatError(
+            f"{source}: both {prefix + present[0]!r} and {prefix + present[1]!r} exist: "
+            "one layer is either a minGRU or a minLSTM"
+        )
     key = prefix + present[0]
     kind, k = GATES[present[0]]
     w = check_float_array(np.asarray(arrays[key]), key, source)
     if w.ndim != 2 or w.shape[0] % k or w.shape[0] == 0 or w.shape[1] == 0:
-        raise ImportFormatError(f"{source}: tensor {key!r} has shape {tuple(w.shape)}, expected ({k}·n, m) "
-                                f"(the {k} blocks of rows of a {kind} layer)")
+        raise ImportFormatError(
+            f"{source}: tensor {key!r} has shape {tuple(w.shape)}, expected ({k}·n, m) "
+            f"(the {k} blocks of rows of a {kind} layer)"
+        )
     n, m = w.shape[0] // k, w.shape[1]
     w_out = expect(arrays, prefix + OUT, (m, n), source) if prefix + OUT in arrays else None
     blocks = [jnp.asarray(w[j * n : (j + 1) * n], dtype) for j in range(k)]
@@ -79,8 +84,7 @@ def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
     out = None if w_out is None else jnp.asarray(w_out, dtype)
     if kind == "mingru":
         return MinGRU(*blocks, zeros, zeros, out, input_size=m, hidden_size=n, g="log-space", registry_name=kind)
-    return MinLSTM(*blocks, zeros, zeros, zeros, out, input_size=m, hidden_size=n, g="log-space",
-                   registry_name=kind)
+    return MinLSTM(*blocks, zeros, zeros, zeros, out, input_size=m, hidden_size=n, g="log-space", registry_name=kind)
 
 
 def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict"):
@@ -95,19 +99,25 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
     if prefix and prefix not in layer_prefixes(arrays) and prefix + "." in layer_prefixes(arrays):
         prefix += "."  # "layers.0" for "layers.0."
     if prefix is not None:
-        if not any(k.startswith(prefix) and _split_key(k) == (prefix, k[len(prefix):]) for k in arrays):
-            raise ImportFormatError(f"{source}: prefix={prefix!r} names no minGRU/minLSTM tensor; layers found: "
-                                    f"{layer_prefixes(arrays) or 'none'}")
+        if not any(k.startswith(prefix) and _split_key(k) == (prefix, k[len(prefix) :]) for k in arrays):
+            raise ImportFormatError(
+                f"{source}: prefix={prefix!r} names no minGRU/minLSTM tensor; layers found: "
+                f"{layer_prefixes(arrays) or 'none'}"
+            )
         prefixes = [prefix]
     else:
         prefixes = layer_prefixes(arrays)
         if not prefixes:
-            raise ImportFormatError(f"{source}: no minGRU/minLSTM tensors found (expected "
-                                    "'to_hidden_and_gate.weight' or 'to_hidden_and_f_i_gate.weight')")
+            raise ImportFormatError(
+                f"{source}: no minGRU/minLSTM tensors found (expected "
+                "'to_hidden_and_gate.weight' or 'to_hidden_and_f_i_gate.weight')"
+            )
         extra = sorted(k for k in arrays if _split_key(k) is None)
         if extra:
-            raise ImportFormatError(f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
-                                    f"the minGRU/minLSTM layers {prefixes}: pass prefix= to import one layer")
+            raise ImportFormatError(
+                f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
+                f"the minGRU/minLSTM layers {prefixes}: pass prefix= to import one layer"
+            )
     used = {p + s for p in prefixes for s in SUFFIXES if p + s in arrays}
     dt = resolve_dtype(dtype, [arrays[k] for k in used])
     cells = [_layer(arrays, p, source, dt) for p in prefixes]

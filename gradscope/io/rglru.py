@@ -27,8 +27,13 @@ from gradscope.io._build import expect, resolve_dtype
 from gradscope.io.formats import ImportFormatError, check_float_array, to_numpy_dict
 
 # field of the cell -> the reference's path inside the layer (joined with "/" or ".")
-PARAMS = {"a_param": ("a_param",), "input_gate_w": ("input_gate", "w"), "input_gate_b": ("input_gate", "b"),
-          "a_gate_w": ("a_gate", "w"), "a_gate_b": ("a_gate", "b")}
+PARAMS = {
+    "a_param": ("a_param",),
+    "input_gate_w": ("input_gate", "w"),
+    "input_gate_b": ("input_gate", "b"),
+    "a_gate_w": ("a_gate", "w"),
+    "a_gate_b": ("a_gate", "b"),
+}
 SEPS = ("/", ".")
 
 
@@ -67,8 +72,9 @@ def _key(arrays, prefix, field) -> str:
     return prefix + "/".join(PARAMS[field])
 
 
-def from_state_dict(sd: Mapping, *, prefix: str | None = None, reset_at_start: bool = False, dtype=None,
-                    source: str = "state dict"):
+def from_state_dict(
+    sd: Mapping, *, prefix: str | None = None, reset_at_start: bool = False, dtype=None, source: str = "state dict"
+):
     """The `RGLRU` cell equal to the recurrentgemma RG-LRU layer whose parameters are ``sd`` (a flat mapping
     with "/"- or "."-joined keys, or the nested Flax tree). ``prefix`` selects one layer of a bigger tree
     (e.g. ``"params/blocks.0/recurrent_block/rg_lru/"``). ``dtype``: float32 / float64 (default: float64 when
@@ -83,19 +89,26 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, reset_at_start: b
         prefix = next((prefix + sep for sep in SEPS if prefix + sep in found), prefix)
     if prefix is None:
         if len(found) > 1:
-            raise ImportFormatError(f"{source}: several RG-LRU layers found (prefixes {found}): "
-                                    "pass prefix= to choose one")
+            raise ImportFormatError(
+                f"{source}: several RG-LRU layers found (prefixes {found}): pass prefix= to choose one"
+            )
         if not found:
-            raise ImportFormatError(f"{source}: missing tensor 'a_param' (no RG-LRU layer found: expected "
-                                    "'a_param', 'input_gate/w', 'input_gate/b', 'a_gate/w', 'a_gate/b')")
+            raise ImportFormatError(
+                f"{source}: missing tensor 'a_param' (no RG-LRU layer found: expected "
+                "'a_param', 'input_gate/w', 'input_gate/b', 'a_gate/w', 'a_gate/b')"
+            )
         prefix = found[0]
         extra = sorted(k for k in arrays if _split_key(k) is None or _split_key(k)[0] != prefix)
         if extra:
-            raise ImportFormatError(f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
-                                    f"the RG-LRU layer {prefix!r}: pass prefix= to import that layer only")
+            raise ImportFormatError(
+                f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
+                f"the RG-LRU layer {prefix!r}: pass prefix= to import that layer only"
+            )
     if any(_split_key(k) == (prefix, sep, None) for k in arrays for sep in SEPS):
-        raise ImportFormatError(f"{source}: tensor {prefix + 'a_imag_param'!r} exists: the complex RG-LRU "
-                                "(only_real=False) is not supported")
+        raise ImportFormatError(
+            f"{source}: tensor {prefix + 'a_imag_param'!r} exists: the complex RG-LRU "
+            "(only_real=False) is not supported"
+        )
     k_a = _key(arrays, prefix, "a_param")
     if k_a not in arrays:
         raise ImportFormatError(f"{source}: missing tensor {k_a!r}; RG-LRU layers found: {found or 'none'}")
@@ -108,12 +121,26 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, reset_at_start: b
         raise ImportFormatError(f"{source}: tensor {k_a!r} has shape {tuple(a_param.shape)}, expected (n,)")
     n = a_param.shape[0]
     if w.ndim != 3 or w.shape[1] != w.shape[2] or w.shape[0] * w.shape[1] != n:
-        raise ImportFormatError(f"{source}: tensor {k_w!r} has shape {tuple(w.shape)}, expected (H, n/H, n/H) "
-                                f"with n = {n} (the size of {k_a!r})")
+        raise ImportFormatError(
+            f"{source}: tensor {k_w!r} has shape {tuple(w.shape)}, expected (H, n/H, n/H) "
+            f"with n = {n} (the size of {k_a!r})"
+        )
     H, k = w.shape[0], w.shape[1]
-    shapes = {"a_param": (n,), "input_gate_w": (H, k, k), "input_gate_b": (H, k), "a_gate_w": (H, k, k),
-              "a_gate_b": (H, k)}
+    shapes = {
+        "a_param": (n,),
+        "input_gate_w": (H, k, k),
+        "input_gate_b": (H, k),
+        "a_gate_w": (H, k, k),
+        "a_gate_b": (H, k),
+    }
     params = {f: expect(arrays, _key(arrays, prefix, f), shape, source) for f, shape in shapes.items()}
     dt = resolve_dtype(dtype, list(params.values()))
-    return RGLRU(**{f: jnp.asarray(v, dt) for f, v in params.items()}, input_size=n, hidden_size=n,
-                 num_heads=H, c=8.0, reset_at_start=reset_at_start, registry_name="rglru")
+    return RGLRU(
+        **{f: jnp.asarray(v, dt) for f, v in params.items()},
+        input_size=n,
+        hidden_size=n,
+        num_heads=H,
+        c=8.0,
+        reset_at_start=reset_at_start,
+        registry_name="rglru",
+    )

@@ -32,11 +32,19 @@ import numpy as np
 
 from gradscope.io._build import TORCH_NONLINEARITIES, expect, make_cell, resolve_dtype
 from gradscope.io.deep_bidirectional import DeepBidirectional
-from gradscope.io.formats import (DEFAULT_MAX_BYTES, ImportFormatError, check_float_array, read_arrays, write_npz,
-                                  write_safetensors)
+from gradscope.io.formats import (
+    DEFAULT_MAX_BYTES,
+    ImportFormatError,
+    check_float_array,
+    read_arrays,
+    write_npz,
+    write_safetensors,
+)
 
-_LAYERED = re.compile(r"^(?P<prefix>.*?)(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
-                      r"_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+_LAYERED = re.compile(
+    r"^(?P<prefix>.*?)(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
+    r"_l(?P<layer>\d+)(?P<rev>_reverse)?$"
+)
 _CELL = re.compile(r"^(?P<prefix>.*?)(?P<param>weight_ih|weight_hh|bias_ih|bias_hh)$")
 _KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
 
@@ -55,8 +63,9 @@ def _prefixes(keys) -> dict[str, str]:
     return out
 
 
-def infer_layout(arrays: Mapping[str, np.ndarray], *, prefix: str | None = None, kind: str | None = None,
-                 source: str = "state dict") -> dict:
+def infer_layout(
+    arrays: Mapping[str, np.ndarray], *, prefix: str | None = None, kind: str | None = None, source: str = "state dict"
+) -> dict:
     """Work out what a PyTorch state dict holds, checking every name and shape.
 
     Returns ``{"kind", "input_size", "hidden_size", "proj_size", "num_layers", "bidirectional",
@@ -67,15 +76,19 @@ def infer_layout(arrays: Mapping[str, np.ndarray], *, prefix: str | None = None,
     cands = _prefixes(arrays)
     if prefix is None:
         if not cands:
-            raise ImportFormatError(f"{source}: no PyTorch RNN weights found (no 'weight_ih_l0' or 'weight_ih' "
-                                    f"key); keys are {sorted(arrays)[:12]}")
+            raise ImportFormatError(
+                f"{source}: no PyTorch RNN weights found (no 'weight_ih_l0' or 'weight_ih' "
+                f"key); keys are {sorted(arrays)[:12]}"
+            )
         if len(cands) > 1:
-            raise ImportFormatError(f"{source}: several recurrent modules found (prefixes "
-                                    f"{sorted(cands)}); pass prefix= to choose one")
+            raise ImportFormatError(
+                f"{source}: several recurrent modules found (prefixes {sorted(cands)}); pass prefix= to choose one"
+            )
         prefix = next(iter(cands))
     elif prefix not in cands:
-        raise ImportFormatError(f"{source}: prefix={prefix!r} has no 'weight_ih_l0'/'weight_ih' key; "
-                                f"prefixes found: {sorted(cands)}")
+        raise ImportFormatError(
+            f"{source}: prefix={prefix!r} has no 'weight_ih_l0'/'weight_ih' key; prefixes found: {sorted(cands)}"
+        )
     style = cands[prefix]
     own = [k for k in arrays if k.startswith(prefix)]
     ignored = sorted(k for k in arrays if not k.startswith(prefix))
@@ -93,29 +106,39 @@ def infer_layout(arrays: Mapping[str, np.ndarray], *, prefix: str | None = None,
     if key("weight_hh", 0, False) not in arrays:
         raise ImportFormatError(f"{source}: missing tensor {key('weight_hh', 0, False)!r}")
     if w_ih.ndim != 2 or w_hh.ndim != 2:
-        raise ImportFormatError(f"{source}: {key('weight_ih', 0, False)!r} has shape {w_ih.shape} and "
-                                f"{key('weight_hh', 0, False)!r} has shape {w_hh.shape}; both must be matrices")
+        raise ImportFormatError(
+            f"{source}: {key('weight_ih', 0, False)!r} has shape {w_ih.shape} and "
+            f"{key('weight_hh', 0, False)!r} has shape {w_hh.shape}; both must be matrices"
+        )
     hr_key = key("weight_hr", 0, False)
     if style == "layered" and hr_key in arrays:
         w_hr = np.asarray(arrays[hr_key])
         if w_hr.ndim != 2:
-            raise ImportFormatError(f"{source}: tensor {hr_key!r} has shape {w_hr.shape}, expected (proj_size, hidden_size)")
+            raise ImportFormatError(
+                f"{source}: tensor {hr_key!r} has shape {w_hr.shape}, expected (proj_size, hidden_size)"
+            )
         proj, hidden = int(w_hr.shape[0]), int(w_hr.shape[1])
     else:
         proj, hidden = 0, int(w_hh.shape[1])
     if hidden <= 0 or w_hh.shape[0] % hidden:
-        raise ImportFormatError(f"{source}: {key('weight_hh', 0, False)!r} has shape {w_hh.shape}: its rows are "
-                                f"not a multiple (1, 3 or 4) of hidden_size={hidden}")
+        raise ImportFormatError(
+            f"{source}: {key('weight_hh', 0, False)!r} has shape {w_hh.shape}: its rows are "
+            f"not a multiple (1, 3 or 4) of hidden_size={hidden}"
+        )
     gates = w_hh.shape[0] // hidden
     if gates not in _KIND_BY_GATES:
-        raise ImportFormatError(f"{source}: {key('weight_hh', 0, False)!r} has shape {w_hh.shape}: {gates} gate "
-                                "blocks, expected 1 (RNN), 3 (GRU) or 4 (LSTM)")
+        raise ImportFormatError(
+            f"{source}: {key('weight_hh', 0, False)!r} has shape {w_hh.shape}: {gates} gate "
+            "blocks, expected 1 (RNN), 3 (GRU) or 4 (LSTM)"
+        )
     inferred = _KIND_BY_GATES[gates]
     if proj and inferred != "lstm":
         raise ImportFormatError(f"{source}: {hr_key!r} (projection) exists but the gate count says {inferred}")
     if kind is not None and kind != inferred:
-        raise ImportFormatError(f"{source}: kind={kind!r} was given but the shapes say {inferred!r} "
-                                f"({gates} gate block(s) in {key('weight_hh', 0, False)!r}, shape {w_hh.shape})")
+        raise ImportFormatError(
+            f"{source}: kind={kind!r} was given but the shapes say {inferred!r} "
+            f"({gates} gate block(s) in {key('weight_hh', 0, False)!r}, shape {w_hh.shape})"
+        )
     if proj and not 0 < proj < hidden:
         raise ImportFormatError(f"{source}: {hr_key!r} has shape {(proj, hidden)}: proj_size must be < hidden_size")
     input_size = int(w_ih.shape[1])
@@ -133,7 +156,7 @@ def infer_layout(arrays: Mapping[str, np.ndarray], *, prefix: str | None = None,
     params, expected_keys = {}, set()
     for layer in range(layers):
         m = input_size if layer == 0 else D * h_out
-        for rev in ([False, True] if bidir else [False]):
+        for rev in [False, True] if bidir else [False]:
             shapes = {"weight_ih": (G, m), "weight_hh": (G, h_out)}
             if has_bias:
                 shapes |= {"bias_ih": (G,), "bias_hh": (G,)}
@@ -148,12 +171,24 @@ def infer_layout(arrays: Mapping[str, np.ndarray], *, prefix: str | None = None,
             params[(layer, "bwd" if rev else "fwd")] = entry
     extra = sorted(set(own) - expected_keys)
     if extra:
-        raise ImportFormatError(f"{source}: unexpected tensor(s) {extra} for a {layers}-layer "
-                                f"{'bidirectional ' if bidir else ''}{inferred} with bias={has_bias}, "
-                                f"proj_size={proj} (missing biases or _reverse weights in some layer?)")
-    return {"kind": inferred, "input_size": input_size, "hidden_size": hidden, "proj_size": proj,
-            "num_layers": layers, "bidirectional": bidir, "bias": has_bias, "prefix": prefix,
-            "style": style, "params": params, "ignored": ignored}
+        raise ImportFormatError(
+            f"{source}: unexpected tensor(s) {extra} for a {layers}-layer "
+            f"{'bidirectional ' if bidir else ''}{inferred} with bias={has_bias}, "
+            f"proj_size={proj} (missing biases or _reverse weights in some layer?)"
+        )
+    return {
+        "kind": inferred,
+        "input_size": input_size,
+        "hidden_size": hidden,
+        "proj_size": proj,
+        "num_layers": layers,
+        "bidirectional": bidir,
+        "bias": has_bias,
+        "prefix": prefix,
+        "style": style,
+        "params": params,
+        "ignored": ignored,
+    }
 
 
 def _meta_value(meta: dict, name: str):
@@ -166,8 +201,15 @@ def _meta_value(meta: dict, name: str):
     return v
 
 
-def from_torch(source, *, kind: str | None = None, nonlinearity: str | None = None, prefix: str | None = None,
-               dtype=None, max_bytes: int = DEFAULT_MAX_BYTES):
+def from_torch(
+    source,
+    *,
+    kind: str | None = None,
+    nonlinearity: str | None = None,
+    prefix: str | None = None,
+    dtype=None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+):
     """A gradscope model equal to the PyTorch RNN/LSTM/GRU whose weights are in ``source``.
 
     ``source``: a state dict (torch tensors or numpy arrays), or a path to a ``.safetensors``,
@@ -192,9 +234,20 @@ def from_torch(source, *, kind: str | None = None, nonlinearity: str | None = No
 
     def cell(layer, direction):
         p = {name: arrays[k] for name, k in lay["params"][(layer, direction)].items()}
-        m = lay["input_size"] if layer == 0 else (2 if lay["bidirectional"] else 1) * (lay["proj_size"] or lay["hidden_size"])
-        return make_cell(lay["kind"], p, input_size=m, hidden_size=lay["hidden_size"], proj_size=lay["proj_size"],
-                         nonlinearity=nonlinearity, dtype=dt)
+        m = (
+            lay["input_size"]
+            if layer == 0
+            else (2 if lay["bidirectional"] else 1) * (lay["proj_size"] or lay["hidden_size"])
+        )
+        return make_cell(
+            lay["kind"],
+            p,
+            input_size=m,
+            hidden_size=lay["hidden_size"],
+            proj_size=lay["proj_size"],
+            nonlinearity=nonlinearity,
+            dtype=dt,
+        )
 
     return assemble(cell, lay["num_layers"], lay["bidirectional"])
 
@@ -242,8 +295,10 @@ def _layers_of(model):
         raise ImportFormatError(f"cannot export a model mixing cell kinds {sorted(kinds)} as one PyTorch module")
     kind = kinds.pop()
     if kind == "gru-chung":
-        raise ImportFormatError("the Cho/Chung GRU (reset before the matmul) has no PyTorch equivalent; "
-                                "PyTorch's GRU resets after the matmul")
+        raise ImportFormatError(
+            "the Cho/Chung GRU (reset before the matmul) has no PyTorch equivalent; "
+            "PyTorch's GRU resets after the matmul"
+        )
     nonlin = None
     if kind == "rnn":
         acts = {c.activation for c in cells}
@@ -273,8 +328,14 @@ def to_torch_state_dict(model) -> dict[str, np.ndarray]:
 def torch_metadata(model) -> dict[str, str]:
     """What a state dict does not say, as safetensors metadata (strings)."""
     kind, grid, nonlin, proj = _layers_of(model)
-    cfg = {"kind": kind, "num_layers": len(grid), "bidirectional": len(grid[0]) == 2, "proj_size": proj,
-           "hidden_size": grid[0][0].hidden_size, "input_size": grid[0][0].input_size}
+    cfg = {
+        "kind": kind,
+        "num_layers": len(grid),
+        "bidirectional": len(grid[0]) == 2,
+        "proj_size": proj,
+        "hidden_size": grid[0][0].hidden_size,
+        "input_size": grid[0][0].input_size,
+    }
     if nonlin:
         cfg["nonlinearity"] = nonlin
     meta = {"format": "pt", "source": "gradscope", "kind": kind, "gradscope": json.dumps(cfg)}

@@ -60,9 +60,14 @@ def modules(keys) -> dict[str, str]:
                 else:
                     out[p] = "mlstm-cell"
     # a layer's own cell is part of the layer, not a second module
-    return {p: kd for p, kd in out.items()
-            if not ((p.endswith(_SC) and out.get(p[: -len(_SC)]) == "slstm-layer")
-                    or (p.endswith(_MC) and out.get(p[: -len(_MC)]) == "mlstm-layer"))}
+    return {
+        p: kd
+        for p, kd in out.items()
+        if not (
+            (p.endswith(_SC) and out.get(p[: -len(_SC)]) == "slstm-layer")
+            or (p.endswith(_MC) and out.get(p[: -len(_MC)]) == "mlstm-layer")
+        )
+    }
 
 
 def recognise(keys) -> bool:
@@ -93,8 +98,10 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
             raise ImportFormatError(f"{source}: found {what}; pass prefix= to pick one")
         prefix = next(iter(found))
     elif prefix not in found:
-        raise ImportFormatError(f"{source}: prefix={prefix!r} is not an sLSTM/mLSTM module; found "
-                                f"{', '.join(map(repr, sorted(found))) or 'none'}")
+        raise ImportFormatError(
+            f"{source}: prefix={prefix!r} is not an sLSTM/mLSTM module; found "
+            f"{', '.join(map(repr, sorted(found))) or 'none'}"
+        )
     kind = found[prefix]
     dt = resolve_dtype(dtype, [a for k, a in arrays.items() if k.startswith(prefix) and a.dtype.kind == "f"])
     if kind == "slstm-cell":
@@ -106,7 +113,8 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
     raise ImportFormatError(
         f"{source}: tensor {prefix + 'conv1d.conv.weight'!r}: an mLSTMLayer's causal conv1d window is recurrent "
         f"state that gradscope's mlstm cell does not model; import its cell with prefix={prefix + _MC!r} "
-        "(inputs q, k, v)")
+        "(inputs q, k, v)"
+    )
 
 
 def _recurrent(arrays, p, source):
@@ -121,8 +129,10 @@ def _recurrent(arrays, p, source):
     if R.ndim == 3 and R.shape[2] == 4 * R.shape[1]:  # cuda: [head, Dh_in, gate·Dh_out]
         K, D, _ = R.shape
         return R.reshape(K, D, 4, D).transpose(2, 0, 3, 1), "cuda"
-    raise ImportFormatError(f"{source}: tensor {key!r} has shape {R.shape}, expected (heads, 4·Dh, Dh) (vanilla "
-                            "backend) or (heads, Dh, 4·Dh) (cuda backend)")
+    raise ImportFormatError(
+        f"{source}: tensor {key!r} has shape {R.shape}, expected (heads, 4·Dh, Dh) (vanilla "
+        "backend) or (heads, Dh, 4·Dh) (cuda backend)"
+    )
 
 
 def _slstm(arrays, p, weight_ih, source, dt, norm_scale=None):
@@ -133,9 +143,16 @@ def _slstm(arrays, p, weight_ih, source, dt, norm_scale=None):
     if backend == "cuda":  # head-major [head, gate, unit] -> gate-major [gate, head, unit]
         b = b.reshape(K, 4, D).transpose(1, 0, 2).reshape(-1)
     W = np.eye(4 * n) if weight_ih is None else weight_ih
-    return SLSTM(weight_ih=jnp.asarray(W, dt), weight_hh=jnp.asarray(R, dt), bias=jnp.asarray(b, dt),
-                 input_size=W.shape[1], hidden_size=n, num_heads=K,
-                 norm_scale=None if norm_scale is None else jnp.asarray(norm_scale, dt), registry_name="slstm")
+    return SLSTM(
+        weight_ih=jnp.asarray(W, dt),
+        weight_hh=jnp.asarray(R, dt),
+        bias=jnp.asarray(b, dt),
+        input_size=W.shape[1],
+        hidden_size=n,
+        num_heads=K,
+        norm_scale=None if norm_scale is None else jnp.asarray(norm_scale, dt),
+        registry_name="slstm",
+    )
 
 
 def _slstm_layer(arrays, p, source, dt):
@@ -144,7 +161,8 @@ def _slstm_layer(arrays, p, source, dt):
         raise ImportFormatError(
             f"{source}: tensor {conv!r}: this sLSTMLayer has a causal conv1d (conv1d_kernel_size > 0) whose window "
             f"is recurrent state that gradscope's slstm cell does not model; import its cell with "
-            f"prefix={p + _SC!r} (inputs: the gate pre-activations) or use conv1d_kernel_size=0")
+            f"prefix={p + _SC!r} (inputs: the gate pre-activations) or use conv1d_kernel_size=0"
+        )
     R, _ = _recurrent(arrays, p + _SC, source)
     K, D = R.shape[1], R.shape[2]
     n = K * D
@@ -160,8 +178,9 @@ def _mlstm(arrays, p, source, dt):
     key = p + "igate.weight"
     Wi = check_float_array(arrays[key], key, source)
     if Wi.ndim != 2 or Wi.shape[1] % 3 or (Wi.shape[1] // 3) % Wi.shape[0]:
-        raise ImportFormatError(f"{source}: tensor {key!r} has shape {Wi.shape}, expected (heads, 3·E) with heads "
-                                "dividing E")
+        raise ImportFormatError(
+            f"{source}: tensor {key!r} has shape {Wi.shape}, expected (heads, 3·E) with heads dividing E"
+        )
     H, E = Wi.shape[0], Wi.shape[1] // 3
     bi = expect(arrays, p + "igate.bias", (H,), source)
     Wf = expect(arrays, p + "fgate.weight", (H, 3 * E), source)
@@ -171,6 +190,20 @@ def _mlstm(arrays, p, source, dt):
     sel = [np.concatenate([eye if j == i else zero for j in range(3)], axis=1) for i in range(3)]
     z = jnp.zeros((E,), dt)
     a = lambda v: jnp.asarray(v, dt)  # noqa: E731
-    return MLSTM(weight_q=a(sel[0]), weight_k=a(sel[1]), weight_v=a(sel[2]), bias_q=z, bias_k=z, bias_v=z,
-                 weight_i=a(Wi), weight_f=a(Wf), bias_i=a(bi), bias_f=a(bf), input_size=3 * E, hidden_size=E,
-                 num_heads=H, norm_scale=a(scale), registry_name="mlstm")
+    return MLSTM(
+        weight_q=a(sel[0]),
+        weight_k=a(sel[1]),
+        weight_v=a(sel[2]),
+        bias_q=z,
+        bias_k=z,
+        bias_v=z,
+        weight_i=a(Wi),
+        weight_f=a(Wf),
+        bias_i=a(bi),
+        bias_f=a(bf),
+        input_size=3 * E,
+        hidden_size=E,
+        num_heads=H,
+        norm_scale=a(scale),
+        registry_name="mlstm",
+    )

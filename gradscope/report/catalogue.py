@@ -122,12 +122,14 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
     if any(a.get("lag_profile") for a in per_analysis):
         with_lp = [a for a in items if a.get("lag_profile")]
         many = len(with_lp) > 1
-        specs.append(FigureSpec(
-            "lag_profiles.png",
-            "Gradient norm against lag" + (" — all models" if many else ""),
-            _lag_caption(with_lp),
-            lambda: F.lag_profiles(with_lp),
-        ))
+        specs.append(
+            FigureSpec(
+                "lag_profiles.png",
+                "Gradient norm against lag" + (" — all models" if many else ""),
+                _lag_caption(with_lp),
+                lambda: F.lag_profiles(with_lp),
+            )
+        )
     used = {"lag_profiles"}
     for a in per_analysis:
         name = str(a.get("name", ""))
@@ -147,8 +149,9 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                 "attribution": "Gradient attribution",
                 "gates": "Gate saturation",
             }[kind]
-            specs.append(FigureSpec(f"{base}_{kind}.png", f"{name}: {title}", caps[kind],
-                                    (lambda fn=fn, a=a: fn(a)), name))
+            specs.append(
+                FigureSpec(f"{base}_{kind}.png", f"{name}: {title}", caps[kind], (lambda fn=fn, a=a: fn(a)), name)
+            )
     if report.get("command") == "sweep" and items:
         specs += _sweep_specs(report)
     if report.get("training"):
@@ -173,5 +176,7 @@ def _sweep_specs(report: Mapping) -> list[FigureSpec]:
         "seeds, for each cell and gain (rows) and sequence length T (columns). A horizon equal to T means the "
         "gradient reaches the first step; a horizon that stays fixed as T grows is a memory limit of the model.",
     )
-    return [FigureSpec(f, t, c, (lambda i=i: sweep_figures(report)[i]))
-            for i, (f, t, c) in enumerate(zip(SWEEP_FIGURE_FILES, titles, caps))]
+    return [
+        FigureSpec(f, t, c, (lambda i=i: sweep_figures(report)[i]))
+        for i, (f, t, c) in enumerate(zip(SWEEP_FIGURE_FILES, titles, caps))
+    ]

@@ -12,15 +12,13 @@ import datetime
 import functools
 import importlib.resources
 import json
-
-from gradscope._json import clean  # noqa: F401  (re-exported: report.clean)
 import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
 from gradscope._errors import ConfigError, GradscopeError
+from gradscope._json import clean  # noqa: F401  (re-exported: report.clean)
 
 SCHEMA = "gradscope.report/1"
 ANALYSIS_SCHEMA = "gradscope.analysis/1"

@@ -46,9 +46,7 @@ def _need(a: Mapping, key: str, why: str = "") -> Mapping:
     sec = a.get(key) if isinstance(a, Mapping) else None
     if sec is None:
         name = a.get("name", "?") if isinstance(a, Mapping) else type(a).__name__
-        raise ConfigError(
-            f"analysis {name!r} has no {key!r} section{why}: re-run the analysis with it switched on"
-        )
+        raise ConfigError(f"analysis {name!r} has no {key!r} section{why}: re-run the analysis with it switched on")
     return sec
 
 
@@ -83,8 +81,9 @@ def _heatmap(fig, ax, M, *, label, extent=None, aspect="auto"):
     vmin, vmax = rng if rng else (0.0, 1.0)
     if vmin == vmax:
         vmin, vmax = vmin - 0.5, vmax + 0.5
-    im = ax.imshow(M, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect,
-                   interpolation="nearest", extent=extent)
+    im = ax.imshow(
+        M, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest", extent=extent
+    )
     fig.colorbar(im, ax=ax, label=label)
     if rng is None:
         _no_data(ax)
@@ -123,15 +122,27 @@ def lag_profiles(analyses, *, bounds: bool = True, threshold: bool = True) -> Fi
         color = _CYCLE[i % len(_CYCLE)]
         lag, y, band, what = _curve(a)
         name = str(a.get("name", f"analysis {i}"))
-        ax.plot(lag, y, color=color, lw=1.8, marker="." if lag.size <= 60 else None,
-                label=f"{name} ({a.get('summary', {}).get('verdict', '?')})")
+        ax.plot(
+            lag,
+            y,
+            color=color,
+            lw=1.8,
+            marker="." if lag.size <= 60 else None,
+            label=f"{name} ({a.get('summary', {}).get('verdict', '?')})",
+        )
         if band is not None:
             ax.fill_between(lag, *band, color=color, alpha=0.2, lw=0)
         b = a.get("bound")
         if bounds and isinstance(b, Mapping) and b.get("log10_per_step") is not None and lag.size:
             tau = np.linspace(0.0, float(np.nanmax(lag)), 100)
-            ax.plot(tau, tau * float(b["log10_per_step"]), color=color, ls="--", lw=1.2,
-                    label=f"{name}: bound ({b.get('kind', 'classical')}, {b['log10_per_step']:+.3g}/step)")
+            ax.plot(
+                tau,
+                tau * float(b["log10_per_step"]),
+                color=color,
+                ls="--",
+                lw=1.2,
+                label=f"{name}: bound ({b.get('kind', 'classical')}, {b['log10_per_step']:+.3g}/step)",
+            )
         thr = a.get("summary", {}).get("horizon_threshold")
         if thr is not None:
             thresholds.add(float(thr))
@@ -157,12 +168,17 @@ def triangle(analysis: Mapping) -> Figure:
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
     n = M.shape[0] if M.ndim == 2 else 0
-    _heatmap(fig, ax, M if n else np.full((1, 1), np.nan),
-             label=NORM_UNIT + r"  $\log_{10}\|\partial S_t/\partial S_k\|_F$",
-             extent=(-0.5, n - 0.5, -0.5, n - 0.5) if n else None, aspect="equal")
+    _heatmap(
+        fig,
+        ax,
+        M if n else np.full((1, 1), np.nan),
+        label=NORM_UNIT + r"  $\log_{10}\|\partial S_t/\partial S_k\|_F$",
+        extent=(-0.5, n - 0.5, -0.5, n - 0.5) if n else None,
+        aspect="equal",
+    )
     ax.set_xlabel("source step k")
     ax.set_ylabel("target step t")
-    ax.set_title(r"Jacobian products $\partial S_t/\partial S_k$: " + str(analysis.get('name', '')))
+    ax.set_title(r"Jacobian products $\partial S_t/\partial S_k$: " + str(analysis.get("name", "")))
     return fig
 
 
@@ -202,8 +218,14 @@ def _sv_lines(ax, x, sv):
     cmap = colormaps[CMAP]
     for i in range(k):
         label = r"$\sigma_1$ (largest)" if i == 0 else (rf"$\sigma_{{{k}}}$ (smallest shown)" if i == k - 1 else None)
-        ax.plot(x, sv[:, i], color=cmap(i / max(k - 1, 1) * 0.9), lw=1.8 if i == 0 else 1.0,
-                marker="." if x.size <= 40 else None, label=label)
+        ax.plot(
+            x,
+            sv[:, i],
+            color=cmap(i / max(k - 1, 1) * 0.9),
+            lw=1.8 if i == 0 else 1.0,
+            marker="." if x.size <= 40 else None,
+            label=label,
+        )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
 
@@ -299,8 +321,13 @@ def attribution(analysis: Mapping) -> Figure:
     ax1.legend(fontsize="small", loc="best")
     if bt.ndim == 2 and bt.size:
         nT, nb = bt.shape
-        _heatmap(fig, ax2, bt.T, label=NORM_UNIT + r"  $\log_{10}\|\partial E/\partial S_t[\mathrm{block}]\|$",
-                 extent=(-0.5, nT - 0.5, -0.5, nb - 0.5))
+        _heatmap(
+            fig,
+            ax2,
+            bt.T,
+            label=NORM_UNIT + r"  $\log_{10}\|\partial E/\partial S_t[\mathrm{block}]\|$",
+            extent=(-0.5, nT - 0.5, -0.5, nb - 0.5),
+        )
         ax2.set_yticks(range(nb), blocks if len(blocks) == nb else [str(i) for i in range(nb)])
     else:
         _no_data(ax2)
@@ -332,8 +359,9 @@ def gates(analysis: Mapping) -> Figure:
         ax.stairs(frac, edges, fill=True, color=_CYCLE[0], alpha=0.75, label=f"mean {v.get('mean', float('nan')):.2f}")
         sat = v.get("saturated_fraction")
         extra = f", open {v['open_fraction']:.0%}" if v.get("open_fraction") is not None else ""
-        ax.set_title(f"gate {name}: saturated {sat:.0%}{extra}" if sat is not None else f"gate {name}",
-                     fontsize="medium")
+        ax.set_title(
+            f"gate {name}: saturated {sat:.0%}{extra}" if sat is not None else f"gate {name}", fontsize="medium"
+        )
         ax.set_xlabel("gate value")
         ax.set_ylabel("fraction of values")
         ax.legend(fontsize="small", loc="upper center")
@@ -345,8 +373,7 @@ def gates(analysis: Mapping) -> Figure:
                 if isinstance(x, (int, float)) and not isinstance(x, bool):
                     labels.append(f"{name}\n{k.replace('_fraction', '')}")
                     vals.append(float(x))
-        ax.bar(range(len(vals)), vals, color=[_CYCLE[i % 10] for i in range(len(vals))],
-               label="fraction of units")
+        ax.bar(range(len(vals)), vals, color=[_CYCLE[i % 10] for i in range(len(vals))], label="fraction of units")
         ax.bar_label(ax.containers[0], labels=[f"{v:.0%}" for v in vals], padding=2)
         ax.set_xticks(range(len(vals)), labels, fontsize="small")
         ax.set_ylim(0, 1)

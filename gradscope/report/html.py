@@ -76,8 +76,11 @@ def _summary_table(items) -> str:
     keys = [k for k in metric_keys(items) if k != "verdict"]
     if len(items) <= 8:
         head = "".join(f"<th><code>{escape(str(a.get('name', '')))}</code></th>" for a in items)
-        rows = ["<tr><th>verdict</th>" + "".join(
-            f"<td>{_verdict(a.get('summary', {}).get('verdict', '?'))}</td>" for a in items) + "</tr>"]
+        rows = [
+            "<tr><th>verdict</th>"
+            + "".join(f"<td>{_verdict(a.get('summary', {}).get('verdict', '?'))}</td>" for a in items)
+            + "</tr>"
+        ]
         setups = [_setup_rows(a) for a in items]
         for i, (label, _) in enumerate(setups[0]):
             rows.append(f"<tr><th>{escape(label)}</th>" + "".join(f"<td>{s[i][1]}</td>" for s in setups) + "</tr>")
@@ -88,16 +91,20 @@ def _summary_table(items) -> str:
                 + "".join(f'<td class="num">{escape(fmt(a.get("summary", {}).get(k)))}</td>' for a in items)
                 + "</tr>"
             )
-        return (f'<div class="scroll"><table class="summary side"><thead><tr><th>metric</th>{head}</tr></thead>'
-                f"<tbody>{''.join(rows)}</tbody></table></div>")
+        return (
+            f'<div class="scroll"><table class="summary side"><thead><tr><th>metric</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>"
+        )
     head = "".join(f'<th title="{escape(METRICS.get(k, k))}"><code>{escape(k)}</code></th>' for k in keys)
     rows = []
     for a in items:
         s = a.get("summary", {})
         cells = "".join(f'<td class="num">{escape(fmt(s.get(k)))}</td>' for k in keys)
         setup = "".join(f"<td>{v}</td>" for _, v in _setup_rows(a))
-        rows.append(f"<tr><td><code>{escape(str(a.get('name', '')))}</code></td>"
-                    f"<td>{_verdict(s.get('verdict', '?'))}</td>{setup}{cells}</tr>")
+        rows.append(
+            f"<tr><td><code>{escape(str(a.get('name', '')))}</code></td>"
+            f"<td>{_verdict(s.get('verdict', '?'))}</td>{setup}{cells}</tr>"
+        )
     setup_head = "".join(f"<th>{escape(label)}</th>" for label, _ in _setup_rows(items[0]))
     return (
         '<div class="scroll"><table class="summary"><thead><tr><th>analysis</th><th>verdict</th>'
@@ -110,12 +117,15 @@ def _verdict_table(items) -> str:
     cols = []
     for v, title in _VERDICT_TEXT.items():
         names = [a for a in items if a.get("summary", {}).get("verdict") == v]
-        body = "<br>".join(
-            f"<code>{escape(str(a.get('name', '')))}</code> — "
-            f"horizon {escape(fmt(a['summary'].get('horizon')))} steps, "
-            f"{escape(fmt(a['summary'].get('decay_per_step')))} log10/step"
-            for a in names
-        ) or "<em>none</em>"
+        body = (
+            "<br>".join(
+                f"<code>{escape(str(a.get('name', '')))}</code> — "
+                f"horizon {escape(fmt(a['summary'].get('horizon')))} steps, "
+                f"{escape(fmt(a['summary'].get('decay_per_step')))} log10/step"
+                for a in names
+            )
+            or "<em>none</em>"
+        )
         cols.append((f'<span class="verdict {v}">{escape(title)}</span> ({len(names)})', body))
     head = "".join(f"<th>{h}</th>" for h, _ in cols)
     body = "".join(f"<td>{b}</td>" for _, b in cols)

@@ -58,10 +58,12 @@ def environment_line(report: Mapping) -> str:
     e = report.get("environment") or {}
     n, procs = e.get("devices", 1), e.get("processes", 1)
     count = (f" ×{n}" if n > 1 else "") + (f", {procs} processes" if procs > 1 else "")
-    return (f"gradscope {e.get('gradscope', '?')} · JAX {e.get('jax', '?')} on {e.get('backend', '?')} "
-            f"({e.get('device', '?')}{count}) · dtype {e.get('dtype', '?')}, "
-            f"matmul precision {e.get('matmul_precision', '?')}, "
-            f"x64 {'on' if e.get('x64') else 'off'} · Python {e.get('python', '?')} · {e.get('platform', '?')}")
+    return (
+        f"gradscope {e.get('gradscope', '?')} · JAX {e.get('jax', '?')} on {e.get('backend', '?')} "
+        f"({e.get('device', '?')}{count}) · dtype {e.get('dtype', '?')}, "
+        f"matmul precision {e.get('matmul_precision', '?')}, "
+        f"x64 {'on' if e.get('x64') else 'off'} · Python {e.get('python', '?')} · {e.get('platform', '?')}"
+    )
 
 
 def _cell(text: str) -> str:
@@ -79,8 +81,10 @@ def render_markdown(report: Mapping) -> str:
         f"created {report.get('created', '?')}",
         "",
     ]
-    counts = {v: [a.get("name") for a in items if a.get("summary", {}).get("verdict") == v]
-              for v in ("vanishing", "exploding", "stable")}
+    counts = {
+        v: [a.get("name") for a in items if a.get("summary", {}).get("verdict") == v]
+        for v in ("vanishing", "exploding", "stable")
+    }
     verdicts = ", ".join(f"{len(n)} {v}" for v, n in counts.items() if n)
     lines += [f"**{len(items)} analys{'is' if len(items) == 1 else 'es'}**: {verdicts or 'no verdicts'}", ""]
     head = ["analysis", "model", "length", "batch", "method", "precision", *keys]
@@ -88,9 +92,14 @@ def render_markdown(report: Mapping) -> str:
     lines.append("|" + "|".join(["---"] * 4 + ["---"] * 2 + ["---:" if k != "verdict" else "---" for k in keys]) + "|")
     for a in items:
         s = a.get("summary", {})
-        row = [f"`{_cell(a.get('name', ''))}`", _cell(model_label(a)), fmt(a.get("length")),
-               fmt(a.get("batch")) if a.get("batch") is not None else "1", _cell(a.get("method", "?")),
-               _cell(precision_label(a))]
+        row = [
+            f"`{_cell(a.get('name', ''))}`",
+            _cell(model_label(a)),
+            fmt(a.get("length")),
+            fmt(a.get("batch")) if a.get("batch") is not None else "1",
+            _cell(a.get("method", "?")),
+            _cell(precision_label(a)),
+        ]
         for k in keys:
             v = s.get(k)
             row.append(f"**{v}**" if k == "verdict" and v in ("vanishing", "exploding") else _cell(fmt(v)))

@@ -31,8 +31,15 @@ def _grid_rows(report: dict) -> list[dict]:
             gain = next((float(p[2:]) for p in parts[1:] if p.startswith("g=")), None)
         length = c.get("length") or a.get("length")
         s = a.get("summary", {})
-        rows.append({"label": label, "gain": gain, "length": length,
-                     "lyapunov_max": s.get("lyapunov_max"), "horizon": s.get("horizon")})
+        rows.append(
+            {
+                "label": label,
+                "gain": gain,
+                "length": length,
+                "lyapunov_max": s.get("lyapunov_max"),
+                "horizon": s.get("horizon"),
+            }
+        )
     return rows
 
 
@@ -46,8 +53,9 @@ def _heatmap(M, row_labels, col_labels, *, title, xlabel, colour_label, fmt):
     from matplotlib.figure import Figure
 
     M = np.asarray(M, np.float64)
-    fig = Figure(figsize=(1.6 + 0.9 * max(len(col_labels), 2), 1.2 + 0.45 * max(len(row_labels), 2)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(1.6 + 0.9 * max(len(col_labels), 2), 1.2 + 0.45 * max(len(row_labels), 2)), layout="constrained"
+    )
     ax = fig.add_subplot()
     cmap = colormaps["viridis"].with_extremes(bad="0.92")
     masked = np.ma.masked_invalid(M)
@@ -87,8 +95,15 @@ def sweep_figures(report: dict) -> list:
     for i, lab in enumerate(labels):
         for j, g in enumerate(gains + ([None] if has_na else [])):
             L[i, j] = _mean(r["lyapunov_max"] for r in rows if r["label"] == lab and r["gain"] == g)
-    fig1 = _heatmap(L, labels, cols, title="largest Lyapunov exponent", xlabel="recurrent gain",
-                    colour_label="λ_max (nats per step)", fmt=lambda v: f"{v:.3f}")
+    fig1 = _heatmap(
+        L,
+        labels,
+        cols,
+        title="largest Lyapunov exponent",
+        xlabel="recurrent gain",
+        colour_label="λ_max (nats per step)",
+        fmt=lambda v: f"{v:.3f}",
+    )
 
     lengths = sorted({int(r["length"]) for r in rows if r["length"] is not None})
     row_keys = list(dict.fromkeys((r["label"], r["gain"]) for r in rows))
@@ -97,8 +112,15 @@ def sweep_figures(report: dict) -> list:
         for j, T in enumerate(lengths):
             H[i, j] = _mean(r["horizon"] for r in rows if (r["label"], r["gain"]) == (lab, g) and r["length"] == T)
     row_labels = [lab if g is None else f"{lab} g={_fmt(g)}" for lab, g in row_keys]
-    fig2 = _heatmap(H, row_labels, [str(T) for T in lengths], title="gradient horizon", xlabel="length T",
-                    colour_label="horizon (steps)", fmt=lambda v: f"{v:.0f}")
+    fig2 = _heatmap(
+        H,
+        row_labels,
+        [str(T) for T in lengths],
+        title="gradient horizon",
+        xlabel="length T",
+        colour_label="horizon (steps)",
+        fmt=lambda v: f"{v:.0f}",
+    )
     return [fig1, fig2]
 
 

@@ -47,8 +47,7 @@ def _runs(report_or_runs) -> list[Mapping]:
 
 def _snap(run: Mapping, key: str):
     snaps = run.get("snapshots") or []
-    return (np.array([s["step"] for s in snaps], np.float64),
-            F.series([s.get(key) for s in snaps]))
+    return (np.array([s["step"] for s in snaps], np.float64), F.series([s.get(key) for s in snaps]))
 
 
 # ------------------------------------------------------------------------------------------- figures
@@ -72,14 +71,22 @@ def loss_curves(runs) -> Figure:
         d = r.get("diverged")
         if d:
             ax.axvline(d["step"], color=c, ls=":", lw=1)
-            ax.plot([d["step"]], [np.nanmax(loss) if loss.size and np.isfinite(loss).any() else 1.0], "x", color=c,
-                    ms=9, label=f"{r.get('name', i)} diverged at step {d['step']}")
+            ax.plot(
+                [d["step"]],
+                [np.nanmax(loss) if loss.size and np.isfinite(loss).any() else 1.0],
+                "x",
+                color=c,
+                ms=9,
+                label=f"{r.get('name', i)} diverged at step {d['step']}",
+            )
         if r.get("baseline") is not None:
             baselines.add(float(r["baseline"]))
     for b in sorted(baselines):
         ax.axhline(b, color="0.4", ls="--", lw=1.2, label=f"baseline {b:.3g}")
-    for a, title, ylabel in ((ax, "Training loss", "loss (log scale)"),
-                             (ag, "Global gradient norm (before clipping)", "‖∂L/∂θ‖₂ (log scale)")):
+    for a, title, ylabel in (
+        (ax, "Training loss", "loss (log scale)"),
+        (ag, "Global gradient norm (before clipping)", "‖∂L/∂θ‖₂ (log scale)"),
+    ):
         a.set_xlabel("training step")
         a.set_ylabel(ylabel)
         a.set_title(title)
@@ -154,19 +161,29 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
     runs = _runs(report)
     if not runs:
         return []
-    specs = [FigureSpec("training_loss.png", "Training loss and gradient norm",
-                        "Training loss against the optimisation step (log scale; long runs are shown as block means), "
-                        "one colour per run; the dashed line is the task's baseline, the loss of the best predictor "
-                        "that ignores the input, so a curve that stays on it has learned nothing. Right: the global "
-                        "gradient norm before clipping; spikes are exploding gradients.",
-                        lambda: loss_curves(runs))]
+    specs = [
+        FigureSpec(
+            "training_loss.png",
+            "Training loss and gradient norm",
+            "Training loss against the optimisation step (log scale; long runs are shown as block means), "
+            "one colour per run; the dashed line is the task's baseline, the loss of the best predictor "
+            "that ignores the input, so a curve that stays on it has learned nothing. Right: the global "
+            "gradient norm before clipping; spikes are exploding gradients.",
+            lambda: loss_curves(runs),
+        )
+    ]
     if any(r.get("snapshots") for r in runs):
-        specs.append(FigureSpec("training_horizon.png", "Gradient flow during training",
-                                "Diagnostics of the recurrent model on a fixed probe batch at each snapshot: the "
-                                "horizon (largest lag whose ‖∂S_T/∂S_k‖₂ stays above the threshold) and the log10 norm "
-                                "at the longest lag. A horizon that grows while the loss falls means training opened a "
-                                "longer gradient path.",
-                                lambda: horizon_over_training(runs)))
+        specs.append(
+            FigureSpec(
+                "training_horizon.png",
+                "Gradient flow during training",
+                "Diagnostics of the recurrent model on a fixed probe batch at each snapshot: the "
+                "horizon (largest lag whose ‖∂S_T/∂S_k‖₂ stays above the threshold) and the log10 norm "
+                "at the longest lag. A horizon that grows while the loss falls means training opened a "
+                "longer gradient path.",
+                lambda: horizon_over_training(runs),
+            )
+        )
         used = set()
         for r in runs:
             if not r.get("snapshots"):
@@ -175,12 +192,18 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
             while base in used:
                 base += "_"
             used.add(base)
-            specs.append(FigureSpec(f"training_{base}_lags.png", f"{r.get('name', '')}: gradient by lag during training",
-                                    "Heat-map of log10 ‖∂S_T/∂S_k‖₂ (colour) against the lag τ = T − k (rows) and the "
-                                    "training step (columns). Read a column as the lag profile at that step: colour "
-                                    "fading upwards is vanishing; a band that moves up over training means the model "
-                                    "learned to carry its gradient further back.",
-                                    lambda r=r: lag_heatmap(r), str(r.get("name", ""))))
+            specs.append(
+                FigureSpec(
+                    f"training_{base}_lags.png",
+                    f"{r.get('name', '')}: gradient by lag during training",
+                    "Heat-map of log10 ‖∂S_T/∂S_k‖₂ (colour) against the lag τ = T − k (rows) and the "
+                    "training step (columns). Read a column as the lag profile at that step: colour "
+                    "fading upwards is vanishing; a band that moves up over training means the model "
+                    "learned to carry its gradient further back.",
+                    lambda r=r: lag_heatmap(r),
+                    str(r.get("name", "")),
+                )
+            )
     return specs
 
 
@@ -204,34 +227,63 @@ def _run_rows(runs) -> list[list[str]]:
         m = r.get("metric_name", "metric")
         d = r.get("diverged")
         snaps = r.get("snapshots") or []
-        rows.append([str(r.get("name", "")), str((r.get("task") or {}).get("task", "")), _num(r.get("steps_done")),
-                     _num(r.get("baseline")), _num(f.get("loss")), f"{m} {_num(f.get(m))}", _num(f.get("success")),
-                     _num(snaps[0].get("horizon")) + " → " + _num(snaps[-1].get("horizon")) if snaps else "—",
-                     f"diverged at step {d['step']}" if d else "—", _num(r.get("seconds"), ".1f")])
+        rows.append(
+            [
+                str(r.get("name", "")),
+                str((r.get("task") or {}).get("task", "")),
+                _num(r.get("steps_done")),
+                _num(r.get("baseline")),
+                _num(f.get("loss")),
+                f"{m} {_num(f.get(m))}",
+                _num(f.get("success")),
+                _num(snaps[0].get("horizon")) + " → " + _num(snaps[-1].get("horizon")) if snaps else "—",
+                f"diverged at step {d['step']}" if d else "—",
+                _num(r.get("seconds"), ".1f"),
+            ]
+        )
     return rows
 
 
-_RUN_HEAD = ["run", "task", "steps", "baseline loss", "final loss", "final metric", "success", "horizon (first → last)",
-             "diverged", "seconds"]
+_RUN_HEAD = [
+    "run",
+    "task",
+    "steps",
+    "baseline loss",
+    "final loss",
+    "final metric",
+    "success",
+    "horizon (first → last)",
+    "diverged",
+    "seconds",
+]
 
 
 def reproduction_html(rep: Mapping) -> str:
     held = bool(rep.get("held"))
-    badge = ('<span class="verdict stable">claim held</span>' if held else
-             '<span class="verdict vanishing">claim did not hold</span>')
+    badge = (
+        '<span class="verdict stable">claim held</span>'
+        if held
+        else '<span class="verdict vanishing">claim did not hold</span>'
+    )
     rows = "".join(
         f"<tr><td><code>{escape(str(c.get('name')))}</code></td><td>{escape(str(c.get('expected')))}</td>"
         f"<td>{escape(str(c.get('measured')))}</td><td>{'held' if c.get('held') else '<b>not held</b>'}"
         f"{'' if c.get('judged', True) else ' (observation, not judged)'}</td></tr>"
-        for c in rep.get("checks", []))
-    why = f"<p class=\"lead\"><b>Why not:</b> {escape(str(rep['why']))}</p>" if rep.get("why") else ""
-    return (f"<h2>Reproduction: {escape(str(rep.get('title', rep.get('name', ''))))} ({escape(str(rep.get('setting', '')))} "
-            f"setting) {badge}</h2>"
-            f"<p class=\"lead\"><b>Claim.</b> {escape(str(rep.get('claim', '')))} <i>({escape(str(rep.get('source', '')))})</i></p>"
-            f"<p class=\"lead\"><b>Measured.</b> {escape(str(rep.get('outcome', '')))}</p>{why}"
-            '<div class="scroll"><table><thead><tr><th>check</th><th>expected</th><th>measured</th><th>result</th></tr>'
-            f"</thead><tbody>{rows}</tbody></table></div>"
-            f"<p class=\"env\">Setting notes: {escape(str(rep.get('notes', '')))} Wall time {escape(_num(rep.get('seconds'), '.1f'))} s.</p>")
+        for c in rep.get("checks", [])
+    )
+    why = f'<p class="lead"><b>Why not:</b> {escape(str(rep["why"]))}</p>' if rep.get("why") else ""
+    return (
+        f"<h2>Reproduction: {escape(str(rep.get('title', rep.get('name', ''))))} "
+        f"({escape(str(rep.get('setting', '')))} "
+        f"setting) {badge}</h2>"
+        f'<p class="lead"><b>Claim.</b> {escape(str(rep.get("claim", "")))} '
+        f"<i>({escape(str(rep.get('source', '')))})</i></p>"
+        f'<p class="lead"><b>Measured.</b> {escape(str(rep.get("outcome", "")))}</p>{why}'
+        '<div class="scroll"><table><thead><tr><th>check</th><th>expected</th><th>measured</th><th>result</th></tr>'
+        f"</thead><tbody>{rows}</tbody></table></div>"
+        f'<p class="env">Setting notes: {escape(str(rep.get("notes", "")))} '
+        f"Wall time {escape(_num(rep.get('seconds'), '.1f'))} s.</p>"
+    )
 
 
 def training_html(report: Mapping, images: Mapping[str, bytes] | None = None) -> str:
@@ -243,21 +295,31 @@ def training_html(report: Mapping, images: Mapping[str, bytes] | None = None) ->
     images = dict(images or {})
     head = "".join(f"<th>{escape(h)}</th>" for h in _RUN_HEAD)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in _run_rows(runs))
-    parts = [f"<h2>Training ({len(runs)} run{'s' if len(runs) != 1 else ''})</h2>",
-             f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>']
+    parts = [
+        f"<h2>Training ({len(runs)} run{'s' if len(runs) != 1 else ''})</h2>",
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>',
+    ]
     for spec in figure_specs(report):
         png = images.get(spec.filename) or spec.png()
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f'<figure id="{escape(spec.filename.removesuffix(".png"))}"><h3>{escape(spec.title)}</h3>'
-                     f'<img alt="{escape(spec.title)}" src="data:image/png;base64,{data}">'
-                     f"<figcaption>{escape(spec.caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure id="{escape(spec.filename.removesuffix(".png"))}"><h3>{escape(spec.title)}</h3>'
+            f'<img alt="{escape(spec.title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{escape(spec.caption)}</figcaption></figure>"
+        )
     return "\n".join(parts)
 
 
 def reproduction_markdown(rep: Mapping) -> str:
-    lines = [f"## Reproduction `{rep.get('name')}` ({rep.get('setting')}): "
-             f"{'claim held' if rep.get('held') else 'claim did NOT hold'}", "",
-             f"**Claim.** {rep.get('claim')} ({rep.get('source')})", "", f"**Measured.** {rep.get('outcome')}", ""]
+    lines = [
+        f"## Reproduction `{rep.get('name')}` ({rep.get('setting')}): "
+        f"{'claim held' if rep.get('held') else 'claim did NOT hold'}",
+        "",
+        f"**Claim.** {rep.get('claim')} ({rep.get('source')})",
+        "",
+        f"**Measured.** {rep.get('outcome')}",
+        "",
+    ]
     if rep.get("why"):
         lines += [f"**Why not.** {rep['why']}", ""]
     lines += ["| check | expected | measured | result |", "|---|---|---|---|"]

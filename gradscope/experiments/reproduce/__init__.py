@@ -26,18 +26,20 @@ papers and need a GPU. Deviations from the papers are listed in each experiment'
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gradscope._errors import ConfigError
 from gradscope._registry import Registry
-from gradscope.experiments.reproduce import adding, forget_bias, bn_gamma, gru_vs_lstm, depth, clipping
+from gradscope.experiments.reproduce import adding, bn_gamma, clipping, depth, forget_bias, gru_vs_lstm
 from gradscope.experiments.reproduce._common import run_record
 from gradscope.experiments.reproduce._framework import SCHEMA, Context, Experiment
 
 __all__ = ["EXPERIMENTS", "SCHEMA", "Context", "Experiment", "get", "names", "run", "run_record", "to_report"]
 
 #: the reproductions in presentation order, one module per claim
-EXPERIMENTS: dict[str, Experiment] = {m.EXPERIMENT.name: m.EXPERIMENT for m in (adding, forget_bias, bn_gamma, gru_vs_lstm, depth, clipping)}
+EXPERIMENTS: dict[str, Experiment] = {
+    m.EXPERIMENT.name: m.EXPERIMENT for m in (adding, forget_bias, bn_gamma, gru_vs_lstm, depth, clipping)
+}
 
 
 def names() -> dict[str, str]:
@@ -46,7 +48,8 @@ def names() -> dict[str, str]:
 
 
 _LOOKUP: Registry[Experiment] = Registry(
-    "reproduction", unknown="reproduction {name!r} is not known: {hint}known reproductions are {known}", suggestions=2)
+    "reproduction", unknown="reproduction {name!r} is not known: {hint}known reproductions are {known}", suggestions=2
+)
 for _e in EXPERIMENTS.values():
     _LOOKUP.register(_e.name, _e)
 
@@ -56,8 +59,9 @@ def get(name: str) -> Experiment:
     return _LOOKUP.get(name)
 
 
-def run(name: str, *, quick: bool = True, seed: int = 0, progress: Callable[[dict], None] | None = None,
-        **overrides) -> dict:
+def run(
+    name: str, *, quick: bool = True, seed: int = 0, progress: Callable[[dict], None] | None = None, **overrides
+) -> dict:
     """Run the reproduction ``name`` in its quick (default) or full setting; returns the result record.
 
     The record (schema ``gradscope.reproduction/1``) holds the claim and source, the setting used, the
@@ -79,8 +83,11 @@ def run(name: str, *, quick: bool = True, seed: int = 0, progress: Callable[[dic
     failed = [c for c in judged if not c["held"]]
     why = None
     if failed:
-        why = "Not reproduced in this setting: " + "; ".join(
-            f"{c['name']} — expected {c['expected']}, measured {c['measured']}" for c in failed) + "."
+        why = (
+            "Not reproduced in this setting: "
+            + "; ".join(f"{c['name']} — expected {c['expected']}, measured {c['measured']}" for c in failed)
+            + "."
+        )
     import jax
 
     from gradscope import __version__
@@ -115,9 +122,25 @@ def to_report(result: dict) -> dict:
     command = "reproduce"
     config = {"reproduce": result["name"], "setting": result["setting"], "seed": result["seed"], **result["config"]}
     report = build_report(result["analyses"], command=command, config=clean(config))
-    report["reproduction"] = clean({k: result[k] for k in ("name", "title", "claim", "source", "notes", "setting",
-                                                            "checks", "held", "outcome", "why", "measurements",
-                                                            "seconds")})
+    report["reproduction"] = clean(
+        {
+            k: result[k]
+            for k in (
+                "name",
+                "title",
+                "claim",
+                "source",
+                "notes",
+                "setting",
+                "checks",
+                "held",
+                "outcome",
+                "why",
+                "measurements",
+                "seconds",
+            )
+        }
+    )
     if result["runs"]:
         report["training"] = {"runs": clean(result["runs"])}
     return report

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 
-
 from gradscope.experiments.reproduce._framework import Context
 
 
@@ -30,19 +29,23 @@ def _downsample(values, max_points: int = 1000):
         return list(range(1, n + 1)), v.tolist()
     edges = np.linspace(0, n, max_points + 1).astype(int)
     steps = [int(edges[i + 1]) for i in range(max_points)]
-    return steps, [float(v[edges[i]:edges[i + 1]].mean()) for i in range(max_points)]
+    return steps, [float(v[edges[i] : edges[i + 1]].mean()) for i in range(max_points)]
 
 
-def run_record(name: str, result=None, *, task, history=None, diverged=None, final=None, seconds=0.0,
-               config=None, snapshots=()) -> dict:
+def run_record(
+    name: str, result=None, *, task, history=None, diverged=None, final=None, seconds=0.0, config=None, snapshots=()
+) -> dict:
     """The JSON record of one training run (the report's ``training.runs`` entries; see
     `gradscope.report.training`): curves, snapshots, final evaluation, divergence."""
     if result is not None:
         loss, metric, gnorm = result.loss, result.metric, result.grad_norm
         config, snapshots = result.config, result.snapshots
     else:
-        loss, metric, gnorm = (history or {}).get("loss", []), (history or {}).get("metric", []), \
-            (history or {}).get("grad_norm", [])
+        loss, metric, gnorm = (
+            (history or {}).get("loss", []),
+            (history or {}).get("metric", []),
+            (history or {}).get("grad_norm", []),
+        )
     steps, loss_ds = _downsample(loss)
     _, metric_ds = _downsample(metric)
     _, gnorm_ds = _downsample(gnorm)
@@ -65,9 +68,24 @@ def run_record(name: str, result=None, *, task, history=None, diverged=None, fin
     }
 
 
-def train_run(ctx: Context, name: str, model, task, *, key, steps: int, batch: int, lr: float,
-              optimizer: str = "adam", clip_norm=None, indrnn_clip=None, snapshot_every=None,
-              probe_batch: int = 8, eval_batch: int = 512, analyse_final: bool = True) -> dict:
+def train_run(
+    ctx: Context,
+    name: str,
+    model,
+    task,
+    *,
+    key,
+    steps: int,
+    batch: int,
+    lr: float,
+    optimizer: str = "adam",
+    clip_norm=None,
+    indrnn_clip=None,
+    snapshot_every=None,
+    probe_batch: int = 8,
+    eval_batch: int = 512,
+    analyse_final: bool = True,
+) -> dict:
     """Train ``model`` on ``task`` (`gradscope.experiments.train.train`), evaluate it on fresh data and record the run.
 
     A diverged run (NaN/inf loss) is an outcome, not an error: it is recorded with the step at which it
@@ -82,19 +100,45 @@ def train_run(ctx: Context, name: str, model, task, *, key, steps: int, batch: i
         ctx.progress({**event, "run": name})
 
     try:
-        res = tr.train(model, task, key=key, steps=steps, batch=batch, optimizer=optimizer, lr=lr,
-                       clip_norm=clip_norm, indrnn_clip=indrnn_clip, snapshot_every=snapshot_every,
-                       probe_batch=probe_batch, progress=forward)
+        res = tr.train(
+            model,
+            task,
+            key=key,
+            steps=steps,
+            batch=batch,
+            optimizer=optimizer,
+            lr=lr,
+            clip_norm=clip_norm,
+            indrnn_clip=indrnn_clip,
+            snapshot_every=snapshot_every,
+            probe_batch=probe_batch,
+            progress=forward,
+        )
     except tr.TrainingDiverged as exc:
-        rec = run_record(name, task=task, history=exc.history, diverged={"step": exc.step, "message": str(exc)},
-                         seconds=time.perf_counter() - t0,
-                         config={"steps": steps, "batch": batch, "optimizer": optimizer, "lr": lr,
-                                 "clip_norm": clip_norm, "indrnn_clip": indrnn_clip})
+        rec = run_record(
+            name,
+            task=task,
+            history=exc.history,
+            diverged={"step": exc.step, "message": str(exc)},
+            seconds=time.perf_counter() - t0,
+            config={
+                "steps": steps,
+                "batch": batch,
+                "optimizer": optimizer,
+                "lr": lr,
+                "clip_norm": clip_norm,
+                "indrnn_clip": indrnn_clip,
+            },
+        )
         ctx.runs.append(rec)
         return rec
     ev = tr.evaluate(res.params, task, key=jax.random.fold_in(key, 7919), batch=eval_batch)
-    final = {"loss": ev["loss"], task.metric_name: ev[task.metric_name], "success": ev["success"],
-             "eval": (f"{eval_batch} fresh sequences" if not hasattr(task, "dataset") else "test split")}
+    final = {
+        "loss": ev["loss"],
+        task.metric_name: ev[task.metric_name],
+        "success": ev["success"],
+        "eval": (f"{eval_batch} fresh sequences" if not hasattr(task, "dataset") else "test split"),
+    }
     rec = run_record(name, res, task=task, final=final, seconds=time.perf_counter() - t0)
     ctx.runs.append(rec)
     if analyse_final:
@@ -137,9 +181,8 @@ def _indrnn_stack(m: int, hidden: int, layers: int, T: int, key, *, residual: bo
     cells, inp = [], m
     for l in range(layers):
         last = l == layers - 1
-        cells.append(make("indrnn", inp, hidden, key=keys[l], max_length=T, gamma=2.0,
-                          u_min=0.5 ** (1.0 / T) if last else 0.0))
+        cells.append(
+            make("indrnn", inp, hidden, key=keys[l], max_length=T, gamma=2.0, u_min=0.5 ** (1.0 / T) if last else 0.0)
+        )
         inp = hidden
     return Stack(tuple(cells), residual=residual) if layers > 1 else cells[0]
-
-

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
-
+from collections.abc import Callable
 
 from gradscope._errors import ConfigError
-
 
 SCHEMA = "gradscope.reproduction/1"
 
@@ -23,7 +21,7 @@ class Experiment:
     source: str
     quick: dict
     full: dict
-    runner: Callable[[dict, "Context"], dict]
+    runner: Callable[[dict, Context], dict]
     notes: str = ""
 
     def setting(self, quick: bool = True, **overrides) -> dict:
@@ -31,8 +29,10 @@ class Experiment:
         base = dict(self.quick if quick else self.full)
         unknown = sorted(set(overrides) - set(base))
         if unknown:
-            raise ConfigError(f"setting {unknown[0]!r} is not allowed for reproduction {self.name!r}: its settings "
-                              f"are {', '.join(base)}")
+            raise ConfigError(
+                f"setting {unknown[0]!r} is not allowed for reproduction {self.name!r}: its settings "
+                f"are {', '.join(base)}"
+            )
         base.update(overrides)
         return base
 

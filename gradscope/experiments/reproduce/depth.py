@@ -1,11 +1,13 @@
-"""Reproduction `depth`: Gradient through depth: residual IndRNN vs stacked LSTM; sigmoid vs relu vs BN vs residual MLPs."""
+"""Reproduction `depth`: gradient through depth.
+
+Residual IndRNN vs stacked LSTM; sigmoid vs relu vs BN vs residual MLPs.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 
 from gradscope.experiments.reproduce._common import _check, _fmt, _indrnn_stack
 from gradscope.experiments.reproduce._framework import Context, Experiment
@@ -34,8 +36,11 @@ def _per_layer_gradient(model, xs, layers: int, ctx: Context):
 
         return jax.grad(E)(s_prev)
 
-    s_prev = (tuple(b[:, -1] for b in states) if states is not None
-              else tuple(jnp.zeros((xs.shape[0], n), xs.dtype) for n in model.block_sizes))
+    s_prev = (
+        tuple(b[:, -1] for b in states)
+        if states is not None
+        else tuple(jnp.zeros((xs.shape[0], n), xs.dtype) for n in model.block_sizes)
+    )
     g = jax.vmap(grad_one)(xs[:, -1], s_prev)
     out = []
     for l in range(layers):
@@ -85,37 +90,58 @@ def _run_depth(s: dict, ctx: Context) -> dict:
     res_ok = drop["indrnn-residual"] < drop["lstm-stack"] and drop["indrnn-residual"] < drop["indrnn-plain"]
     mlp_norm = {k: v["log10_norm_max_lag"] for k, v in mlp_summ.items()}
     checks = [
-        _check("stack-residual-indrnn", "the residual IndRNN loses fewer orders of magnitude of gradient from the top "
-               "layer to the bottom layer than the plain IndRNN stack and the stacked LSTM",
-               ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in drop.items()) + " orders", res_ok),
-        _check("mlp-sigmoid-vanishes", f"the plain sigmoid MLP's ‖∂h_L/∂h_0‖₂ falls below 10^{thr:g} at depth {D}",
-               f"log10 {_fmt(mlp_norm['mlp-sigmoid'], '.2f')}", mlp_norm["mlp-sigmoid"] < thr),
-        _check("mlp-fixes-keep", f"relu (He init), batch norm and residual connections keep ‖∂h_L/∂h_0‖₂ above 10^{thr:g}",
-               ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in mlp_norm.items() if k != "mlp-sigmoid"),
-               all(v is not None and v >= thr for k, v in mlp_norm.items() if k != "mlp-sigmoid")),
+        _check(
+            "stack-residual-indrnn",
+            "the residual IndRNN loses fewer orders of magnitude of gradient from the top "
+            "layer to the bottom layer than the plain IndRNN stack and the stacked LSTM",
+            ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in drop.items()) + " orders",
+            res_ok,
+        ),
+        _check(
+            "mlp-sigmoid-vanishes",
+            f"the plain sigmoid MLP's ‖∂h_L/∂h_0‖₂ falls below 10^{thr:g} at depth {D}",
+            f"log10 {_fmt(mlp_norm['mlp-sigmoid'], '.2f')}",
+            mlp_norm["mlp-sigmoid"] < thr,
+        ),
+        _check(
+            "mlp-fixes-keep",
+            f"relu (He init), batch norm and residual connections keep ‖∂h_L/∂h_0‖₂ above 10^{thr:g}",
+            ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in mlp_norm.items() if k != "mlp-sigmoid"),
+            all(v is not None and v >= thr for k, v in mlp_norm.items() if k != "mlp-sigmoid"),
+        ),
     ]
-    outcome = (f"Stacks of {L} layers ({n} units, T={T}): log10 ‖∂E/∂h^(l)_(T−1)‖ from the bottom to the top layer — " +
-               "; ".join(f"{k}: " + ", ".join(_fmt(x, '.2f') for x in v) for k, v in per_layer.items()) +
-               f". Feed-forward nets of depth {D} (width {W}): log10 ‖∂h_L/∂h_0‖₂ " +
-               ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in mlp_norm.items()) + ".")
-    return {"measurements": {"stack_log10_per_layer": per_layer, "stack_orders_lost": drop,
-                             "mlp_log10_norm": mlp_norm},
-            "outcome": outcome, "checks": checks}
+    outcome = (
+        f"Stacks of {L} layers ({n} units, T={T}): log10 ‖∂E/∂h^(l)_(T−1)‖ from the bottom to the top layer — "
+        + "; ".join(f"{k}: " + ", ".join(_fmt(x, ".2f") for x in v) for k, v in per_layer.items())
+        + f". Feed-forward nets of depth {D} (width {W}): log10 ‖∂h_L/∂h_0‖₂ "
+        + ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in mlp_norm.items())
+        + "."
+    )
+    return {
+        "measurements": {"stack_log10_per_layer": per_layer, "stack_orders_lost": drop, "mlp_log10_norm": mlp_norm},
+        "outcome": outcome,
+        "checks": checks,
+    }
 
 
 EXPERIMENT = Experiment(
     name="depth",
     title="Gradient through depth: residual IndRNN vs stacked LSTM; sigmoid vs relu vs BN vs residual MLPs",
-    claim=("Gradients vanish through depth as through time: a deep plain sigmoid network loses its gradient "
-           "geometrically (per layer at most ¼ σ_max(W)), while relu with He init, batch normalisation and residual "
-           "connections keep it; in deep recurrent stacks the residual IndRNN passes the gradient to the bottom "
-           "layer where a plain stack loses it (Li et al. 2019, Deep IndRNN)."),
-    source="Li et al. 2018/2019 (IndRNN, Deep IndRNN) §3 residual IndRNN; Pascanu et al. 2013 §2.1; full references in docs/references.md",
+    claim=(
+        "Gradients vanish through depth as through time: a deep plain sigmoid network loses its gradient "
+        "geometrically (per layer at most ¼ σ_max(W)), while relu with He init, batch normalisation and residual "
+        "connections keep it; in deep recurrent stacks the residual IndRNN passes the gradient to the bottom "
+        "layer where a plain stack loses it (Li et al. 2019, Deep IndRNN)."
+    ),
+    source="Li et al. 2018/2019 (IndRNN, Deep IndRNN) §3 residual IndRNN; Pascanu et al. 2013 §2.1"
+    "; full references in docs/references.md",
     quick=dict(stack_layers=8, hidden=16, length=12, batch=4, mlp_depth=32, mlp_width=32, vanish_log10=-3.0),
     full=dict(stack_layers=21, hidden=128, length=50, batch=16, mlp_depth=200, mlp_width=512, vanish_log10=-3.0),
     runner=_run_depth,
-    notes=("Diagnostics at initialisation. Stacks: E = ⟨v, h^top_T⟩ with a fixed random unit v; the gradient per layer "
-           "is ‖∂E/∂h^(l)_(T−1)‖ (gradscope.engine.attribution), N(0, 1) inputs. The IndRNN stacks use the "
-           "adding-problem init; the LSTM stack forget bias 1. MLPs: Gaussian N(0, gain²/n) weights (gain 1; relu √2), "
-           "batch norm with statistics of the input batch, depth as time (gradscope.mlp)."),
+    notes=(
+        "Diagnostics at initialisation. Stacks: E = ⟨v, h^top_T⟩ with a fixed random unit v; the gradient per layer "
+        "is ‖∂E/∂h^(l)_(T−1)‖ (gradscope.engine.attribution), N(0, 1) inputs. The IndRNN stacks use the "
+        "adding-problem init; the LSTM stack forget bias 1. MLPs: Gaussian N(0, gain²/n) weights (gain 1; relu √2), "
+        "batch norm with statistics of the input batch, depth as time (gradscope.mlp)."
+    ),
 )

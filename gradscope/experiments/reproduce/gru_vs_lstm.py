@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-
-
 from gradscope.experiments.reproduce._common import _check, _final, _fmt, train_run
 from gradscope.experiments.reproduce._framework import Context, Experiment
 
@@ -22,8 +20,8 @@ def matched_hidden(cell: str, m: int, out: int, target: int) -> int:
 
 
 def _run_gru_vs_lstm(s: dict, ctx: Context) -> dict:
-    from gradscope.experiments import tasks
     from gradscope.cells import make
+    from gradscope.experiments import tasks
 
     task = tasks.make(s["task"], length=s["length"])
     m, out = task.input_size, task.output_size
@@ -33,41 +31,90 @@ def _run_gru_vs_lstm(s: dict, ctx: Context) -> dict:
         n = matched_hidden(cell, m, out, target)
         sizes[cell] = {"hidden": n, "parameters": _params(cell, m, n, out)}
         ctx.say(f"training {cell} ({n} units)")
-        rec = train_run(ctx, cell, make(cell, m, n, key=ctx.key(1, j)), task, key=ctx.key(2), steps=s["steps"],
-                        batch=s["batch"], lr=s["lr"], optimizer=s["optimizer"], clip_norm=s["clip_norm"],
-                        snapshot_every=s["snapshot_every"], probe_batch=s["probe_batch"], analyse_final=True)
+        rec = train_run(
+            ctx,
+            cell,
+            make(cell, m, n, key=ctx.key(1, j)),
+            task,
+            key=ctx.key(2),
+            steps=s["steps"],
+            batch=s["batch"],
+            lr=s["lr"],
+            optimizer=s["optimizer"],
+            clip_norm=s["clip_norm"],
+            snapshot_every=s["snapshot_every"],
+            probe_batch=s["probe_batch"],
+            analyse_final=True,
+        )
         final[cell] = _final(rec)
     t, g, l = final["rnn-tanh"], final["gru"], final["lstm"]
     tol = s["comparable_within"]
     ok = all(v is not None for v in (t, g, l))
     checks = [
-        _check("gated-beat-tanh", f"GRU and LSTM both reach a lower {task.metric_name} than the tanh RNN",
-               f"GRU {_fmt(g)}, LSTM {_fmt(l)}, tanh {_fmt(t)}", ok and g < t and l < t),
-        _check("gru-comparable-lstm", f"GRU and LSTM are comparable (within {tol:g} {task.metric_name})",
-               f"|GRU − LSTM| = {_fmt(abs(g - l) if ok else None)}", ok and abs(g - l) <= tol),
+        _check(
+            "gated-beat-tanh",
+            f"GRU and LSTM both reach a lower {task.metric_name} than the tanh RNN",
+            f"GRU {_fmt(g)}, LSTM {_fmt(l)}, tanh {_fmt(t)}",
+            ok and g < t and l < t,
+        ),
+        _check(
+            "gru-comparable-lstm",
+            f"GRU and LSTM are comparable (within {tol:g} {task.metric_name})",
+            f"|GRU − LSTM| = {_fmt(abs(g - l) if ok else None)}",
+            ok and abs(g - l) <= tol,
+        ),
     ]
-    outcome = (f"Character-level text (T={s['length']}), ~{target} parameters each, {s['steps']} steps: test "
-               f"{task.metric_name} tanh {_fmt(t)} ({sizes['rnn-tanh']['hidden']} units), GRU {_fmt(g)} "
-               f"({sizes['gru']['hidden']}), LSTM {_fmt(l)} ({sizes['lstm']['hidden']}); unigram baseline "
-               f"{task.baseline / math.log(2):.3f} bpc.")
+    outcome = (
+        f"Character-level text (T={s['length']}), ~{target} parameters each, {s['steps']} steps: test "
+        f"{task.metric_name} tanh {_fmt(t)} ({sizes['rnn-tanh']['hidden']} units), GRU {_fmt(g)} "
+        f"({sizes['gru']['hidden']}), LSTM {_fmt(l)} ({sizes['lstm']['hidden']}); unigram baseline "
+        f"{task.baseline / math.log(2):.3f} bpc."
+    )
     return {"measurements": {"final_bpc": final, "sizes": sizes}, "outcome": outcome, "checks": checks}
 
 
 EXPERIMENT = Experiment(
     name="gru-vs-lstm",
     title="Gated units vs tanh at matched parameter counts",
-    claim=("Gated units (GRU, LSTM) model sequences better than tanh units at the same number of parameters, and GRU "
-           "and LSTM are comparable; 'we could not make concrete conclusion on which of the two gating units was "
-           "better' (Chung et al. 2014)."),
+    claim=(
+        "Gated units (GRU, LSTM) model sequences better than tanh units at the same number of parameters, and GRU "
+        "and LSTM are comparable; 'we could not make concrete conclusion on which of the two gating units was "
+        "better' (Chung et al. 2014)."
+    ),
     source="Chung et al. 2014 (arXiv 1412.3555), abstract and conclusion; full references in docs/references.md",
-    quick=dict(task="text", length=50, lstm_hidden=32, steps=400, batch=32, lr=3e-3, optimizer="adam", clip_norm=1.0,
-               snapshot_every=200, probe_batch=4, comparable_within=0.15),
-    full=dict(task="text", length=100, lstm_hidden=256, steps=30000, batch=64, lr=2e-3, optimizer="adam",
-              clip_norm=1.0, snapshot_every=2000, probe_batch=8, comparable_within=0.05),
+    quick=dict(
+        task="text",
+        length=50,
+        lstm_hidden=32,
+        steps=400,
+        batch=32,
+        lr=3e-3,
+        optimizer="adam",
+        clip_norm=1.0,
+        snapshot_every=200,
+        probe_batch=4,
+        comparable_within=0.15,
+    ),
+    full=dict(
+        task="text",
+        length=100,
+        lstm_hidden=256,
+        steps=30000,
+        batch=64,
+        lr=2e-3,
+        optimizer="adam",
+        clip_norm=1.0,
+        snapshot_every=2000,
+        probe_batch=8,
+        comparable_within=0.05,
+    ),
     runner=_run_gru_vs_lstm,
-    notes=("Chung et al. use polyphonic music and Ubisoft speech, RMSProp and weight noise; neither data set ships offline, "
-           "so character-level language modelling on Python's pydoc text (bits per character on the test split) "
-           "stands in, with Adam and the gradient norm clipped at 1 (their 'rescaled to 1'). Hidden sizes are chosen "
-           "so that each model has about as many parameters as the LSTM (readout included), as in the paper. The quick "
-           "setting covers only the first 400 steps of training; the paper compares the models at convergence."),
+    notes=(
+        "Chung et al. use polyphonic music and Ubisoft speech, RMSProp and weight noise; "
+        "neither data set ships offline, "
+        "so character-level language modelling on Python's pydoc text (bits per character on the test split) "
+        "stands in, with Adam and the gradient norm clipped at 1 (their 'rescaled to 1'). Hidden sizes are chosen "
+        "so that each model has about as many parameters as the LSTM (readout included), as in the paper. The quick "
+        "setting covers only the first 400 steps of training; the paper compares the models at convergence."
+    ),
 )

@@ -26,6 +26,23 @@ from gradscope.experiments.sweep.resume import PARTIAL_SCHEMA, read_partial
 from gradscope.experiments.sweep.run import _record, run_sweep
 from gradscope.report.sweep import SWEEP_FIGURE_FILES, sweep_figures, write_sweep_report
 
-__all__ = ["_record", "Config", "grid", "build_model", "config_keys", "analyse_model", "analyse_config", "groups", "batchable",
-           "analyse_configs", "plan_group", "chunks", "run_sweep", "read_partial", "PARTIAL_SCHEMA",
-           "sweep_figures", "SWEEP_FIGURE_FILES", "write_sweep_report"]
+__all__ = [
+    "_record",
+    "Config",
+    "grid",
+    "build_model",
+    "config_keys",
+    "analyse_model",
+    "analyse_config",
+    "groups",
+    "batchable",
+    "analyse_configs",
+    "plan_group",
+    "chunks",
+    "run_sweep",
+    "read_partial",
+    "PARTIAL_SCHEMA",
+    "sweep_figures",
+    "SWEEP_FIGURE_FILES",
+    "write_sweep_report",
+]

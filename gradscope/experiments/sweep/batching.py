@@ -5,12 +5,11 @@ the memory budget."""
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from gradscope._errors import ConfigError
-
 from gradscope.experiments.sweep.config import Config, build_model, config_keys
 
 
@@ -18,8 +17,21 @@ def _group_key(c: Config) -> tuple:
     """Configurations with equal keys build models of the same structure and shapes (they differ only in
     weights: gain, seed), so they can be stacked and vmapped together."""
     opts = {k: v for k, v in c.options.items() if k != "gain"}
-    return (c.cell, json.dumps(opts, sort_keys=True, default=str), c.hidden, c.length, c.batch, c.input,
-            c.input_size, c.dtype, c.layers, c.residual, c.mode, c.triangle, c.attribution)
+    return (
+        c.cell,
+        json.dumps(opts, sort_keys=True, default=str),
+        c.hidden,
+        c.length,
+        c.batch,
+        c.input,
+        c.input_size,
+        c.dtype,
+        c.layers,
+        c.residual,
+        c.mode,
+        c.triangle,
+        c.attribution,
+    )
 
 
 def batchable(c: Config) -> bool:
@@ -39,11 +51,14 @@ def groups(configs: Sequence[Config]) -> list[list[Config]]:
 def _inputs(cfg: Config, input_key, m: int):
     from gradscope.experiments import inputs
 
-    xs = inputs.make_inputs(cfg.input, input_key, cfg.batch, cfg.length,
-                            None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype)
+    xs = inputs.make_inputs(
+        cfg.input, input_key, cfg.batch, cfg.length, None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype
+    )
     if xs.shape[-1] != m:
-        raise ConfigError(f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
-                          "choose input noise/uniform/zeros for this model")
+        raise ConfigError(
+            f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
+            "choose input noise/uniform/zeros for this model"
+        )
     return np.asarray(xs)
 
 
@@ -62,8 +77,14 @@ def analyse_configs(configs: Sequence[Config], *, devices=None, pad_to: int | No
         model = build_model(c, k_model)
         models.append(model)
         xs.append(_inputs(c, k_input, int(model.input_size)))
-    return analyse_stack(models, np.stack(xs), names=[c.name for c in configs], threshold=configs[0].threshold,
-                         devices=devices, pad_to=pad_to)
+    return analyse_stack(
+        models,
+        np.stack(xs),
+        names=[c.name for c in configs],
+        threshold=configs[0].threshold,
+        devices=devices,
+        pad_to=pad_to,
+    )
 
 
 def plan_group(group: Sequence[Config], *, n_devices: int = 1, max_vmap: int | None = None) -> int:
@@ -73,8 +94,16 @@ def plan_group(group: Sequence[Config], *, n_devices: int = 1, max_vmap: int | N
 
     c = group[0]
     model = build_model(c, config_keys(c.seed)[0])
-    return plan_stack(model, c.batch, c.length, int(model.input_size), len(group), n_devices=n_devices,
-                      max_vmap=max_vmap, what=f"one configuration of the sweep ({c.name})")
+    return plan_stack(
+        model,
+        c.batch,
+        c.length,
+        int(model.input_size),
+        len(group),
+        n_devices=n_devices,
+        max_vmap=max_vmap,
+        what=f"one configuration of the sweep ({c.name})",
+    )
 
 
 def chunks(group: Sequence[Config], size: int, n_devices: int = 1) -> tuple[list[list[Config]], int]:
@@ -84,4 +113,4 @@ def chunks(group: Sequence[Config], size: int, n_devices: int = 1) -> tuple[list
     k = -(-n // max(1, size))
     per = -(-n // k)
     per = -(-per // n_devices) * n_devices
-    return [list(group[i:i + per]) for i in range(0, n, per)], per
+    return [list(group[i : i + per]) for i in range(0, n, per)], per

@@ -4,11 +4,13 @@ a seed; `grid` expands cells × gains × lengths × seeds, `analyse_config` anal
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
-
+from typing import Any
 
 from gradscope._errors import ConfigError, GradscopeError, check_positive_int
+
+
 @dataclass(frozen=True)
 class Config:
     """One analysed configuration (plain data: it is also the identity of a line in the partial file)."""
@@ -42,7 +44,6 @@ def build_model(cfg: Config, key):
 
     from gradscope import nets
     from gradscope.cells import make
-
     from gradscope.experiments import inputs
 
     m = cfg.input_size if cfg.input_size is not None else inputs.task_input_size(cfg.input, cfg.length)
@@ -50,8 +51,9 @@ def build_model(cfg: Config, key):
     try:
         if cfg.layers == 1 and not cfg.residual:
             return make(cfg.cell, m, cfg.hidden, key=key, dtype=dtype, **cfg.options)
-        return nets.stack(cfg.cell, m, cfg.hidden, cfg.layers, key=key, residual=cfg.residual, dtype=dtype,
-                          **cfg.options)
+        return nets.stack(
+            cfg.cell, m, cfg.hidden, cfg.layers, key=key, residual=cfg.residual, dtype=dtype, **cfg.options
+        )
     except GradscopeError:
         raise
     except (TypeError, ValueError) as exc:  # e.g. a text value where the builder needs a number
@@ -69,17 +71,28 @@ def config_keys(seed: int):
 
 def analyse_model(model, cfg: Config, input_key):
     """`gradscope.analyse` of ``model`` on ``cfg``'s inputs; returns the `Analysis`."""
-    from gradscope.experiments import inputs
     from gradscope.analysis import analyse
+    from gradscope.experiments import inputs
 
     m = int(model.input_size)
-    xs = inputs.make_inputs(cfg.input, input_key, cfg.batch, cfg.length,
-                            None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype)
+    xs = inputs.make_inputs(
+        cfg.input, input_key, cfg.batch, cfg.length, None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype
+    )
     if xs.shape[-1] != m:
-        raise ConfigError(f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
-                          "choose input noise/uniform/zeros for this model")
-    return analyse(model, xs, name=cfg.name, mode=cfg.mode, threshold=cfg.threshold, triangle=cfg.triangle,
-                   attribution=cfg.attribution, key=input_key)
+        raise ConfigError(
+            f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
+            "choose input noise/uniform/zeros for this model"
+        )
+    return analyse(
+        model,
+        xs,
+        name=cfg.name,
+        mode=cfg.mode,
+        threshold=cfg.threshold,
+        triangle=cfg.triangle,
+        attribution=cfg.attribution,
+        key=input_key,
+    )
 
 
 def analyse_config(cfg: Config):
@@ -92,8 +105,15 @@ def _fmt(v: float) -> str:
     return format(float(v), "g")
 
 
-def grid(cells: Sequence[Any], gains: Sequence[float] | None, lengths: Sequence[int], seeds: Sequence[int], *,
-         init: str | None = None, **common) -> list[Config]:
+def grid(
+    cells: Sequence[Any],
+    gains: Sequence[float] | None,
+    lengths: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    init: str | None = None,
+    **common,
+) -> list[Config]:
     """The configurations of a sweep, in a fixed order (cell, gain, length, seed).
 
     ``cells``: registry names, or ``(label, name, options)`` triples. ``gains`` apply to cells that take a
@@ -114,7 +134,7 @@ def grid(cells: Sequence[Any], gains: Sequence[float] | None, lengths: Sequence[
         takes_gain = "gain" in allowed and bool(gains)
         if takes_gain and "gain" in opts:
             raise ConfigError(f"cell {label!r} sets gain={opts['gain']!r} and --gains sweeps it: give one of the two")
-        for g in (gains if takes_gain else [None]):
+        for g in gains if takes_gain else [None]:
             for T in lengths:
                 T = check_positive_int("length", T)
                 for s in seeds:
@@ -124,8 +144,18 @@ def grid(cells: Sequence[Any], gains: Sequence[float] | None, lengths: Sequence[
                     if name == "indrnn" and o.get("max_length", None) is None:
                         o["max_length"] = T  # IndRNN's recurrent-weight range depends on the horizon
                     parts = [label] + ([f"g={_fmt(g)}"] if g is not None else []) + [f"T={T}", f"s={s}"]
-                    out.append(Config(name="/".join(parts), cell=name, options=o, label=label, length=T, seed=int(s),
-                                      gain=None if g is None else float(g), **common))
+                    out.append(
+                        Config(
+                            name="/".join(parts),
+                            cell=name,
+                            options=o,
+                            label=label,
+                            length=T,
+                            seed=int(s),
+                            gain=None if g is None else float(g),
+                            **common,
+                        )
+                    )
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise ConfigError("two cells of the sweep have the same label: give them different names (lstm:name=…)")

@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from gradscope._atomic import write_text
 from gradscope._errors import ConfigError
-
 from gradscope.experiments.sweep.config import Config
-
 
 PARTIAL_SCHEMA = "gradscope.sweep-partial/1"
 
@@ -35,12 +32,16 @@ def read_partial(path: Path, configs: list[Config]) -> dict[str, dict]:
     except json.JSONDecodeError:
         header = None
     if not isinstance(header, dict) or header.get("schema") != PARTIAL_SCHEMA:
-        raise ConfigError(f"partial file {str(path)!r} is not a gradscope sweep partial-results file: delete it or "
-                          "pass another --partial")
+        raise ConfigError(
+            f"partial file {str(path)!r} is not a gradscope sweep partial-results file: delete it or "
+            "pass another --partial"
+        )
     wanted = {c.name: c.to_dict() for c in configs}
     if header.get("settings") != _settings(configs):
-        raise ConfigError(f"partial file {str(path)!r} was written by a sweep with other settings: rerun with the "
-                          "same options, or delete it to start afresh")
+        raise ConfigError(
+            f"partial file {str(path)!r} was written by a sweep with other settings: rerun with the "
+            "same options, or delete it to start afresh"
+        )
     done: dict[str, dict] = {}
     for line in lines[1:]:
         try:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 from gradscope._errors import check_positive_int
 from gradscope._json import dumps
-
 from gradscope.experiments.sweep.batching import analyse_configs, batchable, chunks, groups, plan_group
-from gradscope.experiments.sweep.config import analyse_config
-from gradscope.experiments.sweep.config import Config
+from gradscope.experiments.sweep.config import Config, analyse_config
 from gradscope.experiments.sweep.resume import PARTIAL_SCHEMA, _settings, _write_lines, read_partial
 
 
@@ -21,10 +19,15 @@ def _record(a) -> dict:
     return json.loads(dumps(a.to_dict()))
 
 
-def run_sweep(configs: list[Config], *, partial: str | os.PathLike | None = None,
-              on_done: Callable[[Config, bool], None] | None = None,
-              on_analysis: Callable[[Config, Any], None] | None = None,
-              max_vmap: int | None = None, devices=None) -> list[dict]:
+def run_sweep(
+    configs: list[Config],
+    *,
+    partial: str | os.PathLike | None = None,
+    on_done: Callable[[Config, bool], None] | None = None,
+    on_analysis: Callable[[Config, Any], None] | None = None,
+    max_vmap: int | None = None,
+    devices=None,
+) -> list[dict]:
     """Analyse every configuration; returns their ``to_dict()`` records in grid order.
 
     Same-shaped configurations (`groups`) are stacked and analysed by one jitted, vmapped program whose
@@ -49,8 +52,15 @@ def run_sweep(configs: list[Config], *, partial: str | os.PathLike | None = None
     if partial is not None and writer:
         p = Path(partial)
         header = json.dumps({"schema": PARTIAL_SCHEMA, "settings": _settings(configs)})
-        _write_lines(p, [header] + [json.dumps({"name": c.name, "config": c.to_dict(), "analysis": done[c.name]})
-                                    for c in configs if c.name in done])
+        _write_lines(
+            p,
+            [header]
+            + [
+                json.dumps({"name": c.name, "config": c.to_dict(), "analysis": done[c.name]})
+                for c in configs
+                if c.name in done
+            ],
+        )
         fh = open(p, "a", encoding="utf-8")
     fresh: dict[str, dict] = {}
 
@@ -61,8 +71,12 @@ def run_sweep(configs: list[Config], *, partial: str | os.PathLike | None = None
                 on_analysis(cfg, a)
             recs.append(_record(a))
         if fh is not None:
-            fh.write("".join(json.dumps({"name": c.name, "config": c.to_dict(), "analysis": r}) + "\n"
-                             for c, r in zip(cfgs, recs)))
+            fh.write(
+                "".join(
+                    json.dumps({"name": c.name, "config": c.to_dict(), "analysis": r}) + "\n"
+                    for c, r in zip(cfgs, recs)
+                )
+            )
             fh.flush()
             os.fsync(fh.fileno())
         for cfg, r in zip(cfgs, recs):

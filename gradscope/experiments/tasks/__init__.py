@@ -13,5 +13,15 @@ from gradscope.experiments.tasks.digits import Digits, MissingDependencyError
 from gradscope.experiments.tasks.synthetic import Adding, Copy, TemporalOrder
 from gradscope.experiments.tasks.text import Text
 
-__all__ = ["Task", "make", "names", "options", "Adding", "Copy", "TemporalOrder", "Digits", "Text",
-           "MissingDependencyError"]
+__all__ = [
+    "Task",
+    "make",
+    "names",
+    "options",
+    "Adding",
+    "Copy",
+    "TemporalOrder",
+    "Digits",
+    "Text",
+    "MissingDependencyError",
+]

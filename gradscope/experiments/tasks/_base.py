@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 import optax
@@ -41,17 +42,26 @@ class Task:
         for f in dataclasses.fields(self):
             if not f.name.startswith("_"):
                 out[f.name] = getattr(self, f.name)
-        out.update(input_size=self.input_size, output_size=self.output_size, readout=self.readout,
-                   metric=self.metric_name, baseline=float(self.baseline))
+        out.update(
+            input_size=self.input_size,
+            output_size=self.output_size,
+            readout=self.readout,
+            metric=self.metric_name,
+            baseline=float(self.baseline),
+        )
         return out
 
     def _check_preds(self, preds, ys):
-        want = (ys.shape[0], self.output_size) if self.readout == "last" else (ys.shape[0], self.length, self.output_size)
+        want = (
+            (ys.shape[0], self.output_size) if self.readout == "last" else (ys.shape[0], self.length, self.output_size)
+        )
         if tuple(preds.shape) != want:
             from gradscope._errors import ShapeError
 
-            raise ShapeError(f"preds has shape {tuple(preds.shape)}, but task {self.name!r} expects {want} "
-                             f"(readout={self.readout!r})")
+            raise ShapeError(
+                f"preds has shape {tuple(preds.shape)}, but task {self.name!r} expects {want} "
+                f"(readout={self.readout!r})"
+            )
 
 
 def cross_entropy(logits, labels):
@@ -76,7 +86,8 @@ class Entry:
 
 
 _REGISTRY: Registry[Entry] = Registry(
-    "task", unknown="task={name!r} is not a registered task: {hint}known tasks are {known}")
+    "task", unknown="task={name!r} is not a registered task: {hint}known tasks are {known}"
+)
 
 
 def register(name: str, description: str):
@@ -102,8 +113,7 @@ def entry(name: str) -> Entry:
 def options(name: str) -> dict[str, Any]:
     """The options a task accepts (besides ``length``), with their defaults."""
     sig = inspect.signature(entry(name).build)
-    return {p.name: p.default for p in sig.parameters.values()
-            if p.kind == p.KEYWORD_ONLY and p.name != "length"}
+    return {p.name: p.default for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY and p.name != "length"}
 
 
 def make(name: str, length: int | None = None, **opts) -> Task:
@@ -112,6 +122,8 @@ def make(name: str, length: int | None = None, **opts) -> Task:
     allowed = options(name)
     unknown = sorted(set(opts) - set(allowed))
     if unknown:
-        raise ConfigError(f"option {unknown[0]!r} is not allowed for task {name!r}: allowed options are "
-                          f"length, {', '.join(allowed) or '(none)'}")
+        raise ConfigError(
+            f"option {unknown[0]!r} is not allowed for task {name!r}: allowed options are "
+            f"length, {', '.join(allowed) or '(none)'}"
+        )
     return e.build(length=length, **opts)

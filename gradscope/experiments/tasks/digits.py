@@ -122,8 +122,7 @@ class Digits(Task):
 
     def describe(self):
         out = super().describe()
-        out.update(train_size=self.split_size("train"), test_size=self.split_size("test"),
-                   split_seed=SPLIT_SEED)
+        out.update(train_size=self.split_size("train"), test_size=self.split_size("test"), split_seed=SPLIT_SEED)
         return out
 
     def loss(self, preds, ys):
@@ -144,4 +143,3 @@ def build_digits(length=None):
 @register("permuted-digits", "8x8 digits with a fixed pixel permutation (seed), 64 steps; needs scikit-learn")
 def build_permuted_digits(length=None, *, seed=0):
     return Digits(length=LENGTH if length is None else length, permuted=True, seed=seed)
-

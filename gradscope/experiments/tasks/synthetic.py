@@ -126,10 +126,10 @@ class Copy(Task):
         return jax.nn.one_hot(codes, A + 2, dtype=F32), data.astype(jnp.int32)
 
     def loss(self, preds, ys):
-        return cross_entropy(preds[:, -self.symbols:, :], ys)
+        return cross_entropy(preds[:, -self.symbols :, :], ys)
 
     def metric(self, preds, ys):
-        return jnp.mean(jnp.argmax(preds[:, -self.symbols:, :], axis=-1) == ys)
+        return jnp.mean(jnp.argmax(preds[:, -self.symbols :, :], axis=-1) == ys)
 
     def success(self, metric) -> bool:
         return bool(float(metric) > 0.99)
@@ -142,8 +142,10 @@ def build_copy(length=None, *, alphabet=8, symbols=10, delay=None):
     if delay is not None:
         positive_int("delay", delay)
         if length is not None and length != 2 * symbols + delay:
-            raise ConfigError(f"length={length!r} and delay={delay!r} disagree: length must equal "
-                              f"2*symbols + delay = {2 * symbols + delay} (give only one of them)")
+            raise ConfigError(
+                f"length={length!r} and delay={delay!r} disagree: length must equal "
+                f"2*symbols + delay = {2 * symbols + delay} (give only one of them)"
+            )
         length = 2 * symbols + delay
     if length is None:
         length = 2 * symbols + 100

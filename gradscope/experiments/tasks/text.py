@@ -66,11 +66,13 @@ class Text(Task):
         positive_int("length", self.length)
         vocab, ids, sha = _encoded()
         n = len(ids)
-        splits = {k: ids[int(round(a * n)):int(round(b * n))] for k, (a, b) in SPLITS.items()}
+        splits = {k: ids[int(round(a * n)) : int(round(b * n))] for k, (a, b) in SPLITS.items()}
         short = [k for k, v in splits.items() if len(v) < self.length + 1]
         if short:
-            raise ConfigError(f"length={self.length!r} is not allowed: the {short[0]!r} split has only "
-                              f"{len(splits[short[0]])} characters")
+            raise ConfigError(
+                f"length={self.length!r} is not allowed: the {short[0]!r} split has only "
+                f"{len(splits[short[0]])} characters"
+            )
         object.__setattr__(self, "_vocab", vocab)
         object.__setattr__(self, "_splits", splits)
         object.__setattr__(self, "_sha256", sha)
@@ -121,8 +123,12 @@ class Text(Task):
 
     def describe(self):
         out = super().describe()
-        out.update(corpus="pydoc_data.topics", corpus_sha256=self._sha256, vocab_size=len(self._vocab),
-                   split_sizes={k: len(v) for k, v in self._splits.items()})
+        out.update(
+            corpus="pydoc_data.topics",
+            corpus_sha256=self._sha256,
+            vocab_size=len(self._vocab),
+            split_sizes={k: len(v) for k, v in self._splits.items()},
+        )
         return out
 
     def loss(self, preds, ys):
