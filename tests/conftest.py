@@ -13,6 +13,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # reference. In the environment, so that subprocesses and notebook kernels get it too; the few
 # run-time-heavy tests (training) ask for optimised code with the ``optimised`` fixture.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# The CLI turns on JAX's persistent compilation cache; in-process CLI tests must not change this
+# process's JAX configuration or write to the user's cache folder (tests/test_cache.py tests it in
+# subprocesses with their own folders).
+os.environ["GRADSCOPE_CACHE_DIR"] = "off"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -17,22 +17,58 @@ cells whose statistics depend on it (recurrent batch norm keeps statistics per t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ShapeError
 
-State = tuple  # a tuple of 1-D arrays, one per block
+if TYPE_CHECKING:
+    from jaxtyping import Array, Float
+
+    State = tuple[Array, ...]
+else:
+    from jax import Array
+
+    State = tuple  # a tuple of 1-D arrays, one per block
+#: The per-step extras a step returns (gate values, pre-activations), by name.
+Aux = dict[str, Any]
+#: ``(∂S'/∂S (d, d), ∂S'/∂x (d, m))``: the one-step Jacobians of a model.
+Jacobians = tuple["Float[Array, 'd d']", "Float[Array, 'd m']"]
+_C = TypeVar("_C")
 
 
-def static(default=dataclasses.MISSING, **kw):
-    """A hyperparameter field: static under `jax.jit`, not a pytree leaf."""
+class Model(Protocol):
+    """What the engine needs of a model (a cell, a `Stack`, a `Bidirectional`, a user's class).
+
+    ``step(x, state, t) -> (new_state, aux)`` for one example; the sizes name the flat state layout.
+    """
+
+    @property
+    def blocks(self) -> tuple[str, ...]: ...
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+    def step(self, x: Array, state: State, t: Any) -> tuple[State, Aux]: ...
+
+
+def static(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A hyperparameter field: static under `jax.jit`, not a pytree leaf.
+
+    Type checkers see a default only when it is passed by keyword (``static(default=0)``): the
+    `dataclass_transform` field-specifier convention. ``static(0)`` works the same at run time.
+    """
     return dataclasses.field(default=default, metadata={"static": True}, **kw)
 
 
-def pytree_cell(cls):
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static))
+def pytree_cell(cls: type[_C]) -> type[_C]:
     """Make ``cls`` a frozen dataclass registered as a JAX pytree.
 
     Weights are data fields; fields declared with `static` are metadata (sizes, activation, variant).
@@ -40,12 +76,13 @@ def pytree_cell(cls):
     # every cell records the registry name it was built under (static; set by `make`)
     if "registry_name" not in cls.__dict__.get("__annotations__", {}):
         cls.__annotations__ = dict(cls.__dict__.get("__annotations__", {}), registry_name=str)
-        cls.registry_name = static("")
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    data, meta = [], []
-    for f in dataclasses.fields(cls):
+        setattr(cls, "registry_name", static(default=""))
+    dc: Any = dataclasses.dataclass(frozen=True)(cls)
+    data: list[str] = []
+    meta: list[str] = []
+    for f in dataclasses.fields(dc):
         (meta if f.metadata.get("static", False) else data).append(f.name)
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    return jax.tree_util.register_dataclass(dc, data_fields=data, meta_fields=meta)
 
 
 class Cell:
@@ -54,6 +91,12 @@ class Cell:
     blocks: ClassVar[tuple[str, ...]] = ("h",)
     #: "dense" or "diagonal": the structure of dS'/dS, which the engine exploits.
     structure: ClassVar[str] = "dense"
+    # every cell has these sizes: static dataclass fields in the cells, properties in the networks
+    # (declarations only: they create no class attribute)
+    input_size: int
+    hidden_size: int
+    if TYPE_CHECKING:  # every concrete cell is a dataclass (`pytree_cell`): `dataclasses.replace` works on it
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @property
     def name(self) -> str:
@@ -75,24 +118,25 @@ class Cell:
         return self.block_sizes[0]
 
     @property
-    def dtype(self):
+    def dtype(self) -> Any:
+        """The dtype of the first weight (float32 for a cell without weights)."""
         leaves = jax.tree_util.tree_leaves(self)
         return leaves[0].dtype if leaves else jnp.float32
 
     # --- stepping --------------------------------------------------------------------------
-    def __call__(self, x, state):  # pragma: no cover - abstract
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def step(self, x, state, t):
+    def step(self, x: Array, state: Sequence[Array], t: Any) -> tuple[State, Aux]:
         """One step with the time index (ignored by all but time-dependent cells)."""
         del t
         return self(x, tuple(state))
 
-    def output(self, state):
+    def output(self, state: Sequence[Array]) -> Array:
         """The layer output read by the next layer of a stack: the first block (``h``)."""
         return state[0]
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """The layer output fed to the next layer of a `Stack` at the same step: by default `output`
         (the first block). Cells whose layer output also reads the step input (LRU's y = Re(C h) + D x,
         Mamba's y = C_t·h_t + D u_t) override it, set ``output_size`` to its size, and may define
@@ -106,11 +150,12 @@ class Cell:
         so that callers walk any model without knowing its classes."""
         return ((prefix, self),)
 
-    def init_state(self, dtype=None) -> State:
+    def init_state(self, dtype: Any = None) -> State:
+        """Zeros for every block (in the model's dtype unless ``dtype`` is given)."""
         dtype = dtype or self.dtype
         return tuple(jnp.zeros((n,), dtype) for n in self.block_sizes)
 
-    def prepare_inputs(self, xs):
+    def prepare_inputs(self, xs: Array) -> Array:
         """Hook to transform the input sequence before the scan (Bidirectional pairs it)."""
         return xs
 
@@ -125,12 +170,12 @@ class Cell:
         return out
 
 
-def has_readout(cell) -> bool:
+def has_readout(cell: object) -> bool:
     """Whether a cell's layer output differs from its first state block (it overrides `Cell.readout`)."""
     return getattr(type(cell), "readout", Cell.readout) is not Cell.readout
 
 
-def readout_jacobians(cell, state, x):
+def readout_jacobians(cell: Any, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
     """``(∂y/∂S (o, d), ∂y/∂x (o, m))`` of ``y = cell.readout(state, x)``: the cell's formula or forward autodiff."""
     if callable(getattr(cell, "readout_jacobian", None)):
         return cell.readout_jacobian(tuple(state), x)
@@ -138,16 +183,17 @@ def readout_jacobians(cell, state, x):
     return jax.jacfwd(lambda s, x: cell.readout(unflatten_state(cell, s), x), argnums=(0, 1))(s, x)
 
 
-def has_analytic_jacobian(model) -> bool:
+def has_analytic_jacobian(model: object) -> bool:
+    """Whether ``model`` defines ``jacobian(x, state, t)`` (else the engine uses forward-mode autodiff)."""
     return callable(getattr(model, "jacobian", None))
 
 
-def flatten_state(state) -> jax.Array:
+def flatten_state(state: Sequence[Array]) -> Float[Array, "... d"]:
     """Concatenate the blocks of a state (a tuple of ``(..., d_b)`` arrays) along the last axis."""
     return jnp.concatenate([jnp.asarray(s) for s in state], axis=-1)
 
 
-def unflatten_state(model, s) -> State:
+def unflatten_state(model: Model, s: Float[Array, "... d"]) -> State:
     """Split a flat state ``(..., d)`` into the model's blocks."""
     out, i = [], 0
     for n in model.block_sizes:
@@ -156,16 +202,17 @@ def unflatten_state(model, s) -> State:
     return tuple(out)
 
 
-def block_slices(model) -> dict[str, slice]:
+def block_slices(model: Model) -> dict[str, slice]:
     """Name -> slice into the flat state vector."""
-    out, i = {}, 0
+    out: dict[str, slice] = {}
+    i = 0
     for name, n in zip(model.blocks, model.block_sizes):
         out[name] = slice(i, i + n)
         i += n
     return out
 
 
-def check_state(model, state, batch_shape=()) -> State:
+def check_state(model: Model, state: Any, batch_shape: tuple[int, ...] = ()) -> State:
     """Validate a user-supplied state (tuple/NamedTuple of block arrays) and return a plain tuple."""
     if not isinstance(state, (tuple, list)):
         state = (state,) if len(model.blocks) == 1 else state
@@ -189,27 +236,28 @@ def check_state(model, state, batch_shape=()) -> State:
     return tuple(out)
 
 
-def split_gates(z, n: int, k: int):
+def split_gates(z: Array, n: int, k: int) -> tuple[Array, ...]:
     """Split a stacked pre-activation ``(k*n,)`` into k blocks of n (PyTorch's gate stacking)."""
     return tuple(z[i * n : (i + 1) * n] for i in range(k))
 
 
-def uniform_init(key, shape, bound, dtype):
+def uniform_init(key: Array, shape: tuple[int, ...], bound: float, dtype: Any) -> Array:
+    """U(−bound, bound) weights of ``shape`` (PyTorch's default initialisation)."""
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def jacobians(model, x, state, t):
+def jacobians(model: Any, x: Float[Array, " m"], state: Sequence[Array], t: Any) -> Jacobians:
     """``(∂S'/∂S, ∂S'/∂x)`` for one example: the model's analytic formula, or forward-mode autodiff."""
     if has_analytic_jacobian(model):
         return model.jacobian(x, tuple(state), t)
     return autodiff_jacobians(model, x, state, t)
 
 
-def autodiff_jacobians(model, x, state, t):
+def autodiff_jacobians(model: Model, x: Float[Array, " m"], state: Sequence[Array], t: Any) -> Jacobians:
     """``(∂S'/∂S, ∂S'/∂x)`` by `jax.jacfwd` of the flat step map (the fallback, and the tests' oracle)."""
     s = flatten_state(state)
 
-    def f(s, x):
+    def f(s: Array, x: Array) -> Array:
         return flatten_state(model.step(x, unflatten_state(model, s), t)[0])
 
     return jax.jacfwd(f, argnums=(0, 1))(s, x)

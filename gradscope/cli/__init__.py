@@ -56,9 +56,22 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        help="Do not use the persistent compilation cache for this command (GRADSCOPE_CACHE_DIR=off: never; "
+        "GRADSCOPE_CACHE_DIR=DIR moves it).",
+    ),
 ) -> None:
     """Gradient-flow diagnostics for recurrent neural networks (errors: one line, exit code 2;
     GRADSCOPE_DEBUG=1 shows tracebacks)."""
+    import warnings
+
+    from gradscope import _cache
+
+    # compiled programs are reused between runs (see gradscope._cache); a corrupt entry is only a miss
+    _cache.enable(None if no_cache else _cache.cache_dir())
+    warnings.filterwarnings("ignore", message="Error reading persistent compilation cache entry")
 
 
 for _group in GROUPS:

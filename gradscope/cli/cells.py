@@ -1,20 +1,27 @@
-"""``gradscope cells``: the registered cells, their family, description, equation and options."""
+"""``gradscope cells``: the registered cells, their family, description, equation and options.
+
+A listing must be instant, and importing the cells means importing JAX (seconds). So the command reads
+``_cell_catalogue.json``, a snapshot of the registry written by `write_catalogue` and kept equal to the
+live registry by tests/test_cell_catalogue.py (a new cell without a catalogue entry fails the suite).
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 from gradscope.cli._output import print_json, stdout_console
 
+CATALOGUE = Path(__file__).with_name("_cell_catalogue.json")
 
-def cells(json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout).")) -> None:
-    """List the registered cells: name, family, description and equation.
 
-    Example: `gradscope cells --json | jq '.[].name'`
-    """
+def live_catalogue() -> list[dict]:
+    """The rows of the live registry (imports the cells, hence JAX)."""
     from gradscope.cells import entries, options
 
-    rows = [
+    return [
         {
             "name": e.name,
             "family": e.family,
@@ -24,6 +31,21 @@ def cells(json_out: bool = typer.Option(False, "--json", help="Print JSON only (
         }
         for e in entries()
     ]
+
+
+def write_catalogue() -> None:
+    """Regenerate the snapshot: ``python -c "from gradscope.cli.cells import write_catalogue; write_catalogue()"``."""
+    from gradscope._atomic import write_text
+
+    write_text(CATALOGUE, json.dumps(live_catalogue(), indent=1, ensure_ascii=False) + "\n")
+
+
+def cells(json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout).")) -> None:
+    """List the registered cells: name, family, description and equation.
+
+    Example: `gradscope cells --json | jq '.[].name'`
+    """
+    rows = json.loads(CATALOGUE.read_text(encoding="utf-8"))
     if json_out:
         print_json(rows)
         return

@@ -1,0 +1,52 @@
+"""The public surface is a contract: every name of ``gradscope.__all__`` and every CLI command, listed here.
+
+A name or command that disappears (or appears without being listed) fails this test, so a change to the
+public API is always a deliberate edit of this file and a CHANGELOG line.
+"""
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+import gradscope as gs
+from gradscope.cli import app
+
+PUBLIC = {
+    # models
+    "cells", "norms", "Stack", "Bidirectional", "Network", "Readout", "stack", "bidirectional",
+    "MLP", "make_mlp", "mlp_inputs", "collect_statistics",
+    # rollout and engine
+    "rollout", "Trajectory", "step_jacobians", "lag_profile", "triangle", "singular_values",
+    "step_singular_values", "lyapunov_spectrum", "path_split", "gate_statistics", "attribution",
+    "probe_lag_profile", "parameter_sensitivity", "ParameterSensitivity", "engine",
+    # analysis, experiments, io, checks, testing
+    "analyse", "Analysis", "train", "TrainResult", "TrainingDiverged", "tasks", "io", "checks", "testing",
+    # errors and version
+    "GradscopeError", "ConfigError", "ShapeError", "NonFiniteError", "UnknownNameError", "__version__",
+}
+
+COMMANDS = ["cells", "analyse", "compare", "sweep", "merge", "report", "inspect", "check", "baseline", "train",
+            "reproduce"]
+
+
+def test_all_is_exactly_the_listed_public_names():
+    assert set(gs.__all__) == PUBLIC, {"unlisted": set(gs.__all__) - PUBLIC, "missing": PUBLIC - set(gs.__all__)}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_name_resolves_and_is_documented(name):
+    obj = getattr(gs, name)
+    if name != "__version__":
+        assert (getattr(obj, "__doc__", None) or "").strip(), f"gs.{name} has no docstring"
+
+
+def test_cli_commands_are_exactly_the_listed_ones():
+    group = typer.main.get_command(app)
+    assert list(group.commands) == COMMANDS  # the order `gradscope --help` shows
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    res = CliRunner().invoke(app, [command, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output
