@@ -14,10 +14,10 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
-def _write(path: str | os.PathLike, fill: Callable[[BinaryIO], None]) -> Path:
+def _write(path: str | os.PathLike[str], fill: Callable[[BinaryIO], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -34,30 +34,34 @@ def _write(path: str | os.PathLike, fill: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary sibling, fsync, ``os.replace``)."""
-    return _write(path, lambda fh: fh.write(data))
+
+    def fill(fh: BinaryIO) -> None:
+        fh.write(data)
+
+    return _write(path, fill)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` (``\\n`` line ends) to ``path`` atomically."""
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2) -> Path:
+def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> Path:
     """Write ``obj`` as strict JSON (`gradscope._json.dumps`) to ``path`` atomically."""
     from gradscope._json import dumps
 
     return write_text(path, dumps(obj, indent=indent) + "\n")
 
 
-def write_with(path: str | os.PathLike, fill: Callable[[BinaryIO], None]) -> Path:
+def write_with(path: str | os.PathLike[str], fill: Callable[[BinaryIO], None]) -> Path:
     """Call ``fill(binary file)`` on a temporary sibling, then move it into place atomically."""
     return _write(path, fill)
 
 
 @contextlib.contextmanager
-def temp_folder(out: str | os.PathLike) -> Iterator[Path]:
+def temp_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
     """A fresh hidden sibling folder of ``out`` (``.OUT.tmp-XXXXXXXX``), removed on exit whatever happens."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +73,7 @@ def temp_folder(out: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> Path:
+def publish_folder(tmp: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Move the finished folder ``tmp`` into place as ``out``. An existing ``out`` is moved aside first and
     deleted only once the new one is in place (restored if the second rename fails)."""
     tmp, out = Path(tmp), Path(out)

@@ -32,12 +32,12 @@ class NonFiniteError(GradscopeError, FloatingPointError):
     """A result is NaN or infinite where a finite number was required."""
 
 
-def bad_value(name: str, value, allowed: str, cls=ConfigError) -> GradscopeError:
+def bad_value(name: str, value: object, allowed: str, cls: type[GradscopeError] = ConfigError) -> GradscopeError:
     """Build the standard message: what, which value, how to fix."""
     return cls(f"{name}={value!r} is not allowed: {allowed}")
 
 
-def check_number(name: str, value, *, positive: bool = False, nonnegative: bool = False) -> float:
+def check_number(name: str, value: object, *, positive: bool = False, nonnegative: bool = False) -> float:
     """A finite real number, optionally > 0 or >= 0, as a float; else a `ConfigError` naming it.
 
     Python and NumPy ints and floats are numbers; bools are not, although Python counts ``True`` as the
@@ -62,13 +62,14 @@ def check_number(name: str, value, *, positive: bool = False, nonnegative: bool 
     return number
 
 
-def check_bool(name: str, value) -> bool:
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a Python bool; else a `ConfigError` naming it (1 and "yes" are not booleans)."""
     if not isinstance(value, bool):
         raise bad_value(name, value, "expected True or False")
     return value
 
 
-def check_positive_int(name: str, value) -> int:
+def check_positive_int(name: str, value: object) -> int:
     """A positive integer (Python or NumPy; not a bool, not a float such as 4.0); else a `ConfigError`."""
     import numbers
 

@@ -17,5 +17,6 @@ def matmul_precision() -> str:
     part of JAX's compilation cache key, so changing it recompiles instead of reusing the other precision."""
     import jax
 
-    user = jax.config.jax_default_matmul_precision
+    # jax.config's flags are attributes set at run time, unknown to the stubs
+    user = jax.config.jax_default_matmul_precision  # pyright: ignore[reportAttributeAccessIssue]
     return MATMUL_PRECISION if user is None else str(user)

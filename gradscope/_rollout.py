@@ -8,15 +8,21 @@ values, pre-activations) for steps 1..T.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gradscope._errors import ShapeError
-from gradscope.cells._base import check_state, flatten_state
+from gradscope.cells._base import Array, Aux, State, check_state, flatten_state
 from gradscope.cells._protocol import check_model
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
 
 
 @partial(jax.tree_util.register_dataclass, data_fields=["states", "aux"], meta_fields=["blocks"])
@@ -24,31 +30,34 @@ from gradscope.cells._protocol import check_model
 class Trajectory:
     """All states S_0..S_T by block (each ``(..., T+1, d_b)``) and per-step aux (``(..., T, ...)``)."""
 
-    states: tuple
-    aux: dict
-    blocks: tuple
+    states: State
+    aux: Aux
+    blocks: tuple[str, ...]
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Float[Array, "*B T1 d_b"]:
+        """The states ``S_0..S_T`` of the block ``name``; else a `KeyError` listing the blocks."""
         try:
             return self.states[self.blocks.index(name)]
         except ValueError:
             raise KeyError(f"no state block {name!r}; blocks are {self.blocks}") from None
 
     @property
-    def flat(self):
+    def flat(self) -> Float[Array, "*B T1 d"]:
         """The flat state vectors ``(..., T+1, d)``, blocks concatenated in order."""
         return flatten_state(self.states)
 
     @property
-    def final(self) -> tuple:
+    def final(self) -> State:
+        """The last states ``S_T``, one ``(..., d_b)`` array per block."""
         return tuple(s[..., -1, :] for s in self.states)
 
     @property
     def length(self) -> int:
+        """T, the number of steps."""
         return self.states[0].shape[-2] - 1
 
 
-def check_inputs(model, xs, state0=None):
+def check_inputs(model: Any, xs: Any, state0: Any = None) -> tuple[Array, State, bool]:
     """Validate ``xs`` (``(T, m)`` or ``(B, T, m)``) and ``state0``; return ``(xs, state0, batched)``.
 
     ``xs`` is cast to the model's dtype; a missing ``state0`` becomes zeros. The model is checked against the
@@ -83,14 +92,14 @@ def check_inputs(model, xs, state0=None):
     batched = xs.ndim == 3
     batch_shape = xs.shape[:1] if batched else ()
     if state0 is None:
-        state0 = tuple(jnp.zeros(batch_shape + (n,), dtype) for n in model.block_sizes)
+        S0 = tuple(jnp.zeros(batch_shape + (n,), dtype) for n in model.block_sizes)
     else:
-        state0 = tuple(jnp.asarray(s, dtype) for s in check_state(model, state0, batch_shape))
-    return xs, state0, batched
+        S0 = tuple(jnp.asarray(s, dtype) for s in check_state(model, state0, batch_shape))
+    return xs, S0, batched
 
 
-def _loop(model, xs, state0):
-    def body(s, tx):
+def _loop(model: Any, xs: Array, state0: State) -> tuple[State, Aux]:
+    def body(s: State, tx: tuple[Array, Array]) -> tuple[State, tuple[State, Aux]]:
         t, x = tx
         s2, aux = model.step(x, s, t)
         return s2, (s2, aux)
@@ -98,10 +107,10 @@ def _loop(model, xs, state0):
     return jax.lax.scan(body, state0, (jnp.arange(xs.shape[0]), xs))[1]
 
 
-def _scan(model, xs, state0):
+def _scan(model: Any, xs: Array, state0: State) -> Trajectory:
     xs = model.prepare_inputs(xs)
     # a cell may run the whole sequence at once (IndRNN: an associative scan); it falls back on the loop
-    parallel = getattr(model, "parallel_rollout", None)
+    parallel: Callable[..., tuple[State, Aux]] | None = getattr(model, "parallel_rollout", None)
     loop = lambda: _loop(model, xs, state0)  # noqa: E731
     ss, aux = parallel(xs, state0, loop) if parallel is not None else loop()
     states = tuple(jnp.concatenate([s0[None], s], axis=0) for s0, s in zip(state0, ss))
@@ -109,13 +118,13 @@ def _scan(model, xs, state0):
 
 
 @partial(jax.jit, static_argnames=("batched",))
-def _rollout(model, xs, state0, batched):
+def _rollout(model: Any, xs: Array, state0: State, batched: bool) -> Trajectory:
     if batched:
         return jax.vmap(_scan, in_axes=(None, 0, 0))(model, xs, state0)
     return _scan(model, xs, state0)
 
 
-def rollout(model, xs, state0=None) -> Trajectory:
+def rollout(model: Any, xs: Float[ArrayLike, "T m"] | Float[ArrayLike, "B T m"], state0: Any = None) -> Trajectory:
     """Run ``model`` over ``xs`` (``(T, m)`` or ``(B, T, m)``) from ``state0`` (default zeros)."""
     xs, state0, batched = check_inputs(model, xs, state0)
     return _rollout(model, xs, state0, batched)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +42,10 @@ import jax.numpy as jnp
 from gradscope import norms
 from gradscope._errors import ConfigError, ShapeError, bad_value, check_positive_int
 from gradscope.cells import _activations
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
+
+if TYPE_CHECKING:
+    from jaxtyping import Float
 
 INITS = ("gaussian", "orthogonal", "pytorch")
 
@@ -55,13 +60,15 @@ class MLP(Cell):
     bn_beta: jax.Array | None = None
     bn_mean: jax.Array | None = None  # (L, n) population statistics
     bn_var: jax.Array | None = None
-    activations: tuple = static(("tanh",))  # one name per layer
-    residual: bool = static(False)
-    eps: float = static(norms.EPS)
+    activations: tuple = static(default=("tanh",))  # one name per layer
+    residual: bool = static(default=False)
+    eps: float = static(default=norms.EPS)
 
-    name = "mlp"
+    @property
+    def name(self) -> str:
+        return "mlp"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # pytree unflattening may pass placeholders for the weights: check shapes only on arrays
         L = getattr(self.weights, "shape", (None,))[0]
         if L is not None and len(self.activations) != L:
@@ -79,11 +86,11 @@ class MLP(Cell):
         return self.weights.shape[-1]
 
     @property
-    def hidden_size(self) -> int:
+    def hidden_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]  # read-only, computed
         return self.width
 
     @property
-    def input_size(self) -> int:
+    def input_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]  # read-only, constant
         return 0  # each "step" (layer) reads no external input
 
     @property
@@ -91,7 +98,7 @@ class MLP(Cell):
         return self.bn_gamma is not None
 
     # --- one layer ---------------------------------------------------------------------------
-    def _act(self, t, which):
+    def _act(self, t: Any, which: str) -> Callable[[Array], Array]:
         """φ_t or φ_t' for layer index t (a Python int, or traced under scan: then `lax.switch`)."""
         if isinstance(t, int) or len(set(self.activations)) == 1:
             name = self.activations[t if isinstance(t, int) else 0]
@@ -101,34 +108,34 @@ class MLP(Cell):
         fns = [getattr(_activations.get(nm), which) for nm in names]
         return lambda a: jax.lax.switch(idx, fns, a)
 
-    def _pre(self, h, t):
+    def _pre(self, h: Array, t: Any) -> tuple[Array, Array]:
         a = h @ self.weights[t].T + self.biases[t]  # works for h (n,) and (B, n)
-        if not self.batch_norm:
+        if self.bn_gamma is None or self.bn_beta is None or self.bn_mean is None or self.bn_var is None:
             return a, a
         an = (a - self.bn_mean[t]) / jnp.sqrt(self.bn_var[t] + self.eps)
         return a, self.bn_gamma[t] * an + self.bn_beta[t]
 
-    def step(self, x, state, t):
+    def step(self, x: Array, state: Sequence[Array], t: Any) -> tuple[State, Aux]:
         (h,) = tuple(state)
         a, z = self._pre(h, t)
         y = self._act(t, "fn")(z)
         return ((h + y) if self.residual else y,), {"a": z}
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         return self.step(x, state, 0)
 
-    def jacobian(self, x, state, t=0):
+    def jacobian(self, x: Array, state: Sequence[Array], t: Any = 0) -> Jacobians:
         (h,) = tuple(state)
         _, z = self._pre(h, t)
         d = self._act(t, "deriv")(z)
-        if self.batch_norm:
+        if self.bn_gamma is not None and self.bn_var is not None:
             d = d * self.bn_gamma[t] / jnp.sqrt(self.bn_var[t] + self.eps)
         J = d[:, None] * self.weights[t]
         if self.residual:
             J = J + jnp.eye(self.width, dtype=J.dtype)
         return J, jnp.zeros((self.width, 0), J.dtype)
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         return {
             "cell": "mlp",
             "width": self.width,
@@ -139,7 +146,7 @@ class MLP(Cell):
         }
 
 
-def mlp_inputs(mlp: MLP, x0):
+def mlp_inputs(mlp: MLP, x0: Any) -> tuple[Float[Array, "*B L 0"], State]:
     """``(xs, state0)`` for ``rollout(mlp, xs, state0)``: empty inputs ``(L, 0)`` (or ``(B, L, 0)``)
     and the network input ``x0`` (``(n,)`` or ``(B, n)``) as the initial state."""
     x0 = jnp.asarray(x0, mlp.dtype)
@@ -148,15 +155,16 @@ def mlp_inputs(mlp: MLP, x0):
     return jnp.zeros(x0.shape[:-1] + (mlp.depth, 0), mlp.dtype), (x0,)
 
 
-def collect_statistics(mlp: MLP, x0_batch):
+def collect_statistics(mlp: MLP, x0_batch: Any) -> MLP:
     """A copy of a batch-normalised ``mlp`` whose per-layer population statistics are the
     training-mode batch statistics (biased variance) of ``x0_batch (B, n)`` propagated through it."""
-    if not mlp.batch_norm:
+    if mlp.bn_gamma is None or mlp.bn_beta is None:
         raise ConfigError("collect_statistics needs an MLP built with batch_norm=True")
     h = jnp.asarray(x0_batch, mlp.dtype)
     if h.ndim != 2 or h.shape[1] != mlp.width or h.shape[0] < 2:
         raise ShapeError(f"x0_batch has shape {tuple(h.shape)}: expected (B, {mlp.width}) with B >= 2")
-    means, variances = [], []
+    means: list[Array] = []
+    variances: list[Array] = []
     for t in range(mlp.depth):
         a = h @ mlp.weights[t].T + mlp.biases[t]
         an, mu, var = norms.batch_norm(a, eps=mlp.eps)
@@ -168,18 +176,18 @@ def collect_statistics(mlp: MLP, x0_batch):
 
 
 def make_mlp(
-    width,
-    depth,
+    width: int,
+    depth: int,
     *,
-    key,
-    activation="tanh",
-    init="gaussian",
-    gain=1.0,
-    bias_std=0.0,
-    batch_norm=False,
-    residual=False,
-    dtype=jnp.float32,
-):
+    key: Array,
+    activation: str | Sequence[str] = "tanh",
+    init: str = "gaussian",
+    gain: float = 1.0,
+    bias_std: float = 0.0,
+    batch_norm: bool = False,
+    residual: bool = False,
+    dtype: Any = jnp.float32,
+) -> MLP:
     """Build an `MLP` of ``depth`` layers of ``width`` units.
 
     ``activation`` is one name or a sequence of ``depth`` names (sigmoid, tanh, relu, leaky-relu,
@@ -204,7 +212,7 @@ def make_mlp(
         W = gain * jax.vmap(lambda k: jax.random.normal(k, (n, n), dtype))(wkeys) / math.sqrt(n)
     elif init == "orthogonal":
 
-        def orth(k):
+        def orth(k: Array) -> Array:
             q, r = jnp.linalg.qr(jax.random.normal(k, (n, n), dtype))
             return q * jnp.sign(jnp.diagonal(r))[None, :]  # sign fix: Haar-distributed Q
 
@@ -217,8 +225,9 @@ def make_mlp(
         b = gain * uniform_init(kb, (L, n), 1 / math.sqrt(n), dtype)
     else:
         b = bias_std * jax.random.normal(kb, (L, n), dtype)
-    bn = {}
     if batch_norm:
         one, zero = jnp.ones((L, n), dtype), jnp.zeros((L, n), dtype)
-        bn = dict(bn_gamma=one, bn_beta=zero, bn_mean=zero, bn_var=one)
-    return MLP(W, b, **bn, activations=acts, residual=bool(residual))
+        return MLP(
+            W, b, bn_gamma=one, bn_beta=zero, bn_mean=zero, bn_var=one, activations=acts, residual=bool(residual)
+        )
+    return MLP(W, b, activations=acts, residual=bool(residual))

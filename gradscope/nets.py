@@ -6,11 +6,25 @@ treats them like any cell. The feed-forward `MLP` for depth diagnostics lives in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
 import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ConfigError
-from gradscope.cells._base import Cell, has_readout, jacobians, pytree_cell, readout_jacobians, static
+from gradscope.cells._base import (
+    Array,
+    Aux,
+    Cell,
+    Jacobians,
+    State,
+    has_readout,
+    jacobians,
+    pytree_cell,
+    readout_jacobians,
+    static,
+)
 
 
 @pytree_cell
@@ -22,10 +36,10 @@ class Stack(Cell):
     State blocks are named ``layer{l}.{block}``, layer 0 first.
     """
 
-    layers: tuple
-    residual: bool = static(False)
+    layers: tuple[Cell, ...]
+    residual: bool = static(default=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # pytree unflattening (tree_map over cells, e.g. masks) rebuilds Stacks from non-cells: no checks then
         if not all(hasattr(c, "input_size") for c in self.layers or ()):
             return
@@ -51,35 +65,38 @@ class Stack(Cell):
                 )
 
     @property
-    def name(self):  # type: ignore[override]
+    def name(self) -> str:
         return "stack"
 
+    # Cell declares these as class constants / plain attributes; a network computes them from its
+    # layers. They are read-only either way (cells are frozen), which the checker cannot express.
     @property
-    def blocks(self):  # type: ignore[override]
+    def blocks(self) -> tuple[str, ...]:  # pyright: ignore[reportIncompatibleVariableOverride]
         return tuple(f"layer{l}.{b}" for l, c in enumerate(self.layers) for b in c.blocks)
 
     @property
-    def block_sizes(self):
+    def block_sizes(self) -> tuple[int, ...]:
         return tuple(n for c in self.layers for n in c.block_sizes)
 
     @property
-    def input_size(self):
+    def input_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
         return self.layers[0].input_size
 
     @property
-    def hidden_size(self):
+    def hidden_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
         return self.layers[-1].hidden_size
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         return self.layers[-1].output_size
 
     @property
-    def structure(self):  # type: ignore[override]
+    def structure(self) -> str:  # pyright: ignore[reportIncompatibleVariableOverride]
         return "dense"
 
-    def _split(self, state):
-        out, i = [], 0
+    def _split(self, state: Sequence[Array]) -> list[State]:
+        out: list[State] = []
+        i = 0
         for c in self.layers:
             k = len(c.blocks)
             out.append(tuple(state[i : i + k]))
@@ -90,8 +107,10 @@ class Stack(Cell):
         # the shortcut skips layer l's input into layer l+1's input; layer 0's input has the data width
         return self.residual and l >= 1
 
-    def step(self, x, state, t):
-        new, aux, inp = [], {}, x
+    def step(self, x: Array, state: Sequence[Array], t: Any) -> tuple[State, Aux]:
+        new: list[Array] = []
+        aux: Aux = {}
+        inp = x
         for l, (c, s) in enumerate(zip(self.layers, self._split(tuple(state)))):
             s2, a = c.step(inp, s, t)
             new.extend(s2)
@@ -100,15 +119,15 @@ class Stack(Cell):
             inp = out + inp if self._residual_from(l) else out
         return tuple(new), aux
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         return self.step(x, state, 0)
 
-    def output(self, state):
+    def output(self, state: Sequence[Array]) -> Array:
         """The top layer's output (its ``h`` block). With ``residual=True`` the stack's full output also
         adds the shortcut of the top layer's input, which needs the step's input: see `readout`."""
         return self.layers[-1].output(self._split(tuple(state))[-1])
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """What the top of the stack emits at a step whose input was ``x``: each layer's readout fed upwards,
         with the residual shortcuts (state only: the layers' new states are given, nothing is stepped)."""
         inp = x
@@ -117,7 +136,7 @@ class Stack(Cell):
             inp = out + inp if self._residual_from(l) else out
         return inp
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: Sequence[Array], t: Any = None) -> Jacobians:
         """Block lower-triangular ``∂S'/∂S``: layer l's new state depends on its own old state and,
         through its input, on every layer below (within the same step)."""
         d = self.state_size
@@ -149,10 +168,10 @@ class Stack(Cell):
                 dinp_dS, dinp_dx, inp = dout_dS, dout_dx, out
         return jnp.concatenate(rows_S, 0), jnp.concatenate(rows_x, 0)
 
-    def named_cells(self, prefix: str = ""):
+    def named_cells(self, prefix: str = "") -> tuple[tuple[str, Cell], ...]:
         return tuple(nc for l, c in enumerate(self.layers) for nc in c.named_cells(f"{prefix}layer{l}."))
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         return {"cell": "stack", "residual": self.residual, "layers": [c.describe() for c in self.layers]}
 
 
@@ -165,10 +184,12 @@ class Bidirectional(Cell):
     diagonal; the backward block is the backward direction's gradient flow over the same lags.
     """
 
-    forward: object
-    backward: object
+    forward: Cell
+    backward: Cell
+    #: not causal: the state at step t also depends on x_{t+1..T} (read by `gradscope.experiments.network`)
+    causal: ClassVar[bool] = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not (hasattr(self.forward, "input_size") and hasattr(self.backward, "input_size")):
             return  # rebuilt from non-cells by a tree_map
         if self.forward.input_size != self.backward.input_size:
@@ -177,42 +198,43 @@ class Bidirectional(Cell):
             )
 
     @property
-    def name(self):  # type: ignore[override]
+    def name(self) -> str:
         return "bidirectional"
 
+    # computed, read-only sizes (see Stack)
     @property
-    def blocks(self):  # type: ignore[override]
+    def blocks(self) -> tuple[str, ...]:  # pyright: ignore[reportIncompatibleVariableOverride]
         return tuple(f"fwd.{b}" for b in self.forward.blocks) + tuple(f"bwd.{b}" for b in self.backward.blocks)
 
     @property
-    def block_sizes(self):
+    def block_sizes(self) -> tuple[int, ...]:
         return tuple(self.forward.block_sizes) + tuple(self.backward.block_sizes)
 
     @property
-    def input_size(self):
+    def input_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
         return self.forward.input_size
 
     @property
-    def hidden_size(self):
+    def hidden_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
         return self.forward.hidden_size
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         return self.forward.output_size + self.backward.output_size
 
     @property
-    def structure(self):  # type: ignore[override]
+    def structure(self) -> str:  # pyright: ignore[reportIncompatibleVariableOverride]
         return "dense"
 
-    def prepare_inputs(self, xs):
+    def prepare_inputs(self, xs: Array) -> Array:
         # pair x_t with x_{T+1-t}: the backward chain reads the sequence reversed
         return jnp.concatenate([xs, xs[::-1]], axis=-1)
 
-    def _split(self, state):
+    def _split(self, state: Sequence[Array]) -> tuple[State, State]:
         k = len(self.forward.blocks)
         return tuple(state[:k]), tuple(state[k:])
 
-    def step(self, x, state, t):
+    def step(self, x: Array, state: Sequence[Array], t: Any) -> tuple[State, Aux]:
         m = self.input_size
         sf, sb = self._split(tuple(state))
         nf, af = self.forward.step(x[:m], sf, t)
@@ -220,20 +242,20 @@ class Bidirectional(Cell):
         aux = {f"fwd.{k}": v for k, v in af.items()} | {f"bwd.{k}": v for k, v in ab.items()}
         return tuple(nf) + tuple(nb), aux
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         return self.step(x, state, 0)
 
-    def output(self, state):
+    def output(self, state: Sequence[Array]) -> Array:
         sf, sb = self._split(tuple(state))
         return jnp.concatenate([self.forward.output(sf), self.backward.output(sb)])
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """``x`` is the paired input of `prepare_inputs` ([x_t, x_{T+1−t}])."""
         m = self.input_size
         sf, sb = self._split(tuple(state))
         return jnp.concatenate([self.forward.readout(sf, x[:m]), self.backward.readout(sb, x[m:])])
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: Sequence[Array], t: Any = None) -> Jacobians:
         m = self.input_size
         sf, sb = self._split(tuple(state))
         Jf, Xf = jacobians(self.forward, x[:m], sf, t)
@@ -242,21 +264,24 @@ class Bidirectional(Cell):
         X = jax.scipy.linalg.block_diag(Xf, Xb)
         return J, X
 
-    def named_cells(self, prefix: str = ""):
+    def named_cells(self, prefix: str = "") -> tuple[tuple[str, Cell], ...]:
         return self.forward.named_cells(f"{prefix}fwd.") + self.backward.named_cells(f"{prefix}bwd.")
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         return {"cell": "bidirectional", "forward": self.forward.describe(), "backward": self.backward.describe()}
 
 
-def stack(name: str, input_size: int, hidden_size: int, layers: int, *, key, residual=False, **opts) -> Stack:
+def stack(
+    name: str, input_size: int, hidden_size: int, layers: int, *, key: Array, residual: bool = False, **opts: Any
+) -> Stack:
     """``layers`` copies of the registered cell ``name`` (fresh weights each), optionally residual."""
     from gradscope._errors import check_positive_int
     from gradscope.cells import make
 
     layers = check_positive_int("layers", layers)
     keys = jax.random.split(key, layers)
-    cells, m = [], input_size
+    cells: list[Cell] = []
+    m = input_size
     for l in range(layers):
         c = make(name, m, hidden_size, key=keys[l], **opts)
         cells.append(c)
@@ -264,7 +289,7 @@ def stack(name: str, input_size: int, hidden_size: int, layers: int, *, key, res
     return Stack(tuple(cells), residual=residual)
 
 
-def bidirectional(name: str, input_size: int, hidden_size: int, *, key, **opts) -> Bidirectional:
+def bidirectional(name: str, input_size: int, hidden_size: int, *, key: Array, **opts: Any) -> Bidirectional:
     """Forward and backward copies of the registered cell ``name`` with independent weights."""
     from gradscope.cells import make
 

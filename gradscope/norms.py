@@ -39,14 +39,21 @@ Jacobian is ``diag(γ/σ)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from gradscope._errors import ShapeError, bad_value
+
+if TYPE_CHECKING:
+    from jaxtyping import Array, Float
 
 EPS = 1e-5
 
 
-def _affine(y, gain, bias):
+def _affine(y: Array, gain: ArrayLike | None, bias: ArrayLike | None) -> Array:
     if gain is not None:
         y = y * gain
     if bias is not None:
@@ -54,14 +61,14 @@ def _affine(y, gain, bias):
     return y
 
 
-def _moments(x, axes):
+def _moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
     mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)  # two-pass: no cancellation
     return mean, var
 
 
-def _norm_axes(x, axes, name):
-    out = []
+def _norm_axes(x: Array, axes: Sequence[object], name: str) -> tuple[int, ...]:
+    out: list[int] = []
     for a in axes:
         if not isinstance(a, int) or not -x.ndim <= a < x.ndim:
             raise bad_value(name, tuple(axes), f"axes of an array of shape {tuple(x.shape)}", ShapeError)
@@ -69,7 +76,16 @@ def _norm_axes(x, axes, name):
     return tuple(sorted(set(out)))
 
 
-def batch_norm(x, gain=None, bias=None, *, mean=None, var=None, axes=(0,), eps=EPS):
+def batch_norm(
+    x: ArrayLike,
+    gain: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    *,
+    mean: ArrayLike | None = None,
+    var: ArrayLike | None = None,
+    axes: Sequence[int] = (0,),
+    eps: float = EPS,
+) -> tuple[Array, Array, Array]:
     """Batch normalisation ``y = γ ⊙ (x − μ)/sqrt(var + eps) + β``; returns ``(y, mean, var)``.
 
     Training mode (``mean`` and ``var`` not given): μ and var are the biased batch statistics over
@@ -94,12 +110,22 @@ def batch_norm(x, gain=None, bias=None, *, mean=None, var=None, axes=(0,), eps=E
     return _affine(y, gain, bias), mean, var
 
 
-def layer_norm(x, gain=None, bias=None, *, eps=EPS):
+def layer_norm(
+    x: ArrayLike, gain: ArrayLike | None = None, bias: ArrayLike | None = None, *, eps: float = EPS
+) -> Float[Array, "... C"]:
     """Layer normalisation over the last (feature) axis, per example and per step (Ba et al. eq. 3)."""
     return group_norm(x, 1, gain, bias, eps=eps)
 
 
-def group_norm(x, groups, gain=None, bias=None, *, axes=(), eps=EPS):
+def group_norm(
+    x: ArrayLike,
+    groups: int,
+    gain: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    *,
+    axes: Sequence[int] = (),
+    eps: float = EPS,
+) -> Float[Array, "... C"]:
     """Group normalisation: the C features (last axis) split into ``groups`` contiguous groups of
     C/G; statistics per group, per example and per step, and also over the extra ``axes`` if given
     (PyTorch's GroupNorm on ``(B, C, L)`` pools over L: pass ``axes=(-2,)`` for ``(B, T, C)``).
@@ -119,7 +145,9 @@ def group_norm(x, groups, gain=None, bias=None, *, axes=(), eps=EPS):
     return _affine(y, gain, bias)
 
 
-def instance_norm(x, gain=None, bias=None, *, time_axis=-2, eps=EPS):
+def instance_norm(
+    x: ArrayLike, gain: ArrayLike | None = None, bias: ArrayLike | None = None, *, time_axis: int = -2, eps: float = EPS
+) -> Float[Array, "... T C"]:
     """Instance normalisation of a sequence ``(..., T, C)``: each feature of each example normalised
     over the time axis (Ulyanov et al.'s spatial axes; see the module docstring for why a single
     hidden vector has no meaningful instance norm).
@@ -140,7 +168,14 @@ def instance_norm(x, gain=None, bias=None, *, time_axis=-2, eps=EPS):
 # --- Jacobians of the per-vector normalisations (used by the normalised cells) -------------------------
 
 
-def group_norm_jacobian(a, groups=1, gain=None, *, eps=EPS, right=None):
+def group_norm_jacobian(
+    a: Float[ArrayLike, " C"],
+    groups: int = 1,
+    gain: Float[ArrayLike, " C"] | None = None,
+    *,
+    eps: float = EPS,
+    right: Float[ArrayLike, "C k"] | None = None,
+) -> Float[Array, "C k"]:
     """``∂GN(a)/∂a`` for one vector ``a`` of C features, or its product ``(∂GN/∂a) @ right``.
 
     Block diagonal over the groups; within a group of n units
@@ -163,10 +198,16 @@ def group_norm_jacobian(a, groups=1, gain=None, *, eps=EPS, right=None):
     )
     out = (out / sd[..., None]).reshape(C, -1)
     if gain is not None:
-        out = gain[:, None] * out
+        out = jnp.asarray(gain)[:, None] * out
     return out
 
 
-def layer_norm_jacobian(a, gain=None, *, eps=EPS, right=None):
+def layer_norm_jacobian(
+    a: Float[ArrayLike, " C"],
+    gain: Float[ArrayLike, " C"] | None = None,
+    *,
+    eps: float = EPS,
+    right: Float[ArrayLike, "C k"] | None = None,
+) -> Float[Array, "C k"]:
     """``∂LN(a)/∂a = diag(g/σ)(I − 11ᵀ/n − â âᵀ/n)`` (or its product with ``right``)."""
     return group_norm_jacobian(a, 1, gain, eps=eps, right=right)

@@ -4,7 +4,7 @@
 """
 
 # modern recurrences (linear/diagonal recurrences, state-space models, xLSTM)
-from gradscope.cells import elman, gru, indrnn, lru, lstm, mamba, mingru, minimal, mut, normalized, rglru, s4d, xlstm  # noqa: F401  (registration)  # noqa: F401  (registration)
+from gradscope.cells import elman, gru, indrnn, lru, lstm, mamba, mingru, minimal, mut, normalized, rglru, s4d, xlstm  # noqa: F401  (registration)
 from gradscope.cells._base import Cell, State, block_slices, flatten_state, pytree_cell, static, unflatten_state
 from gradscope.cells._registry import entries, entry, make, names, options
 from gradscope.cells.elman import Elman

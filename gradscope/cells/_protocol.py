@@ -35,7 +35,7 @@ _CACHE: OrderedDict = OrderedDict()  # structure key -> None: models whose step 
 _CACHE_SIZE = 256
 
 
-def check_model(model) -> None:
+def check_model(model: Any) -> None:
     """Raise a `ConfigError` naming the field and the fix if ``model`` breaks the cell protocol."""
     cls = type(model).__name__
     blocks, sizes = _check_sizes(model, cls)

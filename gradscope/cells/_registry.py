@@ -6,12 +6,17 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_positive_int
 from gradscope._registry import Registry
+
+if TYPE_CHECKING:
+    from gradscope.cells._base import Cell
 
 
 @dataclass(frozen=True)
@@ -20,18 +25,20 @@ class Entry:
     description: str
     family: str
     equation: str
-    build: Callable
+    build: Callable[..., Cell]
 
+
+_B = TypeVar("_B", bound=Callable[..., Any])
 
 _REGISTRY: Registry[Entry] = Registry(
     "cell", unknown="cell={name!r} is not a registered cell: {hint}run `gradscope cells` for the list"
 )
 
 
-def register(name: str, description: str, *, family: str, equation: str):
+def register(name: str, description: str, *, family: str, equation: str) -> Callable[[_B], _B]:
     """Decorator for a builder ``build(input_size, hidden_size, *, key, dtype, **options) -> Cell``."""
 
-    def deco(build):
+    def deco(build: _B) -> _B:
         _REGISTRY.register(name, Entry(name, description, family, equation, build))
         return build
 
@@ -44,6 +51,7 @@ def names() -> dict[str, str]:
 
 
 def entries() -> tuple[Entry, ...]:
+    """Every registered cell's entry, in registration order."""
     return _REGISTRY.entries()
 
 
@@ -62,7 +70,7 @@ def options(name: str) -> dict[str, object]:
     }
 
 
-def _check_key(key) -> None:
+def _check_key(key: object) -> None:
     """A typed key (``jax.random.key``) or a legacy uint32 ``(2,)`` key (``jax.random.PRNGKey``).
 
     Checked here so that an int seed gives a one-line ConfigError instead of a TypeError from inside JAX.
@@ -75,7 +83,9 @@ def _check_key(key) -> None:
     raise ConfigError(f"key={key!r} is not allowed: expected a single jax.random key, e.g. jax.random.key(0)")
 
 
-def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32, **opts):
+def make(
+    name: str, input_size: int, hidden_size: int, *, key: jax.Array, dtype: DTypeLike = jnp.float32, **opts: Any
+) -> Cell:
     """Build the registered cell ``name`` with freshly initialised weights.
 
     ``key`` is a `jax.random` key (same key, same weights); ``opts`` are cell options such as
@@ -93,5 +103,5 @@ def make(name: str, input_size: int, hidden_size: int, *, key, dtype=jnp.float32
     if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
         raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 or float64")
     _check_key(key)
-    cell = e.build(input_size, hidden_size, key=key, dtype=jnp.dtype(dtype), **opts)
+    cell: Cell = e.build(input_size, hidden_size, key=key, dtype=jnp.dtype(dtype), **opts)
     return dataclasses.replace(cell, registry_name=name)

@@ -13,13 +13,15 @@ unit active ``∂h_t/∂h_k = I`` exactly.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import bad_value, check_bool, check_number
 from gradscope.cells import _activations
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 RECURRENT_INITS = ("uniform", "gaussian", "orthogonal", "identity")
@@ -33,14 +35,14 @@ class Elman(Cell):
     bias_hh: jax.Array
     input_size: int = static()
     hidden_size: int = static()
-    activation: str = static("tanh")
+    activation: str = static(default="tanh")
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         a = self.weight_ih @ x + self.bias_ih + self.weight_hh @ h + self.bias_hh
         return (_activations.get(self.activation).fn(a),), {"a": a}
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         (h,) = state
         a = self.weight_ih @ x + self.bias_ih + self.weight_hh @ h + self.bias_hh
         d = _activations.get(self.activation).deriv(a)[:, None]
@@ -61,11 +63,11 @@ class Elman(Cell):
         return {"kind": "pascanu", "gamma": float(self.gamma), "sigma_max": s}
 
     @property
-    def recurrent_matrix(self):
+    def recurrent_matrix(self) -> Array:
         return self.weight_hh
 
 
-def recurrent_matrix(key, n: int, init: str, gain: float, dtype):
+def recurrent_matrix(key: Array, n: int, init: str, gain: float, dtype: DTypeLike) -> Array:
     """W_hh for the named init; ``gain`` sets the scale (spectral radius ≈ gain for the random ones)."""
     if init == "uniform":  # PyTorch's default U(±1/√n)
         return gain * uniform_init(key, (n, n), 1 / math.sqrt(n), dtype)
@@ -134,7 +136,15 @@ for _act in _activations.ACTIVATIONS:
     family="elman",
     equation="h_t = max(0, W_ih x_t + W_hh h_{t-1}),  W_hh = scale·I, b = 0",
 )
-def build_irnn(input_size, hidden_size, *, key, dtype=jnp.float32, scale=1.0, input_std=0.001):
+def build_irnn(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    scale: float = 1.0,
+    input_std: float = 0.001,
+) -> Elman:
     check_number("scale", scale, positive=True)  # 1.0 = identity
     check_number("input_std", input_std, nonnegative=True)
     return Elman(

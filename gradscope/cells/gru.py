@@ -31,12 +31,14 @@ Initialisation follows PyTorch: every weight and bias U(±1/√n).
 from __future__ import annotations
 
 import math
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import bad_value
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 sig = jax.nn.sigmoid
@@ -48,6 +50,12 @@ def _dsig(s):
 
 class _GRUBase(Cell):
     """Shared pieces: the r and z gates (identical in both variants) and the stacked weights."""
+
+    # fields of both subclasses (declared here for the checker; no class attributes)
+    weight_ih: jax.Array  # (3n, m), blocks r, z, n
+    weight_hh: jax.Array  # (3n, n)
+    bias_ih: jax.Array
+    bias_hh: jax.Array
 
     def _rz(self, x, h):
         n = self.hidden_size
@@ -70,8 +78,8 @@ class GRU(_GRUBase):
     weight_hh: jax.Array  # (3n, n)
     bias_ih: jax.Array  # (3n,)
     bias_hh: jax.Array  # (3n,)
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _forward(self, x, h):
         n = self.hidden_size
@@ -80,18 +88,18 @@ class GRU(_GRUBase):
         pre_n = gi[2 * n :] + r * hn
         return pre_r, pre_z, pre_n, r, z, jnp.tanh(pre_n), hn
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         pre_r, pre_z, pre_n, r, z, nn, _ = self._forward(x, h)
         h2 = (1 - z) * nn + z * h
         return (h2,), {"pre_r": pre_r, "pre_z": pre_z, "pre_n": pre_n, "r": r, "z": z, "n": nn}
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The gate-highway diagonal of ∂h'/∂h: ``z`` (the whole Jacobian when W_hh = 0)."""
         (h,) = state
         return self._forward(x, h)[4]
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         (h,) = state
         _, _, _, r, z, nn, hn = self._forward(x, h)
         (Wir, Wiz, Win), (Whr, Whz, Whn) = self._blocks()
@@ -114,8 +122,8 @@ class GRUChung(_GRUBase):
     weight_hh: jax.Array  # (3n, n)
     bias_ih: jax.Array  # (3n,)
     bias_hh: jax.Array  # (3n,)
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _forward(self, x, h):
         n = self.hidden_size
@@ -124,18 +132,18 @@ class GRUChung(_GRUBase):
         pre_n = gi[2 * n :] + Whn @ (r * h) + self.bias_hh[2 * n :]
         return pre_r, pre_z, pre_n, r, z, jnp.tanh(pre_n)
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         pre_r, pre_z, pre_n, r, z, hc = self._forward(x, h)
         h2 = (1 - z) * h + z * hc
         return (h2,), {"pre_r": pre_r, "pre_z": pre_z, "pre_n": pre_n, "r": r, "z": z, "n": hc}
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The gate-highway diagonal of ∂h'/∂h: ``1 − z`` (the whole Jacobian when W_hh = 0)."""
         (h,) = state
         return 1 - self._forward(x, h)[4]
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         (h,) = state
         _, _, _, r, z, hc = self._forward(x, h)
         (Wir, Wiz, Win), (Whr, Whz, Whn) = self._blocks()
@@ -150,7 +158,10 @@ class GRUChung(_GRUBase):
         return Jh, Jx
 
 
-def _init(cls, input_size, hidden_size, key, dtype, bias):
+_G = TypeVar("_G", "GRU", "GRUChung")
+
+
+def _init(cls: type[_G], input_size: int, hidden_size: int, key: Array, dtype: DTypeLike, bias: bool) -> _G:
     if not isinstance(bias, bool):
         raise bad_value("bias", bias, "expected True or False")
     n = hidden_size
@@ -177,7 +188,9 @@ def _init(cls, input_size, hidden_size, key, dtype, bias):
     family="gru",
     equation="n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)),  h_t = (1−z)⊙n + z⊙h_{t-1}",
 )
-def build_gru(input_size, hidden_size, *, key, dtype=jnp.float32, bias=True):
+def build_gru(
+    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, bias: bool = True
+) -> GRU:
     return _init(GRU, input_size, hidden_size, key, dtype, bias)
 
 
@@ -187,5 +200,7 @@ def build_gru(input_size, hidden_size, *, key, dtype=jnp.float32, bias=True):
     family="gru",
     equation="h̃ = tanh(W_in x + W_hn (r⊙h_{t-1}) + b),  h_t = (1−z)⊙h_{t-1} + z⊙h̃",
 )
-def build_gru_chung(input_size, hidden_size, *, key, dtype=jnp.float32, bias=True):
+def build_gru_chung(
+    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, bias: bool = True
+) -> GRUChung:
     return _init(GRUChung, input_size, hidden_size, key, dtype, bias)

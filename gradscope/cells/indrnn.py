@@ -13,13 +13,16 @@ Layout (gradscope's own; no framework ships IndRNN): ``weight_ih (n, m)``, ``wei
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells import _activations
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._parallel import clip_affine_states, parallel_safe, wants_parallel
 from gradscope.cells._registry import register
 
@@ -35,28 +38,28 @@ class IndRNN(Cell):
     bias: jax.Array
     input_size: int = static()
     hidden_size: int = static()
-    activation: str = static("relu")
-    scan: str = static("auto")
+    activation: str = static(default="relu")
+    scan: str = static(default="auto")
 
     structure = "diagonal"
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         a = self.weight_ih @ x + self.weight_hh_diag * h + self.bias
         return (_activations.get(self.activation).fn(a),), {"a": a}
 
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """(diagonal of ∂h_t/∂h_{t-1}, ∂h_t/∂x_t)."""
         (h,) = state
         a = self.weight_ih @ x + self.weight_hh_diag * h + self.bias
         d = _activations.get(self.activation).deriv(a)
         return d * self.weight_hh_diag, d[:, None] * self.weight_ih
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         diag, jx = self.jacobian_diag(x, state, t)
         return jnp.diag(diag), jx
 
-    def parallel_rollout(self, xs, state0, loop):
+    def parallel_rollout(self, xs: Array, state0: State, loop: Callable[[], tuple[State, Aux]]) -> tuple[State, Aux]:
         """States and aux of the whole sequence, ``(((T, n),), {"a": (T, n)})``: by an associative scan of
         the neurons' clip-affine maps (`gradscope.cells._parallel`) for relu and linear activations when
         ``scan`` asks for it and ∏|u| cannot overflow; otherwise by ``loop()``, the step-by-step scan."""
@@ -111,18 +114,18 @@ def clip_recurrent(cell: IndRNN, max_abs: float) -> IndRNN:
     equation="h_t = relu(W_ih x_t + u⊙h_{t-1} + b)",
 )
 def build_indrnn(
-    input_size,
-    hidden_size,
+    input_size: int,
+    hidden_size: int,
     *,
-    key,
-    dtype=jnp.float32,
-    activation="relu",
-    max_length=None,
-    gamma=2.0,
-    u_min=0.0,
-    u_max=None,
-    scan="auto",
-):
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    activation: str = "relu",
+    max_length: int | None = None,
+    gamma: float = 2.0,
+    u_min: float = 0.0,
+    u_max: float | None = None,
+    scan: str = "auto",
+) -> IndRNN:
     """``u ~ U(u_min, u_max)``; ``u_max`` defaults to γ^(1/max_length) when ``max_length`` is given, else 1.
 
     For a last layer of a classification net the paper sets ``u_min = ε^(1/T)``. ``scan``: how a rollout

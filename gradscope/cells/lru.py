@@ -37,16 +37,22 @@ use r_min = 0.9, r_max = 0.999 and a smaller max_phase.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number
-from gradscope.cells._base import Cell, pytree_cell, static
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static
 from gradscope.cells._registry import register
 
+if TYPE_CHECKING:
+    from jaxtyping import Float
 
-def rotation_scaling(lam_re, lam_im):
+
+def rotation_scaling(lam_re: Float[Array, " n"], lam_im: Float[Array, " n"]) -> Float[Array, "2n 2n"]:
     """The real ``(2n, 2n)`` form ``[[diag Re λ, −diag Im λ], [diag Im λ, diag Re λ]]`` of ``h ↦ λ ⊙ h``
     acting on ``[Re h, Im h]``."""
     return jnp.block([[jnp.diag(lam_re), -jnp.diag(lam_im)], [jnp.diag(lam_im), jnp.diag(lam_re)]])
@@ -64,24 +70,24 @@ class LRU(Cell):
     D: jax.Array
     input_size: int = static()
     hidden_size: int = static()
-    normalise: bool = static(True)
+    normalise: bool = static(default=True)
 
     blocks = ("re", "im")
     structure = "complex-diagonal"
 
     @property
-    def output_size(self) -> int:  # type: ignore[override]
+    def output_size(self) -> int:
         """The width p of y = Re(C h) + D x: the input's for a vector D (the LRU block maps H channels to H)."""
         return self.C_re.shape[0]
 
     # --- the parameterisation ------------------------------------------------------------
-    def lam(self):
+    def lam(self) -> tuple[Array, Array]:
         """``(Re λ, Im λ)``, each ``(n,)``: λ = exp(−exp(ν_log)) · e^{i·exp(θ_log)}."""
         mod = jnp.exp(-jnp.exp(self.nu_log))
         theta = jnp.exp(self.theta_log)
         return mod * jnp.cos(theta), mod * jnp.sin(theta)
 
-    def gamma(self):
+    def gamma(self) -> Array:
         """The input normalisation γ (n,): exp(γ_log), or 1 with ``normalise=False``."""
         return jnp.exp(self.gamma_log) if self.normalise else jnp.ones_like(self.gamma_log)
 
@@ -90,7 +96,7 @@ class LRU(Cell):
         return g * (self.B_re @ x), g * (self.B_im @ x)
 
     # --- the step --------------------------------------------------------------------------
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         re, im = state
         lr, li = self.lam()
         bre, bim = self._drive(x)
@@ -98,32 +104,34 @@ class LRU(Cell):
         new = (lr * re - li * im + bre, li * re + lr * im + bim)
         return new, {"bx_re": bre, "bx_im": bim, "y": self.readout(new, x)}
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """y = Re(C h) + D ⊙ x = C_re Re h − C_im Im h + D ⊙ x (D x for a matrix D)."""
         re, im = state
         skip = self.D * x if self.D.ndim == 1 else self.D @ x
         return self.C_re @ re - self.C_im @ im + skip
 
-    def readout_jacobian(self, state, x):
+    def readout_jacobian(self, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
         """``(∂y/∂S = [C_re, −C_im] (p, 2n), ∂y/∂x = diag(D) or D (p, m))``."""
         del state, x
         dx = jnp.diag(self.D) if self.D.ndim == 1 else self.D
         return jnp.concatenate([self.C_re, -self.C_im], axis=1), dx
 
     # --- Jacobians -------------------------------------------------------------------------
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(λ (n,) complex, ∂S'/∂x = [γ⊙B_re; γ⊙B_im] (2n, m))``; both constant in time and state."""
         lr, li = self.lam()
         g = self.gamma()[:, None]
         return jax.lax.complex(lr, li), jnp.concatenate([g * self.B_re, g * self.B_im], axis=0)
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         lr, li = self.lam()
         g = self.gamma()[:, None]
         return rotation_scaling(lr, li), jnp.concatenate([g * self.B_re, g * self.B_im], axis=0)
 
 
-def init_lambda(key, n: int, r_min: float, r_max: float, max_phase: float, dtype):
+def init_lambda(
+    key: Array, n: int, r_min: float, r_max: float, max_phase: float, dtype: DTypeLike
+) -> tuple[Array, Array]:
     """``(nu_log, theta_log)`` with |λ|² ~ U(r_min², r_max²) and arg λ ~ U(0, max_phase) (Appendix A)."""
     k1, k2 = jax.random.split(key)
     # u > 0: u = 0 would give log(0) (an infinite nu_log with r_min = 0, or theta_log = −inf)
@@ -134,7 +142,7 @@ def init_lambda(key, n: int, r_min: float, r_max: float, max_phase: float, dtype
     return jnp.log(nu), jnp.log(max_phase * u2)
 
 
-def gamma_log_init(nu_log):
+def gamma_log_init(nu_log: Array) -> Array:
     """log √(1 − |λ|²) with |λ|² = exp(−2ν): ½ log(−expm1(−2ν)), accurate as |λ| → 1."""
     return 0.5 * jnp.log(-jnp.expm1(-2.0 * jnp.exp(nu_log)))
 
@@ -145,7 +153,17 @@ def gamma_log_init(nu_log):
     family="lru",
     equation="h_t = λ⊙h_{t-1} + γ⊙(B x_t), λ = exp(−exp(ν)+i·exp(θ)), y_t = Re(C h_t) + D⊙x_t",
 )
-def build_lru(input_size, hidden_size, *, key, dtype=jnp.float32, r_min=0.0, r_max=1.0, max_phase=6.28, normalise=True):
+def build_lru(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    r_min: float = 0.0,
+    r_max: float = 1.0,
+    max_phase: float = 6.28,
+    normalise: bool = True,
+) -> LRU:
     """λ uniform on the ring ``r_min ≤ |λ| ≤ r_max`` with phase in ``[0, max_phase]``; ``normalise=False``
     fixes γ = 1 (no input normalisation)."""
     r_min = check_number("r_min", r_min, nonnegative=True)

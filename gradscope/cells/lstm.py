@@ -23,12 +23,14 @@ b_f ~ log U[1, T_max − 1] and sets b_i = −b_f (Tallec & Ollivier 2018).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 sig = jax.nn.sigmoid
@@ -45,14 +47,14 @@ class LSTM(Cell):
     bias_ih: jax.Array
     bias_hh: jax.Array
     weight_hr: jax.Array | None = None  # (p, n) when proj_size > 0
-    input_size: int = static(0)
-    hidden_size: int = static(0)
-    proj_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
+    proj_size: int = static(default=0)
 
     blocks = ("h", "c")
 
     @property
-    def block_sizes(self):
+    def block_sizes(self) -> tuple[int, ...]:
         return (self.proj_size or self.hidden_size, self.hidden_size)
 
     def _gates(self, x, h):
@@ -60,7 +62,7 @@ class LSTM(Cell):
         z = self.weight_ih @ x + self.bias_ih + self.weight_hh @ h + self.bias_hh
         return z, sig(z[:n]), sig(z[n : 2 * n]), jnp.tanh(z[2 * n : 3 * n]), sig(z[3 * n :])
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         h, c = state
         z, i, f, g, o = self._gates(x, h)
         c2 = f * c + i * g
@@ -70,11 +72,11 @@ class LSTM(Cell):
 
     direct_block = "c"
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The forget-gate highway: the diagonal ``f_t`` of ``∂c_t/∂c_{t-1}`` along the cell state."""
         return self._gates(x, state[0])[2]
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         h, c = state
         n = self.hidden_size
         z, i, f, g, o = self._gates(x, h)
@@ -100,8 +102,8 @@ class LSTMNoForget(Cell):
     weight_hh: jax.Array  # (3n, n)
     bias_ih: jax.Array
     bias_hh: jax.Array
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     blocks = ("h", "c")
 
@@ -110,7 +112,7 @@ class LSTMNoForget(Cell):
         z = self.weight_ih @ x + self.bias_ih + self.weight_hh @ h + self.bias_hh
         return z, sig(z[:n]), jnp.tanh(z[n : 2 * n]), sig(z[2 * n :])
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         h, c = state
         z, i, g, o = self._gates(x, h)
         c2 = c + i * g
@@ -118,11 +120,11 @@ class LSTMNoForget(Cell):
 
     direct_block = "c"
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The constant error carousel: ∂c_t/∂c_{t-1} ⊃ I (no forget gate)."""
         return jnp.ones_like(state[1])
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         h, c = state
         n = self.hidden_size
         z, i, g, o = self._gates(x, h)
@@ -146,8 +148,8 @@ class PeepholeLSTM(Cell):
     weight_ci: jax.Array  # (n,)
     weight_cf: jax.Array  # (n,)
     weight_co: jax.Array  # (n,)
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     blocks = ("h", "c")
 
@@ -161,18 +163,18 @@ class PeepholeLSTM(Cell):
         o = sig(z[3 * n :] + self.weight_co * c2)
         return z, i, f, g, o, c2
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         h, c = state
         z, i, f, g, o, c2 = self._forward(x, h, c)
         return (o * jnp.tanh(c2), c2), {"pre": z, "i": i, "f": f, "g": g, "o": o}
 
     direct_block = "c"
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The forget-gate highway diag(f_t) (peephole terms count as 'other paths')."""
         return self._forward(x, state[0], state[1])[2]
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         h, c = state
         n = self.hidden_size
         z, i, f, g, o, c2 = self._forward(x, h, c)
@@ -225,7 +227,16 @@ def _weights(key, rows, m, n, dtype):
     family="lstm",
     equation="c_t = f⊙c_{t-1} + i⊙g,  h_t = o⊙tanh(c_t)",
 )
-def build_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=None, chrono=None, proj_size=0):
+def build_lstm(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    forget_bias: float | None = None,
+    chrono: float | None = None,
+    proj_size: int = 0,
+) -> LSTM:
     n = hidden_size
     if not (isinstance(proj_size, int) and 0 <= proj_size < n):
         raise ConfigError(f"proj_size={proj_size!r} is not allowed: expected 0 <= proj_size < hidden_size={n}")
@@ -244,7 +255,7 @@ def build_lstm(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=N
     family="lstm",
     equation="c_t = c_{t-1} + i⊙g,  h_t = o⊙tanh(c_t)",
 )
-def build_lstm_nofg(input_size, hidden_size, *, key, dtype=jnp.float32):
+def build_lstm_nofg(input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32) -> LSTMNoForget:
     n = hidden_size
     kw, kb = jax.random.split(key)
     w_ih, w_hh = _weights(kw, 3 * n, input_size, n, dtype)
@@ -258,7 +269,15 @@ def build_lstm_nofg(input_size, hidden_size, *, key, dtype=jnp.float32):
     family="lstm",
     equation="i,f = σ(… + w_c{i,f}⊙c_{t-1}), o = σ(… + w_co⊙c_t), c_t = f⊙c_{t-1} + i⊙g",
 )
-def build_lstm_peephole(input_size, hidden_size, *, key, dtype=jnp.float32, forget_bias=None, chrono=None):
+def build_lstm_peephole(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    forget_bias: float | None = None,
+    chrono: float | None = None,
+) -> PeepholeLSTM:
     n = hidden_size
     kw, kb, kp = jax.random.split(key, 3)
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)

@@ -55,13 +55,16 @@ W_Δ ~ U(±dt_scale/√R) (``dt_init="random"``) or constant dt_scale/√R, W_x 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, bad_value, check_number, check_positive_int
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 
@@ -95,11 +98,11 @@ class Mamba(Cell):
     structure = "diagonal"
 
     @property
-    def block_sizes(self):
+    def block_sizes(self) -> tuple[int, ...]:
         return (self.input_size * self.hidden_size,)
 
     @property
-    def output_size(self) -> int:  # type: ignore[override]
+    def output_size(self) -> int:
         """The width of y_t = h_t C_t + D ⊙ u_t: the D channels."""
         return self.input_size
 
@@ -112,26 +115,26 @@ class Mamba(Cell):
         a = jnp.exp(dt[:, None] * -jnp.exp(self.A_log))
         return pre, dt, a, p[R : R + N], p[R + N :]
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         _, dt, a, B, C = self._select(x)
         h2 = a * h.reshape(a.shape) + (dt * x)[:, None] * B[None, :]
         return (h2.reshape(-1),), {"dt": dt, "B": B, "C": C}
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """y = h C + D ⊙ u (D,): the SSM output before the block's gate."""
         (h,) = state
         C = self.x_proj_weight[self.dt_rank + self.hidden_size :] @ x
         return h.reshape(self.input_size, self.hidden_size) @ C + self.D * x
 
-    def readout_jacobian(self, state, x):
+    def readout_jacobian(self, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
         """``(∂y/∂h = I_D ⊗ C_tᵀ (D, D·N), ∂y/∂u = h W_C + diag(D) (D, D))``."""
         (h,) = state
         WC = self.x_proj_weight[self.dt_rank + self.hidden_size :]
         C = jnp.broadcast_to(WC @ x, (self.input_size, self.hidden_size))
         return _cell_diag_rows(C, self.input_size), h.reshape(C.shape) @ WC + jnp.diag(self.D)
 
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(exp(Δ_t A) flat (D·N,), ∂h_t/∂u_t (D·N, D))``.
 
         With h'_{dn} = exp(Δ_d A_dn) h_dn + Δ_d u_d B_n: ∂h'_{dn}/∂u_j = (A_dn e^{Δ_d A_dn} h_dn + u_d B_n)
@@ -148,7 +151,7 @@ class Mamba(Cell):
         jx = jx + (dt * x)[:, None, None] * self.x_proj_weight[R : R + N][None, :, :]
         return a.reshape(-1), jx.reshape(Dn * N, Dn)
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         diag, jx = self.jacobian_diag(x, state, t)
         return jnp.diag(diag), jx
 
@@ -165,8 +168,8 @@ class Mamba2(Cell):
     hidden_size: int = static()
     num_heads: int = static()
     head_dim: int = static()
-    n_groups: int = static(1)
-    time_step_limit: tuple | None = static(None)  # (lo, hi) clip of Δ; None: no clip (the reference's (0, ∞))
+    n_groups: int = static(default=1)
+    time_step_limit: tuple | None = static(default=None)  # (lo, hi) clip of Δ; None: no clip (the reference's (0, ∞))
 
     structure = "diagonal"
 
@@ -175,11 +178,11 @@ class Mamba2(Cell):
         return self.num_heads * self.head_dim
 
     @property
-    def block_sizes(self):
+    def block_sizes(self) -> tuple[int, ...]:
         return (self.channels * self.hidden_size,)
 
     @property
-    def output_size(self) -> int:  # type: ignore[override]
+    def output_size(self) -> int:
         """The width of y_t: the H·P channels."""
         return self.channels
 
@@ -215,7 +218,7 @@ class Mamba2(Cell):
             dt = jnp.clip(dt, lo, hi)
         return dt, d
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         u, _ = self._u(x)
         X, B, C, dt_raw = self._split(u)
@@ -225,14 +228,14 @@ class Mamba2(Cell):
         h2 = a[:, None, None] * hs + (dt[:, None] * X)[:, :, None] * B[:, None, :]
         return (h2.reshape(-1),), {"dt": dt}
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """y_h = h_h C_{g(h)} + D_h x_h, flat (H·P,): the SSM output before the gated RMSNorm."""
         (h,) = state
         X, _, C, _ = self._split(self._u(x)[0])
         hs = h.reshape(X.shape + (self.hidden_size,))
         return (jnp.einsum("hpn,hn->hp", hs, C) + self.D[:, None] * X).reshape(-1)
 
-    def readout_jacobian(self, state, x):
+    def readout_jacobian(self, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
         """``(∂y/∂h (HP, HPN), ∂y/∂x)``: y reads x (through D) and C; B and dt enter only via the state."""
         (h,) = state
         H, P, G, N = self.num_heads, self.head_dim, self.n_groups, self.hidden_size
@@ -246,7 +249,7 @@ class Mamba2(Cell):
         Ru = jnp.concatenate([dX, jnp.zeros((H * P, G * N), x.dtype), dC, jnp.zeros((H * P, H), x.dtype)], 1)
         return Ry, Ru if du is None else Ru @ du
 
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(exp(Δ_h A_h) repeated over each head's P·N entries, ∂h_t/∂x_t)``.
 
         h'_{hpn} = e^{Δ_h A_h} h_{hpn} + Δ_h x_{hp} B_{g(h)n}: ∂/∂x_{hp} = Δ_h B_{g(h)n}, ∂/∂B_{gn} = Δ_h x_{hp}
@@ -269,13 +272,13 @@ class Mamba2(Cell):
         jx = jnp.concatenate([jX, jB, jnp.zeros((H * P * N, G * N), x.dtype), jdt], axis=1)
         return jnp.repeat(a, P * N), jx if du is None else jx @ du
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         diag, jx = self.jacobian_diag(x, state, t)
         return jnp.diag(diag), jx
 
 
 # ----------------------------------------------------------------------------------- builders
-def dt_bias_init(key, n: int, dt_min: float, dt_max: float, dt_floor: float, dtype):
+def dt_bias_init(key: Array, n: int, dt_min: float, dt_max: float, dt_floor: float, dtype: DTypeLike) -> Array:
     """The reference's Δ bias: dt = exp(U(log dt_min, log dt_max)), floored, as its inverse softplus
     dt + log(−expm1(−dt)), so that softplus(bias) = dt at init."""
     r = jax.random.uniform(key, (n,), dtype)
@@ -291,7 +294,7 @@ def _check_dt(dt_min, dt_max, dt_floor):
         raise ConfigError(f"dt_min={dt_min!r} is not allowed: it must not exceed dt_max={dt_max!r}")
 
 
-def check_time_step_limit(value):
+def check_time_step_limit(value: object) -> tuple[float, float] | None:
     """None, or a pair (lo, hi) with 0 ≤ lo < hi (hi may be inf), returned as a tuple of floats."""
     if value is None:
         return None
@@ -311,18 +314,18 @@ def check_time_step_limit(value):
     equation="Δ_t = softplus(W_Δ u_t + b), h_t = exp(Δ_t A)⊙h_{t−1} + Δ_t u_t B_tᵀ, y_t = h_t C_t + D⊙u_t",
 )
 def build_mamba(
-    input_size,
-    hidden_size,
+    input_size: int,
+    hidden_size: int,
     *,
-    key,
-    dtype=jnp.float32,
-    dt_rank=None,
-    dt_min=0.001,
-    dt_max=0.1,
-    dt_floor=1e-4,
-    dt_scale=1.0,
-    dt_init="random",
-):
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    dt_rank: int | None = None,
+    dt_min: float = 0.001,
+    dt_max: float = 0.1,
+    dt_floor: float = 0.0001,
+    dt_scale: float = 1.0,
+    dt_init: str = "random",
+) -> Mamba:
     """D = ``input_size`` channels, N = ``hidden_size`` states each. ``dt_rank`` (R) defaults to ⌈D/32⌉, the
     reference's ⌈d_model/16⌉ with its expansion D = 2·d_model; ``dt_init`` "random" or "constant" (W_Δ)."""
     Dn, N = input_size, hidden_size
@@ -354,18 +357,18 @@ def build_mamba(
     "y_{t,h} = h_{t,h} C_t + D_h x_{t,h}",
 )
 def build_mamba2(
-    input_size,
-    hidden_size,
+    input_size: int,
+    hidden_size: int,
     *,
-    key,
-    dtype=jnp.float32,
-    heads=1,
-    groups=1,
-    dt_min=0.001,
-    dt_max=0.1,
-    dt_floor=1e-4,
-    time_step_limit=None,
-):
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    heads: int = 1,
+    groups: int = 1,
+    dt_min: float = 0.001,
+    dt_max: float = 0.1,
+    dt_floor: float = 0.0001,
+    time_step_limit: tuple[float, float] | None = None,
+) -> Mamba2:
     """D = ``input_size`` channels in ``heads`` heads (P = D/heads), N = ``hidden_size`` states, ``groups``
     groups of B, C; the input x ∈ ℝᴰ is mapped to u by ``in_proj_weight`` (+ SiLU on x, B, C)."""
     Dn, N = input_size, hidden_size

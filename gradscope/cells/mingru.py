@@ -28,18 +28,21 @@ of shape ``(n, m)``, biases ``bias_*`` ``(n,)`` (initialised to zero), ``weight_
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 G_CHOICES = ("identity", "log-space")
 
 
-def candidate(a, g: str):
+def candidate(a: Array, g: str) -> tuple[Array, Array]:
     """``(h̃, dh̃/da)``: h̃ = a, or the log-space g(a) = a + 0.5 (a ≥ 0), σ(a) (a < 0) (App. B.3)."""
     if g == "identity":
         return a, jnp.ones_like(a)
@@ -52,28 +55,33 @@ class _MinRNN(Cell):
     """What minGRU and minLSTM share: the candidate, the optional output projection, the Jacobian form."""
 
     structure = "diagonal"
+    weight_out: jax.Array | None  # (o, n) with proj_out: a field of both subclasses
+
+    if TYPE_CHECKING:
+
+        def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]: ...
 
     @property
     def output_size(self) -> int:
         return self.hidden_size if self.weight_out is None else self.weight_out.shape[0]
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """The layer output y = W_out h with ``proj_out``, else h."""
         del x
         h = state[0]
         return h if self.weight_out is None else self.weight_out @ h
 
-    def readout_jacobian(self, state, x):
+    def readout_jacobian(self, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
         """``(∂y/∂h, ∂y/∂x)`` = ``(W_out or I, 0)``."""
         n = self.hidden_size
         Ry = jnp.eye(n, dtype=state[0].dtype) if self.weight_out is None else self.weight_out
         return Ry, jnp.zeros((Ry.shape[0], x.shape[0]), Ry.dtype)
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         diag, jx = self.jacobian_diag(x, state, t)
         return jnp.diag(diag), jx
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "proj_out": self.weight_out is not None}
 
 
@@ -84,9 +92,9 @@ class MinGRU(_MinRNN):
     bias_h: jax.Array
     bias_z: jax.Array
     weight_out: jax.Array | None = None  # (m_out, n) with proj_out
-    input_size: int = static(0)
-    hidden_size: int = static(0)
-    g: str = static("identity")
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
+    g: str = static(default="identity")
 
     def _gates(self, x):
         a_h = self.weight_h @ x + self.bias_h
@@ -94,12 +102,12 @@ class MinGRU(_MinRNN):
         h_tilde, dh_tilde = candidate(a_h, self.g)
         return a_h, a_z, h_tilde, dh_tilde, jax.nn.sigmoid(a_z)
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         a_h, a_z, h_tilde, _, z = self._gates(x)
         return ((1.0 - z) * h + z * h_tilde,), {"z": z, "h_tilde": h_tilde, "a_z": a_z, "a_h": a_h}
 
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(1 − z, ∂h_t/∂x_t)`` with ∂h_t/∂x = diag(z(1−z)(h̃ − h)) W_z + diag(z g′(a_h)) W_h."""
         (h,) = state
         _, _, h_tilde, dh_tilde, z = self._gates(x)
@@ -116,9 +124,9 @@ class MinLSTM(_MinRNN):
     bias_f: jax.Array
     bias_i: jax.Array
     weight_out: jax.Array | None = None  # (m_out, n) with proj_out
-    input_size: int = static(0)
-    hidden_size: int = static(0)
-    g: str = static("identity")
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
+    g: str = static(default="identity")
 
     def _gates(self, x):
         a_h = self.weight_h @ x + self.bias_h
@@ -130,14 +138,14 @@ class MinLSTM(_MinRNN):
         f_prime = jax.nn.sigmoid(jax.nn.softplus(-a_i) - jax.nn.softplus(-a_f))
         return a_h, h_tilde, dh_tilde, f, i, f_prime
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         a_h, h_tilde, _, f, i, f_prime = self._gates(x)
         i_prime = 1.0 - f_prime
         new = f_prime * h + i_prime * h_tilde
         return (new,), {"f": f, "i": i, "f_prime": f_prime, "i_prime": i_prime, "h_tilde": h_tilde, "a_h": a_h}
 
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(f′, ∂h_t/∂x_t)``: with ∂f′/∂a_f = f′i′(1 − f), ∂f′/∂a_i = −f′i′(1 − i) and i′ = 1 − f′,
         ∂h_t/∂x = diag((h − h̃) f′i′) (diag(1 − f) W_f − diag(1 − i) W_i) + diag(i′ g′(a_h)) W_h."""
         (h,) = state
@@ -175,7 +183,15 @@ def _weights(key, k, input_size, hidden_size, proj_out, dtype):
     family="mingru",
     equation="z = σ(W_z x + b_z), h̃ = g(W_h x + b_h), h_t = (1−z)⊙h_{t-1} + z⊙h̃",
 )
-def build_mingru(input_size, hidden_size, *, key, dtype=jnp.float32, g="identity", proj_out=False):
+def build_mingru(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    g: str = "identity",
+    proj_out: bool = False,
+) -> MinGRU:
     """``g``: "identity" (the paper's h̃ = W_h x + b) or "log-space" (h̃ = g(W_h x + b), App. B.3).
     ``proj_out``: the layer output is W_out h (width input_size), as the package's ``to_out``."""
     proj_out = _check_options(g, proj_out)
@@ -190,7 +206,15 @@ def build_mingru(input_size, hidden_size, *, key, dtype=jnp.float32, g="identity
     family="mingru",
     equation="f′ = f/(f+i), i′ = i/(f+i), h̃ = g(W_h x + b_h), h_t = f′⊙h_{t-1} + i′⊙h̃",
 )
-def build_minlstm(input_size, hidden_size, *, key, dtype=jnp.float32, g="identity", proj_out=False):
+def build_minlstm(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    g: str = "identity",
+    proj_out: bool = False,
+) -> MinLSTM:
     """Options as for ``mingru``."""
     proj_out = _check_options(g, proj_out)
     (w_h, w_f, w_i), w_out = _weights(key, 3, input_size, hidden_size, proj_out, dtype)

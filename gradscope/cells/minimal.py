@@ -16,12 +16,14 @@ Layout (gradscope's own): ``weight_x (n, m)``, ``weight_uh (n, n)``, ``weight_uz
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import bad_value
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 sig = jax.nn.sigmoid
@@ -34,25 +36,25 @@ class MinimalRNN(Cell):
     weight_uz: jax.Array  # (n, n)  U_z
     bias_z: jax.Array  # (n,)
     bias_u: jax.Array  # (n,)
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _forward(self, x, h):
         z = jnp.tanh(self.weight_x @ x + self.bias_z)
         pre_u = self.weight_uh @ h + self.weight_uz @ z + self.bias_u
         return z, pre_u, sig(pre_u)
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         z, pre_u, u = self._forward(x, h)
         return (u * h + (1 - u) * z,), {"z": z, "pre_u": pre_u, "u": u}
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The gate-highway diagonal of ∂h'/∂h: ``u``."""
         (h,) = state
         return self._forward(x, h)[2]
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         (h,) = state
         z, _, u = self._forward(x, h)
         # dh' = u dh + (h - z) σ'(pre_u) dpre_u + (1 - u) dz,  dpre_u = U_h dh + U_z dz
@@ -69,7 +71,9 @@ class MinimalRNN(Cell):
     family="minimal",
     equation="z = tanh(W_x x + b_z), u = σ(U_h h + U_z z + b_u), h_t = u⊙h_{t-1} + (1−u)⊙z",
 )
-def build_minimalrnn(input_size, hidden_size, *, key, dtype=jnp.float32, gate_bias=0.0):
+def build_minimalrnn(
+    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, gate_bias: float = 0.0
+) -> MinimalRNN:
     if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
         raise bad_value("gate_bias", gate_bias, "expected a finite number (μ_b added to the update-gate bias)")
     n = hidden_size

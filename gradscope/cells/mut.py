@@ -34,12 +34,14 @@ does for its gated cells.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, bad_value
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 sig = jax.nn.sigmoid
@@ -64,6 +66,14 @@ class _MUT(Cell):
     Subclasses define the z pre-activation and the input term u(x), with their derivatives.
     """
 
+    # fields of the subclasses used here (declared for the checker; no class attributes)
+    weight_xh: jax.Array | None  # None (MUT1 printed=True): tanh(x), the matrix-free form
+    weight_xr: jax.Array | None  # None (MUT2 printed=True): x
+    weight_hr: jax.Array
+    weight_hh: jax.Array
+    bias_r: jax.Array
+    bias_h: jax.Array
+
     # --- hooks ---------------------------------------------------------------------------
     def _pre_z(self, x, h):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -72,10 +82,10 @@ class _MUT(Cell):
         raise NotImplementedError  # pragma: no cover
 
     def _input_term(self, x):
-        return self.weight_xh @ x
+        return _matvec(self.weight_xh, x)
 
     def _dinput_term(self, x):
-        return self.weight_xh
+        return _matrix(self.weight_xh, self.input_size, x.dtype)
 
     def _weight_xr(self):
         return self.weight_xr
@@ -88,18 +98,18 @@ class _MUT(Cell):
         pre_h = self.weight_hh @ (r * h) + self._input_term(x) + self.bias_h
         return pre_z, pre_r, pre_h, z, r, jnp.tanh(pre_h)
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
         pre_z, pre_r, pre_h, z, r, c = self._forward(x, h)
         h2 = c * z + h * (1 - z)
         return (h2,), {"pre_z": pre_z, "pre_r": pre_r, "pre_h": pre_h, "z": z, "r": r, "candidate": c}
 
-    def direct_path(self, x, state, t=None):
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
         """The gate-highway diagonal of ∂h'/∂h: ``1 − z``."""
         (h,) = state
         return 1 - sig(self._pre_z(x, h))
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         (h,) = state
         _, _, _, z, r, c = self._forward(x, h)
         n = self.hidden_size
@@ -130,8 +140,8 @@ class MUT1(_MUT):
     bias_z: jax.Array
     bias_r: jax.Array
     bias_h: jax.Array
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _pre_z(self, x, h):
         return self.weight_xz @ x + self.bias_z
@@ -160,8 +170,8 @@ class MUT2(_MUT):
     bias_z: jax.Array
     bias_r: jax.Array
     bias_h: jax.Array
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _pre_z(self, x, h):
         return self.weight_xz @ x + self.weight_hz @ h + self.bias_z
@@ -183,8 +193,8 @@ class MUT3(_MUT):
     bias_z: jax.Array
     bias_r: jax.Array
     bias_h: jax.Array
-    input_size: int = static(0)
-    hidden_size: int = static(0)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _pre_z(self, x, h):
         return self.weight_xz @ x + self.weight_hz @ jnp.tanh(h) + self.bias_z
@@ -225,7 +235,9 @@ def _h_eq(u):
     family="mut",
     equation="z = σ(W_xz x + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("tanh(W_xh x)"),
 )
-def build_mut1(input_size, hidden_size, *, key, dtype=jnp.float32, printed=False):
+def build_mut1(
+    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, printed: bool = False
+) -> MUT1:
     _check_printed(printed, input_size, hidden_size)
     w = _weights(key, hidden_size, input_size, dtype, "zrh", "rh")
     if printed:
@@ -239,7 +251,9 @@ def build_mut1(input_size, hidden_size, *, key, dtype=jnp.float32, printed=False
     family="mut",
     equation="z = σ(W_xz x + W_hz h + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
 )
-def build_mut2(input_size, hidden_size, *, key, dtype=jnp.float32, printed=False):
+def build_mut2(
+    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, printed: bool = False
+) -> MUT2:
     _check_printed(printed, input_size, hidden_size)
     w = _weights(key, hidden_size, input_size, dtype, "zrh", "zrh")
     if printed:
@@ -253,6 +267,6 @@ def build_mut2(input_size, hidden_size, *, key, dtype=jnp.float32, printed=False
     family="mut",
     equation="z = σ(W_xz x + W_hz tanh(h) + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
 )
-def build_mut3(input_size, hidden_size, *, key, dtype=jnp.float32):
+def build_mut3(input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32) -> MUT3:
     w = _weights(key, hidden_size, input_size, dtype, "zrh", "zrh")
     return MUT3(**w, input_size=input_size, hidden_size=hidden_size)

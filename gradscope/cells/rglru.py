@@ -36,16 +36,22 @@ Layout (the reference's parameter tree): ``a_param`` Λ ``(n,)``; ``input_gate_w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number, check_positive_int
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
+if TYPE_CHECKING:
+    from jaxtyping import Float
 
-def block_diagonal(w):
+
+def block_diagonal(w: Float[Array, "H k k"]) -> Float[Array, "n n"]:
     """The dense ``(n, n)`` matrix of a block-diagonal ``(H, k, k)`` weight acting as y[h,j] = Σ_i x[h,i] w[h,i,j]."""
     H, k, _ = w.shape
     return jnp.einsum("hg,hij->hjgi", jnp.eye(H, dtype=w.dtype), w).reshape(H * k, H * k)
@@ -65,11 +71,11 @@ class RGLRU(Cell):
     a_gate_b: jax.Array
     weight_in: jax.Array | None = None  # (n, m): Griffin's input projection when input_size != hidden_size
     bias_in: jax.Array | None = None
-    input_size: int = static(0)
-    hidden_size: int = static(0)
-    num_heads: int = static(1)
-    c: float = static(8.0)
-    reset_at_start: bool = static(False)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
+    num_heads: int = static(default=1)
+    c: float = static(default=8.0)
+    reset_at_start: bool = static(default=False)
 
     structure = "diagonal"
 
@@ -100,13 +106,13 @@ class RGLRU(Cell):
         new = a * h + beta * (i * xh)
         return (new,), {"r": r, "i": i, "a": a, "a_r": a_r, "a_i": a_i, "log_a": log_a}
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         return self._step(x, tuple(state), None)
 
-    def step(self, x, state, t):
+    def step(self, x: Array, state: Sequence[Array], t: Any) -> tuple[State, Aux]:
         return self._step(x, tuple(state), self._reset(t))
 
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(a_t, ∂h_t/∂x_t)``. With u = i⊙x̂, ∂a/∂(W_a x̂) = −c softplus(Λ) a r(1−r) and ∂β/∂a = −a/β:
         ∂h_t/∂x̂ = diag(β i) + diag(β x̂ i(1−i)) W_x + diag((h − (a/β) u) ∂a/∂(W_a x̂)) W_a,
         times W_in with the projection; at a reset (a = 0, β = 1) the last term vanishes."""
@@ -126,15 +132,15 @@ class RGLRU(Cell):
             jx = jx @ self.weight_in
         return a, jx
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         diag, jx = self.jacobian_diag(x, state, t)
         return jnp.diag(diag), jx
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "projection": self.weight_in is not None}
 
 
-def a_param_init(key, n, min_rad, max_rad, dtype, eps=1e-8):
+def a_param_init(key: Array, n: int, min_rad: float, max_rad: float, dtype: DTypeLike, eps: float = 1e-8) -> Array:
     """Λ with exp(−softplus(Λ)) ∈ [min_rad, max_rad], uniform by area of the ring (the reference's init)."""
     u = jax.random.uniform(key, (n,), jnp.float64 if dtype == jnp.float64 else jnp.float32)
     a_real = 0.5 * jnp.log(u * (max_rad**2 - min_rad**2) + min_rad**2 + eps)
@@ -148,18 +154,18 @@ def a_param_init(key, n, min_rad, max_rad, dtype, eps=1e-8):
     equation="log a_t = −8·softplus(Λ)⊙σ(W_a x_t + b_a), h_t = a_t⊙h_{t-1} + √(1−a_t²)⊙(σ(W_x x_t + b_x)⊙x_t)",
 )
 def build_rglru(
-    input_size,
-    hidden_size,
+    input_size: int,
+    hidden_size: int,
     *,
-    key,
-    dtype=jnp.float32,
-    num_heads=1,
-    min_rad=0.9,
-    max_rad=0.999,
-    c=8.0,
-    reset_at_start=False,
-    projection=None,
-):
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    num_heads: int = 1,
+    min_rad: float = 0.9,
+    max_rad: float = 0.999,
+    c: float = 8.0,
+    reset_at_start: bool = False,
+    projection: bool | None = None,
+) -> RGLRU:
     """Gate weights ~ N(0, 1/(n/H)) per head (the reference's fan-in variance scaling), biases 0; Λ as
     `a_param_init`. ``projection``: None inserts x̂ = W_in x + b_in only when input_size != hidden_size,
     True always, False never (then the sizes must match). ``reset_at_start``: see the module docstring."""

@@ -30,12 +30,15 @@ that a `Stack` feeds forward (``output_size == input_size``). Λ is used as stor
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
-from gradscope.cells._base import Cell, pytree_cell, static
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static
 from gradscope.cells._registry import register
 from gradscope.cells.lru import rotation_scaling
 
@@ -62,12 +65,12 @@ class S4D(Cell):
         return (hn, hn)
 
     @property
-    def output_size(self) -> int:  # type: ignore[override]
+    def output_size(self) -> int:
         """The width of y: one output per channel, the input's width."""
         return self.input_size
 
     # --- zero-order hold -------------------------------------------------------------------
-    def discretise(self):
+    def discretise(self) -> tuple[Array, Array]:
         """``(Λ̄, B̄)``, complex ``(H, N)``: Λ̄ = exp(ΛΔ), B̄ = (Λ̄ − 1)/Λ · B (zero-order hold)."""
         lam = jax.lax.complex(self.Lambda_re, self.Lambda_im)
         step = jnp.exp(self.log_step)[:, None]
@@ -82,7 +85,7 @@ class S4D(Cell):
         return jnp.concatenate([place(b_bar.real), place(b_bar.imag)], axis=0)
 
     # --- the step --------------------------------------------------------------------------
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         re, im = state
         lam_bar, b_bar = self.discretise()
         lr, li = lam_bar.real.reshape(-1), lam_bar.imag.reshape(-1)
@@ -90,13 +93,13 @@ class S4D(Cell):
         new = (lr * re - li * im + bu.real, li * re + lr * im + bu.imag)
         return new, {"bu_re": bu.real, "bu_im": bu.imag, "y": self.readout(new, x)}
 
-    def readout(self, state, x):
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         """y_h = Σ_n (C_re Re x − C_im Im x)_{hn} + D_h u_h."""
         H, N = self.input_size, self.hidden_size
         re, im = (s.reshape(H, N) for s in state)
         return jnp.sum(self.C_re * re - self.C_im * im, axis=1) + self.D * x
 
-    def readout_jacobian(self, state, x):
+    def readout_jacobian(self, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
         """``(∂y/∂S (H, 2HN), ∂y/∂u = diag(D))``: channel h reads its own N modes."""
         del state, x
         H, N = self.input_size, self.hidden_size
@@ -105,12 +108,12 @@ class S4D(Cell):
         return jnp.concatenate([place(self.C_re), place(-self.C_im)], axis=1), jnp.diag(self.D)
 
     # --- Jacobians -------------------------------------------------------------------------
-    def jacobian_diag(self, x, state, t=None):
+    def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]:
         """``(Λ̄ (HN,) complex, ∂S'/∂u (2HN, H))``; both constant in time and state."""
         lam_bar, b_bar = self.discretise()
         return lam_bar.reshape(-1), self._input_matrix(b_bar)
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         lam_bar, b_bar = self.discretise()
         lam_bar = lam_bar.reshape(-1)
         return rotation_scaling(lam_bar.real, lam_bar.imag), self._input_matrix(b_bar)
@@ -122,7 +125,15 @@ class S4D(Cell):
     family="s4d",
     equation="x_k = exp(ΛΔ)⊙x_{k-1} + Λ⁻¹(exp(ΛΔ)−1)B⊙u_k, y_k = Re(C x_k) + D⊙u_k",
 )
-def build_s4d(input_size, hidden_size, *, key, dtype=jnp.float32, dt_min=0.001, dt_max=0.1):
+def build_s4d(
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    dt_min: float = 0.001,
+    dt_max: float = 0.1,
+) -> S4D:
     """``input_size`` channels H, each with ``hidden_size`` complex modes N (state 2·H·N real numbers);
     the step Δ_h is log-uniform on ``[dt_min, dt_max]``."""
     dt_min = check_number("dt_min", dt_min, positive=True)

@@ -41,12 +41,15 @@ the only non-smooth points; tests avoid exact ties.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number, check_positive_int
-from gradscope.cells._base import Cell, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 FORGET_GATES = ("sigmoid", "exp")
@@ -65,10 +68,15 @@ def _x_cols(w, d):
     return jnp.concatenate([jnp.zeros((w.shape[0], d), w.dtype), w], axis=1)
 
 
-class _HeadNormReadout:
+class _HeadNormReadout(Cell):
     """The optional per-head layer norm on the output (the package's MultiHeadLayerNorm)."""
 
-    def readout(self, state, x):
+    # fields of sLSTM and mLSTM (declared for the checker; no class attributes)
+    norm_scale: jax.Array | None
+    num_heads: int
+    norm_eps: float
+
+    def readout(self, state: Sequence[Array], x: Array) -> Array:
         h = state[0]
         if self.norm_scale is None:
             return h
@@ -77,7 +85,7 @@ class _HeadNormReadout:
         sd = jnp.sqrt(((hh - mu) ** 2).mean(axis=1, keepdims=True) + self.norm_eps)
         return self.norm_scale * ((hh - mu) / sd).reshape(-1)
 
-    def readout_jacobian(self, state, x):
+    def readout_jacobian(self, state: Sequence[Array], x: Array) -> tuple[Array, Array]:
         """(∂y/∂S, ∂y/∂x); per head ∂ŷ/∂h = (I − 11ᵀ/D − ŷŷᵀ/D)/σ, y = γ ⊙ ŷ."""
         h, n, d = state[0], self.hidden_size, self.state_size
         if self.norm_scale is None:
@@ -95,7 +103,7 @@ class _HeadNormReadout:
         return JS, jnp.zeros((n, self.input_size), h.dtype)
 
 
-def _stabilise(kind, f_pre, i_pre, m, reset=False):
+def _stabilise(kind: str, f_pre: Array, i_pre: Array, m: Array, reset: bool | Array = False):
     """(log f, ∂log f/∂f̃, m_t, i′, f′, input branch taken) of the stabiliser recurrence."""
     logf, dlogf = _log_forget(kind, f_pre)
     a = logf + m
@@ -112,13 +120,13 @@ class SLSTM(_HeadNormReadout, Cell):
     input_size: int = static()
     hidden_size: int = static()
     norm_scale: jax.Array | None = None  # (n,) per-head layer norm scale of the readout, or None
-    num_heads: int = static(1)
-    forget_gate: str = static("sigmoid")
-    norm_eps: float = static(1e-5)
+    num_heads: int = static(default=1)
+    forget_gate: str = static(default="sigmoid")
+    norm_eps: float = static(default=1e-5)
 
     blocks = ("h", "c", "n", "m")
 
-    def recurrent_matrix(self):
+    def recurrent_matrix(self) -> Array:
         """The block-diagonal R (4n, n) with one Dh×Dh block per gate and head."""
         H = self.num_heads
         return jnp.einsum("gkjl,kq->gkjql", self.weight_hh, jnp.eye(H, dtype=self.weight_hh.dtype)).reshape(
@@ -138,11 +146,11 @@ class SLSTM(_HeadNormReadout, Cell):
         h2 = o * c2 / n2
         return (h2, c2, n2, m2), dict(pre=pre, i=ig, f=fg, z=g, o=o, logf=logf, dlogf=dlogf, sel=sel, reset=reset)
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         new, a = self._step(x, state)
         return new, {"pre": a["pre"], "i": a["i"], "f": a["f"], "z": a["z"], "o": a["o"]}
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         """Forward-mode tangents over [S; x] (columns), one row block per new state block."""
         h, c, n, m = state
         nh, d = self.hidden_size, 4 * self.hidden_size
@@ -181,10 +189,10 @@ class MLSTM(_HeadNormReadout, Cell):
     weight_o: jax.Array | None = None  # (n, m) output gate, or None (o = 1, the package's cell)
     bias_o: jax.Array | None = None
     norm_scale: jax.Array | None = None
-    num_heads: int = static(1)
-    forget_gate: str = static("sigmoid")
-    eps: float = static(1e-6)
-    norm_eps: float = static(1e-5)
+    num_heads: int = static(default=1)
+    forget_gate: str = static(default="sigmoid")
+    eps: float = static(default=1e-6)
+    norm_eps: float = static(default=1e-5)
 
     blocks = ("h", "C", "n", "m")
 
@@ -193,7 +201,7 @@ class MLSTM(_HeadNormReadout, Cell):
         return self.hidden_size // self.num_heads
 
     @property
-    def block_sizes(self):
+    def block_sizes(self) -> tuple[int, ...]:
         n, H = self.hidden_size, self.num_heads
         return (n, H * self.head_dim**2, n, H)
 
@@ -238,11 +246,11 @@ class MLSTM(_HeadNormReadout, Cell):
             sel=sel,
         )
 
-    def __call__(self, x, state):
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         new, a = self._step(x, state)
         return new, {k: a[k] for k in ("i_pre", "f_pre", "i", "f", "o")}
 
-    def jacobian(self, x, state, t=None):
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         """Forward-mode tangents over [S; x] (last axis), per head, then flattened to rows of S'."""
         new, a = self._step(x, state)
         n, H, D = self.hidden_size, self.num_heads, self.head_dim
@@ -314,8 +322,15 @@ def _forget_bias(forget_bias, units, heads, dtype):
     equation="m_t = max(log f + m_{t-1}, ĩ), c_t = f′c_{t-1} + i′tanh(z̃), n_t = f′n_{t-1} + i′, h_t = σ(õ)⊙c_t/n_t",
 )
 def build_slstm(
-    input_size, hidden_size, *, key, dtype=jnp.float32, num_heads=1, forget_gate="sigmoid", forget_bias=None
-):
+    input_size: int,
+    hidden_size: int,
+    *,
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    num_heads: int = 1,
+    forget_gate: str = "sigmoid",
+    forget_bias: float | None = None,
+) -> SLSTM:
     """W ~ U(±1/√m), R ~ U(±1/√n) (the package's "standard" recurrent init; its default is R = 0),
     b_i = b_z = b_o = 0, b_f = ``forget_bias`` (default linspace(3, 6) per head, the package's "small_init").
     ``num_heads`` must divide ``hidden_size``; ``forget_gate`` "sigmoid" (the package) or "exp"."""
@@ -346,18 +361,18 @@ def build_slstm(
     equation="C_t = f′C_{t-1} + i′k vᵀ, n_t = f′n_{t-1} + i′k, h_t = o⊙C_tᵀq/(max(|n_tᵀq|, e^(−m_t)) + ε)",
 )
 def build_mlstm(
-    input_size,
-    hidden_size,
+    input_size: int,
+    hidden_size: int,
     *,
-    key,
-    dtype=jnp.float32,
-    num_heads=None,
-    head_dim=None,
-    forget_gate="sigmoid",
-    output_gate=True,
-    forget_bias=None,
-    eps=1e-6,
-):
+    key: Array,
+    dtype: DTypeLike = jnp.float32,
+    num_heads: int | None = None,
+    head_dim: int | None = None,
+    forget_gate: str = "sigmoid",
+    output_gate: bool = True,
+    forget_bias: float | None = None,
+    eps: float = 1e-06,
+) -> MLSTM:
     """Heads of dimension Dh = hidden_size / num_heads; by default Dh = 2 (1 for an odd hidden_size), which
     keeps the state (n + heads·Dh² + n + heads) and its dense Jacobian small. Give ``num_heads`` or
     ``head_dim``. W_q, W_k, W_v, W_i, W_f, W_o ~ U(±1/√m) (the package zero-initialises W_i and W_f;
