@@ -31,7 +31,13 @@ import os
 import platform
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+    from jax.typing import ArrayLike
+
+    from gradscope.analysis import Analysis
 
 UPDATE_ENV = "GRADSCOPE_UPDATE_BASELINES"
 UPDATE_OPTION = "--gradscope-update-baselines"
@@ -65,7 +71,7 @@ def report_from_analyses(*analyses: Any, command: str = "pytest", config: dict |
             "jax": jax.__version__,
             "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind),
-            "x64": bool(jax.config.jax_enable_x64),
+            "x64": bool(jax.config.read("jax_enable_x64")),
             "dtype": precision.get("dtype"),
             "matmul_precision": precision.get("matmul"),
             "platform": platform.platform(),
@@ -104,8 +110,8 @@ def _bound_failures(summary: dict, min_horizon, max_lyapunov, max_decay) -> list
 
 
 def assert_gradient_flow(
-    model,
-    xs,
+    model: Any,
+    xs: ArrayLike,
     *,
     min_horizon: int | None = None,
     max_lyapunov: float | None = None,
@@ -114,8 +120,8 @@ def assert_gradient_flow(
     update: bool = False,
     name: str | None = None,
     overrides: dict | None = None,
-    **analyse_kwargs,
-):
+    **analyse_kwargs: Any,
+) -> Analysis:
     """Analyse ``model`` on ``xs`` with :func:`gradscope.analyse` and assert that gradients flow.
 
     Raises ``AssertionError`` listing every violated bound, or every metric that regressed against
@@ -138,7 +144,9 @@ def assert_gradient_flow(
         raise ConfigError("max_lyapunov needs the Lyapunov exponents: do not pass lyapunov=False")
     import gradscope
 
-    analysis = gradscope.analyse(model, xs, name=name or "model", **analyse_kwargs)
+    # looked up on the package at call time (so tests can patch it); pyright types the lazy
+    # gradscope.__getattr__ as returning a module
+    analysis = gradscope.analyse(model, xs, name=name or "model", **analyse_kwargs)  # pyright: ignore[reportCallIssue]
     failures = _bound_failures(dict(analysis.summary), min_horizon, max_lyapunov, max_decay)
     if failures:
         raise AssertionError("gradient flow check failed:\n  " + "\n  ".join(failures))
@@ -177,14 +185,14 @@ class GradientFlowRegression:
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def check(self, model, xs, **kwargs):
+    def check(self, model: Any, xs: ArrayLike, **kwargs: Any) -> Analysis:
         kwargs.setdefault("name", self.path.stem)
         return assert_gradient_flow(model, xs, baseline=self.path, **kwargs)
 
     __call__ = check
 
 
-def pytest_addoption(parser) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gradscope")
     group.addoption(
         UPDATE_OPTION,
@@ -194,12 +202,12 @@ def pytest_addoption(parser) -> None:
     )
 
 
-def pytest_configure(config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     global _update_from_pytest
     _update_from_pytest = bool(config.getoption(UPDATE_OPTION, default=False))
 
 
-def pytest_unconfigure(config) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
     global _update_from_pytest
     _update_from_pytest = False
 

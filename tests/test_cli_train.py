@@ -206,6 +206,20 @@ def test_reproduce_writes_report(tmp_path):
     assert (out / "summary.md").read_text().startswith("## Reproduction `forget-bias` (quick): claim held")
 
 
+def test_indrnn_default_clip_finds_indrnn_layers_in_any_network():
+    """``gradscope train`` turns IndRNN's constraint on when any leaf cell (`named_cells`) is an IndRNN."""
+    import jax
+
+    import gradscope as gs
+    from gradscope.cli.train import _has_indrnn
+
+    k = jax.random.key(0)
+    assert _has_indrnn(gs.cells.make("indrnn", 2, 4, key=k))
+    assert _has_indrnn(gs.Stack((gs.cells.make("lstm", 2, 4, key=k), gs.cells.make("indrnn", 4, 4, key=k))))
+    assert _has_indrnn(gs.bidirectional("indrnn", 2, 4, key=k))
+    assert not _has_indrnn(gs.stack("lstm", 2, 4, 2, key=k))
+
+
 def test_cli_train_module_does_not_import_jax():
     code = "import sys, gradscope.cli.train; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

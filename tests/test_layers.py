@@ -24,6 +24,7 @@ LAYERS = {
     "_atomic": 0,
     "_registry": 0,
     "_precision": 0,
+    "_cache": 0,
     "norms": 1,
     "cells": 2,
     "nets": 3,

@@ -215,3 +215,16 @@ def test_text_bpc_of_uniform_predictor_is_log2_vocab():
     assert float(task.metric(uniform, ys)) == pytest.approx(math.log2(task.output_size), abs=1e-6)
     # the baseline (unigram entropy) is below the uniform predictor's loss
     assert task.baseline < math.log(task.output_size)
+
+
+def test_loaded_data_is_not_part_of_a_task_identity():
+    """Text's corpus and Digits' arrays are set in __post_init__: out of the options (describe), the repr,
+    equality and hashing, so equal options give equal tasks (jit's static-argument cache relies on it)."""
+    import dataclasses
+
+    a, b = tasks.make("text", length=20), tasks.make("text", length=20)
+    assert a == b and hash(a) == hash(b) and a != tasks.make("text", length=21)
+    assert repr(a) == "Text(length=20)"
+    assert not any(k.startswith("_") for k in a.describe())
+    assert [f.name for f in dataclasses.fields(a) if f.init] == ["length"]
+    assert a.input_size == a.output_size == len(a.vocab) > 0

@@ -1,5 +1,6 @@
 """Training loop, norm clipping, IndRNN constraint, checkpoints and resume."""
 
+import dataclasses
 import json
 import os
 
@@ -79,6 +80,69 @@ def test_network_rejects_mismatched_sizes_and_bidirectional_lm():
     bi = gs.bidirectional("rnn-tanh", 10, 4, key=jax.random.key(0))
     with pytest.raises(ConfigError, match="Bidirectional"):
         network(bi, tasks.make("copy", length=21, alphabet=8, symbols=10), key=jax.random.key(0))
+
+
+def test_network_refuses_a_model_that_declares_itself_non_causal():
+    """The readout-at-every-step check reads the model's own ``causal`` flag, not its class."""
+    cell = gs.cells.make("rnn-tanh", 10, 4, key=jax.random.key(0))
+
+    @dataclasses.dataclass(frozen=True)
+    class Lookahead:  # a user's wrapper that says it sees later inputs
+        inner: object
+        causal = False
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    copy = tasks.make("copy", length=21, alphabet=8, symbols=10)
+    with pytest.raises(ConfigError, match="Lookahead.*depends on later inputs"):
+        network(Lookahead(cell), copy, key=jax.random.key(0))
+    assert network(cell, copy, key=jax.random.key(0)).mode == "every"  # a plain cell is causal
+
+
+def test_clip_indrnn_clips_every_indrnn_cell_of_any_network_and_nothing_else():
+    """Li et al. 2018's |u| ≤ b on every IndRNN cell, found through the model's pytree: a Bidirectional
+    of IndRNN Stacks (4 cells) and a Stack mixing IndRNN and LSTM (1 cell). Each u equals NumPy's
+    clip of the original; every other leaf is bit-identical."""
+    from gradscope.cells import make
+    from gradscope.cells.indrnn import IndRNN
+    from gradscope.experiments.train import clip_indrnn
+
+    b, u = 1.0, dict(u_min=0.5, u_max=1.5)  # 16 units of u ~ U(0.5, 1.5): some above b, some below
+    k = jax.random.split(jax.random.key(4), 4)
+    bi = gs.Bidirectional(gs.stack("indrnn", 3, 16, 2, key=k[0], **u), gs.stack("indrnn", 3, 16, 2, key=k[1], **u))
+    mixed = gs.Stack((make("indrnn", 3, 16, key=k[2], **u), make("lstm", 16, 5, key=k[3])))
+    for model, n_indrnn in ((bi, 4), (mixed, 1)):
+        clipped, count = clip_indrnn(model, b)
+        assert count == n_indrnn and type(clipped) is type(model)
+        before = [c for _, c in model.named_cells()]
+        after = [c for _, c in clipped.named_cells()]
+        assert sum(isinstance(c, IndRNN) for c in after) == n_indrnn
+        for c0, c1 in zip(before, after):
+            for f in dataclasses.fields(c0):
+                v0, v1 = getattr(c0, f.name), getattr(c1, f.name)
+                if isinstance(c0, IndRNN) and f.name == "weight_hh_diag":
+                    u = np.asarray(v0, np.float64)
+                    assert np.abs(u).max() > b > np.abs(u).min()  # else the test would pass vacuously
+                    np.testing.assert_array_equal(np.asarray(v1, np.float64), np.clip(u, -b, b).astype(np.float32))
+                elif f.metadata.get("static"):
+                    assert v0 == v1
+                else:
+                    np.testing.assert_array_equal(np.asarray(v1), np.asarray(v0))
+    lstm_only = make("lstm", 3, 4, key=k[3])
+    assert clip_indrnn(lstm_only, b) == (lstm_only, 0)
+
+
+def test_train_module_keeps_its_public_names_after_the_split():
+    """``gradscope.experiments.train`` re-exports what moved to network/optim/runs; ``gs.train`` is its train."""
+    from gradscope.experiments import network as net_mod
+    from gradscope.experiments import optim, runs
+    from gradscope.experiments import train as train_mod
+
+    assert gs.train is train_mod.train and gs.Network is net_mod.Network is Network
+    assert gs.Readout is net_mod.Readout is Readout and train_mod.network is net_mod.network
+    assert train_mod.norm_clipping is optim.norm_clipping and train_mod.clip_indrnn is optim.clip_indrnn
+    assert gs.TrainResult is runs.TrainResult and restore is runs.restore and evaluate is runs.evaluate
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -54,9 +54,11 @@ def format_junit(result: CheckResult) -> str:
     errors = sum(r.status == "nonfinite" for r in result.rows)
     skipped = sum(r.status == "skipped" for r in result.rows)
     counts = {"tests": str(len(result.rows)), "failures": str(failures), "errors": str(errors)}
-    root = ET.Element("testsuites", name="gradscope", **counts)
+    root = ET.Element("testsuites", {"name": "gradscope", **counts})
     suite = ET.SubElement(
-        root, "testsuite", name="gradscope check", skipped=str(skipped), time="0", timestamp=_now(), **counts
+        root,
+        "testsuite",
+        {"name": "gradscope check", "skipped": str(skipped), "time": "0", "timestamp": _now(), **counts},
     )
     props = ET.SubElement(suite, "properties")
     for key, value in (("report", result.report_path), ("baseline", result.baseline_path)):

@@ -30,7 +30,7 @@ def start_distributed(
             f"{', '.join(named)} given without {', '.join(missing)}: give all three, or none of "
             "them on a cluster JAX detects by itself (Slurm, Open MPI, TPU pods)"
         )
-    if named:
+    if coordinator is not None and num_processes is not None and process_id is not None:  # all three given
         host, _, port = coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(

@@ -11,9 +11,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradscope._json import clean, dumps
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def one_line(text: str) -> str:
@@ -40,14 +43,14 @@ def info(message: str, quiet: bool = False) -> None:
         sys.stderr.flush()
 
 
-def stderr_console():
+def stderr_console() -> Console:
     """A rich console on stderr (tables for people); plain with ``NO_COLOR``."""
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, no_color="NO_COLOR" in os.environ or None)
 
 
-def stdout_console():
+def stdout_console() -> Console:
     """A rich console on stdout, for commands whose table is their output (``cells``, ``inspect``)."""
     from rich.console import Console
 

@@ -51,7 +51,9 @@ def report(
 def inspect(
     file: Path = typer.Argument(..., help="A weight file: .safetensors, .npz, .pt/.pth, .weights.h5."),
     framework: Optional[str] = typer.Option(
-        None, "--framework", help="torch, keras, flax or equinox (default: detected from the tensor names)."
+        None,
+        "--framework",
+        help="torch, keras, flax, equinox, mamba, xlstm, mingru, lru or rglru (default: from the tensor names).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout)."),
 ) -> None:

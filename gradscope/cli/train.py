@@ -14,13 +14,19 @@ from __future__ import annotations
 import enum
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from gradscope._errors import ConfigError, check_number
 from gradscope.cli._options import check_out_dir, enable_float64, parse_cell_spec
 from gradscope.cli._output import info, print_json, progress, stderr_console, stdout_console, warn
+
+if TYPE_CHECKING:
+    import jax
+    from rich.table import Table
+
+    from gradscope.cli._options import CellSpec
 
 
 class Optimizer(str, enum.Enum):
@@ -38,7 +44,9 @@ class Schedule(str, enum.Enum):
 INDRNN_LAST_LOW = 0.5
 
 
-def build_model(cell: str, input_size: int, hidden: int, layers: int, residual: bool, length: int, *, key, dtype):
+def build_model(
+    cell: str, input_size: int, hidden: int, layers: int, residual: bool, length: int, *, key: jax.Array, dtype: Any
+) -> tuple[Any, CellSpec]:
     """The recurrent model of ``gradscope train``: ``layers`` copies of the cell spec (fresh weights each).
 
     A plain ``indrnn`` gets IndRNN's adding-problem recipe unless options say otherwise: ``max_length = T``
@@ -65,16 +73,14 @@ def build_model(cell: str, input_size: int, hidden: int, layers: int, residual: 
     return model, spec
 
 
-def _has_indrnn(model) -> bool:
+def _has_indrnn(model: Any) -> bool:
+    """Whether any leaf cell of ``model`` (`Cell.named_cells`: a cell, the layers of a Stack, ...) is an IndRNN."""
     from gradscope.cells.indrnn import IndRNN
-    from gradscope.nets import Stack
 
-    if isinstance(model, IndRNN):
-        return True
-    return isinstance(model, Stack) and any(isinstance(c, IndRNN) for c in model.layers)
+    return any(isinstance(cell, IndRNN) for _, cell in model.named_cells())
 
 
-def _final_table(runs, title: str):
+def _final_table(runs: list[dict[str, Any]], title: str) -> Table:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -337,7 +343,7 @@ def reproduce(
         raise typer.Exit(code=1)
 
 
-def _list_reproductions(rp, json_out: bool) -> None:
+def _list_reproductions(rp: Any, json_out: bool) -> None:
     """``--list``: name, claim and source of every reproduction (JSON on stdout with --json)."""
     rows = [{"name": e.name, "title": e.title, "claim": e.claim, "source": e.source} for e in rp.EXPERIMENTS.values()]
     if json_out:

@@ -10,6 +10,7 @@ of an out-of-memory crash deep inside XLA.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 
@@ -23,7 +24,7 @@ class ResourceError(GradscopeError, MemoryError):
     """A computation would not fit in the device's memory."""
 
 
-def available_bytes(device=None) -> int:
+def available_bytes(device: Any = None) -> int:
     device = device or jax.devices()[0]
     try:
         stats = device.memory_stats() or {}

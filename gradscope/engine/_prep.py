@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from gradscope._precision import MATMUL_PRECISION, matmul_precision  # noqa: F401  (re-exported)
 from gradscope._rollout import _scan, check_inputs
 from gradscope.cells._base import flatten_state, jacobians, unflatten_state
 
+R = TypeVar("R")
 
-def engine_precision():
+
+def engine_precision() -> contextlib.AbstractContextManager[Any]:
     """Context in which the engine traces its products: ``jax.default_matmul_precision(matmul_precision())``."""
     return jax.default_matmul_precision(matmul_precision())
 
 
-def per_example(fn):
+def per_example(fn: Callable[..., R]) -> Callable[..., R]:
     """Wrap ``fn(model, xs, S, *args)`` written for one sequence: vmap it over a leading batch axis.
 
     ``S`` is the flat trajectory S_0..S_T ``(T+1, d)`` and ``xs`` the prepared inputs ``(T, m')``.
     """
 
     @functools.wraps(fn)
-    def wrapped(model, xs, S, *args, batched: bool):
+    def wrapped(model: Any, xs: jax.Array, S: jax.Array, *args: Any, batched: bool) -> R:
         with engine_precision():
             if batched:
                 return jax.vmap(lambda x, s: fn(model, x, s, *args))(xs, S)
@@ -46,19 +52,19 @@ def _states(model, xs, state0, batched):
         return _trajectory(model, xs, state0)
 
 
-def prepare(model, xs, state0=None):
+def prepare(model: Any, xs: ArrayLike, state0: Any = None) -> tuple[jax.Array, jax.Array, bool]:
     """Validate inputs and run the model: ``(prepared xs (…,T,m'), flat states (…,T+1,d), batched)``."""
     xs, state0, batched = check_inputs(model, xs, state0)
     pxs, S = _states(model, xs, state0, batched)
     return pxs, S, batched
 
 
-def step_jac(model, x, s, t):
+def step_jac(model: Any, x: jax.Array, s: jax.Array, t: Any) -> tuple[jax.Array, jax.Array]:
     """Dense ``(∂S_{t+1}/∂S_t, ∂S_{t+1}/∂x_{t+1})`` at flat state ``s`` (analytic or autodiff)."""
     return jacobians(model, x, unflatten_state(model, s), t)
 
 
-def structure(model) -> str:
+def structure(model: Any) -> str:
     """The structure of ∂S'/∂S the engine exploits: ``"diagonal"`` (a real diagonal), ``"complex-diagonal"``
     (per unit n the rotation-scaling ``[[Re λ_n, −Im λ_n], [Im λ_n, Re λ_n]]`` acting on ``(re_n, im_n)``
     of the two equal blocks ``[re, im]``) or ``"dense"``. Only what the model declares, and only with a
@@ -74,12 +80,12 @@ def structure(model) -> str:
     return "dense"
 
 
-def is_diagonal(model) -> bool:
+def is_diagonal(model: Any) -> bool:
     """Whether the engine takes a diagonal fast path (real or complex) for ``model``."""
     return structure(model) != "dense"
 
 
-def log_diagonals(model, xs, S):
+def log_diagonals(model: Any, xs: jax.Array, S: jax.Array) -> tuple[jax.Array, jax.Array | None]:
     """Along one trajectory: ``(log|a_t| (T, n), arg λ_t (T, n) or None)``, the log-magnitudes of the
     diagonal of ∂S_{t+1}/∂S_t (complex-diagonal: of the multipliers λ, n = half the state) and, for
     complex-diagonal models, their phases. An exactly zero factor gives −inf."""

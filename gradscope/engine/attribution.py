@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
@@ -45,7 +47,7 @@ class Attribution:
     blocks: tuple
 
 
-def output_cotangents(model, T: int, readout: str, key, dtype):
+def output_cotangents(model: Any, T: int, readout: str, key: jax.Array, dtype: Any) -> jax.Array:
     """``e_t = ∂E_t/∂S_t`` for the default loss ``E_t = ⟨v, output(S_t)⟩``: ``(T, d)``."""
     if readout not in ("every", "last"):
         raise ConfigError(f"readout={readout!r} is not allowed: use 'every' or 'last'")
@@ -136,7 +138,15 @@ def _attribution(model, xs, S, es, batched):
         return _attr(model, xs, S, es)
 
 
-def attribution(model, xs, state0=None, *, readout: str = "every", key=None, cotangents=None) -> Attribution:
+def attribution(
+    model: Any,
+    xs: ArrayLike,
+    state0: Any = None,
+    *,
+    readout: str = "every",
+    key: jax.Array | None = None,
+    cotangents: ArrayLike | None = None,
+) -> Attribution:
     """Split ``∂E/∂θ`` by lag τ = t − k and report per-block gradient norms over time (see module doc)."""
     pxs, S, batched = prepare(model, xs, state0)
     T = pxs.shape[-2]

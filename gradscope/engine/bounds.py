@@ -13,13 +13,16 @@ lag τ is ``τ · log10_per_step``:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 
 
-def bound(model) -> dict | None:
+def bound(model: Any) -> dict | None:
     """``{"kind", "gamma", "sigma_max", "log10_per_step"}``, or None when the model states no bound
     (no ``gradient_bound`` method, or one that returns None)."""
-    method = getattr(model, "gradient_bound", None)
+    method: Callable[[], Mapping[str, Any] | None] | None = getattr(model, "gradient_bound", None)
     b = method() if callable(method) else None
     if b is None:
         return None

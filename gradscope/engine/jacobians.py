@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from gradscope.engine._memory import require
 from gradscope.engine._prep import per_example, prepare, step_jac
@@ -37,7 +39,7 @@ def _step_jacobians(model, xs, S, batched):
     return _all_steps(model, xs, S, batched=batched)
 
 
-def step_jacobians(model, xs, state0=None) -> StepJacobians:
+def step_jacobians(model: Any, xs: ArrayLike, state0: Any = None) -> StepJacobians:
     """All one-step Jacobians of ``model`` along ``xs`` (``(T, m)`` → ``(T, d, d)``; batched → ``(B, T, d, d)``)."""
     pxs, S, batched = prepare(model, xs, state0)
     B, T, d = (pxs.shape[0] if batched else 1), pxs.shape[-2], S.shape[-1]

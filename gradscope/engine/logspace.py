@@ -33,7 +33,7 @@ sequential scan on CPUs where that is faster (`diag_suffix`).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,9 @@ LN10 = math.log(10.0)
 # --- compensated summation ----------------------------------------------------------------------
 
 
-def compensated_add(s, c, x, cx=0.0):
+def compensated_add(
+    s: jax.Array, c: jax.Array, x: jax.Array, cx: jax.Array | float = 0.0
+) -> tuple[jax.Array, jax.Array]:
     """``(s, c) ⊕ (x, cx)`` for running sums whose value is ``s − c``: the two-sum of s and x (exact:
     ``s + x = t + e``), the rounding error ``e`` moved into the compensation, then the pair renormalised
     so that ``s`` alone is the sum rounded once (as in Kahan's loop) and ``c`` the part below its ulp.
@@ -83,13 +85,13 @@ def _renorm(N):
     return M, ls
 
 
-def init(M0) -> LogProduct:
+def init(M0: jax.Array) -> LogProduct:
     """The carry of the product that starts at ``M0`` (``(…, d, d')``; the identity for ∂S_k/∂S_k)."""
     M, ls = _renorm(M0)
     return LogProduct(M, ls, jnp.zeros_like(ls))
 
 
-def update(carry: LogProduct, J, *, left: bool = False) -> LogProduct:
+def update(carry: LogProduct, J: jax.Array, *, left: bool = False) -> LogProduct:
     """One step: ``P ← P J`` (backward accumulation, ∂S_T/∂S_k = ∂S_T/∂S_{k+1} · J_k), or ``P ← J P``
     with ``left=True`` (forward accumulation, ∂S_{t+1}/∂S_k = J_t · ∂S_t/∂S_k); then renormalise and add
     the log of the norm with compensation. ``J`` broadcasts against a batch of products."""
@@ -99,23 +101,23 @@ def update(carry: LogProduct, J, *, left: bool = False) -> LogProduct:
     return LogProduct(M, s, c)
 
 
-def log_scale(carry: LogProduct):
+def log_scale(carry: LogProduct) -> jax.Array:
     """``log ‖P‖_F`` (natural log): the compensated sum ``s − c``."""
     return carry.log_scale - carry.compensation
 
 
-def log10_frobenius(carry: LogProduct):
+def log10_frobenius(carry: LogProduct) -> jax.Array:
     """``log10 ‖P‖_F``."""
     return log_scale(carry) / LN10
 
 
-def log10_scaled(carry: LogProduct, x):
+def log10_scaled(carry: LogProduct, x: jax.Array) -> jax.Array:
     """``log10(x · exp(s − c))``: turns a norm (or singular value) ``x`` of ``carry.matrix`` or of one of
     its blocks into the log10 of the same norm of the product P."""
     return jnp.log10(x) + log10_frobenius(carry)
 
 
-def log10_singular_values(carry: LogProduct):
+def log10_singular_values(carry: LogProduct) -> jax.Array:
     """All singular values of P, descending, as log10 (one SVD of the unit-norm matrix)."""
     return log10_scaled(carry, jnp.linalg.svd(carry.matrix, compute_uv=False))
 
@@ -137,12 +139,12 @@ def _wrap(p):
     return p - (2 * math.pi) * jnp.round(p / (2 * math.pi))
 
 
-def diag_init(log_abs, phase=None) -> LogDiagonal:
+def diag_init(log_abs: jax.Array, phase: jax.Array | None = None) -> LogDiagonal:
     """The product of one factor: ``log|a|`` per unit (−inf for an exact zero) and ``arg λ`` if complex."""
     return LogDiagonal(log_abs, jnp.zeros_like(log_abs), None if phase is None else _wrap(phase))
 
 
-def diag_identity(shape, dtype, complex_: bool) -> LogDiagonal:
+def diag_identity(shape: tuple[int, ...], dtype: Any, complex_: bool) -> LogDiagonal:
     """The empty product (all ones) of ``shape`` units."""
     z = jnp.zeros(shape, dtype)
     return LogDiagonal(z, z, z if complex_ else None)
@@ -152,16 +154,16 @@ def diag_combine(a: LogDiagonal, b: LogDiagonal) -> LogDiagonal:
     """The product of two partial products: log-magnitudes add (compensated), phases add (wrapped).
     Associative and commutative up to rounding, so usable by `jax.lax.associative_scan`."""
     s, c = compensated_add(a.log_abs, a.compensation, b.log_abs, b.compensation)
-    ph = None if a.phase is None else _wrap(a.phase + b.phase)
+    ph = None if a.phase is None or b.phase is None else _wrap(a.phase + b.phase)  # both None or neither
     return LogDiagonal(s, c, ph)
 
 
-def diag_update(carry: LogDiagonal, log_abs, phase=None) -> LogDiagonal:
+def diag_update(carry: LogDiagonal, log_abs: jax.Array, phase: jax.Array | None = None) -> LogDiagonal:
     """One step: multiply the product by one more diagonal factor."""
     return diag_combine(carry, diag_init(log_abs, phase))
 
 
-def diag_log_abs(carry: LogDiagonal):
+def diag_log_abs(carry: LogDiagonal) -> jax.Array:
     """``log|∏ a|`` per unit (natural log)."""
     return carry.log_abs - carry.compensation
 
@@ -172,7 +174,7 @@ def use_parallel_scan(parallel: bool | None = None) -> bool:
     return jax.default_backend() != "cpu" if parallel is None else bool(parallel)
 
 
-def diag_suffix(log_abs, phase=None, *, parallel: bool | None = None) -> LogDiagonal:
+def diag_suffix(log_abs: jax.Array, phase: jax.Array | None = None, *, parallel: bool | None = None) -> LogDiagonal:
     """Entry k of the result (leading axis T) is ``∏_{j ≥ k} a_j`` of the T factors ``log_abs (T, n)``
     (and ``phase (T, n)`` if complex): the diagonal of ∂S_T/∂S_k for every k, in O(T·n).
 

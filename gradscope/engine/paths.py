@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gradscope.cells._base import unflatten_state
 from gradscope.engine import logspace
@@ -24,7 +27,7 @@ from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step
 from gradscope.engine.products import _tol, top_singular_value
 
 
-def has_direct_path(model) -> bool:
+def has_direct_path(model: Any) -> bool:
     return callable(getattr(model, "direct_path", None))
 
 
@@ -84,7 +87,7 @@ def _path_split(model, xs, S, batched, r0, r1):
     return _split(model, xs, S, r0, r1, batched=batched)
 
 
-def path_split(model, xs, state0=None) -> PathSplit:
+def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     """Split the direct-path block of ``∂S_T/∂S_k`` (LSTM: c→c; GRU, MUT, minimalRNN: h→h) into the
     direct path and the rest, for every k."""
     from gradscope._errors import ConfigError
@@ -108,14 +111,16 @@ def path_split(model, xs, state0=None) -> PathSplit:
 SIGMOID_GATES = ("i", "f", "o", "r", "z", "u")
 
 
-def _named_cells(model):
+def _named_cells(model: Any) -> tuple[tuple[str, Any], ...]:
     """The model's leaf cells with their block prefixes (`Cell.named_cells`); a user model outside the
     Cell hierarchy is one cell."""
-    walk = getattr(model, "named_cells", None)
+    walk: Callable[[], tuple[tuple[str, Any], ...]] | None = getattr(model, "named_cells", None)
     return walk() if callable(walk) else (("", model),)
 
 
-def gate_statistics(model, traj, *, saturation=0.01, forget_open=0.95, bins=20) -> dict:
+def gate_statistics(
+    model: Any, traj: Any, *, saturation: float = 0.01, forget_open: float = 0.95, bins: int = 20
+) -> dict:
     """Gate saturation and dead-unit statistics from a `Trajectory`'s aux.
 
     * per sigmoid gate: fraction with σ' = s(1−s) < ``saturation``, mean value, histogram on [0, 1];

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
@@ -71,7 +73,9 @@ def _probe_profile(model, xs, S, Z, batched):
     return _probe(model, xs, S, Z, batched=batched)
 
 
-def probe_lag_profile(model, xs, state0=None, *, probes: int = 16, key=None) -> ProbeProfile:
+def probe_lag_profile(
+    model: Any, xs: ArrayLike, state0: Any = None, *, probes: int = 16, key: jax.Array | None = None
+) -> ProbeProfile:
     """Matrix-free estimate of the lag profile (see module doc)."""
     if not (isinstance(probes, int) and probes >= 2):
         raise ConfigError(f"probes={probes!r} is not allowed: expected an integer >= 2")

@@ -25,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
@@ -44,7 +46,9 @@ def _tol(dtype):
     return 1e-6 if jnp.dtype(dtype) == jnp.float32 else 1e-12
 
 
-def top_singular_value(M, V, tol, max_iters=MAX_ITERS, exact=False):
+def top_singular_value(
+    M: jax.Array, V: jax.Array, tol: float, max_iters: int = MAX_ITERS, exact: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """Largest singular value of ``M``: ``(σ_max, V')`` with ``V'`` the block to warm-start the next call.
 
     Matrices of up to ``EXACT_MAX`` rows/columns (or any, with ``exact=True``) get an exact SVD. Larger ones
@@ -88,13 +92,13 @@ def _init_block(d, r, dtype):
     return q
 
 
-def kahan_add(sc, x):
+def kahan_add(sc: tuple[jax.Array, jax.Array], x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Compensated summation step on ``sc = (sum, compensation)`` (value ≈ sum − compensation); kept for
     callers of the old name — new code uses `logspace.compensated_add` or a `logspace.LogProduct`."""
     return logspace.compensated_add(sc[0], sc[1], x)
 
 
-def block_pairs(model):
+def block_pairs(model: Any) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
     """(name, row slice, col slice) for the reported block pairs: ``"b→a"`` is ∂S_T[a]/∂S_k[b].
 
     All pairs for up to 4 blocks; only the diagonal pairs beyond that (deep stacks).
@@ -108,7 +112,7 @@ def block_pairs(model):
     return [(f"{a}→{a}", (r0, r1), (r0, r1)) for (a, r0, r1) in sl]
 
 
-def lag_pair_names(model) -> list[str]:
+def lag_pair_names(model: Any) -> list[str]:
     """The block pairs a lag profile reports, in the order of its ``pf``/``ps`` columns: a real-diagonal
     model only ``"b→b"`` (its cross-block pairs are exactly zero), every other model `block_pairs`."""
     if structure(model) == "diagonal":
@@ -126,7 +130,7 @@ class LagProfile:
     length: int
 
     @property
-    def lags(self):
+    def lags(self) -> jax.Array:
         return jnp.arange(self.length, 0, -1)
 
 
@@ -180,11 +184,14 @@ def _norms(x, mult=1):
     return jnp.max(x, axis=-1) / LN10, frob / LN10
 
 
-def diag_unit_logs(model, L, phase):
+def diag_unit_logs(
+    model: Any, L: jax.Array, phase: jax.Array | None
+) -> tuple[jax.Array, int, list[tuple[str, jax.Array]]]:
     """``(full, mult, pairs)`` for a diagonal product with per-unit log-magnitudes ``L`` (…, n) and phases
     (complex only): the full state's unit logs with their multiplicity, and ``[(name, logs)]`` for every
     pair of `lag_pair_names`."""
     if structure(model) == "complex-diagonal":
+        assert phase is not None, "a complex-diagonal product carries its phases"
         # [[cos, −sin], [sin, cos]]: a block onto itself carries |P| cos φ, onto the other |P| sin φ
         lc, lsn = jnp.log(jnp.abs(jnp.cos(phase))), jnp.log(jnp.abs(jnp.sin(phase)))
         a_re, a_im = model.blocks
@@ -216,7 +223,7 @@ def _lag_profile(model, xs, S, batched, diag, spectral):
     return _lag_dense(model, xs, S, pairs, spectral, batched=batched)
 
 
-def lag_profile(model, xs, state0=None, *, spectral: bool | str = True) -> LagProfile:
+def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool | str = True) -> LagProfile:
     """log10 spectral and Frobenius norms of ``∂S_T/∂S_k`` for k = 0..T−1, for the full state and per
     block pair (``"h→h"``, ``"c→h"`` = ∂h_T/∂c_k, ...). Batched inputs give a leading B axis.
 
@@ -336,7 +343,9 @@ def _chunk_size(T, d, batch, itemsize):
     return int(max(1, min(T, -(-T // 8) if T >= 64 else T, by_mem)))
 
 
-def triangle(model, xs, state0=None, *, spectral: bool = False, chunk: int | None = None) -> Triangle:
+def triangle(
+    model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool = False, chunk: int | None = None
+) -> Triangle:
     """``log10 ‖∂S_t/∂S_k‖_F`` for all 0 ≤ k ≤ t ≤ T (shape ``(T+1, T+1)``, NaN above the diagonal);
     spectral norms too with ``spectral=True`` (one SVD per entry: slower; free for diagonal models, whose
     triangle needs no matrix and no ``chunk``)."""

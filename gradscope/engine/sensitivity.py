@@ -43,8 +43,10 @@ import math
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gradscope._errors import NonFiniteError
 from gradscope.cells._base import flatten_state, unflatten_state
@@ -115,7 +117,7 @@ def _is_param(leaf) -> bool:
     return jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
 
 
-def parameter_names(model) -> list[tuple[int, str]]:
+def parameter_names(model: Any) -> list[tuple[int, str]]:
     """``(index among the model's pytree leaves, name)`` of every real floating leaf.
 
     Names are the leaf cell's prefix from ``model.named_cells()`` (``"layer0."``, ``"fwd."``) and the path
@@ -230,7 +232,7 @@ def _check_finite(name: str, a, fix: str) -> None:
         raise NonFiniteError(f"{name} contains NaN or infinite values: {fix}")
 
 
-def parameter_sensitivity(model, xs, state0=None) -> ParameterSensitivity:
+def parameter_sensitivity(model: Any, xs: ArrayLike, state0: Any = None) -> ParameterSensitivity:
     """log10 ‖∂S_t/∂θ‖_F for t = 0..T and every floating parameter leaf of ``model`` (see the module doc).
 
     ``xs`` is ``(T, m)`` or ``(B, T, m)``; ``state0`` an optional initial state (treated as a constant).

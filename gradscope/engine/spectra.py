@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
@@ -83,7 +86,7 @@ def _lyapunov(model, xs, S, batched, k, warmup, diag):
     return trace[..., -1, :], trace
 
 
-def lyapunov_spectrum(model, xs, state0=None, k: int | None = None, warmup: int = 0) -> Lyapunov:
+def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | None = None, warmup: int = 0) -> Lyapunov:
     """The k largest Lyapunov exponents (default all d) of the state map along ``xs``, averaged over the
     steps after ``warmup``; natural log per step. Exact for diagonal and complex-diagonal models."""
     pxs, S, batched = prepare(model, xs, state0)
@@ -105,7 +108,7 @@ class Spectra:
     log10_sv: jax.Array
 
     @property
-    def lags(self):
+    def lags(self) -> jax.Array:
         return self.ks[-1] * 0 + (self.length - self.ks)
 
     length: int = 0
@@ -151,7 +154,9 @@ def _singular_values(model, xs, S, batched, ks, top):
     return f(model, xs, S, ks, top, batched=batched)
 
 
-def singular_values(model, xs, state0=None, *, ks=None, top_k: int | None = None) -> Spectra:
+def singular_values(
+    model: Any, xs: ArrayLike, state0: Any = None, *, ks: Iterable[int] | None = None, top_k: int | None = None
+) -> Spectra:
     """log10 singular values of ``∂S_T/∂S_k`` for the start indices ``ks`` (default: log-spaced lags).
 
     ``top_k`` keeps only the largest ones. One SVD per requested k (not per step).
@@ -180,7 +185,9 @@ def _step_sv(model, xs, S, ts, batched):
     return per_example(one)(model, xs, S, batched=batched)
 
 
-def step_singular_values(model, xs, state0=None, *, steps=None):
+def step_singular_values(
+    model: Any, xs: ArrayLike, state0: Any = None, *, steps: ArrayLike | None = None
+) -> tuple[np.ndarray, jax.Array]:
     """log10 singular values of the one-step Jacobians ``J[t]`` at ``steps`` (default all t):
     ``(…, len(steps), d)``."""
     pxs, S, batched = prepare(model, xs, state0)

@@ -15,8 +15,9 @@ crash leaves either the old checkpoint or the new one, never a torn file.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
 import numpy as np
@@ -26,6 +27,8 @@ from gradscope._errors import ConfigError, GradscopeError
 from gradscope._json import dumps
 
 SCHEMA = "gradscope.checkpoint/1"
+#: a checkpoint directory: a path string or path object
+PathLike = str | os.PathLike[str]
 
 
 class CheckpointError(GradscopeError):
@@ -35,11 +38,14 @@ class CheckpointError(GradscopeError):
 _atomic_write = write_with  # the one atomic writer (gradscope._atomic)
 
 
-def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda f: f.write(dumps(obj, indent=1).encode("utf-8")))
+def _write_json(path: Path, obj: Any) -> None:
+    def fill(f: BinaryIO) -> None:
+        f.write(dumps(obj, indent=1).encode("utf-8"))
+
+    _atomic_write(path, fill)
 
 
-def leaf_names(tree) -> list[str]:
+def leaf_names(tree: Any) -> list[str]:
     """The key-path names of the leaves of ``tree``, in flattening order."""
     return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
@@ -48,7 +54,9 @@ def _stem(step: int) -> str:
     return f"ckpt-{int(step):08d}"
 
 
-def save(directory, step: int, tree, meta: dict[str, Any] | None = None, *, keep: int | None = 2) -> Path:
+def save(
+    directory: PathLike, step: int, tree: Any, meta: dict[str, Any] | None = None, *, keep: int | None = 2
+) -> Path:
     """Save ``tree`` (any pytree of arrays) as checkpoint ``step``; ``meta`` must be JSON-serialisable.
 
     Keeps the newest ``keep`` checkpoints (None keeps all). Returns the path of the ``.npz`` file.
@@ -64,7 +72,7 @@ def save(directory, step: int, tree, meta: dict[str, Any] | None = None, *, keep
         if a.dtype == object:
             raise CheckpointError(f"leaf {name} is not a numeric array (dtype object)")
     npz = d / f"{_stem(step)}.npz"
-    _atomic_write(npz, lambda f: np.savez(f, **arrays))
+    _atomic_write(npz, lambda f: np.savez(f, allow_pickle=False, **arrays))  # no object arrays (checked above)
     _write_json(d / f"{_stem(step)}.json", {"schema": SCHEMA, "step": int(step), "names": names, "meta": meta or {}})
     _write_json(d / "latest.json", {"schema": SCHEMA, "step": int(step)})
     if keep is not None:
@@ -74,7 +82,7 @@ def save(directory, step: int, tree, meta: dict[str, Any] | None = None, *, keep
     return npz
 
 
-def steps(directory) -> list[int]:
+def steps(directory: PathLike) -> list[int]:
     """The steps of the complete checkpoints in ``directory`` (both files present), ascending."""
     d = Path(directory)
     out = []
@@ -88,7 +96,7 @@ def steps(directory) -> list[int]:
     return sorted(out)
 
 
-def latest(directory) -> int | None:
+def latest(directory: PathLike) -> int | None:
     """The step recorded in ``latest.json``, or None when the directory holds no checkpoint."""
     p = Path(directory) / "latest.json"
     if not p.exists():
@@ -96,11 +104,11 @@ def latest(directory) -> int | None:
     return int(json.loads(p.read_text())["step"])
 
 
-def path(directory, step: int) -> Path:
+def path(directory: PathLike, step: int) -> Path:
     return Path(directory) / f"{_stem(step)}.npz"
 
 
-def load(directory, template, step: int | None = None):
+def load(directory: PathLike, template: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
     """Restore checkpoint ``step`` (default: the latest) into the structure of ``template``.
 
     Returns ``(tree, meta)``. Leaf names, shapes and dtypes must match the template's exactly.
@@ -139,7 +147,7 @@ def load(directory, template, step: int | None = None):
     return jax.tree_util.tree_unflatten(treedef, out), info["meta"]
 
 
-def check_directory(directory) -> Path:
+def check_directory(directory: PathLike | None) -> Path:
     if directory is None:
         raise ConfigError("checkpoint_dir=None is not allowed here: give a directory")
     return Path(directory)

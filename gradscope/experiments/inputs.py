@@ -16,8 +16,14 @@ input source. Sources:
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING, Any
 
 from gradscope._errors import ConfigError, UnknownNameError, check_positive_int
+
+if TYPE_CHECKING:
+    import jax
+
+    from gradscope.experiments.tasks import Task
 
 #: source name -> one-line description (the order is the order shown to users)
 SOURCES: dict[str, str] = {
@@ -47,7 +53,7 @@ def check_source(source: str) -> str:
     raise UnknownNameError(f"input={source!r} is not an input source: {hint}use one of {', '.join(SOURCES)}")
 
 
-def _task(source: str, length: int):
+def _task(source: str, length: int) -> Task:
     from gradscope.experiments import tasks
 
     return tasks.make(source, length=length)
@@ -61,7 +67,9 @@ def task_input_size(source: str, length: int = 100) -> int | None:
     return int(_task(source, length).input_size)
 
 
-def make_inputs(source: str, key, batch: int, length: int, input_size: int | None, dtype=None):
+def make_inputs(
+    source: str, key: jax.Array, batch: int, length: int, input_size: int | None, dtype: Any = None
+) -> jax.Array:
     """Inputs ``xs`` of shape ``(batch, length, input_size)`` from the named ``source``.
 
     ``key`` is a `jax.random` key (same key, same inputs). For a task source ``input_size`` may be None

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gradscope._atomic import write_text
 from gradscope._errors import ConfigError
@@ -50,12 +52,12 @@ def part_name(index: int, count: int) -> str:
     return f"part-{index}-of-{count}.json"
 
 
-def fingerprint(settings: dict) -> str:
+def fingerprint(settings: dict[str, Any] | None) -> str:
     """sha256 of the sweep's settings (canonical JSON): equal for all shards of one sweep."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def write_part(folder, settings: dict, index: int, count: int, analyses: list[dict]) -> Path:
+def write_part(folder: str | os.PathLike[str], settings: dict, index: int, count: int, analyses: list[dict]) -> Path:
     """Write shard ``index`` of ``count`` atomically into ``folder``; returns the file."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from gradscope._errors import ConfigError
 from gradscope._registry import Registry
@@ -60,7 +61,7 @@ def get(name: str) -> Experiment:
 
 
 def run(
-    name: str, *, quick: bool = True, seed: int = 0, progress: Callable[[dict], None] | None = None, **overrides
+    name: str, *, quick: bool = True, seed: int = 0, progress: Callable[[dict], None] | None = None, **overrides: Any
 ) -> dict:
     """Run the reproduction ``name`` in its quick (default) or full setting; returns the result record.
 

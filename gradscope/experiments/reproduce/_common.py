@@ -5,10 +5,18 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradscope.experiments.reproduce._framework import Context
+
+if TYPE_CHECKING:
+    import jax
+
+    from gradscope.experiments.runs import TrainResult
+    from gradscope.experiments.tasks import Task
 
 
 def _check(name: str, expected: str, measured: str, held: bool, judged: bool = True) -> dict:
@@ -33,7 +41,16 @@ def _downsample(values, max_points: int = 1000):
 
 
 def run_record(
-    name: str, result=None, *, task, history=None, diverged=None, final=None, seconds=0.0, config=None, snapshots=()
+    name: str,
+    result: TrainResult | None = None,
+    *,
+    task: Task,
+    history: dict[str, list[float]] | None = None,
+    diverged: dict[str, Any] | None = None,
+    final: dict[str, Any] | None = None,
+    seconds: float = 0.0,
+    config: dict[str, Any] | None = None,
+    snapshots: Sequence[dict[str, Any]] = (),
 ) -> dict:
     """The JSON record of one training run (the report's ``training.runs`` entries; see
     `gradscope.report.training`): curves, snapshots, final evaluation, divergence."""
@@ -71,17 +88,17 @@ def run_record(
 def train_run(
     ctx: Context,
     name: str,
-    model,
-    task,
+    model: Any,
+    task: Task,
     *,
-    key,
+    key: jax.Array,
     steps: int,
     batch: int,
     lr: float,
     optimizer: str = "adam",
-    clip_norm=None,
-    indrnn_clip=None,
-    snapshot_every=None,
+    clip_norm: float | None = None,
+    indrnn_clip: float | None = None,
+    snapshot_every: int | None = None,
     probe_batch: int = 8,
     eval_batch: int = 512,
     analyse_final: bool = True,
@@ -151,7 +168,7 @@ def _analysis(model, xs, name: str, **kw) -> dict:
     """Gradient-flow analysis as a JSON record (spectra and gate histograms off: the report is about training)."""
     from gradscope.analysis import analyse
 
-    opts = dict(lyapunov=True, spectra=False, gates=False, paths=True)
+    opts: dict[str, Any] = dict(lyapunov=True, spectra=False, gates=False, paths=True)
     opts.update(kw)
     return analyse(model, xs, name=name, **opts).to_dict()
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gradscope._errors import ConfigError
+
+if TYPE_CHECKING:
+    import jax
+
 
 SCHEMA = "gradscope.reproduction/1"
 
@@ -24,7 +29,7 @@ class Experiment:
     runner: Callable[[dict, Context], dict]
     notes: str = ""
 
-    def setting(self, quick: bool = True, **overrides) -> dict:
+    def setting(self, quick: bool = True, **overrides: Any) -> dict:
         """The quick or full setting with ``overrides`` applied (unknown keys are refused)."""
         base = dict(self.quick if quick else self.full)
         unknown = sorted(set(overrides) - set(base))
@@ -46,7 +51,7 @@ class Context:
     runs: list = dataclasses.field(default_factory=list)  # training-run records (report "training" section)
     analyses: list = dataclasses.field(default_factory=list)  # Analysis.to_dict() records
 
-    def key(self, *path: int):
+    def key(self, *path: int) -> jax.Array:
         import jax
 
         k = jax.random.key(self.seed)

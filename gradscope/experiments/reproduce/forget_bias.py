@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_run
 from gradscope.experiments.reproduce._framework import Context, Experiment
 
@@ -12,7 +14,11 @@ def _run_forget_bias(s: dict, ctx: Context) -> dict:
 
     T = s["length"]
     task = tasks.make(s["task"], length=T)
-    variants = {"lstm-fb0": {"forget_bias": 0.0}, "lstm-fb1": {"forget_bias": 1.0}, "lstm-chrono": {"chrono": float(T)}}
+    variants: dict[str, dict[str, Any]] = {
+        "lstm-fb0": {"forget_bias": 0.0},
+        "lstm-fb1": {"forget_bias": 1.0},
+        "lstm-chrono": {"chrono": float(T)},
+    }
     probe = task.sample(ctx.key(9), s["probe_batch"])[0]
     init, final = {}, {}
     for j, (name, opts) in enumerate(variants.items()):

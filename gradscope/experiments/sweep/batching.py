@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def _inputs(cfg: Config, input_key, m: int):
     return np.asarray(xs)
 
 
-def analyse_configs(configs: Sequence[Config], *, devices=None, pad_to: int | None = None) -> list:
+def analyse_configs(configs: Sequence[Config], *, devices: Any = None, pad_to: int | None = None) -> list:
     """Analyses of same-shaped configurations as ONE stacked, vmapped, sharded program
     (`gradscope.analysis.batch.analyse_stack`); equal to `analyse_config` of each.
 

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradscope._errors import ConfigError, GradscopeError, check_positive_int
+
+if TYPE_CHECKING:
+    import jax
+
+    from gradscope.analysis import Analysis
 
 
 @dataclass(frozen=True)
@@ -32,13 +37,14 @@ class Config:
     mode: str = "exact"
     triangle: bool = False
     attribution: bool = False
+    sensitivity: bool = False  # parameter sensitivity ∂S_t/∂θ (gradscope analyse --sensitivity)
     gain: float | None = None  # the swept gain (None: not applicable to this cell)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
 
-def build_model(cfg: Config, key):
+def build_model(cfg: Config, key: jax.Array) -> Any:
     """The registry cell (or a Stack of ``layers`` cells) of ``cfg`` with weights drawn from ``key``."""
     import jax.numpy as jnp
 
@@ -47,6 +53,8 @@ def build_model(cfg: Config, key):
     from gradscope.experiments import inputs
 
     m = cfg.input_size if cfg.input_size is not None else inputs.task_input_size(cfg.input, cfg.length)
+    if m is None:  # a free input source (noise, uniform, zeros) and no input_size
+        raise ConfigError("input_size=None is not allowed: expected a positive integer")
     dtype = jnp.dtype(cfg.dtype)
     try:
         if cfg.layers == 1 and not cfg.residual:
@@ -61,7 +69,7 @@ def build_model(cfg: Config, key):
         raise ConfigError(f"cell {cfg.cell!r} cannot be built with {opts}: {exc}") from None
 
 
-def config_keys(seed: int):
+def config_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     """(model key, input key) from one seed: independent streams, the input one shared by all cells."""
     import jax
 
@@ -69,7 +77,7 @@ def config_keys(seed: int):
     return k_model, k_input
 
 
-def analyse_model(model, cfg: Config, input_key):
+def analyse_model(model: Any, cfg: Config, input_key: jax.Array) -> Analysis:
     """`gradscope.analyse` of ``model`` on ``cfg``'s inputs; returns the `Analysis`."""
     from gradscope.analysis import analyse
     from gradscope.experiments import inputs
@@ -91,11 +99,12 @@ def analyse_model(model, cfg: Config, input_key):
         threshold=cfg.threshold,
         triangle=cfg.triangle,
         attribution=cfg.attribution,
+        sensitivity=cfg.sensitivity,
         key=input_key,
     )
 
 
-def analyse_config(cfg: Config):
+def analyse_config(cfg: Config) -> Analysis:
     """Build and analyse one configuration; returns the `Analysis` (the raw, un-serialised record)."""
     k_model, k_input = config_keys(cfg.seed)
     return analyse_model(build_model(cfg, k_model), cfg, k_input)
@@ -112,7 +121,7 @@ def grid(
     seeds: Sequence[int],
     *,
     init: str | None = None,
-    **common,
+    **common: Any,
 ) -> list[Config]:
     """The configurations of a sweep, in a fixed order (cell, gain, length, seed).
 
@@ -134,7 +143,7 @@ def grid(
         takes_gain = "gain" in allowed and bool(gains)
         if takes_gain and "gain" in opts:
             raise ConfigError(f"cell {label!r} sets gain={opts['gain']!r} and --gains sweeps it: give one of the two")
-        for g in gains if takes_gain else [None]:
+        for g in gains if takes_gain and gains else [None]:  # takes_gain implies gains
             for T in lengths:
                 T = check_positive_int("length", T)
                 for s in seeds:

@@ -48,7 +48,7 @@ def read_partial(path: Path, configs: list[Config]) -> dict[str, dict]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut off by the interruption
-        if isinstance(rec, dict) and rec.get("config") == wanted.get(rec.get("name")):
+        if isinstance(rec, dict) and isinstance(rec.get("name"), str) and rec.get("config") == wanted.get(rec["name"]):
             done[rec["name"]] = rec["analysis"]
     return done
 

@@ -26,7 +26,7 @@ def run_sweep(
     on_done: Callable[[Config, bool], None] | None = None,
     on_analysis: Callable[[Config, Any], None] | None = None,
     max_vmap: int | None = None,
-    devices=None,
+    devices: Any = None,
 ) -> list[dict]:
     """Analyse every configuration; returns their ``to_dict()`` records in grid order.
 

@@ -19,6 +19,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -34,12 +35,42 @@ class Task:
     metric_name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
 
-    # --- to be provided by subclasses: length, input_size, output_size, baseline, sample, loss, metric, success
+    # --- provided by subclasses: the ``length`` field (T), the properties and methods below
+    length: int
+
+    @property
+    def input_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def baseline(self) -> float:
+        """The loss of the best predictor that ignores the input."""
+        raise NotImplementedError
+
+    def sample(self, key: jax.Array, batch: int, split: str = "train") -> tuple[jax.Array, jax.Array]:
+        """``(xs, ys)``: ``xs (B, T, input_size)`` and the targets, a pure function of ``key``."""
+        raise NotImplementedError
+
+    def loss(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
+        """The training loss (a scalar)."""
+        raise NotImplementedError
+
+    def metric(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
+        """The headline number ``metric_name``."""
+        raise NotImplementedError
+
+    def success(self, metric: float) -> bool:
+        """The success criterion of the task's paper."""
+        raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
         """The task's configuration as plain Python (for reports and checkpoints)."""
         out: dict[str, Any] = {"task": self.name}
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # pyright: ignore[reportArgumentType]  # concrete tasks are dataclasses
             if not f.name.startswith("_"):
                 out[f.name] = getattr(self, f.name)
         out.update(
@@ -51,7 +82,7 @@ class Task:
         )
         return out
 
-    def _check_preds(self, preds, ys):
+    def _check_preds(self, preds: jax.Array, ys: jax.Array) -> None:
         want = (
             (ys.shape[0], self.output_size) if self.readout == "last" else (ys.shape[0], self.length, self.output_size)
         )
@@ -64,12 +95,12 @@ class Task:
             )
 
 
-def cross_entropy(logits, labels):
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy in nats (labels are integer class indices)."""
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
-def positive_int(name: str, value, minimum: int = 1) -> int:
+def positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}={value!r} is not allowed: expected an integer >= {minimum}")
     return value
@@ -90,10 +121,10 @@ _REGISTRY: Registry[Entry] = Registry(
 )
 
 
-def register(name: str, description: str):
+def register(name: str, description: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Decorator for a builder ``build(length=None, **options) -> Task``."""
 
-    def deco(build):
+    def deco(build: Callable[..., Task]) -> Callable[..., Task]:
         _REGISTRY.register(name, Entry(name, description, build))
         return build
 
@@ -116,7 +147,7 @@ def options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY and p.name != "length"}
 
 
-def make(name: str, length: int | None = None, **opts) -> Task:
+def make(name: str, length: int | None = None, **opts: Any) -> Task:
     """Build the registered task ``name`` with sequence length ``length`` (None = the task's default)."""
     e = entry(name)
     allowed = options(name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +68,8 @@ class Digits(Task):
     length: int = LENGTH
     permuted: bool = False
     seed: int = 0
+    # the train/test arrays, set by __post_init__ (not an option: kept out of init, repr, eq and hash)
+    _x: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(init=False, repr=False, compare=False)
 
     readout = "last"
     metric_name = "accuracy"
@@ -89,7 +92,7 @@ class Digits(Task):
         object.__setattr__(self, "_x", data)
 
     @property
-    def name(self):  # type: ignore[override]
+    def name(self) -> str:  # type: ignore[override]
         return "permuted-digits" if self.permuted else "digits"
 
     input_size = property(lambda self: 1)
@@ -109,37 +112,37 @@ class Digits(Task):
         except KeyError:
             raise ConfigError(f"split={split!r} is not allowed: use 'train' or 'test'") from None
 
-    def sample(self, key, batch: int, split: str = "train"):
+    def sample(self, key: jax.Array, batch: int, split: str = "train") -> tuple[jax.Array, jax.Array]:
         """A batch drawn uniformly with replacement: ``xs (B, 64, 1)``, ``ys (B,)`` digit labels."""
         x, y = self._data(split)
         idx = jax.random.randint(key, (batch,), 0, len(y))
         return jnp.asarray(x)[idx][..., None], jnp.asarray(y)[idx]
 
-    def dataset(self, split: str = "test"):
+    def dataset(self, split: str = "test") -> tuple[jax.Array, jax.Array]:
         """The whole split, in its fixed order: ``xs (N, 64, 1)``, ``ys (N,)``."""
         x, y = self._data(split)
         return jnp.asarray(x)[..., None], jnp.asarray(y)
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.update(train_size=self.split_size("train"), test_size=self.split_size("test"), split_seed=SPLIT_SEED)
         return out
 
-    def loss(self, preds, ys):
+    def loss(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return cross_entropy(preds, ys)
 
-    def metric(self, preds, ys):
+    def metric(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return jnp.mean(jnp.argmax(preds, axis=-1) == ys)
 
-    def success(self, metric) -> bool:
+    def success(self, metric: float) -> bool:
         return bool(float(metric) >= 0.9)
 
 
 @register("digits", "8x8 digits read pixel by pixel (64 steps, 1 input), 10 classes; needs scikit-learn")
-def build_digits(length=None):
+def build_digits(length: int | None = None) -> Digits:
     return Digits(length=LENGTH if length is None else length)
 
 
 @register("permuted-digits", "8x8 digits with a fixed pixel permutation (seed), 64 steps; needs scikit-learn")
-def build_permuted_digits(length=None, *, seed=0):
+def build_permuted_digits(length: int | None = None, *, seed: int = 0) -> Digits:
     return Digits(length=LENGTH if length is None else length, permuted=True, seed=seed)

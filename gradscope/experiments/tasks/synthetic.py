@@ -49,7 +49,7 @@ class Adding(Task):
     output_size = property(lambda self: 1)
     baseline = property(lambda self: 1.0 / 6.0)
 
-    def sample(self, key, batch: int, split: str = "train"):
+    def sample(self, key: jax.Array, batch: int, split: str = "train") -> tuple[jax.Array, jax.Array]:
         """``xs (B, T, 2)`` = (value, marker) per step, ``ys (B,)`` = sum of the marked values."""
         del split
         T, half = self.length, self.length // 2
@@ -62,17 +62,17 @@ class Adding(Task):
         ys = jnp.sum(values * markers, axis=1)
         return xs, ys
 
-    def loss(self, preds, ys):
+    def loss(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return jnp.mean((preds[..., 0] - ys) ** 2)
 
     metric = loss
 
-    def success(self, metric) -> bool:
+    def success(self, metric: float) -> bool:
         return bool(float(metric) < self.success_mse)
 
 
 @register("adding", "adding problem (IndRNN set-up): sum of the two marked U(0,1) values, MSE, baseline 0.167")
-def build_adding(length=None):
+def build_adding(length: int | None = None) -> Adding:
     return Adding(length=100 if length is None else length)
 
 
@@ -115,7 +115,7 @@ class Copy(Task):
     output_size = property(lambda self: self.alphabet)
     baseline = property(lambda self: math.log(self.alphabet))
 
-    def sample(self, key, batch: int, split: str = "train"):
+    def sample(self, key: jax.Array, batch: int, split: str = "train") -> tuple[jax.Array, jax.Array]:
         """``xs (B, T, alphabet+2)`` one-hot, ``ys (B, symbols)`` the symbols to recall (ints)."""
         del split
         A, S, T = self.alphabet, self.symbols, self.length
@@ -125,18 +125,18 @@ class Copy(Task):
         codes = codes.at[:, :S].set(data).at[:, T - S - 1].set(delim)
         return jax.nn.one_hot(codes, A + 2, dtype=F32), data.astype(jnp.int32)
 
-    def loss(self, preds, ys):
+    def loss(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return cross_entropy(preds[:, -self.symbols :, :], ys)
 
-    def metric(self, preds, ys):
+    def metric(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return jnp.mean(jnp.argmax(preds[:, -self.symbols :, :], axis=-1) == ys)
 
-    def success(self, metric) -> bool:
+    def success(self, metric: float) -> bool:
         return bool(float(metric) > 0.99)
 
 
 @register("copy", "copy/memory task: recall `symbols` symbols after a delay; cross-entropy, baseline log(alphabet)")
-def build_copy(length=None, *, alphabet=8, symbols=10, delay=None):
+def build_copy(length: int | None = None, *, alphabet: int = 8, symbols: int = 10, delay: int | None = None) -> Copy:
     """``length`` is the total sequence length; alternatively give ``delay`` (length = 2·symbols + delay)."""
     positive_int("symbols", symbols)
     if delay is not None:
@@ -182,13 +182,13 @@ class TemporalOrder(Task):
     output_size = property(lambda self: 4)
     baseline = property(lambda self: math.log(4.0))
 
-    def positions(self):
+    def positions(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The half-open ranges ``[lo, hi)`` for t1 and t2."""
         T = self.length
         lo1, lo2 = T // 10, 4 * T // 10
         return (lo1, max(2 * T // 10, lo1 + 1)), (lo2, max(5 * T // 10, lo2 + 1))
 
-    def sample(self, key, batch: int, split: str = "train"):
+    def sample(self, key: jax.Array, batch: int, split: str = "train") -> tuple[jax.Array, jax.Array]:
         """``xs (B, T, 6)`` one-hot, ``ys (B,)`` class ``2·s1 + s2`` with s ∈ {0: A, 1: B}."""
         del split
         (a1, b1), (a2, b2) = self.positions()
@@ -201,16 +201,16 @@ class TemporalOrder(Task):
         codes = codes.at[rows, t1].set(s[:, 0]).at[rows, t2].set(s[:, 1])
         return jax.nn.one_hot(codes, 6, dtype=F32), (2 * s[:, 0] + s[:, 1]).astype(jnp.int32)
 
-    def loss(self, preds, ys):
+    def loss(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return cross_entropy(preds, ys)
 
-    def metric(self, preds, ys):
+    def metric(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return jnp.mean(jnp.argmax(preds, axis=-1) != ys)
 
-    def success(self, metric) -> bool:
+    def success(self, metric: float) -> bool:
         return bool(float(metric) < 0.01)
 
 
 @register("temporal-order", "temporal-order problem (Pascanu 2013): classify the order of two relevant symbols")
-def build_temporal_order(length=None):
+def build_temporal_order(length: int | None = None) -> TemporalOrder:
     return TemporalOrder(length=100 if length is None else length)

@@ -21,10 +21,12 @@ import dataclasses
 import functools
 import hashlib
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.experiments.tasks._base import Task, cross_entropy, positive_int, register
@@ -56,6 +58,10 @@ class Text(Task):
     """Character-level LM on the ``pydoc_data.topics`` corpus (see the module docstring)."""
 
     length: int = 50
+    # the corpus, set by __post_init__ (not options: kept out of init, repr, eq and hash)
+    _vocab: str = dataclasses.field(init=False, repr=False, compare=False)
+    _splits: dict[str, np.ndarray] = dataclasses.field(init=False, repr=False, compare=False)
+    _sha256: str = dataclasses.field(init=False, repr=False, compare=False)
 
     name = "text"
     readout = "every"
@@ -101,7 +107,7 @@ class Text(Task):
         lookup = {c: i for i, c in enumerate(self._vocab)}
         return np.array([lookup[c] for c in s], np.int32)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: ArrayLike) -> str:
         return "".join(self._vocab[int(i)] for i in np.asarray(ids).ravel())
 
     def _windows(self, ids, starts):
@@ -109,19 +115,19 @@ class Text(Task):
         win = jax.vmap(lambda s: jax.lax.dynamic_slice(ids, (s,), (T + 1,)))(starts)
         return jax.nn.one_hot(win[:, :T], self.input_size, dtype=jnp.float32), win[:, 1:]
 
-    def sample(self, key, batch: int, split: str = "train"):
+    def sample(self, key: jax.Array, batch: int, split: str = "train") -> tuple[jax.Array, jax.Array]:
         """``xs (B, T, V)`` one-hot characters, ``ys (B, T)`` the next character ids."""
         ids = self.split(split)
         starts = jax.random.randint(key, (batch,), 0, len(ids) - self.length)
         return self._windows(jnp.asarray(ids), starts)
 
-    def dataset(self, split: str = "test"):
+    def dataset(self, split: str = "test") -> tuple[jax.Array, jax.Array]:
         """The split cut into consecutive non-overlapping windows (``xs (N, T, V)``, ``ys (N, T)``)."""
         ids = self.split(split)
         n = (len(ids) - 1) // self.length
         return self._windows(jnp.asarray(ids), jnp.arange(n) * self.length)
 
-    def describe(self):
+    def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.update(
             corpus="pydoc_data.topics",
@@ -131,16 +137,16 @@ class Text(Task):
         )
         return out
 
-    def loss(self, preds, ys):
+    def loss(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return cross_entropy(preds, ys)
 
-    def metric(self, preds, ys):
+    def metric(self, preds: jax.Array, ys: jax.Array) -> jax.Array:
         return cross_entropy(preds, ys) / math.log(2.0)
 
-    def success(self, metric) -> bool:
+    def success(self, metric: float) -> bool:
         return bool(float(metric) < self.baseline / math.log(2.0))
 
 
 @register("text", "character-level LM on Python's pydoc_data.topics text; bits per character")
-def build_text(length=None):
+def build_text(length: int | None = None) -> Text:
     return Text(length=50 if length is None else length)
