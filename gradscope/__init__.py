@@ -38,6 +38,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "gate_statistics": ("gradscope.engine", "gate_statistics"),
     "attribution": ("gradscope.engine", "attribution"),
     "probe_lag_profile": ("gradscope.engine", "probe_lag_profile"),
+    "parameter_sensitivity": ("gradscope.engine", "parameter_sensitivity"),
+    "ParameterSensitivity": ("gradscope.engine", "ParameterSensitivity"),
     "norms": ("gradscope.norms", None),
     "MLP": ("gradscope.mlp", "MLP"),
     "make_mlp": ("gradscope.mlp", "make_mlp"),

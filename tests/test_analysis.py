@@ -38,6 +38,7 @@ def test_to_dict_is_json_with_every_stage():
     assert SUMMARY_KEYS <= set(d["summary"]) and "highway_log10_max_lag" in d["summary"]
     for key in ("lag_profile", "triangle", "lyapunov", "spectra", "step_spectra", "paths", "gates", "attribution"):
         assert key in d, key
+    assert "sensitivity" not in d and isinstance(d["findings"], list)  # sensitivity is off by default
     assert d["length"] == 8 and d["batch"] is None and d["blocks"] == ["h", "c"]
     assert len(d["lag_profile"]["log10_spectral"]) == 8
     # the record carries the engine's numbers (k = 0 is the longest lag)
@@ -99,6 +100,7 @@ def test_verdict_stable_for_active_irnn():
         {"warmup": -1},
         {"warmup": 10},
         {"attribution": True, "readout": "first"},
+        {"sensitivity": "yes"},
     ],
 )
 def test_bad_options_raise_config_error(kw):
@@ -164,3 +166,31 @@ def test_engine_multiplies_at_highest_precision_unless_the_user_sets_jax_precisi
             "dtype": "float32",
             "matmul": "highest",
         }
+
+
+def test_sensitivity_section_is_the_engine_curve_batch_mean():
+    # the record holds engine.parameter_sensitivity's curves, aggregated over the batch as every other
+    # log-norm curve: log10 of the mean norm; growth rates (decades per step) as plain means
+    model = build("gru", 3, 4)
+    xs = inputs(6, 3, B=2, seed=4)
+    a = analyse(model, xs, sensitivity=True, lyapunov=False, spectra=False)
+    d = json.loads(_dumps(a))["sensitivity"]
+    ref = engine.parameter_sensitivity(model, xs)
+    assert d["t"] == list(range(7)) and set(d["by_parameter"]) == set(ref.by_parameter)
+
+    def agg(L):
+        L = np.asarray(L, np.float64)
+        with np.errstate(divide="ignore"):
+            return np.log10(np.mean(10.0**L, axis=0))
+
+    for n, L in ref.by_parameter.items():
+        got = np.array([-np.inf if v is None else v for v in d["by_parameter"][n]])  # None: −inf here
+        want = agg(L)
+        assert d["by_parameter"][n][0] is None and np.isneginf(want[0])  # S_0 does not depend on θ
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=n)  # ∂h_1/∂W_hh = 0 too
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], atol=1e-12, err_msg=n)
+        assert d["growth"][n] == pytest.approx(float(np.mean(np.asarray(ref.growth[n]))), abs=1e-12)
+        assert d["sizes"][n] == np.size(getattr(model, n))
+    np.testing.assert_allclose(d["log10_total"][1:], agg(ref.log10_total)[1:], atol=1e-12)
+    np.testing.assert_allclose(d["log10_state"][1:], agg(ref.log10_state)[1:], atol=1e-12)

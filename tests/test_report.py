@@ -7,6 +7,7 @@ import platform
 import re
 
 import jax
+import numpy as np
 import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
@@ -291,3 +292,109 @@ def test_report_environment_records_the_analyses_matmul_precision():
     assert report["environment"]["matmul_precision"] == "tensorfloat32"
     both = build_report([fast, gradscope.analyse(model, xs, name="exact")], command="compare")
     assert both["environment"]["matmul_precision"] == "highest,tensorfloat32"
+
+
+# ---- parameter sensitivity and findings -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_findings(tmp_path_factory):
+    """An LSTM without forget bias (its forget gates average 0.5: the forget-gate finding fires) analysed
+    with the parameter sensitivity, next to a light analysis written before findings existed."""
+    import jax.numpy as jnp
+
+    cell = gradscope.cells.make("lstm", 2, 4, key=jax.random.key(0), dtype=jnp.float32)
+    xs = jax.random.normal(jax.random.key(1), (2, 10, 2), jnp.float32)
+    a = gradscope.analyse(cell, xs, name="lstm-fb0", sensitivity=True, lyapunov=False, spectra=False).to_dict()
+    old = {
+        k: v
+        for k, v in a.items()
+        if k
+        in (
+            "schema",
+            "name",
+            "model",
+            "blocks",
+            "block_sizes",
+            "length",
+            "batch",
+            "precision",
+            "method",
+            "summary",
+            "lag_profile",
+        )
+    }
+    old["name"] = "old"
+    r = build_report([a, old], command="compare")
+    return write_report(tmp_path_factory.mktemp("sens") / "out", r), r
+
+
+def test_sensitivity_and_findings_are_written_plotted_and_listed(with_findings):
+    from matplotlib.lines import Line2D
+
+    from gradscope.report import figures
+
+    out, r = with_findings
+    a = r["analyses"][0]
+    assert [f["id"] for f in a["findings"]] == ["forget-gate"] and "findings" not in r["analyses"][1]
+    assert (out / "figures" / "lstm-fb0_sensitivity.png").is_file()
+    # the figure draws the record's numbers: per parameter on the left, total and state norm on the right
+    fig = figures.sensitivity(a)
+    left, right = fig.axes[:2]
+    drawn = {l.get_label(): l.get_ydata() for l in left.get_lines() if isinstance(l, Line2D)}
+    s = a["sensitivity"]
+    for n, v in s["by_parameter"].items():
+        np.testing.assert_allclose(drawn[n], figures.series(v), equal_nan=True)
+    ys = [l.get_ydata() for l in right.get_lines()]
+    np.testing.assert_allclose(ys[0], figures.series(s["log10_total"]), equal_nan=True)
+    np.testing.assert_allclose(ys[1], figures.series(s["log10_state"]), equal_nan=True)
+    np.testing.assert_allclose(ys[2], ys[0] - ys[1], equal_nan=True)
+    md = (out / "summary.md").read_text()
+    assert "### Findings" in md and "`forget-gate`" in md and "forget_mean = " in md
+    html = (out / "report.html").read_text()
+    assert "Findings (1)" in html and "Tallec &amp; Ollivier 2018" in html
+    assert "Parameter sensitivity" in html
+
+
+def test_findings_sections_of_reports_with_none_or_without_findings():
+    from gradscope.report import render_html, render_markdown
+
+    r = light_report()  # written before findings existed: no section at all
+    assert "Findings" not in render_markdown(r) and "Findings" not in render_html(r, {})
+    for a in r["analyses"]:
+        a["findings"] = []
+    assert "None: no finding rule fired." in render_markdown(r)
+    assert "None: no finding rule fired." in render_html(r, {})
+    # a sweep's thousands of findings: summary.md lists the first MAX_FINDINGS and counts the rest
+    from gradscope.report.markdown import MAX_FINDINGS
+
+    f = {
+        "id": "chaos",
+        "severity": "warning",
+        "message": "m",
+        "evidence": {"x": 1.0},
+        "suggestion": "s",
+        "reference": "r",
+    }
+    r["analyses"][0]["findings"] = [f] * (MAX_FINDINGS + 7)
+    md = render_markdown(r)
+    assert md.count("`chaos`") == MAX_FINDINGS and "… and 7 more" in md
+
+
+@pytest.mark.parametrize(
+    "breakage, where",
+    [
+        (lambda a: a["findings"][0].update(severity="fatal"), "findings/0/severity"),
+        (lambda a: a["findings"][0].pop("reference"), "findings/0"),
+        (lambda a: a["findings"][0].update(id="Forget Gate"), "findings/0/id"),
+        (lambda a: a["sensitivity"].update(by_parameter=[1.0]), "sensitivity/by_parameter"),
+        (lambda a: a["sensitivity"].pop("log10_state"), "sensitivity"),
+    ],
+)
+def test_schema_rejects_broken_findings_and_sensitivity(with_findings, breakage, where):
+    import copy
+
+    r = copy.deepcopy(with_findings[1])
+    breakage(r["analyses"][0])
+    with pytest.raises(ReportFormatError, match=where):
+        validate_report(r)

@@ -1,6 +1,35 @@
 """Analysis: `analyse` wires the engine stages into one immutable `Analysis` record (numbers, summary metrics,
-verdict); `analyse_stack` does the same for a stack of same-shaped models in one compiled program."""
+verdict, findings); `analyse_stack` does the same for a stack of same-shaped models in one compiled program.
+`gradscope.analysis.findings` holds the rules that turn an analysis's numbers into findings.
 
-from gradscope.analysis.core import Analysis, analyse, summarise
+Names are loaded lazily (PEP 562), so that the JAX-free rules of `gradscope.analysis.findings` can be
+imported (by the report renderer, for saved reports) without importing JAX.
+"""
 
-__all__ = ["Analysis", "analyse", "summarise"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradscope.analysis.core import Analysis, analyse, summarise
+    from gradscope.analysis.findings import RULES, Finding, evaluate
+
+_LAZY = {
+    "Analysis": "gradscope.analysis.core",
+    "analyse": "gradscope.analysis.core",
+    "summarise": "gradscope.analysis.core",
+    "RULES": "gradscope.analysis.findings",
+    "Finding": "gradscope.analysis.findings",
+    "evaluate": "gradscope.analysis.findings",
+}
+
+__all__ = ["RULES", "Analysis", "Finding", "analyse", "evaluate", "summarise"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gradscope.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

@@ -34,7 +34,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError, check_number
 from gradscope._rollout import _scan, check_inputs
-from gradscope.analysis.core import Analysis, _batch_mean, _describe, summarise
+from gradscope.analysis.core import Analysis, _batch_mean, _describe, summarise, with_findings
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.bounds import bound
@@ -302,18 +302,20 @@ def analyse_stack(
         res["gates"] = gate_statistics(model, _Traj(r["aux"]))
         summary["finite"] = bool(np.isfinite(_batch_mean(lp.log10_spectral, True)).all())
         out.append(
-            Analysis(
-                name=names[i],
-                model=_describe(model),
-                blocks=tuple(model.blocks),
-                block_sizes=tuple(int(n) for n in model.block_sizes),
-                length=T,
-                batch=B,
-                dtype=str(jnp.dtype(model.dtype)),
-                method="exact",
-                summary=summary,
-                matmul=matmul_precision(),
-                **res,
+            with_findings(
+                Analysis(
+                    name=names[i],
+                    model=_describe(model),
+                    blocks=tuple(model.blocks),
+                    block_sizes=tuple(int(n) for n in model.block_sizes),
+                    length=T,
+                    batch=B,
+                    dtype=str(jnp.dtype(model.dtype)),
+                    method="exact",
+                    summary=summary,
+                    matmul=matmul_precision(),
+                    **res,
+                )
             )
         )
     return out

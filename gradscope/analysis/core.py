@@ -8,6 +8,10 @@ Summary metrics (all from the batch-mean log10 spectral norm of ``∂S_T/∂S_k`
 * ``lyapunov_max``: the largest Lyapunov exponent (nats per step);
 * ``verdict``: "exploding" if the norm at the longest lag exceeds 10 and grows with lag, "vanishing" if
   it is below 10^threshold, else "stable".
+
+``sensitivity=True`` adds the parameter sensitivity log10 ‖∂S_t/∂θ‖_F per parameter leaf (Zucchet & Orvieto
+2024; `gradscope.engine.parameter_sensitivity`). Every analysis carries its ``findings``: the rules of
+`gradscope.analysis.findings` (curse of memory, chaos, dead units, forget gate) run on its numbers.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from gradscope import engine
-from gradscope._errors import ConfigError, check_number
-from gradscope.engine._prep import MATMUL_PRECISION, matmul_precision, prepare
+from gradscope._errors import ConfigError, check_bool, check_number
+from gradscope.analysis.findings import Finding, evaluate
+from gradscope.engine._prep import MATMUL_PRECISION, is_diagonal, matmul_precision, prepare
+from gradscope.engine.paths import has_direct_path
 
 SCHEMA = "gradscope.analysis/1"
 
@@ -107,8 +113,19 @@ class Analysis:
     gates: dict | None = None
     attribution: Any = None
     matmul: str = MATMUL_PRECISION  # the matmul precision it was computed with (engine._prep.matmul_precision)
+    sensitivity: Any = None  # engine.ParameterSensitivity (analyse(..., sensitivity=True))
+    findings: tuple[Finding, ...] = ()  # gradscope.analysis.findings, evaluated by analyse
 
     def to_dict(self) -> dict:
+        """JSON-ready record: batch curves are log10 of the mean norm over the sequences (`_batch_mean`),
+        rates (Lyapunov exponents, growth slopes) plain means; NaN and −inf are written as None."""
+        out = self._record(light=False)
+        out["findings"] = [f.to_dict() for f in self.findings]
+        return out
+
+    def _record(self, light: bool) -> dict:
+        """`to_dict` without the findings; ``light`` leaves out what no finding rule reads (the lag-profile,
+        triangle, spectra, paths and attribution sections), which is all the rules need."""
         b = self.batch is not None
         out: dict[str, Any] = {
             "schema": SCHEMA,
@@ -122,6 +139,12 @@ class Analysis:
             "method": self.method,
             "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.summary.items()},
         }
+        if self.gates is not None:
+            out["gates"] = self.gates
+        if self.sensitivity is not None:
+            out["sensitivity"] = _sensitivity_dict(self.sensitivity, b)
+        if light:
+            return out
         lp = self.lag_profile
         if lp is not None:
             d = {"k": list(range(self.length)), "lag": list(range(self.length, 0, -1))}
@@ -167,8 +190,6 @@ class Analysis:
             out["paths"] = {"block": p.block} | {
                 f.name: _list(_batch_mean(getattr(p, f.name), b)) for f in dataclasses.fields(p) if f.name != "block"
             }
-        if self.gates is not None:
-            out["gates"] = self.gates
         if self.attribution is not None:
             a = self.attribution
             out["attribution"] = {
@@ -180,9 +201,29 @@ class Analysis:
         return out
 
 
+def _sensitivity_dict(s, batched: bool) -> dict:
+    """The ``sensitivity`` section: curves over t = 0..T (entry 0 is None: S_0 does not depend on θ)."""
+    return {
+        "t": list(range(int(s.length) + 1)),
+        "by_parameter": {n: _list(_batch_mean(v, batched)) for n, v in s.by_parameter.items()},
+        "log10_total": _list(_batch_mean(s.log10_total, batched)),
+        "log10_state": _list(_batch_mean(s.log10_state, batched)),
+        "growth": {n: _list(_plain_mean(v, batched)) for n, v in s.growth.items()},
+        "state_growth": _list(_plain_mean(s.state_growth, batched)),
+        "sizes": {n: int(v) for n, v in s.sizes.items()},
+        "units": "log10 Frobenius norm of dS_t/dtheta; state: log10 2-norm of S_t; growth: decades per step",
+    }
+
+
+def with_findings(a: Analysis) -> Analysis:
+    """``a`` with its ``findings`` evaluated by the rules of `gradscope.analysis.findings`."""
+    return dataclasses.replace(a, findings=evaluate(a._record(light=True)))
+
+
 def _describe(model) -> dict:
     d = getattr(model, "describe", None)
-    return d() if callable(d) else {"cell": type(model).__name__}
+    out = d() if callable(d) else None
+    return out if isinstance(out, dict) else {"cell": type(model).__name__}
 
 
 def analyse(
@@ -201,6 +242,7 @@ def analyse(
     paths: bool = True,
     gates: bool = True,
     attribution: bool = False,
+    sensitivity: bool = False,
     readout: str = "every",
     probes: int = 16,
     key=None,
@@ -209,11 +251,13 @@ def analyse(
 
     ``mode="exact"`` uses dense Jacobian products; ``mode="probe"`` matrix-free random probes with error
     bars (state sizes in the thousands). Stages can be switched off; ``triangle`` and ``attribution``
-    are off by default (O(T²)).
+    are off by default (O(T²)), and so is ``sensitivity`` (log10 ‖∂S_t/∂θ‖_F per parameter leaf by forward
+    propagation, O(d²·|θ|) per step). The result carries its ``findings`` (`gradscope.analysis.findings`).
     """
     if mode not in ("exact", "probe"):
         raise ConfigError(f"mode={mode!r} is not allowed: use 'exact' or 'probe'")
     check_number("threshold", threshold)  # a log10 norm, such as -3
+    check_bool("sensitivity", sensitivity)
     pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
     T, d = int(pxs.shape[-2]), int(S.shape[-1])
     B = int(pxs.shape[0]) if batched else None
@@ -228,7 +272,7 @@ def analyse(
     res["lag_profile"] = lp
     if lyapunov:
         # diagonal models get the full spectrum for free; dense ones the top 16 by default
-        k = (d if engine.paths.is_diagonal(model) else min(d, 16)) if lyapunov_k is None else lyapunov_k
+        k = (d if is_diagonal(model) else min(d, 16)) if lyapunov_k is None else lyapunov_k
         ly = engine.lyapunov_spectrum(model, xs, state0, k=k, warmup=warmup)
         res["lyapunov"] = ly
         summary["lyapunov_max"] = float(np.mean(np.asarray(ly.exponents, np.float64)[..., 0]))  # arithmetic mean
@@ -241,7 +285,7 @@ def analyse(
         steps = np.unique(np.linspace(0, T - 1, min(T, 16)).astype(int))
         res["step_spectra"] = engine.step_singular_values(model, xs, state0, steps=steps)
     res["bound"] = engine.bound(model)
-    if paths and engine.paths.has_direct_path(model) and mode == "exact":
+    if paths and has_direct_path(model) and mode == "exact":
         ps = engine.path_split(model, xs, state0)
         res["paths"] = ps
         summary["highway_log10_max_lag"] = float(_batch_mean(ps.highway_log10_spectral, batched)[0])
@@ -252,17 +296,21 @@ def analyse(
         res["gates"] = engine.gate_statistics(model, rollout(model, xs, state0))
     if attribution:
         res["attribution"] = engine.attribution(model, xs, state0, readout=readout, key=key)
+    if sensitivity:
+        res["sensitivity"] = engine.parameter_sensitivity(model, xs, state0)
     summary["finite"] = bool(np.isfinite(curve).all())
-    return Analysis(
-        name=name or getattr(model, "name", "") or type(model).__name__,
-        model=_describe(model),
-        blocks=tuple(model.blocks),
-        block_sizes=tuple(int(n) for n in model.block_sizes),
-        length=T,
-        batch=B,
-        dtype=str(S.dtype),
-        method=mode,
-        summary=summary,
-        matmul=matmul_precision(),
-        **res,
+    return with_findings(
+        Analysis(
+            name=name or getattr(model, "name", "") or type(model).__name__,
+            model=_describe(model),
+            blocks=tuple(model.blocks),
+            block_sizes=tuple(int(n) for n in model.block_sizes),
+            length=T,
+            batch=B,
+            dtype=str(S.dtype),
+            method=mode,
+            summary=summary,
+            matmul=matmul_precision(),
+            **res,
+        )
     )

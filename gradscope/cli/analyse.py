@@ -102,6 +102,11 @@ def analyse(
         False, "--triangle/--no-triangle", help="Also compute the (T+1)×(T+1) triangle of all ‖∂S_t/∂S_k‖ (O(T²))."
     ),
     attribution: bool = typer.Option(False, "--attribution", help="Also compute gradient attribution by lag."),
+    sensitivity: bool = typer.Option(
+        False,
+        "--sensitivity",
+        help="Also compute the parameter sensitivity log10 ‖∂S_t/∂θ‖_F per parameter over t (curse of memory).",
+    ),
     mode: Mode = typer.Option(
         Mode.exact, "--mode", help="exact (dense Jacobians) or probe (matrix-free, large hidden sizes)."
     ),
@@ -142,6 +147,7 @@ def analyse(
         "mode": mode.value,
         "triangle": triangle,
         "attribution": attribution,
+        "sensitivity": sensitivity,
     }
     model = None
     if weights is not None:
@@ -157,12 +163,38 @@ def analyse(
     else:
         if arch is not Arch.auto:
             raise ConfigError("--arch is only used with --weights FILE")
+        assert cell is not None  # exactly one of --cell and --weights (checked above)
         cfg = _cell_config(cell, given, hidden, layers, residual, input_size, common)
         config = {}
     config = {**cfg.to_dict(), **config}
     analyses = analyse_all([cfg], quiet=quiet, what="analysing", model=model)
     report = write(out, analyses, command="analyse", config=config, force=force)
     finish(out, report, json_out=json_out, quiet=quiet, title="gradient flow", seconds=time.perf_counter() - t0)
+    if not quiet and not json_out:
+        _print_findings(report["analyses"])
+
+
+def _print_findings(analyses: list[dict]) -> None:
+    """The findings of the analyses as a table on stderr (id, severity, message, suggestion), or one line
+    saying that no rule fired."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gradscope.cli._output import stderr_console
+
+    rows = [(a.get("name", "?"), f) for a in analyses for f in a.get("findings") or []]
+    if not rows:
+        info("findings: none (no rule of gradscope.analysis.findings fired)")
+        return
+    t = Table(title="findings", title_justify="left", caption="evidence and references: report.json, report.html")
+    for col in ("analysis", "finding", "severity", "what was found", "suggestion"):
+        t.add_column(col, no_wrap=col in ("analysis", "finding", "severity"))
+    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+    for name, f in rows:
+        sev = str(f.get("severity", "?"))
+        text = [escape(str(x)) for x in (name, f.get("id", "?"), f.get("message", ""), f.get("suggestion", ""))]
+        t.add_row(text[0], text[1], f"[{colour.get(sev, 'white')}]{escape(sev)}[/]", text[2], text[3])
+    stderr_console().print(t)
 
 
 def _imported_config(model, weights: Path, input_size: Optional[int], common: dict):
@@ -245,20 +277,100 @@ def _load_weights(path: Path, arch: Arch, dtype: str):
     return io.from_torch(str(path), kind=kind, nonlinearity=nonlin or None, dtype=dtype)
 
 
+#: `gradscope compare --preset NAME`: a named set of cells with the sizes it runs at. An explicit --hidden,
+#: --length, --batch or --input-size overrides the preset's; --cells and --preset exclude each other.
+PRESETS: dict[str, dict] = {
+    # the diagonal and gated recurrences of recent sequence models (Orvieto et al. 2023; Gu et al. 2022;
+    # Gu & Dao 2023; Dao & Gu 2024; Feng et al. 2024; De et al. 2024; Beck et al. 2024), small enough that
+    # all nine run in seconds each on 2 CPU cores (the time is mostly compilation)
+    "modern": {
+        "cells": ("lru", "s4d", "mamba", "mamba2", "mingru", "minlstm", "rglru", "mlstm", "slstm"),
+        "hidden": 8,
+        "length": 64,
+        "batch": 2,
+        "input_size": 4,
+    },
+}
+
+#: what --input-size and --hidden mean for the cells where they are not simply the input and state widths
+SIZE_MEANINGS = {
+    "lru": "--hidden is the number of complex modes n (state 2n)",
+    "s4d": "--input-size is the channels H and --hidden the complex modes per channel N (state 2·H·N)",
+    "mamba": "--input-size is the channels D and --hidden the states per channel N (state D·N)",
+    "mamba2": "--input-size is the channels D, split into `heads` heads, and --hidden the states N (state D·N)",
+    "rglru": "--hidden is the width n; an input projection is added when --input-size differs",
+    "slstm": "--hidden is heads × head size: num_heads must divide it",
+    "mlstm": "--hidden is heads × head size (state h, C, n, m: 2n + heads·Dh² + heads)",
+}
+
+
+def _preset(name: Optional[str], cells: Optional[str]) -> dict:
+    """The settings of ``--preset NAME`` (empty without one); refuses an unknown name and --cells with it."""
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"--preset={name!r} is not allowed: the presets are {', '.join(PRESETS)}")
+    if cells is not None:
+        raise ConfigError(f"--cells and --preset {name} both choose the cells: give one of them")
+    return PRESETS[name]
+
+
+def _check_buildable(specs, input_size: int, hidden: int, length: int, dtype: str) -> None:
+    """Build every cell abstractly (`jax.eval_shape`: shapes only, no weights) before any analysis runs, so
+    that sizes a cell cannot take (a head count that does not divide --hidden or --input-size, ...) fail
+    at once, naming the cell, the flags and what the sizes mean for it."""
+    import jax
+
+    from gradscope._errors import GradscopeError
+    from gradscope.cells import make
+
+    for spec in specs:
+        opts = auto_options(spec.name, spec.options, length)
+        try:
+            jax.eval_shape(
+                lambda k, spec=spec, opts=opts: make(spec.name, input_size, hidden, key=k, dtype=dtype, **opts),
+                jax.random.key(0),
+            )
+        except (GradscopeError, TypeError, ValueError) as exc:
+            meaning = f" (for {spec.name}, {SIZE_MEANINGS[spec.name]})" if spec.name in SIZE_MEANINGS else ""
+            raise ConfigError(
+                f"cell {spec.label!r} cannot be built with --input-size {input_size} --hidden {hidden}: "
+                f"{str(exc).rstrip('.')}{meaning}"
+            ) from None
+
+
 def compare(
-    cells: str = typer.Option(
-        ",".join(DEFAULT_COMPARE_CELLS),
+    cells: Optional[str] = typer.Option(
+        None,
         "--cells",
-        help="Comma-separated registry cells, each optionally with options: lstm:forget_bias=1:chrono=200.",
+        help="Comma-separated registry cells, each optionally with options: lstm:forget_bias=1:chrono=200 "
+        f"[default: {','.join(DEFAULT_COMPARE_CELLS)}].",
     ),
-    hidden: int = typer.Option(DEFAULTS["hidden"], "--hidden", min=1, help="Hidden size."),
-    length: int = typer.Option(DEFAULTS["length"], "--length", "-T", min=1, help="Sequence length T."),
-    batch: int = typer.Option(DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences per cell."),
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        help="A named comparison instead of --cells. modern: "
+        + ", ".join(PRESETS["modern"]["cells"])
+        + " (hidden {hidden}, T = {length}, batch {batch}, input size {input_size}; explicit flags override).".format(
+            **PRESETS["modern"]
+        ),
+    ),
+    hidden: Optional[int] = typer.Option(
+        None, "--hidden", min=1, help=f"Hidden size [default: {DEFAULTS['hidden']}, or the preset's]."
+    ),
+    length: Optional[int] = typer.Option(
+        None, "--length", "-T", min=1, help=f"Sequence length T [default: {DEFAULTS['length']}, or the preset's]."
+    ),
+    batch: Optional[int] = typer.Option(
+        None, "--batch", "-B", min=1, help=f"Input sequences per cell [default: {DEFAULTS['batch']}, or the preset's]."
+    ),
     seeds: str = typer.Option("0", "--seeds", "--seed", help="Seed(s), comma-separated: 0 or 0,1,2."),
     input: str = typer.Option(
         DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, copy, temporal-order."
     ),
-    input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
+    input_size: Optional[int] = typer.Option(
+        None, "--input-size", min=1, help="Input size m [default: 2, or the preset's; task sources fix it]."
+    ),
     threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32)."),
     out: Path = typer.Option(Path("gradscope-report"), "--out", "-o", help="Report folder to write."),
@@ -272,17 +384,29 @@ def compare(
     u ~ U(2^(-1/T), 2^(1/T)) of Li et al. 2018), IRNN and layer-normalised LSTM, hidden 32, T = 200, 4 sequences
     of U(0,1) inputs (the adding problem's value stream), into ./gradscope-report.
 
+    `--preset modern`: the recent diagonal and gated recurrences side by side: LRU, S4D, Mamba, Mamba-2, minGRU,
+    minLSTM, RG-LRU, mLSTM and sLSTM at small sizes (hidden 8, input size 4, T = 64, 2 sequences). For S4D,
+    Mamba and Mamba-2, --input-size is the number of channels and --hidden the states per channel.
+
     Example: `gradscope compare --cells rnn-tanh,lstm:forget_bias=1,indrnn --length 500 --out cmp`
+
+    Example: `gradscope compare --preset modern --length 200 --out modern`
     """
     t0 = time.perf_counter()
     dtype = enable_float64(float64)
     from gradscope.cells import names as cell_names
+    from gradscope.experiments import inputs
     from gradscope.experiments.sweep import Config
 
+    chosen = _preset(preset, cells)
+    hidden = hidden if hidden is not None else chosen.get("hidden", DEFAULTS["hidden"])
+    length = length if length is not None else chosen.get("length", DEFAULTS["length"])
+    batch = batch if batch is not None else chosen.get("batch", DEFAULTS["batch"])
     source = input_source(input)
     seed_list = parse_ints("--seeds", seeds, minimum=0)
-    default_cells = cells == ",".join(DEFAULT_COMPARE_CELLS)
-    entries = [s.strip() for s in cells.split(",")]
+    cell_text = cells if cells is not None else ",".join(chosen.get("cells", DEFAULT_COMPARE_CELLS))
+    default_cells = not chosen and cell_text == ",".join(DEFAULT_COMPARE_CELLS)
+    entries = [s.strip() for s in cell_text.split(",")]
     if default_cells:  # the embedded default: skip (with a warning) what this version does not register
         missing = [e for e in entries if e.split(":")[0] not in cell_names()]
         for e in missing:
@@ -291,6 +415,10 @@ def compare(
     specs = parse_cell_list(",".join(entries))
     check_out_dir(out, force)
     m = input_size_for(source, input_size, length)
+    if input_size is None and "input_size" in chosen and inputs.task_input_size(source, max(length, 64)) is None:
+        m = chosen["input_size"]  # a task source fixes the input size; otherwise the preset's
+    assert m is not None  # input_size_for: the task's, the given or the default size
+    _check_buildable(specs, m, hidden, length, dtype)
     configs = []
     for spec in specs:
         opts = auto_options(spec.name, spec.options, length)
@@ -316,6 +444,7 @@ def compare(
             )
     config = {
         "cells": [s.describe() for s in specs],
+        **({"preset": preset} if chosen else {}),
         "hidden": hidden,
         "length": length,
         "batch": batch,

@@ -11,6 +11,9 @@ import io
 import re
 from collections.abc import Callable, Mapping
 
+from matplotlib.figure import Figure
+
+from gradscope.analysis.findings import CURSE_EXCESS
 from gradscope.report import figures as F
 
 
@@ -21,7 +24,7 @@ class FigureSpec:
     filename: str
     title: str
     caption: str
-    make: Callable[[], object]  # -> matplotlib Figure
+    make: Callable[[], Figure]
     analysis: str | None = None  # None: the comparison figure
 
     def png(self, dpi: int = 100) -> bytes:
@@ -106,6 +109,14 @@ def _captions(a: Mapping) -> dict[str, str]:
             "gradient to their weights; a forget gate held near 1 ('open') keeps the cell-state highway open. For "
             "relu cells the bars give the fraction of units inactive at a step and dead for a whole sequence."
         ),
+        "sensitivity": (
+            f"Left: log10 Frobenius norm of ∂S_t/∂θ, the sensitivity of the state after step t to each parameter "
+            f"leaf (the largest at t = {T} first, dashed: all parameters together), computed exactly by forward "
+            "propagation. Right: the total against the state norm log10 ‖S_t‖₂ and their difference. A difference "
+            "that keeps rising means the state's sensitivity to the parameters outgrows the state itself — the "
+            "curse of memory of Zucchet & Orvieto 2024, which the finding curse-of-memory reports when the rise "
+            f"exceeds {CURSE_EXCESS:g} decade{'s' if CURSE_EXCESS != 1 else ''}."
+        ),
     }
 
 
@@ -148,6 +159,7 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                 "paths": "Path decomposition",
                 "attribution": "Gradient attribution",
                 "gates": "Gate saturation",
+                "sensitivity": "Parameter sensitivity ∂S_t/∂θ",
             }[kind]
             specs.append(
                 FigureSpec(f"{base}_{kind}.png", f"{name}: {title}", caps[kind], (lambda fn=fn, a=a: fn(a)), name)
@@ -177,6 +189,6 @@ def _sweep_specs(report: Mapping) -> list[FigureSpec]:
         "gradient reaches the first step; a horizon that stays fixed as T grows is a memory limit of the model.",
     )
     return [
-        FigureSpec(f, t, c, (lambda i=i: sweep_figures(report)[i]))
+        FigureSpec(f, t, c, (lambda i=i: sweep_figures(dict(report))[i]))
         for i, (f, t, c) in enumerate(zip(SWEEP_FIGURE_FILES, titles, caps))
     ]

@@ -57,6 +57,7 @@ def validate_report(report: Any) -> None:
         raise ReportFormatError(f"report schema is {got!r}: this gradscope reads {SCHEMA!r}")
     try:
         import jsonschema
+        import jsonschema.exceptions
     except ImportError:  # structural check only
         missing = [k for k in load_schema()["required"] if k not in report]
         if missing:
@@ -71,7 +72,7 @@ def validate_report(report: Any) -> None:
             msg = msg if len(msg) <= 160 else msg[:157] + "..."
             raise ReportFormatError(f"report does not match schema {SCHEMA} at {_where(err.absolute_path)}: {msg}")
     names = [a.get("name") for a in report["analyses"] if isinstance(a, Mapping)]
-    dup = sorted({n for n in names if names.count(n) > 1})
+    dup = sorted({str(n) for n in names if names.count(n) > 1})
     if dup:
         raise ReportFormatError(f"report has duplicate analysis names {dup}: each analysis needs a unique name")
 
@@ -92,7 +93,7 @@ def environment(dtype: str, matmul: str | None = None) -> dict:
         "device": str(getattr(dev, "device_kind", dev.platform)),
         "devices": jax.device_count(),  # over every process (a sweep shards its configurations over all of them)
         "processes": jax.process_count(),
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(getattr(jax.config, "jax_enable_x64")),
         "dtype": dtype,
         "matmul_precision": matmul or matmul_precision(),
         "platform": platform.platform(),

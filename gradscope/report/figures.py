@@ -4,7 +4,7 @@ Every function takes the JSON-ready dict (or a list of them for comparisons) and
 `matplotlib.figure.Figure` built without pyplot (no global state, nothing to close; notebooks display
 it, `Figure.savefig` writes it). Nothing here differentiates: the numbers are the engine's.
 
-Conventions read from the dicts (``DESIGN.md`` §3): norms are log10, Lyapunov exponents natural log
+Conventions read from the dicts: norms are log10, Lyapunov exponents natural log
 per step; a lag-profile entry k is ``∂S_T/∂S_k`` at lag ``T − k``. ``None`` in a list means NaN or
 −inf (an exactly zero product, e.g. a switched-off relu unit); it is drawn as a gap.
 
@@ -13,81 +13,26 @@ Colour maps are perceptually uniform (viridis); categorical lines use the tab10 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from gradscope._errors import ConfigError
-
-#: colour map for heat-maps and ordered families of lines (perceptually uniform)
-CMAP = "viridis"
-_CYCLE = colormaps["tab10"].colors
-NORM_UNIT = "log10 norm"
-LAG_UNIT = "lag (steps)"
-LYAP_UNIT = "nats per step"
-
-
-def series(values) -> np.ndarray:
-    """A JSON list (possibly nested, with ``None``) as a float array; ``None`` → NaN (a gap)."""
-    if values is None:
-        return np.array([], np.float64)
-
-    def conv(v):
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        return np.nan if v is None else float(v)
-
-    return np.asarray(conv(values), np.float64)
-
-
-def _need(a: Mapping, key: str, why: str = "") -> Mapping:
-    sec = a.get(key) if isinstance(a, Mapping) else None
-    if sec is None:
-        name = a.get("name", "?") if isinstance(a, Mapping) else type(a).__name__
-        raise ConfigError(f"analysis {name!r} has no {key!r} section{why}: re-run the analysis with it switched on")
-    return sec
-
-
-def _as_list(analyses) -> list[Mapping]:
-    if isinstance(analyses, Mapping):
-        return [analyses]
-    if isinstance(analyses, Sequence) and not isinstance(analyses, (str, bytes)) and analyses:
-        return list(analyses)
-    raise ConfigError(
-        f"analyses={analyses!r:.60} is not allowed: expected an analysis dict or a non-empty list of them"
-    )
-
-
-def _finite_range(*arrays) -> tuple[float, float] | None:
-    vals = [np.asarray(x)[np.isfinite(x)] for x in arrays if np.size(x)]
-    vals = [v for v in vals if v.size]
-    if not vals:
-        return None
-    allv = np.concatenate(vals)
-    return float(allv.min()), float(allv.max())
-
-
-def _no_data(ax, text="no finite values (all exactly zero or not computed)"):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4", wrap=True)
-
-
-def _heatmap(fig, ax, M, *, label, extent=None, aspect="auto"):
-    """imshow with NaN/−inf masked (drawn as background) and a labelled colour bar."""
-    M = np.ma.masked_invalid(np.asarray(M, np.float64))
-    rng = _finite_range(M.filled(np.nan))
-    cmap = colormaps[CMAP].with_extremes(bad=(1.0, 1.0, 1.0, 0.0))  # gaps show the background
-    vmin, vmax = rng if rng else (0.0, 1.0)
-    if vmin == vmax:
-        vmin, vmax = vmin - 0.5, vmax + 0.5
-    im = ax.imshow(
-        M, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest", extent=extent
-    )
-    fig.colorbar(im, ax=ax, label=label)
-    if rng is None:
-        _no_data(ax)
-    return im
+from gradscope.report._plot import (  # noqa: F401  (series and the units are part of this module's interface)
+    _CYCLE,
+    CMAP,
+    LAG_UNIT,
+    LYAP_UNIT,
+    NORM_UNIT,
+    _as_list,
+    _finite_range,
+    _heatmap,
+    _need,
+    _no_data,
+    series,
+)
+from gradscope.report.memory import sensitivity
 
 
 def _curve(a: Mapping):
@@ -399,4 +344,5 @@ PER_ANALYSIS = {
     "paths": (paths, "paths"),
     "attribution": (attribution, "attribution"),
     "gates": (gates, "gates"),
+    "sensitivity": (sensitivity, "sensitivity"),
 }

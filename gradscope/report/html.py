@@ -14,7 +14,16 @@ from collections.abc import Mapping
 from html import escape
 
 from gradscope.report.catalogue import FigureSpec, figure_specs
-from gradscope.report.markdown import METRICS, environment_line, fmt, metric_keys, model_label, precision_label
+from gradscope.report.markdown import (
+    METRICS,
+    environment_line,
+    evidence_text,
+    findings_of,
+    fmt,
+    metric_keys,
+    model_label,
+    precision_label,
+)
 
 _CSS = """
 :root { --fg: #1d2330; --muted: #5b6475; --line: #d9dde5; --bg: #ffffff; --head: #f3f5f9;
@@ -40,6 +49,10 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.95
 .exploding { color: var(--exploding); background: var(--exploding-bg); }
 .stable { color: var(--stable); background: var(--stable-bg); }
 .verdicts td { width: 33%; }
+.warning { color: var(--exploding); background: var(--exploding-bg); }
+.error { color: var(--vanishing); background: var(--vanishing-bg); }
+.info { color: var(--muted); background: var(--head); }
+table.findings td { font-size: 0.95em; }
 table.side th { white-space: nowrap; }
 table.side td { min-width: 7em; }
 div.unit { color: var(--muted); font-weight: normal; font-size: 0.85em; white-space: normal; max-width: 26em; }
@@ -132,6 +145,33 @@ def _verdict_table(items) -> str:
     return f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody><tr>{body}</tr></tbody></table>'
 
 
+def _findings_table(items) -> str:
+    """The findings of every analysis (what was found, the numbers, the fix, the reference); empty for a
+    report written before findings existed."""
+    found = findings_of(items)
+    if found is None:
+        return ""
+    if not found:
+        return "<h2>Findings</h2><p>None: no finding rule fired.</p>"
+    rows = []
+    for name, f in found:
+        sev = str(f.get("severity", "?"))
+        cls = sev if sev in ("info", "warning", "error") else ""
+        rows.append(
+            f"<tr><td><code>{escape(name)}</code></td><td><code>{escape(str(f.get('id', '?')))}</code><br>"
+            f'<span class="verdict {cls}">{escape(sev)}</span></td><td>{escape(str(f.get("message", "")))}</td>'
+            f"<td>{escape(evidence_text(f.get('evidence')))}</td><td>{escape(str(f.get('suggestion', '')))}</td>"
+            f"<td>{escape(str(f.get('reference', '')))}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("analysis", "finding", "what was found", "evidence", "suggestion", "reference")
+    )
+    return (
+        f'<h2>Findings ({len(found)})</h2><div class="scroll"><table class="findings"><thead><tr>{head}</tr>'
+        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
 def _figure(spec: FigureSpec, png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (
@@ -170,6 +210,7 @@ def render_html(report: Mapping, images: Mapping[str, bytes] | None = None) -> s
     if n > 1:
         parts.append(_verdict_table(items))
     parts.append(_summary_table(items))
+    parts.append(_findings_table(items))
     groups: list[tuple[str | None, list[FigureSpec]]] = []
     for spec in specs:
         if not groups or groups[-1][0] != spec.analysis:

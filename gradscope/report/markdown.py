@@ -66,6 +66,43 @@ def environment_line(report: Mapping) -> str:
     )
 
 
+#: findings listed in summary.md (a sweep can have thousands; the rest are counted, all are in report.json)
+MAX_FINDINGS = 50
+
+
+def evidence_text(evidence) -> str:
+    """A finding's evidence as ``key = value`` pairs (numbers to 4 significant digits)."""
+    if not isinstance(evidence, Mapping):
+        return ""
+    return ", ".join(f"{k} = {fmt(v)}" for k, v in evidence.items())
+
+
+def findings_of(items) -> list[tuple[str, Mapping]] | None:
+    """``(analysis name, finding)`` pairs of all analyses; None when no analysis carries a findings list
+    (a report written before findings existed)."""
+    if not any(isinstance(a.get("findings"), list) for a in items):
+        return None
+    return [(str(a.get("name", "")), f) for a in items for f in a.get("findings") or [] if isinstance(f, Mapping)]
+
+
+def _findings_markdown(items) -> list[str]:
+    found = findings_of(items)
+    if found is None:
+        return []
+    lines = ["### Findings", ""]
+    if not found:
+        return lines + ["None: no finding rule fired.", ""]
+    for name, f in found[:MAX_FINDINGS]:
+        lines.append(
+            f"- **{_cell(f.get('severity', '?'))}** `{_cell(name)}` · `{_cell(f.get('id', '?'))}`: "
+            f"{_cell(f.get('message', ''))}. *Fix:* {_cell(f.get('suggestion', ''))}. "
+            f"*Evidence:* {_cell(evidence_text(f.get('evidence')))}. *Reference:* {_cell(f.get('reference', ''))}."
+        )
+    if len(found) > MAX_FINDINGS:
+        lines.append(f"- … and {len(found) - MAX_FINDINGS} more (all in report.json and report.html)")
+    return lines + [""]
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -104,7 +141,8 @@ def render_markdown(report: Mapping) -> str:
             v = s.get(k)
             row.append(f"**{v}**" if k == "verdict" and v in ("vanishing", "exploding") else _cell(fmt(v)))
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "<details><summary>Metric definitions</summary>", ""]
+    lines += [""] + _findings_markdown(items)
+    lines += ["<details><summary>Metric definitions</summary>", ""]
     lines += [f"- `{k}`: {METRICS.get(k, 'see the analysis documentation')}" for k in keys]
     lines += ["- `—`: not computed, or log10 of an exactly zero norm (−∞)"]
     lines += ["", "Metrics are addressed by `gradscope check` as `<analysis>/<metric>`.", "", "</details>", ""]

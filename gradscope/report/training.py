@@ -28,13 +28,11 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from gradscope.report import figures as F
+from gradscope.report._plot import _CYCLE
 from gradscope.report.catalogue import FigureSpec, slug
-
-_CYCLE = colormaps["tab10"].colors
 
 
 def _runs(report_or_runs) -> list[Mapping]:

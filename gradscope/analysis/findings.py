@@ -1,0 +1,306 @@
+"""Findings: what an analysis says about a model, in words, with the numbers behind it and the fix.
+
+Each rule is a small pure function of one analysis in its JSON form (``Analysis.to_dict()`` or an entry of
+``report.json``, where ``None`` stands for NaN or −inf) that returns a `Finding` or None. `RULES` lists
+them in the order they are reported; `evaluate` runs them all. Rules only read numbers that the analysis
+already holds, so they also run on saved reports; a rule whose section is missing returns None.
+
+A finding has the fields ``id`` (stable, kebab-case: checks and users address it), ``severity`` (one of
+`SEVERITIES`), ``message`` (what was found, with its number), ``evidence`` (the numbers that triggered
+it, with the threshold they crossed), ``suggestion`` (the concrete change) and ``reference`` (paper and
+notebook). The thresholds are module constants, stated in each rule's docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+SEVERITIES = ("info", "warning", "error")
+
+#: curse of memory: the parameter sensitivity outgrows the state by more than this many decades
+CURSE_EXCESS = 1.0
+#: chaos: largest Lyapunov exponent above this (nats per step)
+CHAOS_LAMBDA = 1e-3
+#: dead units: at least this fraction of a relu cell's units is switched off for a whole sequence
+DEAD_FRACTION = 0.1
+#: forget gate: mean forget-gate value at or below this (0.5 is σ(0), the value with no forget bias)
+FORGET_MEAN = 0.6
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One diagnosis: ``id``, ``severity``, ``message``, ``evidence`` (numbers), ``suggestion``, ``reference``."""
+
+    id: str
+    severity: str
+    message: str
+    evidence: dict
+    suggestion: str
+    reference: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN/±inf in the evidence written as None)."""
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": {k: _num(v) for k, v in self.evidence.items()},
+            "suggestion": self.suggestion,
+            "reference": self.reference,
+        }
+
+
+Rule = Callable[[Mapping[str, Any]], "Finding | None"]
+
+
+def _num(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return v
+    return v if math.isfinite(v) else None
+
+
+def _float(v) -> float:
+    """A JSON number (None = NaN/−inf) as a float; None → NaN."""
+    return float("nan") if v is None else float(v)
+
+
+def _series(values) -> list[float]:
+    return [_float(v) for v in values or []]
+
+
+# --- the rules ----------------------------------------------------------------------------------
+
+
+def curse_of_memory(a: Mapping[str, Any]) -> Finding | None:
+    r"""Parameter sensitivity growing much faster than the state (Zucchet & Orvieto 2024).
+
+    With ``g(t) = log10 ‖∂S_t/∂θ‖_F − log10 ‖S_t‖₂`` (batch means of the ``sensitivity`` section), the
+    excess ``g(t_end) − g(t_start)`` is how many decades more the sensitivity grew than the state between
+    the first step where both are finite (``t_start``, normally 1) and the last (``t_end``, normally T).
+    Fires when the excess exceeds `CURSE_EXCESS` = 1 decade. For ``h_t = λ h_{t−1} + x_t`` driven by
+    white noise the RMS ratio tends to √(1 + λ²)/(1 − λ²), so the excess approaches log10 of that as
+    |λ| → 1, whether or not the input is normalised (normalisation divides both by the same γ).
+    """
+    s = a.get("sensitivity")
+    if not isinstance(s, Mapping):
+        return None
+    tot, st = _series(s.get("log10_total")), _series(s.get("log10_state"))
+    ok = [t for t in range(1, min(len(tot), len(st))) if math.isfinite(tot[t]) and math.isfinite(st[t])]
+    if len(ok) < 2:
+        return None
+    t0, t1 = ok[0], ok[-1]
+    excess = (tot[t1] - st[t1]) - (tot[t0] - st[t0])
+    if not excess > CURSE_EXCESS:
+        return None
+    per = {n: _series(v) for n, v in (s.get("by_parameter") or {}).items()}
+    finite_end = {n: v[t1] for n, v in per.items() if len(v) > t1 and math.isfinite(v[t1])}
+    worst = max(finite_end, key=lambda n: finite_end[n]) if finite_end else ""
+    return Finding(
+        id="curse-of-memory",
+        severity="warning",
+        message=(
+            f"the state's sensitivity to the parameters grew {excess:.2f} decades more than the state itself "
+            f"between t = {t0} and t = {t1} (most sensitive: {worst or '?'}): long memory makes the loss "
+            "very sensitive to the slow recurrent parameters"
+        ),
+        evidence={
+            "excess_decades": excess,
+            "threshold_decades": CURSE_EXCESS,
+            "t_start": t0,
+            "t_end": t1,
+            "log10_sensitivity_start": tot[t0],
+            "log10_sensitivity_end": tot[t1],
+            "log10_state_start": st[t0],
+            "log10_state_end": st[t1],
+            "parameter": worst,
+            "log10_parameter_sensitivity_end": finite_end.get(worst, float("nan")),
+        },
+        suggestion=(
+            "parameterise the recurrence so that its eigenvalues λ are reached through a map whose derivative "
+            "vanishes as |λ| → 1 (λ = exp(−exp(ν)), as the LRU) and keep the eigenvalue modulus away from 1 "
+            "(lru: lower r_max); use an adaptive optimiser (Adam) or a smaller learning rate for the "
+            "recurrent parameters"
+        ),
+        reference=(
+            "Zucchet & Orvieto 2024 (NeurIPS), 'Recurrent neural networks: vanishing and exploding gradients are "
+            "not the end of the story'; Orvieto et al. 2023 (LRU) §3.3-3.4; gs.parameter_sensitivity"
+        ),
+    )
+
+
+def chaos(a: Mapping[str, Any]) -> Finding | None:
+    """Largest Lyapunov exponent λ_max > `CHAOS_LAMBDA` = 0.001 nats per step: perturbations of the state
+    grow like exp(λ_max t), so gradients over long lags explode (Pascanu et al. 2013 §2; Engelken, Wolf &
+    Abbott 2020). The margin above 0 keeps neutral models (identity IRNN, |λ| = 1), whose estimate is 0 up
+    to rounding, from firing."""
+    lam = (a.get("summary") or {}).get("lyapunov_max")
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not lam > CHAOS_LAMBDA:
+        return None
+    lam = float(lam)
+    T = int(a.get("length") or 0)
+    return Finding(
+        id="chaos",
+        severity="warning",
+        message=(
+            f"largest Lyapunov exponent λ_max = {lam:.4g} nats per step > 0: perturbations of the state grow "
+            f"by e^{{λ_max·T}} = 10^{lam * T / math.log(10):.3g} over T = {T} steps (chaotic or exploding dynamics)"
+        ),
+        evidence={
+            "lyapunov_max": lam,
+            "threshold": CHAOS_LAMBDA,
+            "length": T,
+            "log10_growth_over_length": lam * T / math.log(10),
+        },
+        suggestion=(
+            "lower the recurrent gain (gain < 1 for tanh: --gain), initialise the recurrent weights orthogonally "
+            "(--init orthogonal), and clip the gradient norm during training (Pascanu et al. 2013 §3.2)"
+        ),
+        reference=(
+            "Pascanu, Mikolov & Bengio 2013 (ICML), 'On the difficulty of training recurrent neural networks'; "
+            "notebooks/02-the-rnn-product (the transition to chaos)"
+        ),
+    )
+
+
+def dead_units(a: Mapping[str, Any]) -> Finding | None:
+    """Relu cells: fraction of units whose pre-activation is ≤ 0 at every step of a sequence (mean over the
+    sequences; `gate_statistics`'s ``dead_fraction``) at least `DEAD_FRACTION` = 0.1. Such a unit outputs
+    exactly zero, so it carries no signal and no gradient; several layers: the worst one is reported."""
+    gates = a.get("gates")
+    if not isinstance(gates, Mapping):
+        return None
+    relu = {
+        k: v for k, v in gates.items() if isinstance(v, Mapping) and isinstance(v.get("dead_fraction"), (int, float))
+    }
+    if not relu:
+        return None
+    key = max(relu, key=lambda k: relu[k]["dead_fraction"])
+    dead = float(relu[key]["dead_fraction"])
+    if not dead >= DEAD_FRACTION:
+        return None
+    inactive = relu[key].get("inactive_fraction")
+    where = key.removesuffix("relu").rstrip(".") or "the cell"
+    return Finding(
+        id="dead-units",
+        severity="warning",
+        message=(
+            f"{dead:.1%} of the relu units of {where} are switched off for whole sequences (pre-activation ≤ 0 "
+            "at every step): they pass neither signal nor gradient"
+        ),
+        evidence={
+            "dead_fraction": dead,
+            "inactive_fraction": _float(inactive),
+            "threshold": DEAD_FRACTION,
+            "gate": key,
+        },
+        suggestion=(
+            "give the units a small positive bias or use a leaky relu (rnn-leaky-relu), and centre or normalise "
+            "the inputs so that each unit sees pre-activations of both signs"
+        ),
+        reference=(
+            "Le, Jaitly & Hinton 2015 (IRNN); Li et al. 2018 (IndRNN); notebooks/01-depth-before-time "
+            "(relu units switching off)"
+        ),
+    )
+
+
+def _lstm_gate(model: Mapping[str, Any], key: str) -> bool:
+    """Whether the forget-gate entry ``key`` (``"f"``, ``"layer1.f"``, ``"fwd.layer0.f"``) belongs to an
+    LSTM-type cell, found by walking the model description along the key's prefix."""
+    desc: Any = model
+    for seg in key.split(".")[:-1]:
+        if not isinstance(desc, Mapping):
+            return False
+        if seg.startswith("layer") and seg[5:].isdigit() and isinstance(desc.get("layers"), list):
+            layers, i = desc["layers"], int(seg[5:])
+            desc = layers[i] if i < len(layers) else {}
+        elif seg in ("fwd", "bwd"):
+            desc = desc.get("forward" if seg == "fwd" else "backward")
+    return isinstance(desc, Mapping) and "lstm" in str(desc.get("cell", ""))
+
+
+def forget_gate(a: Mapping[str, Any]) -> Finding | None:
+    """LSTM-type cells: mean forget-gate value f̄ ≤ `FORGET_MEAN` = 0.6, i.e. at σ(0) = 0.5 (no forget bias)
+    or closed. The cell state then keeps a fraction f̄ per step: a memory of −1/ln f̄ steps (1.4 steps at
+    0.5). Several layers: the one with the smallest mean is reported."""
+    gates = a.get("gates")
+    if not isinstance(gates, Mapping):
+        return None
+    model = a.get("model") or {}
+    fs = {
+        k: v
+        for k, v in gates.items()
+        if (k == "f" or k.endswith(".f"))
+        and isinstance(v, Mapping)
+        and isinstance(v.get("mean"), (int, float))
+        and _lstm_gate(model, k)
+    }
+    if not fs:
+        return None
+    key = min(fs, key=lambda k: fs[k]["mean"])
+    mean = float(fs[key]["mean"])
+    if not mean <= FORGET_MEAN:
+        return None
+    timescale = -1.0 / math.log(mean) if 0.0 < mean < 1.0 else float("nan")
+    where = key.removesuffix("f").rstrip(".") or "the cell"
+    return Finding(
+        id="forget-gate",
+        severity="warning",
+        message=(
+            f"the forget gates of {where} average {mean:.3f} (≤ {FORGET_MEAN}): the cell state keeps only that "
+            f"fraction per step, a memory of about {timescale:.2g} steps, so the cell-state highway closes"
+        ),
+        evidence={
+            "forget_mean": mean,
+            "threshold": FORGET_MEAN,
+            "memory_steps": timescale,
+            "open_fraction": _float(fs[key].get("open_fraction")),
+            "saturated_fraction": _float(fs[key].get("saturated_fraction")),
+            "gate": key,
+        },
+        suggestion=(
+            "raise the forget-gate bias to 1 (--forget-bias 1; Gers et al. 2000, Jozefowicz et al. 2015) or use "
+            "the chrono initialisation b_f ~ log U[1, T_max − 1] with T_max about the dependency length "
+            "(--chrono T_max; Tallec & Ollivier 2018)"
+        ),
+        reference=(
+            "Gers, Schmidhuber & Cummins 2000 (Neural Computation), 'Learning to forget'; Tallec & Ollivier 2018 "
+            "(ICLR), 'Can recurrent neural networks warp time?'; notebooks/03-the-lstm-highway"
+        ),
+    )
+
+
+#: the rules, in the order their findings are reported
+RULES: tuple[Rule, ...] = (curse_of_memory, chaos, dead_units, forget_gate)
+
+
+def evaluate(analysis: Mapping[str, Any], rules: tuple[Rule, ...] = RULES) -> tuple[Finding, ...]:
+    """Run ``rules`` on one analysis in its JSON form; the findings that fired, in rule order."""
+    out = []
+    for rule in rules:
+        f = rule(analysis)
+        if f is not None:
+            if f.severity not in SEVERITIES:
+                raise ValueError(f"rule {rule.__name__} returned severity {f.severity!r}: use one of {SEVERITIES}")
+            out.append(f)
+    return tuple(out)
+
+
+__all__ = [
+    "CHAOS_LAMBDA",
+    "CURSE_EXCESS",
+    "DEAD_FRACTION",
+    "FORGET_MEAN",
+    "RULES",
+    "SEVERITIES",
+    "Finding",
+    "Rule",
+    "chaos",
+    "curse_of_memory",
+    "dead_units",
+    "evaluate",
+    "forget_gate",
+]

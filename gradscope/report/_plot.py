@@ -1,0 +1,83 @@
+"""Shared pieces of the report's matplotlib figures: JSON lists to arrays (``None`` → NaN, drawn as a gap),
+the "section missing" error, the no-data note, the masked heat-map, units and colours.
+
+Colour maps are perceptually uniform (viridis); categorical lines use the tab10 cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+
+from gradscope._errors import ConfigError
+
+#: colour map for heat-maps and ordered families of lines (perceptually uniform)
+CMAP = "viridis"
+#: the tab10 colours as RGB tuples (the colour map's own table: ``colormaps["tab10"].colors``)
+_CYCLE: tuple[tuple[float, ...], ...] = tuple(tuple(float(v) for v in c[:3]) for c in colormaps["tab10"](np.arange(10)))
+NORM_UNIT = "log10 norm"
+LAG_UNIT = "lag (steps)"
+LYAP_UNIT = "nats per step"
+
+
+def series(values) -> np.ndarray:
+    """A JSON list (possibly nested, with ``None``) as a float array; ``None`` → NaN (a gap)."""
+    if values is None:
+        return np.array([], np.float64)
+
+    def conv(v):
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return np.nan if v is None else float(v)
+
+    return np.asarray(conv(values), np.float64)
+
+
+def _need(a: Mapping, key: str, why: str = "") -> Mapping:
+    sec = a.get(key) if isinstance(a, Mapping) else None
+    if sec is None:
+        name = a.get("name", "?") if isinstance(a, Mapping) else type(a).__name__
+        raise ConfigError(f"analysis {name!r} has no {key!r} section{why}: re-run the analysis with it switched on")
+    return sec
+
+
+def _as_list(analyses) -> list[Mapping]:
+    if isinstance(analyses, Mapping):
+        return [analyses]
+    if isinstance(analyses, Sequence) and not isinstance(analyses, (str, bytes)) and analyses:
+        return list(analyses)
+    raise ConfigError(
+        f"analyses={analyses!r:.60} is not allowed: expected an analysis dict or a non-empty list of them"
+    )
+
+
+def _finite_range(*arrays) -> tuple[float, float] | None:
+    vals = [np.asarray(x)[np.isfinite(x)] for x in arrays if np.size(x)]
+    vals = [v for v in vals if v.size]
+    if not vals:
+        return None
+    allv = np.concatenate(vals)
+    return float(allv.min()), float(allv.max())
+
+
+def _no_data(ax, text="no finite values (all exactly zero or not computed)"):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4", wrap=True)
+
+
+def _heatmap(fig, ax, M, *, label, extent=None, aspect="auto"):
+    """imshow with NaN/−inf masked (drawn as background) and a labelled colour bar."""
+    M = np.ma.masked_invalid(np.asarray(M, np.float64))
+    rng = _finite_range(M.filled(np.nan))
+    cmap = colormaps[CMAP].with_extremes(bad=(1.0, 1.0, 1.0, 0.0))  # gaps show the background
+    vmin, vmax = rng if rng else (0.0, 1.0)
+    if vmin == vmax:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    im = ax.imshow(
+        M, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest", extent=extent
+    )
+    fig.colorbar(im, ax=ax, label=label)
+    if rng is None:
+        _no_data(ax)
+    return im
