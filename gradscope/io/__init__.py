@@ -1,9 +1,12 @@
 """Weight import and export, from pickle-free formats (see `gradscope.io.formats`).
 
 * `from_torch` — ``nn.RNN`` / ``nn.LSTM`` (incl. ``proj_size``) / ``nn.GRU``, any ``num_layers``,
-  bidirectional; from a state dict, ``.safetensors``, ``.npz`` or ``.pt`` (``weights_only=True``).
+  bidirectional; and the modern recurrences recognised by `gradscope.io.modern` (transformers Mamba /
+  Mamba-2, xlstm sLSTM / mLSTM, mingru-pytorch minGRU / minLSTM, lru-pytorch LRU, recurrentgemma RG-LRU);
+  from a module, a state dict, ``.safetensors``, ``.npz`` or ``.pt`` (``weights_only=True``).
 * `from_keras` — Keras 3 ``SimpleRNN`` / ``LSTM`` / ``GRU`` (``reset_after`` both ways).
-* `from_flax` — Flax linen and NNX ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell``.
+* `from_flax` — Flax linen and NNX ``LSTMCell`` / ``OptimizedLSTMCell`` / ``GRUCell``; recurrentgemma's
+  RG-LRU and the LRU paper's Flax layer.
 * `from_equinox` — Equinox ``LSTMCell`` / ``GRUCell``.
 * `to_torch_state_dict`, `save_safetensors`, `save_npz` — export back to PyTorch names.
 * `inspect_file` — what a weight file holds and how it would be mapped.

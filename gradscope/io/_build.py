@@ -6,6 +6,10 @@ Every importer turns its framework's tensors into PyTorch-layout arrays (``weigh
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,16 +28,16 @@ def resolve_dtype(dtype, arrays) -> np.dtype:
         dt = np.dtype(dtype)
         if dt not in (np.float32, np.float64):
             raise ImportFormatError(f"dtype={dtype!r} is not allowed: expected float32 or float64")
-        if dt == np.float64 and not jax.config.jax_enable_x64:
+        if dt == np.float64 and not jax.config.read("jax_enable_x64"):
             raise ImportFormatError("dtype=float64 needs JAX x64: set JAX_ENABLE_X64=1 or use jax.enable_x64()")
         return dt
     kinds = {np.dtype(a.dtype) for a in arrays}
-    if kinds == {np.dtype(np.float64)} and jax.config.jax_enable_x64:
+    if kinds == {np.dtype(np.float64)} and jax.config.read("jax_enable_x64"):
         return np.dtype(np.float64)
     return np.dtype(np.float32)
 
 
-def expect(arrays: dict, key: str, shape: tuple, source: str, *, label: str | None = None) -> np.ndarray:
+def expect(arrays: Mapping, key: str, shape: tuple, source: str, *, label: str | None = None) -> np.ndarray:
     """``arrays[key]``, checked to exist, be a finite float array and have ``shape``."""
     label = label or key
     if key not in arrays:
@@ -44,6 +48,12 @@ def expect(arrays: dict, key: str, shape: tuple, source: str, *, label: str | No
     return arr
 
 
+def with_name(cell, name: str):
+    """``cell`` recorded under the registry name ``name`` (what `Cell.name` reports; set on every cell by
+    `gradscope.cells._base.pytree_cell`)."""
+    return dataclasses.replace(cell, registry_name=name)
+
+
 def make_cell(
     kind: str,
     p: dict,
@@ -52,7 +62,7 @@ def make_cell(
     hidden_size: int,
     proj_size: int = 0,
     nonlinearity: str = "tanh",
-    dtype=np.float32,
+    dtype: Any = np.float32,
 ):
     """A gradscope cell from PyTorch-layout arrays ``p`` (biases may be absent: zeros)."""
     from gradscope.cells.elman import Elman

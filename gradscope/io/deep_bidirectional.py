@@ -116,6 +116,11 @@ class DeepBidirectional:
         inputs = [jnp.asarray(xs, self.dtype)] + list(ro.outputs[:-1])
         return list(zip(self.layers, inputs))
 
+    def named_cells(self, prefix: str = "") -> tuple:
+        """The leaf cells with their positions: ``"layer{l}.fwd."`` / ``"layer{l}.bwd."`` (the model protocol
+        of `gradscope.cells._base.Cell.named_cells`)."""
+        return tuple(nc for l, b in enumerate(self.layers) for nc in b.named_cells(f"{prefix}layer{l}."))
+
     def describe(self) -> dict:
         return {"cell": self.name, "num_layers": self.num_layers, "layers": [layer.describe() for layer in self.layers]}
 

@@ -20,9 +20,14 @@ Flax's LSTM carry is ``(c, h)``; gradscope's state is ``(h, c)``.
 Sources: a parameter tree (nested mapping; ``{"params": ...}`` and ``nn.RNN``'s ``cell`` level are
 found automatically), an NNX module, Flax msgpack bytes (``flax.serialization.to_bytes``; needs flax),
 or a ``.msgpack`` / ``.safetensors`` / ``.npz`` file whose names are the flattened tree paths.
+
+Trees of recurrentgemma's RG-LRU (De et al. 2024) and of the LRU paper's Flax layer (Orvieto et al. 2023) are
+recognised too and imported with `gradscope.io.rglru` / `gradscope.io.lru` (see `gradscope.io.modern`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +62,7 @@ def flax_cells(arrays) -> dict[str, str]:
 
 def _to_arrays(source, max_bytes):
     if isinstance(source, (bytes, bytearray)):
-        return to_numpy_dict(msgpack_tree(source)), "msgpack bytes"
+        return to_numpy_dict(msgpack_tree(bytes(source))), "msgpack bytes"
     mod = type(source).__module__
     if mod.startswith("flax.nnx") or mod.startswith("flax.experimental.nnx"):
         from flax import nnx
@@ -68,14 +73,33 @@ def _to_arrays(source, max_bytes):
 
 
 def from_flax(
-    source, *, kind: str | None = None, prefix: str | None = None, dtype=None, max_bytes: int = DEFAULT_MAX_BYTES
+    source,
+    *,
+    kind: str | None = None,
+    prefix: str | None = None,
+    dtype=None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    reset_at_start: bool | None = None,
 ):
-    """A gradscope `LSTM` or `GRU` cell equal to the Flax cell whose parameters are in ``source``."""
+    """A gradscope `LSTM` or `GRU` cell equal to the Flax cell whose parameters are in ``source``; for a
+    recurrentgemma RG-LRU tree (``a_param``, ``input_gate``, ``a_gate``) the `RGLRU` cell (``reset_at_start``:
+    see `gradscope.io.rglru`), for the LRU paper's Flax layer (``nu_log``, ``B_re``, ...) the `LRU` cell."""
     arrays, desc = _to_arrays(source, max_bytes)
     arrays = _norm(arrays)
     found = flax_cells(arrays)
     if prefix is not None:
         found = {p: l for p, l in found.items() if p == prefix}
+    if not found and kind is None:  # an RG-LRU (recurrentgemma) or LRU (the paper's Flax code) tree
+        from gradscope.io import modern
+
+        if modern.detect(arrays, prefix=prefix, flax_only=True):
+            opts: dict[str, Any] = {} if prefix is None else {"prefix": prefix}
+            if reset_at_start is not None:
+                opts["reset_at_start"] = reset_at_start
+            name = modern.choose(modern.detect(arrays, prefix=prefix, flax_only=True), None, desc)
+            return modern.import_arrays(arrays, architecture=name, dtype=dtype, source=desc, **opts)
+    elif reset_at_start is not None:
+        raise ImportFormatError("reset_at_start= is only for an RG-LRU parameter tree")
     if not found:
         raise ImportFormatError(
             f"{desc}: no Flax LSTMCell/OptimizedLSTMCell/GRUCell parameters found "

@@ -4,7 +4,10 @@ and `load_model`, which picks the importer from the file's names.
 Framework detection (from tensor names, overridable with ``framework=`` or a ``"framework"``
 metadata/sidecar entry): Keras (``recurrent_kernel`` or ``.weights.h5`` ``vars/N`` slots), Flax
 (``hi.kernel``, ``hn.kernel``, ``dense_h.kernel``), Equinox (``weight_ih`` with ``bias``/``bias_n``
-and no ``bias_ih``), PyTorch (``weight_ih_l0`` or ``weight_ih``).
+and no ``bias_ih``), PyTorch (``weight_ih_l0`` or ``weight_ih``), and the modern architectures of
+`gradscope.io.modern` (mamba, xlstm, mingru, lru, rglru). Names that fit more than one layout are refused
+as ambiguous (pass ``framework=``). The model is described through its ``named_cells()`` (the cell
+protocol), so any network gradscope builds is described the same way.
 """
 
 from __future__ import annotations
@@ -18,18 +21,17 @@ import numpy as np
 from gradscope._errors import GradscopeError
 from gradscope.io.formats import DEFAULT_MAX_BYTES, ImportFormatError, file_format, read_arrays
 
-FRAMEWORKS = ("torch", "keras", "flax", "equinox")
+CLASSIC = ("torch", "keras", "flax", "equinox")
+#: what ``framework=`` takes: the four frameworks' RNN/LSTM/GRU layouts and the modern architectures
+FRAMEWORKS = CLASSIC + ("mamba", "xlstm", "mingru", "lru", "rglru")
 
 
-def detect_framework(arrays, meta=None) -> str | None:
-    """The framework whose naming the arrays follow, or ``None``."""
+def _classic(arrays) -> str | None:
+    """The framework whose RNN/LSTM/GRU naming the arrays follow (first match in a fixed order), or ``None``."""
     from gradscope.io.flax import flax_cells
     from gradscope.io.keras import keras_layers
     from gradscope.io.torch import _prefixes
 
-    fw = (meta or {}).get("framework")
-    if fw in FRAMEWORKS:
-        return fw
     if keras_layers(arrays):
         return "keras"
     if flax_cells({k.replace("/", "."): v for k, v in arrays.items()}):
@@ -46,9 +48,28 @@ def detect_framework(arrays, meta=None) -> str | None:
     return None
 
 
+def detect_framework(arrays, meta=None, *, source: str = "mapping") -> str | None:
+    """The framework (or modern architecture, `gradscope.io.modern`) whose naming the arrays follow, or
+    ``None``; a ``"framework"`` metadata entry decides. Names that fit several raise `ImportFormatError`."""
+    from gradscope.io import modern
+
+    fw = (meta or {}).get("framework")
+    if fw in FRAMEWORKS:
+        return fw
+    found: dict = dict(modern.detect(arrays))
+    classic = _classic(arrays)
+    if classic is not None:
+        found[classic] = "RNN/LSTM/GRU weights"
+    if len(found) > 1:
+        raise modern.ambiguous(found, source)
+    return next(iter(found), None)
+
+
 def _importer(framework):
     from gradscope.io import equinox, flax, keras, torch
 
+    if framework not in CLASSIC:
+        return lambda source, **options: torch.from_torch(source, kind=framework, **options)
     return {
         "torch": torch.from_torch,
         "keras": keras.from_keras,
@@ -59,45 +80,47 @@ def _importer(framework):
 
 def load_model(source, *, framework: str | None = None, **options):
     """Import ``source`` (a path or mapping) with the importer for ``framework`` (detected if omitted);
-    ``options`` go to that importer (e.g. ``nonlinearity=`` for torch, ``layer=`` for keras)."""
+    ``options`` go to that importer (e.g. ``nonlinearity=`` for torch, ``layer=`` for keras or mamba).
+    Files are read without executing anything (see `gradscope.io.formats`)."""
     if framework is not None and framework not in FRAMEWORKS:
         raise ImportFormatError(f"framework={framework!r} is not allowed: expected one of {', '.join(FRAMEWORKS)}")
+    from gradscope.io import modern
+
     if framework is None:
         arrays, meta, desc = read_arrays(source, max_bytes=options.get("max_bytes", DEFAULT_MAX_BYTES))
-        framework = detect_framework(arrays, meta)
+        framework = detect_framework(arrays, meta, source=desc)
         if framework is None:
             raise ImportFormatError(
-                f"{desc}: the tensor names match no supported layout (PyTorch, Keras, Flax, "
-                f"Equinox); names are {sorted(arrays)[:12]}"
+                f"{desc}: the tensor names match no supported layout (PyTorch, Keras, Flax, Equinox, or a "
+                f"modern one: {modern.MARKERS}); names are {sorted(arrays)[:12]}"
             )
     return _importer(framework)(source, **options)
 
 
 def _describe_model(model) -> dict:
-    from gradscope.io.deep_bidirectional import DeepBidirectional
-    from gradscope.nets import Bidirectional, Stack
-
-    if isinstance(model, DeepBidirectional):
-        first = model.layers[0].forward
-        layers, bidir, structure = model.num_layers, True, "DeepBidirectional"
-    elif isinstance(model, Bidirectional):
-        first, layers, bidir, structure = model.forward, 1, True, "Bidirectional"
-    elif isinstance(model, Stack):
-        first, layers, bidir, structure = model.layers[0], len(model.layers), False, "Stack"
-    else:
-        first, layers, bidir, structure = model, 1, False, "cell"
+    """Sizes and structure of an imported model, read through the model protocol (``named_cells``)."""
+    named = model.named_cells() if callable(getattr(model, "named_cells", None)) else (("", model),)
+    first = named[0][1]
+    prefixes = [p for p, _ in named]
+    layers = {m.group(1) for p in prefixes if (m := re.search(r"layer(\d+)\.", p))}
     out = {
-        "gradscope_cell": first.name or type(first).__name__,
-        "structure": structure,
+        "gradscope_cell": getattr(first, "name", "") or type(first).__name__,
+        "structure": "cell" if prefixes == [""] else type(model).__name__,
         "input_size": int(model.input_size),
         "hidden_size": int(first.hidden_size),
+        "state_size": int(sum(getattr(c, "state_size", c.hidden_size) for _, c in named)),
         "proj_size": int(getattr(first, "proj_size", 0) or 0),
-        "num_layers": layers,
-        "bidirectional": bidir,
+        "num_layers": max(len(layers), 1),
+        "bidirectional": any(p.endswith(("fwd.", "bwd.")) for p in prefixes),
         "dtype": str(np.dtype(first.dtype)),
     }
-    if getattr(first, "activation", None):
+    if isinstance(getattr(first, "activation", None), str):
         out["nonlinearity"] = first.activation
+    describe = getattr(first, "describe", None)
+    if callable(describe):  # the cell's own static configuration (heads, dt rank, g, ...)
+        config = describe()
+        if isinstance(config, dict):
+            out["cell_config"] = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
     return out
 
 
@@ -123,11 +146,19 @@ def inspect_file(path, *, framework: str | None = None, max_bytes: int = DEFAULT
         ],
         "num_parameters": int(sum(np.size(v) for v in arrays.values())),
     }
-    fw = framework or detect_framework(arrays, meta)
-    info["framework"] = fw
     info["mapping"], info["problem"] = None, None
+    try:
+        fw = framework or detect_framework(arrays, meta, source=desc)
+    except GradscopeError as e:
+        info["framework"], info["problem"] = None, str(e)
+        return info
+    info["framework"] = fw
     if fw is None:
-        info["problem"] = "the tensor names match no supported layout (PyTorch, Keras, Flax, Equinox)"
+        info["problem"] = (
+            "the tensor names match no supported layout (PyTorch, Keras, Flax, Equinox, "
+            + ", ".join(FRAMEWORKS[len(CLASSIC) :])
+            + ")"
+        )
         return info
     try:
         model = load_model(path, framework=fw, max_bytes=max_bytes, **options)
@@ -145,4 +176,8 @@ def inspect_file(path, *, framework: str | None = None, max_bytes: int = DEFAULT
             "prefix": lay["prefix"],
             "ignored_tensors": lay["ignored"],
         }
+    elif fw not in CLASSIC:
+        from gradscope.io import modern
+
+        info["mapping"] |= modern.describe(arrays, fw, options.get("prefix"))
     return info

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.io._build import expect, resolve_dtype
+from gradscope.io._build import expect, resolve_dtype, with_name
 from gradscope.io.formats import ImportFormatError, to_numpy_dict
 
 LAMBDA = ("nu_log", "theta_log", "gamma_log")
@@ -87,7 +88,7 @@ def _complex(arrays, key: str, shape, source: str):
     return np.real(arr), np.imag(arr)
 
 
-def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
+def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
     from gradscope.cells.lru import LRU
 
     if prefix + "nu_log" not in arrays:
@@ -132,19 +133,21 @@ def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
         )
     D = expect(arrays, prefix + "D", (m,) if d_ndim == 1 else (p, m), source)
     a = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-    return LRU(
-        nu_log=a(nu),
-        theta_log=a(theta),
-        gamma_log=a(gamma),
-        B_re=a(b_re),
-        B_im=a(b_im),
-        C_re=a(c_re),
-        C_im=a(c_im),
-        D=a(D),
-        input_size=m,
-        hidden_size=n,
-        normalise=True,
-        registry_name="lru",
+    return with_name(
+        LRU(
+            nu_log=a(nu),
+            theta_log=a(theta),
+            gamma_log=a(gamma),
+            B_re=a(b_re),
+            B_im=a(b_im),
+            C_re=a(c_re),
+            C_im=a(c_im),
+            D=a(D),
+            input_size=m,
+            hidden_size=n,
+            normalise=True,
+        ),
+        "lru",
     )
 
 
@@ -170,7 +173,7 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
     else:
         if not found:
             raise ImportFormatError(f"{source}: no LRU tensors found (missing tensor 'nu_log')")
-        extra = sorted(k for k in arrays if _split_key(k) is None or _split_key(k)[0] not in found)
+        extra = sorted(k for k in arrays if (_split_key(k) or (None,))[0] not in found)
         if extra:
             raise ImportFormatError(
                 f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "

@@ -61,8 +61,8 @@ def recognise(keys) -> bool:
 
 def _layers(prefixes) -> list[str]:
     """The prefixes in layer order when they are ``…layers.{i}.<rest>`` of one model, else sorted."""
-    parsed = [_LAYER.match(p) for p in prefixes]
-    if all(parsed) and len({(m["stem"], m["rest"]) for m in parsed}) == 1:
+    parsed = [m for p in prefixes if (m := _LAYER.match(p))]
+    if parsed and len(parsed) == len(prefixes) and len({(m["stem"], m["rest"]) for m in parsed}) == 1:
         idx = sorted(int(m["i"]) for m in parsed)
         if idx != list(range(len(idx))):
             raise ImportFormatError(
@@ -84,9 +84,9 @@ def _hint(name, hints, config):
 def _shape(sd, key, want: tuple, source) -> tuple:
     """The shape of ``sd[key]`` after checking that it exists, is finite float and has ``len(want)`` axes
     (``want`` may hold names for the sizes not known yet); the sizes themselves are checked by `expect`."""
-    arr = sd.get(key)
-    if arr is None:
+    if key not in sd:
         expect(sd, key, want, source)  # raises: missing tensor, naming it
+    arr = sd[key]
     check_float_array(arr, key, source)
     if np.ndim(arr) != len(want):
         raise ImportFormatError(f"{source}: tensor {key!r} has shape {np.shape(arr)}, expected {want}")
@@ -133,7 +133,7 @@ def _mamba2(sd, p, source, dtype, hints):
             f"{source}: Mamba-2 tensors fix only n_groups·state_size = {gn2 // 2}; pass "
             f"n_groups= or state_size= (or config=, the model's config)"
         )
-    G = int(G) if G is not None else gn2 // (2 * int(N))
+    G = int(G) if G is not None else gn2 // (2 * int(N or 1))
     N = int(N) if N is not None else gn2 // (2 * G)
     if G <= 0 or N <= 0 or 2 * G * N != gn2 or H % G:
         raise ImportFormatError(

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.io._build import expect, resolve_dtype
+from gradscope.io._build import expect, resolve_dtype, with_name
 from gradscope.io.formats import ImportFormatError, check_float_array, to_numpy_dict
 
 GATES = {"to_hidden_and_gate.weight": ("mingru", 2), "to_hidden_and_f_i_gate.weight": ("minlstm", 3)}
@@ -52,10 +53,11 @@ def layer_prefixes(keys) -> list[str]:
 def recognise(keys: set[str]) -> bool:
     """Whether ``keys`` are those of minGRU/minLSTM layers (``mingru-pytorch``), and nothing else."""
     keys = set(keys)
-    return bool(keys) and all(_split_key(k) is not None for k in keys) and any(_split_key(k)[1] in GATES for k in keys)
+    parts = [_split_key(k) for k in keys]
+    return bool(keys) and all(p is not None for p in parts) and any(p is not None and p[1] in GATES for p in parts)
 
 
-def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
+def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
     from gradscope.cells.mingru import MinGRU, MinLSTM
 
     present = [s for s in GATES if prefix + s in arrays]
@@ -83,8 +85,36 @@ def _layer(arrays: Mapping[str, np.ndarray], prefix: str, source: str, dtype):
     zeros = jnp.zeros((n,), dtype)
     out = None if w_out is None else jnp.asarray(w_out, dtype)
     if kind == "mingru":
-        return MinGRU(*blocks, zeros, zeros, out, input_size=m, hidden_size=n, g="log-space", registry_name=kind)
-    return MinLSTM(*blocks, zeros, zeros, zeros, out, input_size=m, hidden_size=n, g="log-space", registry_name=kind)
+        w_h, w_z = blocks
+        return with_name(
+            MinGRU(
+                weight_h=w_h,
+                weight_z=w_z,
+                bias_h=zeros,
+                bias_z=zeros,
+                weight_out=out,
+                input_size=m,
+                hidden_size=n,
+                g="log-space",
+            ),
+            kind,
+        )
+    w_h, w_f, w_i = blocks
+    return with_name(
+        MinLSTM(
+            weight_h=w_h,
+            weight_f=w_f,
+            weight_i=w_i,
+            bias_h=zeros,
+            bias_f=zeros,
+            bias_i=zeros,
+            weight_out=out,
+            input_size=m,
+            hidden_size=n,
+            g="log-space",
+        ),
+        kind,
+    )
 
 
 def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict"):

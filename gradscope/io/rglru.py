@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import check_bool
-from gradscope.io._build import expect, resolve_dtype
+from gradscope.io._build import expect, resolve_dtype, with_name
 from gradscope.io.formats import ImportFormatError, check_float_array, to_numpy_dict
 
 # field of the cell -> the reference's path inside the layer (joined with "/" or ".")
@@ -98,7 +98,7 @@ def from_state_dict(
                 "'a_param', 'input_gate/w', 'input_gate/b', 'a_gate/w', 'a_gate/b')"
             )
         prefix = found[0]
-        extra = sorted(k for k in arrays if _split_key(k) is None or _split_key(k)[0] != prefix)
+        extra = sorted(k for k in arrays if (_split_key(k) or (None,))[0] != prefix)
         if extra:
             raise ImportFormatError(
                 f"{source}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more) besides "
@@ -135,12 +135,14 @@ def from_state_dict(
     }
     params = {f: expect(arrays, _key(arrays, prefix, f), shape, source) for f, shape in shapes.items()}
     dt = resolve_dtype(dtype, list(params.values()))
-    return RGLRU(
-        **{f: jnp.asarray(v, dt) for f, v in params.items()},
-        input_size=n,
-        hidden_size=n,
-        num_heads=H,
-        c=8.0,
-        reset_at_start=reset_at_start,
-        registry_name="rglru",
+    return with_name(
+        RGLRU(
+            **{f: jnp.asarray(v, dt) for f, v in params.items()},
+            input_size=n,
+            hidden_size=n,
+            num_heads=H,
+            c=8.0,
+            reset_at_start=reset_at_start,
+        ),
+        "rglru",
     )

@@ -25,8 +25,10 @@ one at a time with ``layer_models_and_inputs``).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +39,7 @@ from gradscope.io.formats import (
     ImportFormatError,
     check_float_array,
     read_arrays,
-    write_npz,
-    write_safetensors,
+    to_numpy_dict,
 )
 
 _LAYERED = re.compile(
@@ -64,7 +65,7 @@ def _prefixes(keys) -> dict[str, str]:
 
 
 def infer_layout(
-    arrays: Mapping[str, np.ndarray], *, prefix: str | None = None, kind: str | None = None, source: str = "state dict"
+    arrays: Mapping[str, Any], *, prefix: str | None = None, kind: str | None = None, source: str = "state dict"
 ) -> dict:
     """Work out what a PyTorch state dict holds, checking every name and shape.
 
@@ -73,12 +74,14 @@ def infer_layout(
     "ignored": [keys outside the prefix]}``. Raises `ImportFormatError` naming the tensor and the
     expected shape on anything missing, extra, misshapen, non-float or non-finite.
     """
+    from gradscope.io import modern
+
     cands = _prefixes(arrays)
     if prefix is None:
         if not cands:
             raise ImportFormatError(
-                f"{source}: no PyTorch RNN weights found (no 'weight_ih_l0' or 'weight_ih' "
-                f"key); keys are {sorted(arrays)[:12]}"
+                f"{source}: no PyTorch RNN weights found (no 'weight_ih_l0' or 'weight_ih' key) and no "
+                f"modern layout ({modern.MARKERS}); keys are {sorted(arrays)[:12]}"
             )
         if len(cands) > 1:
             raise ImportFormatError(
@@ -146,7 +149,7 @@ def infer_layout(
     if style == "cell":
         layers, bidir = 1, False
     else:
-        found = {int(_LAYERED.match(k).group("layer")) for k in own if _LAYERED.match(k)}
+        found = {int(m.group("layer")) for k in own if (m := _LAYERED.match(k))}
         layers = max(found) + 1
         bidir = key("weight_ih", 0, True) in arrays or key("weight_hh", 0, True) in arrays
     has_bias = key("bias_ih", 0, False) in arrays or key("bias_hh", 0, False) in arrays
@@ -201,6 +204,26 @@ def _meta_value(meta: dict, name: str):
     return v
 
 
+def _read(source, max_bytes: int):
+    """``(arrays, metadata, description, hints)``: an ``nn.Module`` is read through its ``state_dict()``, and
+    what its state dict cannot say (a transformers ``config``; a Mamba2Mixer's ``n_groups``/``ssm_state_size``)
+    is kept as Mamba hints."""
+    hints: dict = {}
+    if not isinstance(source, (Mapping, str, os.PathLike)) and callable(getattr(source, "state_dict", None)):
+        config = getattr(source, "config", None)
+        if config is not None:
+            hints["config"] = config
+        elif all(hasattr(source, a) for a in ("n_groups", "ssm_state_size")):
+            hints["config"] = {
+                "n_groups": source.n_groups,
+                "state_size": source.ssm_state_size,
+                "time_step_limit": getattr(source, "time_step_limit", None),
+            }
+        return to_numpy_dict(source.state_dict(), source=type(source).__name__), {}, type(source).__name__, hints
+    arrays, meta, desc = read_arrays(source, max_bytes=max_bytes)
+    return arrays, meta, desc, hints
+
+
 def from_torch(
     source,
     *,
@@ -209,18 +232,51 @@ def from_torch(
     prefix: str | None = None,
     dtype=None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    **options,
 ):
-    """A gradscope model equal to the PyTorch RNN/LSTM/GRU whose weights are in ``source``.
+    """A gradscope model equal to the PyTorch module whose weights are in ``source``.
 
-    ``source``: a state dict (torch tensors or numpy arrays), or a path to a ``.safetensors``,
+    ``source``: an ``nn.Module``, a state dict (torch tensors or numpy arrays), or a path to a ``.safetensors``,
     ``.npz`` or ``.pt``/``.pth`` file (the latter read with ``weights_only=True``, torch >= 2.10).
-    ``kind``: optional check ("rnn", "lstm", "gru"); it is inferred from the gate count.
+    Recognised from the tensor names: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (and their ``*Cell``), and the modern
+    recurrences of `gradscope.io.modern` (transformers Mamba/Mamba-2, xlstm, mingru-pytorch, lru-pytorch,
+    recurrentgemma's PyTorch RG-LRU); several at once is ambiguous and raises, naming them.
+    ``kind``: "rnn", "lstm", "gru" (checked against the gate count), or an architecture name ("mamba", "xlstm",
+    "mingru", "lru", "rglru") to choose it.
     ``nonlinearity``: "tanh" or "relu" for ``nn.RNN`` (default: sidecar/metadata, else "tanh").
     ``prefix``: the module prefix inside a larger state dict (e.g. ``"encoder.rnn."``), found
     automatically when there is exactly one recurrent module; keys outside it are ignored.
     ``dtype``: float32/float64 (default: float64 if the weights are float64 and x64 is on).
+    ``options``: for a modern architecture, its converter's options (Mamba: ``layer``, ``n_groups``,
+    ``state_size``, ``time_step_limit``, ``config``; RG-LRU: ``reset_at_start``).
     """
-    arrays, meta, desc = read_arrays(source, max_bytes=max_bytes)
+    from gradscope.io import modern
+
+    arrays, meta, desc, hints = _read(source, max_bytes)
+    if kind not in (None, "rnn", "lstm", "gru") and kind not in modern.ARCHITECTURES:
+        raise ImportFormatError(
+            f"kind={kind!r} is not allowed: expected rnn, lstm, gru or one of {', '.join(modern.ARCHITECTURES)}"
+        )
+    found = {} if kind in ("rnn", "lstm", "gru") or nonlinearity else modern.detect(arrays, prefix=prefix)
+    classic = prefix in _prefixes(arrays) if prefix is not None else bool(_prefixes(arrays))
+    if kind in modern.ARCHITECTURES or (kind is None and found):
+        if kind is None and classic:
+            raise modern.ambiguous({**found, "torch": sorted(_prefixes(arrays))}, desc)
+        if nonlinearity is not None:
+            raise ImportFormatError("nonlinearity= is only for nn.RNN; the tensors are a modern architecture")
+        if "mamba" in found and options.get("config") is None and "config" in hints:
+            options = {**options, "config": hints["config"]}
+        if prefix is not None:
+            options["prefix"] = prefix
+        path = source if isinstance(source, (str, os.PathLike)) else None
+        return modern.import_arrays(
+            arrays, architecture=kind, meta=meta, path=path, dtype=dtype, source=desc, **options
+        )
+    if options:
+        raise ImportFormatError(
+            f"option {sorted(options)[0]}= is not allowed for nn.RNN/LSTM/GRU weights: from_torch takes kind, "
+            "nonlinearity, prefix, dtype and max_bytes"
+        )
     lay = infer_layout(arrays, prefix=prefix, kind=kind, source=desc)
     meta_kind = _meta_value(meta, "kind")
     if meta_kind is not None and meta_kind != lay["kind"]:
@@ -231,6 +287,7 @@ def from_torch(
         raise ImportFormatError(f"nonlinearity={nonlinearity!r} is not allowed: nn.RNN has 'tanh' or 'relu'")
     used = [np.asarray(arrays[k]) for e in lay["params"].values() for k in e.values()]
     dt = resolve_dtype(dtype, used)
+    nonlin = str(nonlinearity)
 
     def cell(layer, direction):
         p = {name: arrays[k] for name, k in lay["params"][(layer, direction)].items()}
@@ -245,7 +302,7 @@ def from_torch(
             input_size=m,
             hidden_size=lay["hidden_size"],
             proj_size=lay["proj_size"],
-            nonlinearity=nonlinearity,
+            nonlinearity=nonlin,
             dtype=dt,
         )
 
@@ -263,92 +320,20 @@ def assemble(cell, num_layers: int, bidirectional: bool):
     return layers[0] if num_layers == 1 else DeepBidirectional(tuple(layers))
 
 
-# ------------------------------------------------------------------------------------- export
-def _cell_params(c) -> dict[str, np.ndarray]:
-    from gradscope.io._build import cell_kind
+# export lives in gradscope.io.export; these names stay importable from here
+from gradscope.io.export import (  # noqa: E402
+    save_npz,
+    save_safetensors,
+    to_torch_state_dict,
+    torch_metadata,
+)
 
-    kind = cell_kind(c)
-    out = {"weight_ih": c.weight_ih, "weight_hh": c.weight_hh, "bias_ih": c.bias_ih, "bias_hh": c.bias_hh}
-    if kind == "lstm" and c.weight_hr is not None:
-        out["weight_hr"] = c.weight_hr
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
-def _layers_of(model):
-    """``(kind, [[fwd] or [fwd, bwd] per layer], nonlinearity, proj)`` of an exportable model."""
-    from gradscope.io._build import cell_kind
-    from gradscope.nets import Bidirectional, Stack
-
-    if isinstance(model, DeepBidirectional):
-        grid = [[b.forward, b.backward] for b in model.layers]
-    elif isinstance(model, Bidirectional):
-        grid = [[model.forward, model.backward]]
-    elif isinstance(model, Stack):
-        if model.residual:
-            raise ImportFormatError("a residual Stack has no PyTorch nn.RNN/LSTM/GRU equivalent")
-        grid = [[c] for c in model.layers]
-    else:
-        grid = [[model]]
-    cells = [c for row in grid for c in row]
-    kinds = {cell_kind(c) for c in cells}
-    if len(kinds) != 1:
-        raise ImportFormatError(f"cannot export a model mixing cell kinds {sorted(kinds)} as one PyTorch module")
-    kind = kinds.pop()
-    if kind == "gru-chung":
-        raise ImportFormatError(
-            "the Cho/Chung GRU (reset before the matmul) has no PyTorch equivalent; "
-            "PyTorch's GRU resets after the matmul"
-        )
-    nonlin = None
-    if kind == "rnn":
-        acts = {c.activation for c in cells}
-        if len(acts) != 1 or not acts <= set(TORCH_NONLINEARITIES):
-            raise ImportFormatError(f"nn.RNN supports nonlinearity tanh or relu; the model has {sorted(acts)}")
-        nonlin = acts.pop()
-    sizes = {(c.hidden_size, getattr(c, "proj_size", 0)) for c in cells}
-    if len(sizes) != 1:
-        raise ImportFormatError(f"PyTorch needs one hidden/proj size for all layers; the model has {sorted(sizes)}")
-    return kind, grid, nonlin, sizes.pop()[1]
-
-
-def to_torch_state_dict(model) -> dict[str, np.ndarray]:
-    """NumPy arrays under PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` key names (``*_l{k}[_reverse]``).
-
-    Load into torch with ``module.load_state_dict({k: torch.from_numpy(v) ...})``.
-    """
-    _, grid, _, _ = _layers_of(model)
-    out = {}
-    for l, row in enumerate(grid):
-        for d, c in enumerate(row):
-            for name, v in _cell_params(c).items():
-                out[f"{name}_l{l}{'_reverse' if d else ''}"] = v
-    return out
-
-
-def torch_metadata(model) -> dict[str, str]:
-    """What a state dict does not say, as safetensors metadata (strings)."""
-    kind, grid, nonlin, proj = _layers_of(model)
-    cfg = {
-        "kind": kind,
-        "num_layers": len(grid),
-        "bidirectional": len(grid[0]) == 2,
-        "proj_size": proj,
-        "hidden_size": grid[0][0].hidden_size,
-        "input_size": grid[0][0].input_size,
-    }
-    if nonlin:
-        cfg["nonlinearity"] = nonlin
-    meta = {"format": "pt", "source": "gradscope", "kind": kind, "gradscope": json.dumps(cfg)}
-    if nonlin:
-        meta["nonlinearity"] = nonlin
-    return meta
-
-
-def save_safetensors(model, path) -> None:
-    """Write ``to_torch_state_dict(model)`` with its config in the safetensors metadata."""
-    write_safetensors(path, to_torch_state_dict(model), torch_metadata(model))
-
-
-def save_npz(model, path) -> None:
-    """Write ``to_torch_state_dict(model)`` to an .npz with a JSON ``__metadata__`` entry (no pickle)."""
-    write_npz(path, to_torch_state_dict(model), torch_metadata(model))
+__all__ = [
+    "from_torch",
+    "infer_layout",
+    "assemble",
+    "to_torch_state_dict",
+    "torch_metadata",
+    "save_safetensors",
+    "save_npz",
+]

@@ -33,7 +33,7 @@ import numpy as np
 from jax.scipy.linalg import block_diag
 
 from gradscope.cells.xlstm import MLSTM, SLSTM
-from gradscope.io._build import expect, resolve_dtype
+from gradscope.io._build import expect, resolve_dtype, with_name
 from gradscope.io.formats import ImportFormatError, check_float_array
 
 KINDS = ("slstm-cell", "slstm-layer", "mlstm-cell", "mlstm-layer")
@@ -143,15 +143,17 @@ def _slstm(arrays, p, weight_ih, source, dt, norm_scale=None):
     if backend == "cuda":  # head-major [head, gate, unit] -> gate-major [gate, head, unit]
         b = b.reshape(K, 4, D).transpose(1, 0, 2).reshape(-1)
     W = np.eye(4 * n) if weight_ih is None else weight_ih
-    return SLSTM(
-        weight_ih=jnp.asarray(W, dt),
-        weight_hh=jnp.asarray(R, dt),
-        bias=jnp.asarray(b, dt),
-        input_size=W.shape[1],
-        hidden_size=n,
-        num_heads=K,
-        norm_scale=None if norm_scale is None else jnp.asarray(norm_scale, dt),
-        registry_name="slstm",
+    return with_name(
+        SLSTM(
+            weight_ih=jnp.asarray(W, dt),
+            weight_hh=jnp.asarray(R, dt),
+            bias=jnp.asarray(b, dt),
+            input_size=W.shape[1],
+            hidden_size=n,
+            num_heads=K,
+            norm_scale=None if norm_scale is None else jnp.asarray(norm_scale, dt),
+        ),
+        "slstm",
     )
 
 
@@ -190,20 +192,22 @@ def _mlstm(arrays, p, source, dt):
     sel = [np.concatenate([eye if j == i else zero for j in range(3)], axis=1) for i in range(3)]
     z = jnp.zeros((E,), dt)
     a = lambda v: jnp.asarray(v, dt)  # noqa: E731
-    return MLSTM(
-        weight_q=a(sel[0]),
-        weight_k=a(sel[1]),
-        weight_v=a(sel[2]),
-        bias_q=z,
-        bias_k=z,
-        bias_v=z,
-        weight_i=a(Wi),
-        weight_f=a(Wf),
-        bias_i=a(bi),
-        bias_f=a(bf),
-        input_size=3 * E,
-        hidden_size=E,
-        num_heads=H,
-        norm_scale=a(scale),
-        registry_name="mlstm",
+    return with_name(
+        MLSTM(
+            weight_q=a(sel[0]),
+            weight_k=a(sel[1]),
+            weight_v=a(sel[2]),
+            bias_q=z,
+            bias_k=z,
+            bias_v=z,
+            weight_i=a(Wi),
+            weight_f=a(Wf),
+            bias_i=a(bi),
+            bias_f=a(bf),
+            input_size=3 * E,
+            hidden_size=E,
+            num_heads=H,
+            norm_scale=a(scale),
+        ),
+        "mlstm",
     )
