@@ -73,20 +73,87 @@ def temp_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish_folder(tmp: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Move the finished folder ``tmp`` into place as ``out``. An existing ``out`` is moved aside first and
-    deleted only once the new one is in place (restored if the second rename fails)."""
+class TargetExistsError(FileExistsError):
+    """``publish_folder(..., replace=False)`` found ``out`` already there (another writer got there first)."""
+
+
+_AT_FDCWD, _RENAME_NOREPLACE, _RENAME_EXCHANGE = -100, 1, 2
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux's renameat2(2): True when done, False when this system cannot (then the caller falls back).
+
+    ``RENAME_EXCHANGE`` swaps two paths in one step, so a reader never sees ``dst`` missing;
+    ``RENAME_NOREPLACE`` fails with EEXIST instead of replacing, so two writers cannot both "create" ``dst``.
+    """
+    import ctypes
+    import errno
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):  # no glibc >= 2.28 (e.g. musl)
+        return False
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # file system without the flag
+        return False
+    if err == errno.EEXIST and flags == _RENAME_NOREPLACE:
+        raise TargetExistsError(errno.EEXIST, "exists", str(dst))
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def publish_folder(tmp: str | os.PathLike[str], out: str | os.PathLike[str], *, replace: bool = True) -> Path:
+    """Move the finished folder ``tmp`` into place as ``out``, never leaving a moment without a report.
+
+    * ``out`` absent: one rename. With ``replace=False`` a folder that appeared at ``out`` meanwhile (another
+      run writing the same folder) is not replaced: `TargetExistsError`, and ``tmp`` is left to the caller.
+    * ``out`` present (``replace=True``): on Linux the two folders are swapped in one atomic step
+      (renameat2 ``RENAME_EXCHANGE``), then the old one, now at ``tmp``, is deleted; a kill at any moment leaves
+      either the old or the new report at ``out`` (at worst a hidden leftover sibling). Elsewhere the old
+      folder is renamed aside first and restored if the second rename fails; `recover` puts it back after a
+      kill in between.
+    """
     tmp, out = Path(tmp), Path(out)
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
+    if not out.exists() and not out.is_symlink():
+        if not replace:
+            if _renameat2(tmp, out, _RENAME_NOREPLACE):
+                return out
+            if out.exists():  # the fallback's check-then-rename: racy only where renameat2 is missing
+                raise TargetExistsError(17, "exists", str(out))
+        os.rename(tmp, out)
+        return out
+    if not replace:
+        raise TargetExistsError(17, "exists", str(out))
+    if out.is_dir() and not out.is_symlink() and _renameat2(tmp, out, _RENAME_EXCHANGE):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old report, swapped out
+        return out
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(out, old)
     try:
         os.replace(tmp, out)
     except BaseException:
-        if old is not None:
-            os.replace(old, out)
+        os.replace(old, out)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def recover(out: str | os.PathLike[str]) -> Path | None:
+    """After a kill between the two renames of `publish_folder`'s fallback, put the old folder back.
+
+    When ``out`` is missing and hidden ``.OUT.old-*`` siblings exist, the newest is renamed to ``out``;
+    returns it (None when there was nothing to recover).
+    """
+    out = Path(out)
+    if out.exists() or not out.parent.is_dir():
+        return None
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return None
+    os.replace(olds[-1], out)
     return out

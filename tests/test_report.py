@@ -162,8 +162,14 @@ def test_refuses_to_overwrite_without_force(tmp_path):
         write_report(out, light_report())
     assert isinstance(e.value, GradscopeError) and "\n" not in str(e.value)
     assert (out / "keep.txt").read_text() == "mine"
-    write_report(out, light_report(), force=True)
-    assert not (out / "keep.txt").exists() and (out / "report.json").exists()
+    # --force replaces a report, never a folder of the user's own files
+    with pytest.raises(ReportExistsError, match="not a gradscope report"):
+        write_report(out, light_report(), force=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    write_report(out, light_report())
+    write_report(out, full_report(), force=True)
+    assert [a["name"] for a in load_report(out)["analyses"]] == [a["name"] for a in full_report()["analyses"]]
     empty = tmp_path / "empty"
     empty.mkdir()
     write_report(empty, light_report())  # an empty folder is fine without force
@@ -222,6 +228,7 @@ def test_failure_while_swapping_restores_the_old_report(tmp_path, monkeypatch):
             raise OSError("rename failed")
         return real(src, dst)
 
+    monkeypatch.setattr(_atomic, "_renameat2", lambda *a: False)  # the two-rename fallback (non-Linux)
     monkeypatch.setattr(_atomic.os, "replace", flaky)  # the one atomic writer publishes the folder
     with pytest.raises(OSError):
         write_report(out, light_report(), force=True)
@@ -398,3 +405,18 @@ def test_schema_rejects_broken_findings_and_sensitivity(with_findings, breakage,
     breakage(r["analyses"][0])
     with pytest.raises(ReportFormatError, match=where):
         validate_report(r)
+
+
+def test_the_current_folder_and_its_parents_are_never_an_output(tmp_path, monkeypatch):
+    from gradscope.report.folder import check_target
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data.csv").write_text("1,2\n")
+    (work / "report.json").write_text("{}")  # even a folder that looks like a report
+    monkeypatch.chdir(work)
+    for out in (".", "..", str(work)):
+        with pytest.raises(ReportExistsError, match="current folder"):
+            check_target(out, force=True)
+    assert (work / "data.csv").exists()
+    check_target("fresh", force=False)  # a new folder is fine

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from gradscope._atomic import publish_folder
+from gradscope._atomic import TargetExistsError, publish_folder, recover
 from gradscope._json import dumps
 from gradscope.report.catalogue import figure_specs
 from gradscope.report.document import (
@@ -46,14 +46,40 @@ def _render_into(folder: Path, report: Mapping, *, dpi: int = 100) -> None:
     (folder / "report.html").write_text(render_html(report, images), encoding="utf-8")
 
 
-def _check_target(out: Path, force: bool) -> None:
+def check_target(out: str | Path, force: bool) -> None:
+    """Refuse an output folder that must not be written, before any work is done.
+
+    * a file, not a folder;
+    * a non-empty folder without ``force``;
+    * with ``force``, a folder that is not a gradscope report (no ``report.json``): ``--force`` replaces a
+      report, it never deletes a folder of the user's files;
+    * the current folder, one of its parents, the home folder or the root, whatever ``force`` says.
+
+    A report lost by a kill in the middle of an earlier replacement is restored first (`_atomic.recover`).
+    """
+    out = Path(out)
+    recover(out)
     if out.exists() and not out.is_dir():
-        raise ReportExistsError(f"output {out} exists and is not a folder: choose another --output")
-    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ReportExistsError(f"output {out} exists and is not a folder: choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    resolved = out.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
+        raise ReportExistsError(
+            f"--out={str(out)!r} is the current folder, one of its parents or the home folder: a report is "
+            "written into a folder of its own; choose a new folder name, e.g. --out gradscope-report"
+        )
+    if not force:
         raise ReportExistsError(f"output folder {out} exists and is not empty: pass --force (force=True) to replace it")
+    if not (out / "report.json").is_file():
+        raise ReportExistsError(
+            f"output folder {out} is not a gradscope report (no report.json): --force only replaces a report; "
+            "choose another --out or remove the folder yourself"
+        )
 
 
-def _atomic(out: Path, fill, *, seed: Path | None = None) -> Path:
+def _atomic(out: Path, fill, *, seed: Path | None = None, force: bool = True) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -63,11 +89,22 @@ def _atomic(out: Path, fill, *, seed: Path | None = None) -> Path:
         else:
             tmp.mkdir()
         fill(tmp)
-        publish_folder(tmp, out)
+        # without force, a folder that another run published meanwhile is not replaced (no silent loss)
+        publish_folder(tmp, out, replace=force or _empty_dir(out))
+    except TargetExistsError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ReportExistsError(
+            f"output folder {out} appeared while this report was computed (another gradscope run writing it?): "
+            "it was not replaced; pass --force to replace it or choose another --out"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _empty_dir(out: Path) -> bool:
+    return out.is_dir() and not any(out.iterdir())
 
 
 def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 100) -> Path:
@@ -78,7 +115,7 @@ def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 10
     ``force``, `ReportFormatError` if the report does not match the schema.
     """
     out = Path(out_dir)
-    _check_target(out, force)
+    check_target(out, force)
     doc = clean(report)
     validate_report(doc)
 
@@ -90,7 +127,7 @@ def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 10
         (tmp / "report.json").write_text(text + "\n", encoding="utf-8")
         _render_into(tmp, doc, dpi=dpi)
 
-    return _atomic(out, fill)
+    return _atomic(out, fill, force=force)
 
 
 def render_report(report_dir, out_dir=None, *, force: bool = False, dpi: int = 100) -> Path:
@@ -106,10 +143,10 @@ def render_report(report_dir, out_dir=None, *, force: bool = False, dpi: int = 1
     if out_dir is None or Path(out_dir).resolve() == src_dir.resolve():
         return _atomic(src_dir, lambda tmp: _render_into(tmp, report, dpi=dpi), seed=src_dir)
     out = Path(out_dir)
-    _check_target(out, force)
+    check_target(out, force)
 
     def fill(tmp: Path):
         shutil.copyfile(src_dir / "report.json", tmp / "report.json")
         _render_into(tmp, report, dpi=dpi)
 
-    return _atomic(out, fill)
+    return _atomic(out, fill, force=force)

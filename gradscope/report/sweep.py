@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradscope._atomic import publish_folder, temp_folder
+from gradscope._atomic import TargetExistsError, publish_folder, temp_folder
 from gradscope._errors import ConfigError
 
 
@@ -135,10 +135,14 @@ def write_sweep_report(out, report: dict, *, force: bool = False, dpi: int = 100
     half-written. (``gradscope report`` keeps ``heatmaps/`` when it re-renders.)
     """
     from gradscope.report import write_report
+    from gradscope.report.document import ReportExistsError
+    from gradscope.report.folder import check_target
 
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--out={str(out)!r} exists and is not empty: pass --force to replace it")
+    try:
+        check_target(out, force)
+    except ReportExistsError as e:
+        raise ConfigError(str(e)) from None
     with temp_folder(out) as tmp:
         folder = tmp / "report"
         write_report(folder, report)
@@ -147,7 +151,13 @@ def write_sweep_report(out, report: dict, *, force: bool = False, dpi: int = 100
             (folder / "heatmaps").mkdir()
             for fname, fig in zip(SWEEP_FIGURE_FILES, sweep_figures(report)):
                 fig.savefig(folder / "heatmaps" / fname, dpi=dpi)
-        publish_folder(folder, out)
+        try:
+            publish_folder(folder, out, replace=force or (out.is_dir() and not any(out.iterdir())))
+        except TargetExistsError:
+            raise ConfigError(
+                f"--out={str(out)!r} appeared while the sweep ran (another run writing it?): it was not replaced; "
+                "pass --force to replace it or choose another --out"
+            ) from None
     return out
 
 
