@@ -99,7 +99,7 @@ def test_one_registration_style_in_a_fixed_order():
         if line.startswith("│ ") and line.split()[1] in COMMANDS
     ]
     assert shown == COMMANDS
-    assert list(typer.main.get_command(cli.app).list_commands(None)) == COMMANDS
+    assert list(typer.main.get_command(cli.app).list_commands(None)) == COMMANDS  # pyright: ignore[reportAttributeAccessIssue]  # a click Group
     registered = [c.callback for c in cli.app.registered_commands]
     assert registered == [f for group in GROUPS for f in group.COMMANDS]
     for group in GROUPS:
@@ -568,3 +568,57 @@ def test_inspect_table_json_and_errors(tmp_path):
     shapes = {t["name"]: t["shape"] for t in d["tensors"]}
     assert shapes["weight_ih_l0"] == [15, 3]
     assert_error(run("inspect", tmp_path / "missing.pt"), "missing.pt", "does not exist")
+
+
+# ------------------------------------------------------------------------- compare: the modern cells
+
+MODERN = ["lru", "s4d", "mamba", "mamba2", "mingru", "minlstm", "rglru", "mlstm", "slstm"]
+
+
+@pytest.mark.slow
+def test_compare_preset_modern_analyses_every_modern_cell(tmp_path):
+    """All nine recent recurrences side by side, with finite numbers; the LRU's against its closed form:
+    ∂S_T/∂S_0 = diag(λ^T) (complex), so log10 ‖∂S_T/∂S_0‖₂ = T·log10 max_n |λ_n| with |λ| = exp(−exp(ν_log))."""
+    res = run("compare", "--preset", "modern", "--out", tmp_path / "m", "--json", "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    validate(report)
+    assert [a["name"] for a in report["analyses"]] == MODERN
+    cfg = report["config"]
+    assert cfg["preset"] == "modern" and (cfg["hidden"], cfg["length"], cfg["input_size"]) == (8, 64, 4)
+    for a in report["analyses"]:
+        s = a["summary"]
+        assert s["finite"] is True, a["name"]
+        for k in ("log10_norm_max_lag", "lyapunov_max", "decay_per_step"):
+            assert isinstance(s[k], float) and math.isfinite(s[k]), (a["name"], k, s[k])
+    from gradscope.cells import make
+    from gradscope.cells.lru import LRU
+
+    lru = make("lru", 4, 8, key=sweep.config_keys(0)[0])  # the weights compare draws for seed 0
+    assert isinstance(lru, LRU)
+    lam = np.exp(-np.exp(np.asarray(lru.nu_log, np.float64)))
+    assert report["analyses"][0]["summary"]["log10_norm_max_lag"] == pytest.approx(64 * np.log10(lam.max()), abs=1e-3)
+
+
+def test_compare_unknown_preset_is_one_line(tmp_path):
+    assert_error(run("compare", "--preset", "modrn", "--out", tmp_path / "c"), "--preset='modrn'", "modern")
+    assert not (tmp_path / "c").exists()
+
+
+def test_compare_preset_and_cells_exclude_each_other(tmp_path):
+    assert_error(run("compare", "--preset", "modern", "--cells", "lru", "--out", tmp_path / "c"), "--cells", "--preset")
+
+
+@pytest.mark.parametrize(
+    "cells,needles",
+    [
+        ("mamba2:heads=3", ["mamba2-heads=3", "--input-size 2", "divisor of input_size=2", "channels"]),
+        ("slstm:num_heads=5", ["slstm-num_heads=5", "--hidden 8", "must divide hidden_size=8"]),
+        ("rglru:projection=false", ["rglru-projection=False", "must equal input_size=2"]),  # text false -> bool
+    ],
+)
+def test_compare_modern_cells_sizes_they_cannot_take(tmp_path, cells, needles):
+    """Checked before any analysis runs: one line naming the cell, the flags and what the sizes mean."""
+    res = run("compare", "--cells", f"lru,{cells}", "--hidden", "8", "--out", tmp_path / "c")
+    assert_error(res, *needles)
+    assert not (tmp_path / "c").exists()

@@ -129,7 +129,9 @@ def _coerce(cell: str, key: str, raw: str, default: Any) -> Any:
             return float(raw)
         if isinstance(default, str):
             return raw
-        # default None: a number if it reads as one, else the text
+        # default None: true/false as a bool (rglru:projection=false), a number if it reads as one, else the text
+        if low in ("true", "false"):
+            return low == "true"
         try:
             return int(raw)
         except ValueError:
