@@ -7,7 +7,8 @@
 Public names are loaded lazily (PEP 562 module ``__getattr__``): ``import gradscope`` itself does not
 import JAX, so that JAX-free parts such as ``gradscope.checks`` (CI regression checks on saved JSON)
 and the ``gradscope check`` command start fast. The first access to ``gs.rollout``, ``gs.cells``, ...
-imports the module that defines it. To add a public name, add one line to ``_LAZY``.
+imports the module that defines it. To add a public name, add it to ``_LAZY`` (to the ``_from`` of
+its module when there is one).
 """
 
 from __future__ import annotations
@@ -16,49 +17,43 @@ import importlib
 
 __version__ = "0.1.0"
 
+
+def _from(module: str, *names: str) -> dict[str, tuple[str, str | None]]:
+    """Public names defined in ``module`` under the same name."""
+    return {name: (module, name) for name in names}
+
+
 # public name -> (module that defines it, attribute in that module; None = the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "cells": ("gradscope.cells", None),
-    "rollout": ("gradscope._rollout", "rollout"),
-    "Trajectory": ("gradscope._rollout", "Trajectory"),
-    "Stack": ("gradscope.nets", "Stack"),
-    "Bidirectional": ("gradscope.nets", "Bidirectional"),
-    "stack": ("gradscope.nets", "stack"),
-    "bidirectional": ("gradscope.nets", "bidirectional"),
-    "analyse": ("gradscope.analysis", "analyse"),
-    "Analysis": ("gradscope.analysis", "Analysis"),
+    **_from("gradscope._rollout", "rollout", "Trajectory"),
+    **_from("gradscope.nets", "Stack", "Bidirectional", "stack", "bidirectional"),
+    **_from("gradscope.analysis", "analyse", "Analysis"),
     "engine": ("gradscope.engine", None),
-    "step_jacobians": ("gradscope.engine", "step_jacobians"),
-    "lag_profile": ("gradscope.engine", "lag_profile"),
-    "triangle": ("gradscope.engine", "triangle"),
-    "lyapunov_spectrum": ("gradscope.engine", "lyapunov_spectrum"),
-    "singular_values": ("gradscope.engine", "singular_values"),
-    "step_singular_values": ("gradscope.engine", "step_singular_values"),
-    "path_split": ("gradscope.engine", "path_split"),
-    "gate_statistics": ("gradscope.engine", "gate_statistics"),
-    "attribution": ("gradscope.engine", "attribution"),
-    "probe_lag_profile": ("gradscope.engine", "probe_lag_profile"),
-    "parameter_sensitivity": ("gradscope.engine", "parameter_sensitivity"),
-    "ParameterSensitivity": ("gradscope.engine", "ParameterSensitivity"),
+    **_from(
+        "gradscope.engine",
+        "step_jacobians",
+        "lag_profile",
+        "triangle",
+        "lyapunov_spectrum",
+        "singular_values",
+        "step_singular_values",
+        "path_split",
+        "gate_statistics",
+        "attribution",
+        "probe_lag_profile",
+        "parameter_sensitivity",
+        "ParameterSensitivity",
+    ),
     "norms": ("gradscope.norms", None),
-    "MLP": ("gradscope.mlp", "MLP"),
-    "make_mlp": ("gradscope.mlp", "make_mlp"),
-    "mlp_inputs": ("gradscope.mlp", "mlp_inputs"),
-    "collect_statistics": ("gradscope.cells.normalized", "collect_statistics"),
+    **_from("gradscope.mlp", "MLP", "make_mlp", "mlp_inputs"),
+    **_from("gradscope.cells.normalized", "collect_statistics"),
     "io": ("gradscope.io", None),
     "tasks": ("gradscope.experiments.tasks", None),
-    "train": ("gradscope.experiments.train", "train"),
-    "TrainResult": ("gradscope.experiments.train", "TrainResult"),
-    "TrainingDiverged": ("gradscope.experiments.train", "TrainingDiverged"),
-    "Network": ("gradscope.experiments.train", "Network"),
-    "Readout": ("gradscope.experiments.train", "Readout"),
+    **_from("gradscope.experiments.train", "train", "TrainResult", "TrainingDiverged", "Network", "Readout"),
     "checks": ("gradscope.checks", None),
     "testing": ("gradscope.testing", None),
-    "GradscopeError": ("gradscope._errors", "GradscopeError"),
-    "ConfigError": ("gradscope._errors", "ConfigError"),
-    "ShapeError": ("gradscope._errors", "ShapeError"),
-    "UnknownNameError": ("gradscope._errors", "UnknownNameError"),
-    "NonFiniteError": ("gradscope._errors", "NonFiniteError"),
+    **_from("gradscope._errors", "GradscopeError", "ConfigError", "ShapeError", "UnknownNameError", "NonFiniteError"),
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -27,8 +27,53 @@ from gradscope.cells._base import (
 )
 
 
+class _Network(Cell):
+    """What `Stack` and `Bidirectional` share: a model made of parts (sub-models), each with a prefix for
+    its state blocks; the joint state is the parts' states in order, and the sizes are computed from them."""
+
+    _kind: ClassVar[str]  # the name of the network (`name`, `describe`)
+
+    def _parts(self) -> tuple[tuple[str, Cell], ...]:  # pragma: no cover - abstract
+        """``(prefix of the part's state blocks, part)`` for each part, in state order."""
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return self._kind
+
+    # Cell declares these as class constants / plain attributes; a network computes them from its
+    # parts. They are read-only either way (cells are frozen), which the checker cannot express.
+    @property
+    def blocks(self) -> tuple[str, ...]:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return tuple(f"{p}{b}" for p, c in self._parts() for b in c.blocks)
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        return tuple(n for _, c in self._parts() for n in c.block_sizes)
+
+    @property
+    def structure(self) -> str:  # pyright: ignore[reportIncompatibleVariableOverride]
+        return "dense"
+
+    def _split(self, state: Sequence[Array]) -> list[State]:
+        """The joint state cut into the parts' states."""
+        out: list[State] = []
+        i = 0
+        for _, c in self._parts():
+            k = len(c.blocks)
+            out.append(tuple(state[i : i + k]))
+            i += k
+        return out
+
+    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
+        return self.step(x, state, 0)
+
+    def named_cells(self, prefix: str = "") -> tuple[tuple[str, Cell], ...]:
+        return tuple(nc for p, c in self._parts() for nc in c.named_cells(f"{prefix}{p}"))
+
+
 @pytree_cell
-class Stack(Cell):
+class Stack(_Network):
     """Layers fed one into the next within each time step.
 
     Layer l reads ``inp_l`` = the output (``h`` block) of layer l−1 at the same step, plus, with
@@ -64,19 +109,10 @@ class Stack(Cell):
                     f"!= layer {l - 1} input {self.layers[l - 1].input_size}"
                 )
 
-    @property
-    def name(self) -> str:
-        return "stack"
+    _kind = "stack"
 
-    # Cell declares these as class constants / plain attributes; a network computes them from its
-    # layers. They are read-only either way (cells are frozen), which the checker cannot express.
-    @property
-    def blocks(self) -> tuple[str, ...]:  # pyright: ignore[reportIncompatibleVariableOverride]
-        return tuple(f"layer{l}.{b}" for l, c in enumerate(self.layers) for b in c.blocks)
-
-    @property
-    def block_sizes(self) -> tuple[int, ...]:
-        return tuple(n for c in self.layers for n in c.block_sizes)
+    def _parts(self) -> tuple[tuple[str, Cell], ...]:
+        return tuple((f"layer{l}.", c) for l, c in enumerate(self.layers))
 
     @property
     def input_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -89,19 +125,6 @@ class Stack(Cell):
     @property
     def output_size(self) -> int:
         return self.layers[-1].output_size
-
-    @property
-    def structure(self) -> str:  # pyright: ignore[reportIncompatibleVariableOverride]
-        return "dense"
-
-    def _split(self, state: Sequence[Array]) -> list[State]:
-        out: list[State] = []
-        i = 0
-        for c in self.layers:
-            k = len(c.blocks)
-            out.append(tuple(state[i : i + k]))
-            i += k
-        return out
 
     def _residual_from(self, l: int) -> bool:
         # the shortcut skips layer l's input into layer l+1's input; layer 0's input has the data width
@@ -118,9 +141,6 @@ class Stack(Cell):
             out = c.readout(s2, inp)
             inp = out + inp if self._residual_from(l) else out
         return tuple(new), aux
-
-    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
-        return self.step(x, state, 0)
 
     def output(self, state: Sequence[Array]) -> Array:
         """The top layer's output (its ``h`` block). With ``residual=True`` the stack's full output also
@@ -168,15 +188,12 @@ class Stack(Cell):
                 dinp_dS, dinp_dx, inp = dout_dS, dout_dx, out
         return jnp.concatenate(rows_S, 0), jnp.concatenate(rows_x, 0)
 
-    def named_cells(self, prefix: str = "") -> tuple[tuple[str, Cell], ...]:
-        return tuple(nc for l, c in enumerate(self.layers) for nc in c.named_cells(f"{prefix}layer{l}."))
-
     def describe(self) -> dict[str, Any]:
-        return {"cell": "stack", "residual": self.residual, "layers": [c.describe() for c in self.layers]}
+        return {"cell": self._kind, "residual": self.residual, "layers": [c.describe() for c in self.layers]}
 
 
 @pytree_cell
-class Bidirectional(Cell):
+class Bidirectional(_Network):
     """A forward and a backward model over the same sequence.
 
     Joint state at step t: ``S_t = [forward state after x_1..x_t, backward state after x_T..x_{T−t+1}]``
@@ -197,18 +214,10 @@ class Bidirectional(Cell):
                 f"forward input_size={self.forward.input_size} != backward input_size={self.backward.input_size}"
             )
 
-    @property
-    def name(self) -> str:
-        return "bidirectional"
+    _kind = "bidirectional"
 
-    # computed, read-only sizes (see Stack)
-    @property
-    def blocks(self) -> tuple[str, ...]:  # pyright: ignore[reportIncompatibleVariableOverride]
-        return tuple(f"fwd.{b}" for b in self.forward.blocks) + tuple(f"bwd.{b}" for b in self.backward.blocks)
-
-    @property
-    def block_sizes(self) -> tuple[int, ...]:
-        return tuple(self.forward.block_sizes) + tuple(self.backward.block_sizes)
+    def _parts(self) -> tuple[tuple[str, Cell], ...]:
+        return (("fwd.", self.forward), ("bwd.", self.backward))
 
     @property
     def input_size(self) -> int:  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -222,17 +231,9 @@ class Bidirectional(Cell):
     def output_size(self) -> int:
         return self.forward.output_size + self.backward.output_size
 
-    @property
-    def structure(self) -> str:  # pyright: ignore[reportIncompatibleVariableOverride]
-        return "dense"
-
     def prepare_inputs(self, xs: Array) -> Array:
         # pair x_t with x_{T+1-t}: the backward chain reads the sequence reversed
         return jnp.concatenate([xs, xs[::-1]], axis=-1)
-
-    def _split(self, state: Sequence[Array]) -> tuple[State, State]:
-        k = len(self.forward.blocks)
-        return tuple(state[:k]), tuple(state[k:])
 
     def step(self, x: Array, state: Sequence[Array], t: Any) -> tuple[State, Aux]:
         m = self.input_size
@@ -241,9 +242,6 @@ class Bidirectional(Cell):
         nb, ab = self.backward.step(x[m:], sb, t)
         aux = {f"fwd.{k}": v for k, v in af.items()} | {f"bwd.{k}": v for k, v in ab.items()}
         return tuple(nf) + tuple(nb), aux
-
-    def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
-        return self.step(x, state, 0)
 
     def output(self, state: Sequence[Array]) -> Array:
         sf, sb = self._split(tuple(state))
@@ -264,11 +262,8 @@ class Bidirectional(Cell):
         X = jax.scipy.linalg.block_diag(Xf, Xb)
         return J, X
 
-    def named_cells(self, prefix: str = "") -> tuple[tuple[str, Cell], ...]:
-        return self.forward.named_cells(f"{prefix}fwd.") + self.backward.named_cells(f"{prefix}bwd.")
-
     def describe(self) -> dict[str, Any]:
-        return {"cell": "bidirectional", "forward": self.forward.describe(), "backward": self.backward.describe()}
+        return {"cell": self._kind, "forward": self.forward.describe(), "backward": self.backward.describe()}
 
 
 def stack(

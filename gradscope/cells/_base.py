@@ -170,6 +170,24 @@ class Cell:
         return out
 
 
+class DiagonalCell(Cell):
+    """Base class for cells whose ∂S'/∂S is diagonal (``structure = "diagonal"``).
+
+    They define ``jacobian_diag(x, state, t) -> (diag (d,), ∂S'/∂x (d, m))``, which the engine uses
+    directly; the dense ``jacobian`` is ``(diag(diag), ∂S'/∂x)``.
+    """
+
+    structure: ClassVar[str] = "diagonal"
+
+    if TYPE_CHECKING:
+
+        def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]: ...
+
+    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
+        diag, jx = self.jacobian_diag(x, state, t)
+        return jnp.diag(diag), jx
+
+
 def has_readout(cell: object) -> bool:
     """Whether a cell's layer output differs from its first state block (it overrides `Cell.readout`)."""
     return getattr(type(cell), "readout", Cell.readout) is not Cell.readout

@@ -31,6 +31,7 @@ Initialisation follows PyTorch: every weight and bias U(±1/√n).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
@@ -48,14 +49,16 @@ def _dsig(s):
     return s * (1 - s)
 
 
+@pytree_cell
 class _GRUBase(Cell):
-    """Shared pieces: the r and z gates (identical in both variants) and the stacked weights."""
+    """Shared pieces: the one layout (fields), the r and z gates (identical in both variants)."""
 
-    # fields of both subclasses (declared here for the checker; no class attributes)
     weight_ih: jax.Array  # (3n, m), blocks r, z, n
     weight_hh: jax.Array  # (3n, n)
-    bias_ih: jax.Array
-    bias_hh: jax.Array
+    bias_ih: jax.Array  # (3n,)
+    bias_hh: jax.Array  # (3n,)
+    input_size: int = static(default=0)
+    hidden_size: int = static(default=0)
 
     def _rz(self, x, h):
         n = self.hidden_size
@@ -73,13 +76,6 @@ class _GRUBase(Cell):
 @pytree_cell
 class GRU(_GRUBase):
     """PyTorch's GRU (reset after the recurrent matmul, z keeps the old state)."""
-
-    weight_ih: jax.Array  # (3n, m), blocks r, z, n
-    weight_hh: jax.Array  # (3n, n)
-    bias_ih: jax.Array  # (3n,)
-    bias_hh: jax.Array  # (3n,)
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     def _forward(self, x, h):
         n = self.hidden_size
@@ -118,13 +114,6 @@ class GRU(_GRUBase):
 class GRUChung(_GRUBase):
     """Cho/Chung GRU (reset before the recurrent matmul, z writes the candidate)."""
 
-    weight_ih: jax.Array  # (3n, m), blocks r, z, n
-    weight_hh: jax.Array  # (3n, n)
-    bias_ih: jax.Array  # (3n,)
-    bias_hh: jax.Array  # (3n,)
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
-
     def _forward(self, x, h):
         n = self.hidden_size
         gi, _, pre_r, pre_z, r, z = self._rz(x, h)
@@ -161,46 +150,43 @@ class GRUChung(_GRUBase):
 _G = TypeVar("_G", "GRU", "GRUChung")
 
 
-def _init(cls: type[_G], input_size: int, hidden_size: int, key: Array, dtype: DTypeLike, bias: bool) -> _G:
-    if not isinstance(bias, bool):
-        raise bad_value("bias", bias, "expected True or False")
-    n = hidden_size
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    bound = 1 / math.sqrt(n)
-    if bias:
-        b_ih = uniform_init(k3, (3 * n,), bound, dtype)
-        b_hh = uniform_init(k4, (3 * n,), bound, dtype)
-    else:
-        b_ih = b_hh = jnp.zeros((3 * n,), dtype)
-    return cls(
-        weight_ih=uniform_init(k1, (3 * n, input_size), bound, dtype),
-        weight_hh=uniform_init(k2, (3 * n, n), bound, dtype),
-        bias_ih=b_ih,
-        bias_hh=b_hh,
-        input_size=input_size,
-        hidden_size=n,
-    )
+def _builder(cls: type[_G]) -> Callable[..., _G]:
+    """The builder of both GRU forms: one layout, PyTorch's initialisation U(±1/√n)."""
+
+    def build(
+        input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, bias: bool = True
+    ) -> _G:
+        if not isinstance(bias, bool):
+            raise bad_value("bias", bias, "expected True or False")
+        n = hidden_size
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        bound = 1 / math.sqrt(n)
+        if bias:
+            b_ih = uniform_init(k3, (3 * n,), bound, dtype)
+            b_hh = uniform_init(k4, (3 * n,), bound, dtype)
+        else:
+            b_ih = b_hh = jnp.zeros((3 * n,), dtype)
+        return cls(
+            weight_ih=uniform_init(k1, (3 * n, input_size), bound, dtype),
+            weight_hh=uniform_init(k2, (3 * n, n), bound, dtype),
+            bias_ih=b_ih,
+            bias_hh=b_hh,
+            input_size=input_size,
+            hidden_size=n,
+        )
+
+    return build
 
 
-@register(
+build_gru = register(
     "gru",
     "GRU, PyTorch/cuDNN form (reset after the matmul; gates r,z,n; z keeps h)",
     family="gru",
     equation="n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)),  h_t = (1−z)⊙n + z⊙h_{t-1}",
-)
-def build_gru(
-    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, bias: bool = True
-) -> GRU:
-    return _init(GRU, input_size, hidden_size, key, dtype, bias)
-
-
-@register(
+)(_builder(GRU))
+build_gru_chung = register(
     "gru-chung",
     "GRU, Cho/Chung 2014 form (reset before the matmul; z writes the candidate)",
     family="gru",
     equation="h̃ = tanh(W_in x + W_hn (r⊙h_{t-1}) + b),  h_t = (1−z)⊙h_{t-1} + z⊙h̃",
-)
-def build_gru_chung(
-    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, bias: bool = True
-) -> GRUChung:
-    return _init(GRUChung, input_size, hidden_size, key, dtype, bias)
+)(_builder(GRUChung))

@@ -22,7 +22,7 @@ from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells import _activations
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._parallel import clip_affine_states, parallel_safe, wants_parallel
 from gradscope.cells._registry import register
 
@@ -32,7 +32,7 @@ SCANS = ("auto", "sequential", "parallel")
 
 
 @pytree_cell
-class IndRNN(Cell):
+class IndRNN(DiagonalCell):
     weight_ih: jax.Array
     weight_hh_diag: jax.Array
     bias: jax.Array
@@ -40,8 +40,6 @@ class IndRNN(Cell):
     hidden_size: int = static()
     activation: str = static(default="relu")
     scan: str = static(default="auto")
-
-    structure = "diagonal"
 
     def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         (h,) = state
@@ -54,10 +52,6 @@ class IndRNN(Cell):
         a = self.weight_ih @ x + self.weight_hh_diag * h + self.bias
         d = _activations.get(self.activation).deriv(a)
         return d * self.weight_hh_diag, d[:, None] * self.weight_ih
-
-    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
-        diag, jx = self.jacobian_diag(x, state, t)
-        return jnp.diag(diag), jx
 
     def parallel_rollout(self, xs: Array, state0: State, loop: Callable[[], tuple[State, Aux]]) -> tuple[State, Aux]:
         """States and aux of the whole sequence, ``(((T, n),), {"a": (T, n)})``: by an associative scan of

@@ -31,6 +31,7 @@ Every cell has an analytic ``jacobian``; the LN/GN factor is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -279,22 +280,29 @@ def build_ln_rnn(
     )
 
 
-@register(
+def _fixed_norm_builder(norm: str, groups: int) -> Callable[..., NormLSTM]:
+    """The builder of a NormLSTM whose normalisation has a fixed number of groups (ln-lstm, in-lstm)."""
+
+    def build(
+        input_size: int,
+        hidden_size: int,
+        *,
+        key: Array,
+        dtype: DTypeLike = jnp.float32,
+        forget_bias: float | None = None,
+        eps: float = norms.EPS,
+    ) -> NormLSTM:
+        return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, norm, groups)
+
+    return build
+
+
+build_ln_lstm = register(
     "ln-lstm",
     "Layer-normalised LSTM (Ba et al. 2016 eqs. 20-22; gates i,f,g,o)",
     family="normalized",
     equation="z = LN(W_h h) + LN(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
-)
-def build_ln_lstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    forget_bias: float | None = None,
-    eps: float = norms.EPS,
-) -> NormLSTM:
-    return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "layer", 1)
+)(_fixed_norm_builder("layer", 1))
 
 
 @register(
@@ -324,22 +332,12 @@ def build_gn_lstm(
     return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "group", groups)
 
 
-@register(
+build_in_lstm = register(
     "in-lstm",
     "'Instance'-normalised LSTM: each gate block normalised on its own (GN with 4 groups)",
     family="normalized",
     equation="z_gate = IN(W_h h)_gate + IN(W_x x)_gate + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
-)
-def build_in_lstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    forget_bias: float | None = None,
-    eps: float = norms.EPS,
-) -> NormLSTM:
-    return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "instance", 4)
+)(_fixed_norm_builder("instance", 4))
 
 
 @register(

@@ -64,7 +64,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, bad_value, check_number, check_positive_int
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 
@@ -82,8 +82,26 @@ def _cell_diag_rows(C, rows):
     return (jnp.eye(rows, dtype=C.dtype)[:, :, None] * C[:, None, :]).reshape(rows, -1)
 
 
+class _SelectiveSSM(DiagonalCell):
+    """What both cores share: ``channels`` of ``hidden_size`` (N) states each, the flat state h (channels·N),
+    and the layer output y_t of width ``channels`` (`readout`)."""
+
+    @property
+    def channels(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        return (self.channels * self.hidden_size,)
+
+    @property
+    def output_size(self) -> int:
+        """The width of y_t = h_t C_t + D ⊙ u_t: the channels."""
+        return self.channels
+
+
 @pytree_cell
-class Mamba(Cell):
+class Mamba(_SelectiveSSM):
     """The Mamba (S6) selective SSM core; see the module docstring."""
 
     A_log: jax.Array
@@ -95,15 +113,9 @@ class Mamba(Cell):
     hidden_size: int = static()
     dt_rank: int = static()
 
-    structure = "diagonal"
-
     @property
-    def block_sizes(self) -> tuple[int, ...]:
-        return (self.input_size * self.hidden_size,)
-
-    @property
-    def output_size(self) -> int:
-        """The width of y_t = h_t C_t + D ⊙ u_t: the D channels."""
+    def channels(self) -> int:
+        """The D channels of u_t (``input_size``)."""
         return self.input_size
 
     def _select(self, u):
@@ -151,13 +163,9 @@ class Mamba(Cell):
         jx = jx + (dt * x)[:, None, None] * self.x_proj_weight[R : R + N][None, :, :]
         return a.reshape(-1), jx.reshape(Dn * N, Dn)
 
-    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
-        diag, jx = self.jacobian_diag(x, state, t)
-        return jnp.diag(diag), jx
-
 
 @pytree_cell
-class Mamba2(Cell):
+class Mamba2(_SelectiveSSM):
     """The Mamba-2 (SSD) SSM core, scalar decay per head; see the module docstring."""
 
     A_log: jax.Array
@@ -171,20 +179,10 @@ class Mamba2(Cell):
     n_groups: int = static(default=1)
     time_step_limit: tuple | None = static(default=None)  # (lo, hi) clip of Δ; None: no clip (the reference's (0, ∞))
 
-    structure = "diagonal"
-
     @property
     def channels(self) -> int:
+        """The H·P channels (heads × head_dim)."""
         return self.num_heads * self.head_dim
-
-    @property
-    def block_sizes(self) -> tuple[int, ...]:
-        return (self.channels * self.hidden_size,)
-
-    @property
-    def output_size(self) -> int:
-        """The width of y_t: the H·P channels."""
-        return self.channels
 
     def _groups(self):
         return np.arange(self.num_heads) // (self.num_heads // self.n_groups)  # g(h), static
@@ -271,10 +269,6 @@ class Mamba2(Cell):
         jdt = (ddt[:, None, None, None] * coef[..., None] * eH[:, None, None, :]).reshape(H * P * N, H)
         jx = jnp.concatenate([jX, jB, jnp.zeros((H * P * N, G * N), x.dtype), jdt], axis=1)
         return jnp.repeat(a, P * N), jx if du is None else jx @ du
-
-    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
-        diag, jx = self.jacobian_diag(x, state, t)
-        return jnp.diag(diag), jx
 
 
 # ----------------------------------------------------------------------------------- builders

@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 G_CHOICES = ("identity", "log-space")
@@ -51,15 +51,14 @@ def candidate(a: Array, g: str) -> tuple[Array, Array]:
     return jnp.where(a >= 0, a + 0.5, s), jnp.where(a >= 0, 1.0, s * (1.0 - s))
 
 
-class _MinRNN(Cell):
+class _MinRNN(DiagonalCell):
     """What minGRU and minLSTM share: the candidate, the optional output projection, the Jacobian form."""
 
-    structure = "diagonal"
-    weight_out: jax.Array | None  # (o, n) with proj_out: a field of both subclasses
-
-    if TYPE_CHECKING:
-
-        def jacobian_diag(self, x: Array, state: State, t: Any = None) -> tuple[Array, Array]: ...
+    # fields of both subclasses (declared for the checker; no class attributes)
+    weight_h: jax.Array
+    bias_h: jax.Array
+    weight_out: jax.Array | None  # (o, n) with proj_out
+    g: str
 
     @property
     def output_size(self) -> int:
@@ -77,9 +76,10 @@ class _MinRNN(Cell):
         Ry = jnp.eye(n, dtype=state[0].dtype) if self.weight_out is None else self.weight_out
         return Ry, jnp.zeros((Ry.shape[0], x.shape[0]), Ry.dtype)
 
-    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
-        diag, jx = self.jacobian_diag(x, state, t)
-        return jnp.diag(diag), jx
+    def _candidate(self, x: Array) -> tuple[Array, Array, Array]:
+        """``(a_h, h̃, dh̃/da_h)`` with a_h = W_h x + b_h: the candidate both cells mix into the state."""
+        a_h = self.weight_h @ x + self.bias_h
+        return a_h, *candidate(a_h, self.g)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "proj_out": self.weight_out is not None}
@@ -97,9 +97,8 @@ class MinGRU(_MinRNN):
     g: str = static(default="identity")
 
     def _gates(self, x):
-        a_h = self.weight_h @ x + self.bias_h
+        a_h, h_tilde, dh_tilde = self._candidate(x)
         a_z = self.weight_z @ x + self.bias_z
-        h_tilde, dh_tilde = candidate(a_h, self.g)
         return a_h, a_z, h_tilde, dh_tilde, jax.nn.sigmoid(a_z)
 
     def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
@@ -129,10 +128,9 @@ class MinLSTM(_MinRNN):
     g: str = static(default="identity")
 
     def _gates(self, x):
-        a_h = self.weight_h @ x + self.bias_h
+        a_h, h_tilde, dh_tilde = self._candidate(x)
         a_f = self.weight_f @ x + self.bias_f
         a_i = self.weight_i @ x + self.bias_i
-        h_tilde, dh_tilde = candidate(a_h, self.g)
         f, i = jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_i)
         # f′ = f/(f+i) = σ(log f − log i) = σ(softplus(−a_i) − softplus(−a_f)): no 0/0 when both gates vanish
         f_prime = jax.nn.sigmoid(jax.nn.softplus(-a_i) - jax.nn.softplus(-a_f))

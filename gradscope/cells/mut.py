@@ -34,7 +34,8 @@ does for its gated cells.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -158,12 +159,12 @@ class MUT1(_MUT):
 
 
 @pytree_cell
-class MUT2(_MUT):
-    """MUT2: z reads h; the reset gate reads the input through W_xr x (x as printed)."""
+class _MUTWithHz(_MUT):
+    """The layout of MUT2 and MUT3, whose z gate reads the state through W_hz."""
 
     weight_xz: jax.Array  # (n, m)
     weight_hz: jax.Array  # (n, n)
-    weight_xr: jax.Array | None  # (n, m); None with printed=True: x as printed
+    weight_xr: jax.Array | None  # (n, m); None with MUT2's printed=True: x as printed
     weight_hr: jax.Array  # (n, n)
     weight_hh: jax.Array  # (n, n)
     weight_xh: jax.Array  # (n, m)
@@ -172,6 +173,11 @@ class MUT2(_MUT):
     bias_h: jax.Array
     input_size: int = static(default=0)
     hidden_size: int = static(default=0)
+
+
+@pytree_cell
+class MUT2(_MUTWithHz):
+    """MUT2: z reads h; the reset gate reads the input through W_xr x (x as printed)."""
 
     def _pre_z(self, x, h):
         return self.weight_xz @ x + self.weight_hz @ h + self.bias_z
@@ -181,20 +187,8 @@ class MUT2(_MUT):
 
 
 @pytree_cell
-class MUT3(_MUT):
+class MUT3(_MUTWithHz):
     """MUT3: z reads tanh(h)."""
-
-    weight_xz: jax.Array  # (n, m)
-    weight_hz: jax.Array  # (n, n)
-    weight_xr: jax.Array  # (n, m)
-    weight_hr: jax.Array  # (n, n)
-    weight_hh: jax.Array  # (n, n)
-    weight_xh: jax.Array  # (n, m)
-    bias_z: jax.Array
-    bias_r: jax.Array
-    bias_h: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     def _pre_z(self, x, h):
         return self.weight_xz @ x + self.weight_hz @ jnp.tanh(h) + self.bias_z
@@ -203,7 +197,8 @@ class MUT3(_MUT):
         return self.weight_hz * (1 - jnp.tanh(h) ** 2)[None, :], self.weight_xz
 
 
-def _check_printed(printed, m, n):
+def _check_printed(printed: object, m: int, n: int, field: str) -> str | None:
+    """The field that ``printed=True`` replaces by the identity (None when ``printed`` is False)."""
     if not isinstance(printed, bool):
         raise bad_value("printed", printed, "expected True or False")
     if printed and m != n:
@@ -211,54 +206,56 @@ def _check_printed(printed, m, n):
             f"printed=True is not allowed with input_size={m} != hidden_size={n}: the printed equations "
             "have no weight matrix there; use printed=False (the default) to insert one"
         )
+    return field if printed else None
 
 
-def _weights(key, n, m, dtype, xs, hs):
-    """U(±1/√n) weights named ``weight_x*`` (n, m) and ``weight_h*`` (n, n), plus the three biases."""
+_C = TypeVar("_C", "MUT1", "MUT2", "MUT3")
+
+
+def _build(cls: type[_C], m: int, n: int, key: Array, dtype: DTypeLike, hs: str, printed: str | None) -> _C:
+    """A MUT cell with U(±1/√n) weights ``weight_x{z,r,h}`` (n, m) and ``weight_h*`` (n, n) for the gates
+    ``hs``, plus the three biases; ``printed`` names the inserted matrix replaced by the identity (None)."""
+    xs = "zrh"
     keys = jax.random.split(key, len(xs) + len(hs) + 3)
     bound = 1 / math.sqrt(n)
-    out = {}
+    w: dict[str, Any] = {}
     for k, name in zip(keys, [f"weight_x{s}" for s in xs] + [f"weight_h{s}" for s in hs]):
-        out[name] = uniform_init(k, (n, m if name.startswith("weight_x") else n), bound, dtype)
+        w[name] = uniform_init(k, (n, m if name.startswith("weight_x") else n), bound, dtype)
     for k, s in zip(keys[-3:], "zrh"):
-        out[f"bias_{s}"] = uniform_init(k, (n,), bound, dtype)
-    return out
+        w[f"bias_{s}"] = uniform_init(k, (n,), bound, dtype)
+    if printed is not None:
+        w[printed] = None
+    return cls(**w, input_size=m, hidden_size=n)
 
 
 def _h_eq(u):
     return f"h_t = tanh(W_hh (r⊙h_{{t-1}}) + {u} + b_h)⊙z + h_{{t-1}}⊙(1−z)"
 
 
-@register(
+def _printed_builder(cls: type[_C], hs: str, inserted: str) -> Callable[..., _C]:
+    """The builder of MUT1 and MUT2, whose option ``printed`` replaces the matrix ``inserted`` by the identity."""
+
+    def build(
+        input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, printed: bool = False
+    ) -> _C:
+        printed_field = _check_printed(printed, input_size, hidden_size, inserted)
+        return _build(cls, input_size, hidden_size, key, dtype, hs, printed_field)
+
+    return build
+
+
+build_mut1 = register(
     "mut1",
     "MUT1 (Jozefowicz et al. 2015): z from x only; tanh(W_xh x) input term",
     family="mut",
     equation="z = σ(W_xz x + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("tanh(W_xh x)"),
-)
-def build_mut1(
-    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, printed: bool = False
-) -> MUT1:
-    _check_printed(printed, input_size, hidden_size)
-    w = _weights(key, hidden_size, input_size, dtype, "zrh", "rh")
-    if printed:
-        w["weight_xh"] = None
-    return MUT1(**w, input_size=input_size, hidden_size=hidden_size)
-
-
-@register(
+)(_printed_builder(MUT1, "rh", "weight_xh"))
+build_mut2 = register(
     "mut2",
     "MUT2 (Jozefowicz et al. 2015): z from x and h; W_xr x in the reset gate",
     family="mut",
     equation="z = σ(W_xz x + W_hz h + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
-)
-def build_mut2(
-    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, printed: bool = False
-) -> MUT2:
-    _check_printed(printed, input_size, hidden_size)
-    w = _weights(key, hidden_size, input_size, dtype, "zrh", "zrh")
-    if printed:
-        w["weight_xr"] = None
-    return MUT2(**w, input_size=input_size, hidden_size=hidden_size)
+)(_printed_builder(MUT2, "zrh", "weight_xr"))
 
 
 @register(
@@ -268,5 +265,4 @@ def build_mut2(
     equation="z = σ(W_xz x + W_hz tanh(h) + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
 )
 def build_mut3(input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32) -> MUT3:
-    w = _weights(key, hidden_size, input_size, dtype, "zrh", "zrh")
-    return MUT3(**w, input_size=input_size, hidden_size=hidden_size)
+    return _build(MUT3, input_size, hidden_size, key, dtype, "zrh", None)

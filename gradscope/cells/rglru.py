@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number, check_positive_int
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import register
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _block_apply(w, b, x):
 
 
 @pytree_cell
-class RGLRU(Cell):
+class RGLRU(DiagonalCell):
     a_param: jax.Array
     input_gate_w: jax.Array
     input_gate_b: jax.Array
@@ -76,8 +76,6 @@ class RGLRU(Cell):
     num_heads: int = static(default=1)
     c: float = static(default=8.0)
     reset_at_start: bool = static(default=False)
-
-    structure = "diagonal"
 
     def _project(self, x):
         return x if self.weight_in is None else self.weight_in @ x + self.bias_in
@@ -131,10 +129,6 @@ class RGLRU(Cell):
         if self.weight_in is not None:
             jx = jx @ self.weight_in
         return a, jx
-
-    def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
-        diag, jx = self.jacobian_diag(x, state, t)
-        return jnp.diag(diag), jx
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "projection": self.weight_in is not None}
