@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from gradscope._errors import ShapeError
+from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells._base import Array, Aux, State, check_state, flatten_state
 from gradscope.cells._protocol import check_model
 
@@ -88,7 +88,12 @@ def check_inputs(model: Any, xs: Any, state0: Any = None) -> tuple[Array, State,
     if not np.issubdtype(np.dtype(arr.dtype), np.floating) and not np.issubdtype(np.dtype(arr.dtype), np.integer):
         raise ShapeError(f"xs has dtype {arr.dtype}: expected a real floating-point array")
     dtype = model.dtype
-    xs = jnp.asarray(arr, dtype)
+    with np.errstate(over="ignore"):  # an overflowing cast is refused just below, with its position
+        xs = jnp.asarray(arr, dtype)
+    try:
+        refuse_non_finite(xs, arr, ("batch", "t", "feature") if arr.ndim == 3 else ("t", "feature"))
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        pass  # inside a user's jit the values are not known
     batched = xs.ndim == 3
     batch_shape = xs.shape[:1] if batched else ()
     if state0 is None:
@@ -96,6 +101,24 @@ def check_inputs(model: Any, xs: Any, state0: Any = None) -> tuple[Array, State,
     else:
         S0 = tuple(jnp.asarray(s, dtype) for s in check_state(model, state0, batch_shape))
     return xs, S0, batched
+
+
+def refuse_non_finite(xs: Any, original: Any = None, axes: tuple[str, ...] = ("batch", "t", "feature")) -> None:
+    """Raise a `ConfigError` naming the first position (by ``axes``) where ``xs`` is NaN or ±inf; when the
+    ``original`` value there is finite, the cast to ``xs``'s dtype overflowed it."""
+    a = np.asarray(xs)
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return
+    pos = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = ", ".join(f"{n}={i}" for n, i in zip(axes[-a.ndim :], pos))
+    orig = float(np.asarray(original)[pos] if original is not None else a[pos])
+    count = int(bad.sum())
+    if np.isfinite(orig):
+        why = f"is {orig!r}, which overflows {a.dtype} (use float64 or rescale the inputs)"
+    else:
+        why = f"is {orig!r}: remove or impute the missing/infinite values before analysing"
+    raise ConfigError(f"xs holds {count} non-finite value{'s' * (count != 1)}: xs[{where}] {why}")
 
 
 def _loop(model: Any, xs: Array, state0: State) -> tuple[State, Aux]:

@@ -271,7 +271,16 @@ def test_findings_are_records_in_to_dict_and_match_the_schema():
 
 
 def test_rule_registry_and_evaluate():
-    assert [r.__name__ for r in F.RULES] == ["curse_of_memory", "chaos", "dead_units", "forget_gate"]
+    assert [r.__name__ for r in F.RULES] == [
+        "curse_of_memory",
+        "chaos",
+        "dead_units",
+        "forget_gate",
+        "saturated_gates",
+        "pascanu_bound",
+        "path_split",
+        "indrnn_range",
+    ]
     d = {"summary": {"lyapunov_max": 0.5}, "length": 10, "gates": {"relu": {"dead_fraction": 0.5}}}
     assert [f.id for f in F.evaluate(d)] == ["chaos", "dead-units"]
     assert F.evaluate({}) == ()  # a record without the sections: nothing fires
@@ -297,3 +306,105 @@ def test_cli_analyse_sensitivity_prints_findings_and_writes_them(tmp_path):
     assert "findings" in res.stderr and "forget-gate" in res.stderr
     assert (out / "figures" / "lstm_sensitivity.png").is_file()
     assert "### Findings" in (out / "summary.md").read_text()
+
+
+# --- saturated gates, Pascanu's bound, path split, IndRNN range (gradscope.analysis.rules) ---------
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _gate_lstm(input_gain, n=3):
+    """An LSTM whose input gate is σ(input_gain·x_t[0] + 0.5) whatever the state (W_hh = 0); other gates σ(0)."""
+    cell = make("lstm", 1, n, key=jax.random.key(0), dtype=jnp.float64)
+    w = np.zeros((4 * n, 1))
+    w[:n, 0] = input_gain
+    b = np.zeros(4 * n)
+    b[:n] = 0.5
+    return dataclasses.replace(
+        cell,
+        weight_ih=jnp.asarray(w),
+        weight_hh=jnp.zeros_like(cell.weight_hh),
+        bias_ih=jnp.asarray(b),
+        bias_hh=jnp.zeros_like(cell.bias_hh),
+    )
+
+
+@pytest.mark.parametrize("gain,fires", [(20.0, True), (1.0, False)])
+def test_saturated_gates_fraction_equals_the_closed_form(gain, fires):
+    xs = np.random.default_rng(3).normal(size=(2, 40, 1))
+    a = analyse(_gate_lstm(gain), xs, **LIGHT)
+    s = _sigmoid(gain * xs[..., 0] + 0.5)  # NumPy float64: the input gate of every unit
+    expected = float(np.mean(s * (1 - s) < 0.01))
+    if fires:
+        f = _one(a, "saturated-gates")
+        assert f.evidence["gate"] == "i" and f.evidence["saturated_fraction"] == pytest.approx(expected, abs=1e-12)
+        assert f.evidence["mean"] == pytest.approx(float(s.mean()), abs=1e-12)
+    else:
+        assert expected < 0.5 and "saturated-gates" not in _ids(a)
+
+
+@pytest.mark.parametrize("gain,fires", [(0.5, True), (1.5, False)])
+def test_pascanu_bound_fires_when_sigma_max_times_gamma_is_below_one(gain, fires):
+    cell = make("rnn-tanh", 2, 4, key=jax.random.key(0), dtype=jnp.float64, recurrent_init="orthogonal", gain=gain)
+    a = analyse(cell, np.random.default_rng(0).normal(size=(20, 2)), **LIGHT)
+    sigma = float(np.linalg.norm(np.asarray(cell.weight_hh, np.float64), 2))  # NumPy: σ_max(W)
+    if not fires:
+        assert sigma > 1 and "pascanu-bound" not in _ids(a)
+        return
+    f = _one(a, "pascanu-bound")
+    assert f.evidence["sigma_max"] == pytest.approx(sigma, rel=1e-12) and f.evidence["gamma"] == 1.0
+    assert f.evidence["lag_below_threshold"] == math.ceil(-3 / math.log10(sigma))  # 0.5^10 < 1e-3 ≤ 0.5^9
+    assert f.evidence["lag_below_threshold"] == 10
+
+
+def _path_lstm(fb, hh_gain, n=3):
+    """Forget gate exactly σ(fb) at every step (its weights are zero); W_hh scaled by ``hh_gain``."""
+    cell = make("lstm", 1, n, key=jax.random.key(2), dtype=jnp.float64)
+    w_ih, w_hh = np.asarray(cell.weight_ih).copy(), hh_gain * np.asarray(cell.weight_hh)
+    w_ih[n : 2 * n], w_hh[n : 2 * n] = 0.0, 0.0
+    b = np.zeros(4 * n)
+    b[n : 2 * n] = fb
+    return dataclasses.replace(
+        cell,
+        weight_ih=jnp.asarray(w_ih),
+        weight_hh=jnp.asarray(w_hh),
+        bias_ih=jnp.asarray(b),
+        bias_hh=jnp.zeros(4 * n),
+    )
+
+
+def test_path_split_rules_highway_closed_and_remainder_exploding_on_records_and_a_model():
+    T = 30
+    # the highway ∏ diag(σ(fb)) has spectral norm σ(fb)^T exactly: closed form of the evidence
+    a = analyse(_path_lstm(-2.0, 12.0), np.random.default_rng(0).normal(size=(T, 1)), spectra=False)
+    h = a.summary["highway_log10_max_lag"]
+    assert h == pytest.approx(T * math.log10(_sigmoid(-2.0)), rel=1e-9)
+    f = F.path_split(a.to_dict())
+    assert a.summary["remainder_log10_max_lag"] >= -3  # the gates still carry the gradient
+    assert f is not None and f.id == "highway-closed" and f.evidence["highway_log10_max_lag"] == h
+    healthy = analyse(_path_lstm(3.0, 0.1), np.random.default_rng(0).normal(size=(T, 1)), spectra=False)
+    assert F.path_split(healthy.to_dict()) is None  # the highway holds (σ(3)^30 = 10^-0.63), no explosion
+    # records: the remainder exploding while the highway holds, and both quiet
+    rec = {"length": 100, "summary": {"horizon_threshold": -3.0}}
+    rec["summary"] |= {"highway_log10_max_lag": -0.5, "remainder_log10_max_lag": 4.0}
+    f = F.path_split(rec)
+    assert f is not None and f.id == "remainder-exploding" and f.evidence["remainder_decades_per_step"] == 0.04
+    rec["summary"] |= {"remainder_log10_max_lag": 0.5}  # 0.005 decades/step: below the rate threshold
+    assert F.path_split(rec) is None
+
+
+@pytest.mark.parametrize("u_max,expect", [(1.01, "above"), (1.0, None), (0.9, "below")])
+def test_indrnn_range_against_gamma_to_the_one_over_t(u_max, expect):
+    T = 100
+    cell = make("indrnn", 2, 4, key=jax.random.key(0), dtype=jnp.float64, u_min=u_max - 0.01, u_max=u_max)
+    cell = dataclasses.replace(cell, weight_hh_diag=cell.weight_hh_diag.at[0].set(u_max))
+    a = analyse(cell, np.abs(np.random.default_rng(0).normal(size=(T, 2))), **LIGHT)
+    if expect is None:  # 0.99..1.0 lies within [10^(-3/100), 2^(1/100)] = [0.933, 1.00696]
+        assert "indrnn-range" not in _ids(a)
+        return
+    f = _one(a, "indrnn-range")
+    assert f.evidence["max_abs_u"] == u_max and f.evidence["upper_limit"] == pytest.approx(2 ** (1 / T), rel=1e-15)
+    assert f.evidence["lower_limit"] == pytest.approx(10 ** (-3 / T), rel=1e-15)
+    assert ("exceeds" in f.message) == (expect == "above")

@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import ConfigError, check_number
-from gradscope._rollout import _scan, check_inputs
-from gradscope.analysis.core import Analysis, _batch_mean, _describe, summarise, with_findings
+from gradscope._rollout import _scan, check_inputs, refuse_non_finite
+from gradscope.analysis.core import Analysis, _batch_mean, _describe, diagnose, summarise, with_findings
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.bounds import bound
@@ -143,6 +143,7 @@ def _core(model, xs, state0, *, diag, k, ks, top, steps, paths, r0, r1):
     spec, frob, pf, ps = _lag_profile(model, pxs, S, True, diag, True)
     ex, trace = _lyapunov(model, pxs, S, True, k, 0, diag)
     out = {"spec": spec, "frob": frob, "pf": pf, "ps": ps, "lyap": ex, "trace": trace}
+    out["finite"] = jnp.all(jnp.isfinite(S), axis=-1)  # (B, T+1): where the state overflowed
     out["sv"] = _singular_values(model, pxs, S, True, ks, top)
     out["ssv"] = _step_sv(model, pxs, S, jnp.asarray(steps), True)
     if paths:
@@ -227,6 +228,7 @@ def run_stack(models: Sequence, xs, *, devices=None, pad_to: int | None = None):
     pad = size - n + (-size) % nd
     models = list(models) + [models[-1]] * pad
     xs = np.concatenate([xs, np.repeat(xs[-1:], pad, axis=0)]) if pad else xs
+    refuse_non_finite(xs, axes=("config", "batch", "t", "feature"))
     xs0, state0, _ = check_inputs(models[0], xs[0])
     st = _stages(models[0], int(xs.shape[2]))
     from jax.sharding import NamedSharding
@@ -300,7 +302,11 @@ def analyse_stack(
             summary["highway_log10_max_lag"] = float(_batch_mean(ps.highway_log10_spectral, True)[0])
             summary["remainder_log10_max_lag"] = float(_batch_mean(ps.remainder_log10_frobenius, True)[0])
         res["gates"] = gate_statistics(model, _Traj(r["aux"]))
-        summary["finite"] = bool(np.isfinite(_batch_mean(lp.log10_spectral, True)).all())
+        curve = _batch_mean(lp.log10_spectral, True)
+        summary["finite"] = bool(np.isfinite(curve).all())
+        summary = diagnose(
+            summary, curve, per_sequence=lp.log10_spectral, lyapunov=ly, state_finite=r["finite"], gates=res["gates"]
+        )
         out.append(
             with_findings(
                 Analysis(

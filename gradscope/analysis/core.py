@@ -5,9 +5,14 @@ Summary metrics (all from the batch-mean log10 spectral norm of ``∂S_T/∂S_k`
 * ``log10_norm_max_lag``: log10 ‖∂S_T/∂S_0‖₂;
 * ``decay_per_step``: least-squares slope of log10 norm against lag (log10 units per step);
 * ``horizon``: the largest lag τ such that the norm stays ≥ 10^threshold at every lag ≤ τ;
+  ``horizon_censored``: True when the norm never falls below the threshold (the horizon is then ≥ T);
 * ``lyapunov_max``: the largest Lyapunov exponent (nats per step);
-* ``verdict``: "exploding" if the norm at the longest lag exceeds 10 and grows with lag, "vanishing" if
-  it is below 10^threshold, else "stable".
+* ``decay_per_step_stderr``, ``lyapunov_max_stderr``: their standard errors;
+* ``verdict`` ("vanishing", "exploding", "stable" or "inconclusive") and ``verdict_reason``: from the two
+  per-step rates and their uncertainty against the thresholds of `gradscope.analysis.verdict` (stated in
+  the record's ``verdict_rule`` section and docs/verdicts.md), so that it does not depend on T; a state
+  that overflows is "exploding" with its ``overflow_step``, a gradient exactly zero in every sequence
+  "vanishing" with its ``zero_lag`` and cause (dead relu units).
 
 ``sensitivity=True`` adds the parameter sensitivity log10 ‖∂S_t/∂θ‖_F per parameter leaf (Zucchet & Orvieto
 2024; `gradscope.engine.parameter_sensitivity`). Every analysis carries its ``findings``: the rules of
@@ -25,6 +30,7 @@ import numpy as np
 from gradscope import engine
 from gradscope._errors import ConfigError, check_bool, check_number
 from gradscope.analysis.findings import Finding, evaluate
+from gradscope.analysis.verdict import classify, thresholds
 from gradscope.engine._prep import MATMUL_PRECISION, is_diagonal, matmul_precision, prepare
 from gradscope.engine.paths import has_direct_path
 
@@ -45,7 +51,9 @@ def _list(a):
 
 
 def summarise(curve_by_k: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Summary metrics from a log10 norm curve indexed by k = 0..T−1 (lag T−k)."""
+    """Summary metrics from a log10 norm curve indexed by k = 0..T−1 (lag T−k); the verdict from the curve
+    alone (`gradscope.analysis.verdict.classify`; `analyse` adds the Lyapunov rate, the batch spread,
+    overflow and dead units)."""
     by_lag = np.asarray(curve_by_k, np.float64)[::-1]  # lag 1..T
     T = by_lag.size
     lags = np.arange(1, T + 1)
@@ -53,21 +61,52 @@ def summarise(curve_by_k: np.ndarray, threshold: float) -> dict[str, Any]:
     slope = float(np.polyfit(lags[ok], by_lag[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
     above = by_lag >= threshold
     horizon = int(T if above.all() else np.argmin(above))
-    last = by_lag[-1]
-    if last > 1.0 and slope > 0:
-        verdict = "exploding"
-    elif not (last >= threshold):
-        verdict = "vanishing"
-    else:
-        verdict = "stable"
-    return {
+    out = {
         "log10_norm_lag1": _num(by_lag[0]),
-        "log10_norm_max_lag": float(last),
+        "log10_norm_max_lag": float(by_lag[-1]),
         "decay_per_step": slope,
         "horizon": horizon,
         "horizon_threshold": float(threshold),
-        "verdict": verdict,
+        # the norm never fell below the threshold: the horizon is only known to be ≥ T
+        "horizon_censored": bool(above.all()),
     }
+    return out | classify(curve_by_k, length=T)
+
+
+def diagnose(
+    summary: dict, curve, *, per_sequence=None, lyapunov=None, states=None, state_finite=None, gates=None, warmup=0
+) -> dict:
+    """``summary`` with the verdict of `gradscope.analysis.verdict.classify` on all the evidence: the
+    per-sequence curves, the Lyapunov trace, overflow of the flat ``states`` (…, T+1, d) (or their
+    finiteness ``state_finite`` (…, T+1)) and the gate statistics."""
+    T = int(np.asarray(curve).shape[-1])
+    overflow, valid = None, None
+    if states is not None:
+        state_finite = np.all(np.isfinite(np.asarray(states)), axis=-1)
+    if state_finite is not None:
+        bad = ~np.asarray(state_finite, bool).reshape(-1, T + 1)  # (B, T+1)
+        first = np.where(bad.any(axis=1), np.argmax(bad, axis=1), T + 1)
+        if bad.any():
+            overflow = int(first.min())
+            valid = np.minimum(first, T) - warmup
+    v = classify(
+        curve,
+        per_sequence=per_sequence,
+        lyapunov_trace=None if lyapunov is None else lyapunov.trace,
+        lyapunov_valid=valid,
+        overflow_step=overflow,
+        gates=gates,
+        length=T,
+    )
+    out = {k: x for k, x in summary.items() if k not in ("overflow_step", "zero_lag")} | v
+    if overflow is not None:  # the lag profile is anchored after the overflow: not a number
+        for k in ("log10_norm_lag1", "log10_norm_max_lag", "decay_per_step", "decay_per_step_stderr"):
+            out[k] = float("nan")
+        for k in ("highway_log10_max_lag", "remainder_log10_max_lag"):
+            if k in out:
+                out[k] = float("nan")
+        out["horizon"], out["horizon_censored"] = T, True
+    return out
 
 
 def _batch_mean(a, batched):
@@ -138,11 +177,14 @@ class Analysis:
             "precision": {"dtype": self.dtype, "matmul": self.matmul},
             "method": self.method,
             "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.summary.items()},
+            "verdict_rule": thresholds(),
         }
         if self.gates is not None:
             out["gates"] = self.gates
         if self.sensitivity is not None:
             out["sensitivity"] = _sensitivity_dict(self.sensitivity, b)
+        if self.bound is not None:
+            out["bound"] = self.bound
         if light:
             return out
         lp = self.lag_profile
@@ -183,8 +225,6 @@ class Analysis:
         if self.step_spectra is not None:
             ts, sv = self.step_spectra
             out["step_spectra"] = {"t": [int(t) for t in ts], "log10_singular_values": _list(_batch_mean(sv, b))}
-        if self.bound is not None:
-            out["bound"] = self.bound
         if self.paths is not None:
             p = self.paths
             out["paths"] = {"block": p.block} | {
@@ -264,10 +304,11 @@ def analyse(
     res: dict[str, Any] = {}
     if mode == "exact":
         lp = engine.lag_profile(model, xs, state0)
-        curve = _batch_mean(lp.log10_spectral, batched)
+        per_seq = lp.log10_spectral
     else:
         lp = engine.probe_lag_profile(model, xs, state0, probes=probes, key=key)
-        curve = _batch_mean(lp.log10_frobenius, batched)
+        per_seq = lp.log10_frobenius
+    curve = _batch_mean(per_seq, batched)
     summary = summarise(curve, threshold)
     res["lag_profile"] = lp
     if lyapunov:
@@ -277,7 +318,7 @@ def analyse(
         res["lyapunov"] = ly
         summary["lyapunov_max"] = float(np.mean(np.asarray(ly.exponents, np.float64)[..., 0]))  # arithmetic mean
     else:
-        summary["lyapunov_max"] = float("nan")
+        summary["lyapunov_max"] = summary["lyapunov_max_stderr"] = float("nan")
     if triangle:
         res["triangle"] = engine.triangle(model, xs, state0)
     if spectra and mode == "exact":
@@ -299,6 +340,15 @@ def analyse(
     if sensitivity:
         res["sensitivity"] = engine.parameter_sensitivity(model, xs, state0)
     summary["finite"] = bool(np.isfinite(curve).all())
+    summary = diagnose(
+        summary,
+        curve,
+        per_sequence=per_seq,
+        lyapunov=res.get("lyapunov"),
+        states=S,
+        gates=res.get("gates"),
+        warmup=warmup,
+    )
     return with_findings(
         Analysis(
             name=name or getattr(model, "name", "") or type(model).__name__,

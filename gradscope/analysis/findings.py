@@ -13,12 +13,12 @@ notebook). The thresholds are module constants, stated in each rule's docstring.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-SEVERITIES = ("info", "warning", "error")
+from gradscope.analysis._finding import SEVERITIES, Finding, Rule, _float, _series
+from gradscope.analysis.rules import indrnn_range, pascanu_bound, path_split, saturated_gates
 
 #: curse of memory: the parameter sensitivity outgrows the state by more than this many decades
 CURSE_EXCESS = 1.0
@@ -28,47 +28,6 @@ CHAOS_LAMBDA = 1e-3
 DEAD_FRACTION = 0.1
 #: forget gate: mean forget-gate value at or below this (0.5 is σ(0), the value with no forget bias)
 FORGET_MEAN = 0.6
-
-
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One diagnosis: ``id``, ``severity``, ``message``, ``evidence`` (numbers), ``suggestion``, ``reference``."""
-
-    id: str
-    severity: str
-    message: str
-    evidence: dict
-    suggestion: str
-    reference: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (NaN/±inf in the evidence written as None)."""
-        return {
-            "id": self.id,
-            "severity": self.severity,
-            "message": self.message,
-            "evidence": {k: _num(v) for k, v in self.evidence.items()},
-            "suggestion": self.suggestion,
-            "reference": self.reference,
-        }
-
-
-Rule = Callable[[Mapping[str, Any]], "Finding | None"]
-
-
-def _num(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return v
-    return v if math.isfinite(v) else None
-
-
-def _float(v) -> float:
-    """A JSON number (None = NaN/−inf) as a float; None → NaN."""
-    return float("nan") if v is None else float(v)
-
-
-def _series(values) -> list[float]:
-    return [_float(v) for v in values or []]
 
 
 # --- the rules ----------------------------------------------------------------------------------
@@ -274,7 +233,16 @@ def forget_gate(a: Mapping[str, Any]) -> Finding | None:
 
 
 #: the rules, in the order their findings are reported
-RULES: tuple[Rule, ...] = (curse_of_memory, chaos, dead_units, forget_gate)
+RULES: tuple[Rule, ...] = (
+    curse_of_memory,
+    chaos,
+    dead_units,
+    forget_gate,
+    saturated_gates,
+    pascanu_bound,
+    path_split,
+    indrnn_range,
+)
 
 
 def evaluate(analysis: Mapping[str, Any], rules: tuple[Rule, ...] = RULES) -> tuple[Finding, ...]:
@@ -303,4 +271,8 @@ __all__ = [
     "dead_units",
     "evaluate",
     "forget_gate",
+    "indrnn_range",
+    "pascanu_bound",
+    "path_split",
+    "saturated_gates",
 ]

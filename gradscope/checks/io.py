@@ -155,13 +155,16 @@ def _number(value: Any) -> Any:
 
 def report_metrics(report: Any) -> dict[str, Any]:
     """``{"<analysis>/<key>": value}`` for every scalar in every analysis summary (nested tables are
-    flattened with ``/``). Numbers become floats (null -> NaN); strings and booleans are kept."""
+    flattened with ``/``). Numbers become floats (null -> NaN); strings and booleans are kept. Prose
+    (``verdict_reason``: it quotes rounded numbers) is not a metric."""
     report = _as_report(report)
     out: dict[str, Any] = {}
 
     def walk(prefix: str, table: Mapping[str, Any]) -> None:
         for key, value in table.items():
             name = f"{prefix}/{key}"
+            if key.endswith("_reason"):
+                continue
             if isinstance(value, Mapping):
                 walk(name, value)
             elif value is None or isinstance(value, (int, float, str, bool)):
