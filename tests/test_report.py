@@ -420,3 +420,15 @@ def test_the_current_folder_and_its_parents_are_never_an_output(tmp_path, monkey
             check_target(out, force=True)
     assert (work / "data.csv").exists()
     check_target("fresh", force=False)  # a new folder is fine
+
+
+def test_an_inconclusive_verdict_is_shown_with_its_reason(tmp_path):
+    r = light_report()
+    summary = r["analyses"][0]["summary"]
+    summary["verdict"] = "inconclusive"
+    summary["verdict_reason"] = "T = 12 is too short to separate the decay rate from the threshold"
+    out = write_report(tmp_path / "out", r)
+    md = (out / "summary.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "1 inconclusive" in md and summary["verdict_reason"] in md
+    assert "Inconclusive" in html and summary["verdict_reason"] in html

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gradscope._errors import NonFiniteError
 from gradscope.cli._output import info, json_ready, print_json, progress, stderr_console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from gradscope.analysis import Analysis
+    from gradscope.experiments.sweep import Config
 
 
 def non_finite(summary: dict) -> str | None:
     """Why a RAW ``Analysis.summary`` (floats, before ``to_dict``) is not usable, or None.
 
-    NaN or +inf anywhere is an error (the states overflowed); −inf log-norms are legitimate (an exactly
-    zero product, e.g. every relu unit switched off), and so is a lag profile that ends in −inf.
+    NaN or +inf anywhere is an error; −inf log-norms are legitimate (an exactly zero product, e.g. every
+    relu unit switched off), and so is a lag profile that ends in −inf. A state that overflowed is a
+    result, not an error: the analysis says "exploding" with its ``overflow_step``.
     """
+    if summary.get("overflow_step") is not None:
+        return None
     v = summary.get("log10_norm_max_lag")
     if not isinstance(v, (int, float)) or math.isnan(v) or v == math.inf:
         return f"log10_norm_max_lag={v}"
@@ -42,12 +53,12 @@ def check_finite(named_summaries: list[tuple[str, dict]]) -> None:
         )
 
 
-def record(analysis) -> dict:
+def record(analysis: Analysis) -> dict:
     """An `Analysis` as strict-JSON data (NaN/inf → null), the form reports hold."""
     return json.loads(json.dumps(json_ready(analysis.to_dict()), allow_nan=False))
 
 
-def analyse_all(configs, *, quiet: bool, what: str, model=None) -> list[dict]:
+def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any = None) -> list[dict]:
     """Analyse each configuration with a progress bar (one step each); raise on non-finite results."""
     from gradscope.experiments import sweep
 
@@ -86,10 +97,10 @@ def _fmt(v, spec: str) -> str:
     return str(v)
 
 
-_VERDICT_STYLE = {"vanishing": "red", "exploding": "magenta", "stable": "green"}
+_VERDICT_STYLE = {"vanishing": "red", "exploding": "magenta", "stable": "green", "inconclusive": "yellow"}
 
 
-def summary_table(analyses: list[dict], title: str):
+def summary_table(analyses: list[dict], title: str) -> Table:
     """The rich table people read after a run: verdict, norm, decay, horizon and λ_max per analysis."""
     from rich.table import Table
 

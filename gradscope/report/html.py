@@ -28,7 +28,7 @@ from gradscope.report.markdown import (
 _CSS = """
 :root { --fg: #1d2330; --muted: #5b6475; --line: #d9dde5; --bg: #ffffff; --head: #f3f5f9;
         --vanishing: #8a1c1c; --vanishing-bg: #fde8e8; --exploding: #7a4a00; --exploding-bg: #fff1d6;
-        --stable: #155d2b; --stable-bg: #e3f5e8; }
+        --stable: #155d2b; --stable-bg: #e3f5e8; --inconclusive: #3d3d3d; --inconclusive-bg: #ececec; }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--fg);
        font: 15px/1.5 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
@@ -48,6 +48,7 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.95
 .vanishing { color: var(--vanishing); background: var(--vanishing-bg); }
 .exploding { color: var(--exploding); background: var(--exploding-bg); }
 .stable { color: var(--stable); background: var(--stable-bg); }
+.inconclusive { color: var(--inconclusive); background: var(--inconclusive-bg); }
 .verdicts td { width: 33%; }
 .warning { color: var(--exploding); background: var(--exploding-bg); }
 .error { color: var(--vanishing); background: var(--vanishing-bg); }
@@ -64,7 +65,12 @@ pre { background: var(--head); padding: 10px; overflow-x: auto; font-size: 0.85e
 footer { color: var(--muted); font-size: 0.85em; margin-top: 32px; }
 """
 
-_VERDICT_TEXT = {"vanishing": "Vanishing", "exploding": "Exploding", "stable": "Keeps its gradient (stable)"}
+_VERDICT_TEXT = {
+    "vanishing": "Vanishing",
+    "exploding": "Exploding",
+    "stable": "Keeps its gradient (stable)",
+    "inconclusive": "Inconclusive (see the reason)",
+}
 
 
 def _verdict(v) -> str:
@@ -135,6 +141,7 @@ def _verdict_table(items) -> str:
                 f"<code>{escape(str(a.get('name', '')))}</code> — "
                 f"horizon {escape(fmt(a['summary'].get('horizon')))} steps, "
                 f"{escape(fmt(a['summary'].get('decay_per_step')))} log10/step"
+                + (f" — {escape(str(a['summary']['verdict_reason']))}" if a["summary"].get("verdict_reason") else "")
                 for a in names
             )
             or "<em>none</em>"

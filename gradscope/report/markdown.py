@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 #: summary keys shown first, with their units (the rest follow in the order they appear)
 METRICS = {
-    "verdict": "vanishing / exploding / stable",
+    "verdict": "vanishing / exploding / stable / inconclusive (from per-step rates; see docs/verdicts.md)",
     "log10_norm_lag1": "log10 ‖∂S_T/∂S_(T−1)‖₂",
     "log10_norm_max_lag": "log10 ‖∂S_T/∂S_0‖₂ (longest lag)",
     "decay_per_step": "slope of log10 norm against lag, log10 units per step (negative = vanishing)",
@@ -120,7 +120,7 @@ def render_markdown(report: Mapping) -> str:
     ]
     counts = {
         v: [a.get("name") for a in items if a.get("summary", {}).get("verdict") == v]
-        for v in ("vanishing", "exploding", "stable")
+        for v in ("vanishing", "exploding", "stable", "inconclusive")
     }
     verdicts = ", ".join(f"{len(n)} {v}" for v, n in counts.items() if n)
     lines += [f"**{len(items)} analys{'is' if len(items) == 1 else 'es'}**: {verdicts or 'no verdicts'}", ""]
@@ -141,6 +141,10 @@ def render_markdown(report: Mapping) -> str:
             v = s.get(k)
             row.append(f"**{v}**" if k == "verdict" and v in ("vanishing", "exploding") else _cell(fmt(v)))
         lines.append("| " + " | ".join(row) + " |")
+    reasons = [(a.get("name", ""), a.get("summary", {}).get("verdict_reason")) for a in items]
+    reasons = [(n, r) for n, r in reasons if r][:50]
+    if reasons:
+        lines += ["", "Why each verdict:", ""] + [f"- `{_cell(n)}`: {_cell(r)}" for n, r in reasons]
     lines += [""] + _findings_markdown(items)
     lines += ["<details><summary>Metric definitions</summary>", ""]
     lines += [f"- `{k}`: {METRICS.get(k, 'see the analysis documentation')}" for k in keys]
