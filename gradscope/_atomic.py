@@ -73,6 +73,41 @@ def temp_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_output_folder(
+    out: str | os.PathLike[str], *, force: bool, markers: tuple[str, ...] = ("report.json",)
+) -> str:
+    """Why ``out`` must not be written (an empty string when it may), checked before any work is done.
+
+    * a file, not a folder;
+    * a non-empty folder without ``force``;
+    * with ``force``, a folder holding none of ``markers`` (files gradscope writes): ``--force`` replaces
+      gradscope's output, it never deletes a folder of the user's own files;
+    * the current folder, one of its parents or the home folder, whatever ``force`` says.
+
+    A folder lost by a kill in the middle of an earlier replacement is restored first (`recover`).
+    """
+    out = Path(out)
+    recover(out)
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a folder: choose another path"
+    if not out.is_dir() or not any(out.iterdir()):
+        return ""
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
+        return (
+            f"{out} is the current folder, one of its parents or the home folder: gradscope writes into a folder "
+            "of its own; choose a new folder name, e.g. gradscope-report"
+        )
+    if not force:
+        return f"{out} exists and is not empty: pass --force (force=True) to replace it, or choose another folder"
+    if not any((out / m).exists() for m in markers):
+        return (
+            f"{out} was not written by gradscope (it has no {' or '.join(markers)}): --force only replaces "
+            "gradscope's own output; choose another folder or remove this one yourself"
+        )
+    return ""
+
+
 class TargetExistsError(FileExistsError):
     """``publish_folder(..., replace=False)`` found ``out`` already there (another writer got there first)."""
 

@@ -205,9 +205,22 @@ def test_analyse_refuses_non_empty_out_without_force(tmp_path):
     (out / "keep.txt").write_text("mine")
     assert_error(run("analyse", "--cell", "rnn-linear", *TINY, "--out", out), "--force")
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # untouched
-    res = run("analyse", "--cell", "rnn-linear", *TINY, "--out", out, "--force", "-q")
+    # --force replaces gradscope's output, never a folder of the user's own files (checked before any work)
+    assert_error(run("analyse", "--cell", "rnn-linear", *TINY, "--out", out, "--force"), "not written by gradscope")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    assert run("analyse", "--cell", "rnn-linear", *TINY, "--out", out, "-q").exit_code == 0
+    res = run("analyse", "--cell", "rnn-tanh", *TINY, "--out", out, "--force", "-q")
     assert res.exit_code == 0, res.output
-    assert (out / "report.json").exists() and not (out / "keep.txt").exists()
+    assert "rnn-tanh" in (out / "report.json").read_text()
+
+
+def test_out_may_not_be_the_current_folder_even_with_force(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    for out in (".", str(tmp_path), ".."):
+        assert_error(run("analyse", "--cell", "rnn-linear", *TINY, "--out", out, "--force"), "current folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):

@@ -163,7 +163,7 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     assert isinstance(e.value, GradscopeError) and "\n" not in str(e.value)
     assert (out / "keep.txt").read_text() == "mine"
     # --force replaces a report, never a folder of the user's own files
-    with pytest.raises(ReportExistsError, match="not a gradscope report"):
+    with pytest.raises(ReportExistsError, match="not written by gradscope"):
         write_report(out, light_report(), force=True)
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()

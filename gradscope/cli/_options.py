@@ -254,15 +254,16 @@ def input_size_for(source: str, input_size: Optional[int], length: int) -> Optio
 # ---------------------------------------------------------------------------------- --out, --float64
 
 
-def check_out_dir(out: Path, force: bool) -> Path:
-    """Refuse, before any computation, an output that exists and is not an empty folder (unless --force)."""
+def check_out_dir(out: Path, force: bool, markers: tuple[str, ...] = ("report.json",)) -> Path:
+    """Refuse, before any computation, an --out that must not be written (`gradscope._atomic.check_output_folder`:
+    a file, a non-empty folder without --force, a folder gradscope did not write even with --force, the
+    current folder, its parents or home) or whose parent folder does not exist."""
+    from gradscope._atomic import check_output_folder
+
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out={str(out)!r} is not allowed: it exists and is not a folder; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(
-            f"--out={str(out)!r} exists and is not empty: pass --force to replace it, or choose another folder"
-        )
+    why = check_output_folder(out, force=force, markers=markers)
+    if why:
+        raise ConfigError(f"--out={str(out)!r} is not allowed: {why}")
     if not out.parent.exists():
         raise ConfigError(f"--out={str(out)!r} is not allowed: its parent folder {str(out.parent)!r} does not exist")
     return out

@@ -108,8 +108,8 @@ def _prepare_run_folder(out: Path, *, force: bool, resume: bool, checkpoints: bo
     """Check --out before any work; with --force drop old checkpoints. Returns the checkpoint folder (or None)."""
     if resume and force:
         raise ConfigError("--resume and --force are not allowed together: --force starts over, --resume continues")
-    if not resume:
-        check_out_dir(out, force)
+    if not resume:  # a run folder holds a report, or at least checkpoints, when gradscope wrote it
+        check_out_dir(out, force, markers=("report.json", "checkpoints/latest.json"))
     elif out.exists() and not out.is_dir():
         raise ConfigError(f"--out={str(out)!r} is not allowed: it exists and is not a folder")
     return out / "checkpoints" if (checkpoints or resume) else None

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from gradscope._atomic import TargetExistsError, publish_folder, recover
+from gradscope._atomic import TargetExistsError, check_output_folder, publish_folder
 from gradscope._json import dumps
 from gradscope.report.catalogue import figure_specs
 from gradscope.report.document import (
@@ -47,36 +47,12 @@ def _render_into(folder: Path, report: Mapping, *, dpi: int = 100) -> None:
 
 
 def check_target(out: str | Path, force: bool) -> None:
-    """Refuse an output folder that must not be written, before any work is done.
-
-    * a file, not a folder;
-    * a non-empty folder without ``force``;
-    * with ``force``, a folder that is not a gradscope report (no ``report.json``): ``--force`` replaces a
-      report, it never deletes a folder of the user's files;
-    * the current folder, one of its parents, the home folder or the root, whatever ``force`` says.
-
-    A report lost by a kill in the middle of an earlier replacement is restored first (`_atomic.recover`).
-    """
-    out = Path(out)
-    recover(out)
-    if out.exists() and not out.is_dir():
-        raise ReportExistsError(f"output {out} exists and is not a folder: choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    resolved = out.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
-        raise ReportExistsError(
-            f"--out={str(out)!r} is the current folder, one of its parents or the home folder: a report is "
-            "written into a folder of its own; choose a new folder name, e.g. --out gradscope-report"
-        )
-    if not force:
-        raise ReportExistsError(f"output folder {out} exists and is not empty: pass --force (force=True) to replace it")
-    if not (out / "report.json").is_file():
-        raise ReportExistsError(
-            f"output folder {out} is not a gradscope report (no report.json): --force only replaces a report; "
-            "choose another --out or remove the folder yourself"
-        )
+    """Refuse an output folder that must not be written (`gradscope._atomic.check_output_folder`): a file, a
+    non-empty folder without ``force``, a folder that is not a report even with ``force``, the current folder,
+    its parents or home."""
+    why = check_output_folder(out, force=force)
+    if why:
+        raise ReportExistsError(f"output {why}")
 
 
 def _atomic(out: Path, fill, *, seed: Path | None = None, force: bool = True) -> Path:
