@@ -22,13 +22,34 @@ def test_registry():
     assert list(rp.names()) == ["adding", "forget-bias", "bn-gamma", "gru-vs-lstm", "depth", "clipping"]
     for e in rp.EXPERIMENTS.values():
         assert e.claim and e.source and e.notes and e.quick and e.full
-        assert set(e.quick) == set(e.full), e.name  # the same knobs in both settings
+        assert list(e.quick) == list(e.full), e.name  # the same knobs, in the same order, in both settings
     with pytest.raises(UnknownNameError, match="did you mean forget-bias"):
         rp.get("forget_bias")
     with pytest.raises(ConfigError, match="'nope' is not allowed"):
         rp.get("adding").setting(nope=1)
     with pytest.raises(ConfigError, match="seed"):
         rp.run("depth", seed=-1)
+
+
+def test_train_setting_passes_the_setting_training_knobs(monkeypatch):
+    """`train_setting` hands `train_run` the training keys the setting has (and no other), overrides last."""
+    from gradscope.experiments.reproduce import _common
+
+    seen = {}
+    monkeypatch.setattr(_common, "train_run", lambda ctx, name, model, task, **kw: seen.update(kw, name=name) or kw)
+    setting = {"task": "adding", "hidden": 8, "steps": 3, "batch": 2, "lr": {"lstm": 0.5}, "eval_batch": 4}
+    ctx = rp.Context(seed=0, progress=lambda e: None)
+    key = ctx.key(2)
+    _common.train_setting(ctx, "run", None, None, setting, key=key, lr=0.5, analyse_final=False)  # pyright: ignore
+    assert seen == {
+        "name": "run",
+        "key": key,
+        "steps": 3,
+        "batch": 2,
+        "lr": 0.5,
+        "eval_batch": 4,
+        "analyse_final": False,
+    }
 
 
 @pytest.mark.parametrize("cell", ["rnn-tanh", "gru", "lstm"])

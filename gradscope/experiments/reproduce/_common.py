@@ -160,17 +160,35 @@ def train_run(
     ctx.runs.append(rec)
     if analyse_final:
         probe_xs = task.sample(jax.random.split(key, 3)[2], probe_batch)[0]  # train()'s probe batch
-        ctx.analyses.append(_analysis(res.params.rnn, probe_xs, name))
+        _analysis(ctx, res.params.rnn, probe_xs, name)
     return rec
 
 
-def _analysis(model, xs, name: str, **kw) -> dict:
-    """Gradient-flow analysis as a JSON record (spectra and gate histograms off: the report is about training)."""
+#: the keys of an experiment's setting that `train_setting` passes on to `train_run` (those the setting has)
+TRAINING_KEYS = ("steps", "batch", "lr", "optimizer", "clip_norm", "snapshot_every", "probe_batch", "eval_batch")
+
+
+def train_setting(
+    ctx: Context, name: str, model: Any, task: Task, s: dict, *, key: jax.Array, **overrides: Any
+) -> dict:
+    """`train_run` with the training knobs of the experiment's setting ``s`` (those of `TRAINING_KEYS` it
+    has); ``overrides`` (``lr=s["lr"][cell]``, ``optimizer="sgd"``, ``analyse_final=False`` ...) replace or add
+    to them. Returns the run record."""
+    kw: dict[str, Any] = {k: s[k] for k in TRAINING_KEYS if k in s}
+    kw.update(overrides)
+    return train_run(ctx, name, model, task, key=key, **kw)
+
+
+def _analysis(ctx: Context, model, xs, name: str, **kw) -> dict:
+    """Gradient-flow analysis as a JSON record (spectra and gate histograms off: the report is about
+    training), appended to ``ctx.analyses`` and returned; ``kw`` go to `gradscope.analysis.analyse`."""
     from gradscope.analysis import analyse
 
     opts: dict[str, Any] = dict(lyapunov=True, spectra=False, gates=False, paths=True)
     opts.update(kw)
-    return analyse(model, xs, name=name, **opts).to_dict()
+    record = analyse(model, xs, name=name, **opts).to_dict()
+    ctx.analyses.append(record)
+    return record
 
 
 def _fmt(x, spec=".3f") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from gradscope._errors import ConfigError
 
@@ -16,9 +16,22 @@ if TYPE_CHECKING:
 SCHEMA = "gradscope.reproduction/1"
 
 
+class Findings(TypedDict):
+    """What a runner returns: the measured numbers, a one-paragraph ``outcome`` that states them, and the
+    checks of the claim (`_common._check` records; `run` judges the claim by them)."""
+
+    measurements: dict[str, Any]
+    outcome: str
+    checks: list[dict[str, Any]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """A named reproduction: the claim, its source, the quick and full settings and the runner."""
+    """A named reproduction: the claim, its source, the quick and full settings and the runner.
+
+    ``quick`` is sized for a 2-core CPU (CI), ``full`` is the papers' setting (GPU); the modules write the
+    full one as the quick one with what the papers change (``_QUICK | dict(...)``), so both have the same
+    keys and a shared value is stated once."""
 
     name: str
     title: str
@@ -26,7 +39,7 @@ class Experiment:
     source: str
     quick: dict
     full: dict
-    runner: Callable[[dict, Context], dict]
+    runner: Callable[[dict, Context], Findings]
     notes: str = ""
 
     def setting(self, quick: bool = True, **overrides: Any) -> dict:

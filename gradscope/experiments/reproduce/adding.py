@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradscope.experiments.reproduce._common import _check, _final, _fmt, _indrnn_stack, train_run
-from gradscope.experiments.reproduce._framework import Context, Experiment
+from gradscope.experiments.reproduce._common import _check, _final, _fmt, _indrnn_stack, train_setting
+from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
 def _adding_model(cell: str, hidden: int, T: int, key):
@@ -19,7 +19,7 @@ def _adding_model(cell: str, hidden: int, T: int, key):
 _ADDING_LR_FULL = {"rnn-tanh": 2e-3, "lstm": 2e-3, "irnn": 1e-5, "indrnn": 2e-4}
 
 
-def _run_adding(s: dict, ctx: Context) -> dict:
+def _run_adding(s: dict, ctx: Context) -> Findings:
     from gradscope.experiments import tasks
 
     learned, failed = s["learned_below"], s["failed_above"]
@@ -31,20 +31,16 @@ def _run_adding(s: dict, ctx: Context) -> dict:
                 continue
             name = f"{cell}-T{T}"
             ctx.say(f"training {name}")
-            rec = train_run(
+            model = _adding_model(cell, s["hidden"], T, ctx.key(1, i, j))
+            rec = train_setting(
                 ctx,
                 name,
-                _adding_model(cell, s["hidden"], T, ctx.key(1, i, j)),
+                model,
                 task,
+                s,
                 key=ctx.key(2, i),
-                steps=s["steps"],
-                batch=s["batch"],
                 lr=s["lr"][cell],
-                clip_norm=s["clip_norm"],
                 indrnn_clip=2.0 if cell == "indrnn" else None,
-                snapshot_every=s["snapshot_every"],
-                probe_batch=s["probe_batch"],
-                eval_batch=s["eval_batch"],
             )
             table.setdefault(cell, {})[T] = _final(rec)
     base = 1.0 / 6.0
@@ -62,15 +58,53 @@ def _run_adding(s: dict, ctx: Context) -> dict:
         f"T={T}: " + ", ".join(f"{c} {_fmt(table[c].get(T), '.4f')}" for c in s["cells"] if T in table.get(c, {}))
         for T in s["lengths"]
     )
-    return {
-        "measurements": {
+    return Findings(
+        measurements={
             "final_mse": {c: {str(T): v for T, v in d.items()} for c, d in table.items()},
             "baseline_mse": base,
         },
-        "outcome": f"Final MSE on fresh sequences (baseline {base:.3f}): {rows}.",
-        "checks": checks,
-    }
+        outcome=f"Final MSE on fresh sequences (baseline {base:.3f}): {rows}.",
+        checks=checks,
+    )
 
+
+_QUICK = dict(
+    lengths=[200],
+    cells=["rnn-tanh", "lstm", "irnn", "indrnn"],
+    hidden=32,
+    steps=500,
+    batch=32,
+    lr={"rnn-tanh": 2e-3, "lstm": 2e-3, "irnn": 1e-4, "indrnn": 2e-3},
+    clip_norm=10.0,
+    snapshot_every=100,
+    probe_batch=8,
+    eval_batch=512,
+    max_length_baselines=1000,
+    learned_below=0.5,
+    failed_above=0.8,
+    expect=[("indrnn", 200, "learns"), ("rnn-tanh", 200, "fails")],
+)
+_FULL = _QUICK | dict(
+    lengths=[100, 500, 1000, 5000],
+    hidden=128,
+    steps=20000,
+    batch=50,
+    lr=_ADDING_LR_FULL,
+    snapshot_every=1000,
+    eval_batch=1000,
+    learned_below=0.1,
+    expect=[
+        ("indrnn", 100, "learns"),
+        ("indrnn", 500, "learns"),
+        ("indrnn", 1000, "learns"),
+        ("indrnn", 5000, "learns"),
+        ("lstm", 100, "learns"),
+        ("irnn", 100, "learns"),
+        ("rnn-tanh", 100, "fails"),
+        ("lstm", 1000, "fails"),
+        ("irnn", 1000, "fails"),
+    ],
+)
 
 EXPERIMENT = Experiment(
     name="adding",
@@ -81,48 +115,8 @@ EXPERIMENT = Experiment(
         "at T = 5000."
     ),
     source="Li et al. 2018 (IndRNN), §5.1 and Fig. 2; full references in docs/references.md",
-    quick=dict(
-        lengths=[200],
-        cells=["rnn-tanh", "lstm", "irnn", "indrnn"],
-        hidden=32,
-        steps=500,
-        batch=32,
-        lr={"rnn-tanh": 2e-3, "lstm": 2e-3, "irnn": 1e-4, "indrnn": 2e-3},
-        clip_norm=10.0,
-        snapshot_every=100,
-        probe_batch=8,
-        eval_batch=512,
-        max_length_baselines=1000,
-        learned_below=0.5,
-        failed_above=0.8,
-        expect=[("indrnn", 200, "learns"), ("rnn-tanh", 200, "fails")],
-    ),
-    full=dict(
-        lengths=[100, 500, 1000, 5000],
-        cells=["rnn-tanh", "lstm", "irnn", "indrnn"],
-        hidden=128,
-        steps=20000,
-        batch=50,
-        lr=_ADDING_LR_FULL,
-        clip_norm=10.0,
-        snapshot_every=1000,
-        probe_batch=8,
-        eval_batch=1000,
-        max_length_baselines=1000,
-        learned_below=0.1,
-        failed_above=0.8,
-        expect=[
-            ("indrnn", 100, "learns"),
-            ("indrnn", 500, "learns"),
-            ("indrnn", 1000, "learns"),
-            ("indrnn", 5000, "learns"),
-            ("lstm", 100, "learns"),
-            ("irnn", 100, "learns"),
-            ("rnn-tanh", 100, "fails"),
-            ("lstm", 1000, "fails"),
-            ("irnn", 1000, "fails"),
-        ],
-    ),
+    quick=_QUICK,
+    full=_FULL,
     runner=_run_adding,
     notes=(
         "Models as in the paper: 1-layer tanh RNN / LSTM / IRNN and a 2-layer IndRNN (relu; |u| ≤ 2^(1/T) enforced "

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gradscope.experiments.reproduce._common import _analysis, _check, _fmt
-from gradscope.experiments.reproduce._framework import Context, Experiment
+from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
-def _run_bn_gamma(s: dict, ctx: Context) -> dict:
+def _run_bn_gamma(s: dict, ctx: Context) -> Findings:
     from gradscope.cells import make
     from gradscope.cells.normalized import collect_statistics
     from gradscope.experiments import tasks
@@ -24,9 +24,7 @@ def _run_bn_gamma(s: dict, ctx: Context) -> dict:
             # per-step population statistics = this batch's (training mode); `make` is typed to return any Cell,
             # and the cells of this setting are the batch-normalised ones collect_statistics takes
             c = collect_statistics(c, xs)  # pyright: ignore[reportArgumentType]
-            a = _analysis(c, probe, name, lyapunov=False)
-            ctx.analyses.append(a)
-            summ[name] = a["summary"]
+            summ[name] = _analysis(ctx, c, probe, name, lyapunov=False)["summary"]
     checks = []
     g_small, g_large = min(s["gammas"]), max(s["gammas"])
     for cell in s["cells"]:
@@ -52,14 +50,26 @@ def _run_bn_gamma(s: dict, ctx: Context) -> dict:
         )
         + "."
     )
-    return {
-        "measurements": {
+    return Findings(
+        measurements={
             n: {k: v[k] for k in ("horizon", "decay_per_step", "log10_norm_max_lag")} for n, v in summ.items()
         },
-        "outcome": outcome,
-        "checks": checks,
-    }
+        outcome=outcome,
+        checks=checks,
+    )
 
+
+_QUICK = dict(
+    task="digits",
+    length=None,
+    hidden=32,
+    batch=64,
+    probe_batch=16,
+    gammas=[1.0, 0.1],
+    cells={"bn-rnn@identity": {"recurrent_init": "identity"}, "bn-rnn@orthogonal": {}, "bn-lstm": {}},
+    judged=["bn-rnn@identity"],
+)
+_FULL = _QUICK | dict(hidden=100, batch=512, probe_batch=64)
 
 EXPERIMENT = Experiment(
     name="bn-gamma",
@@ -71,26 +81,8 @@ EXPERIMENT = Experiment(
     ),
     source="Cooijmans et al. 2016 (Recurrent Batch Normalization), §4 and Fig. 1"
     "; full references in docs/references.md",
-    quick=dict(
-        task="digits",
-        length=None,
-        hidden=32,
-        batch=64,
-        probe_batch=16,
-        gammas=[1.0, 0.1],
-        cells={"bn-rnn@identity": {"recurrent_init": "identity"}, "bn-rnn@orthogonal": {}, "bn-lstm": {}},
-        judged=["bn-rnn@identity"],
-    ),
-    full=dict(
-        task="digits",
-        length=None,
-        hidden=100,
-        batch=512,
-        probe_batch=64,
-        gammas=[1.0, 0.1],
-        cells={"bn-rnn@identity": {"recurrent_init": "identity"}, "bn-rnn@orthogonal": {}, "bn-lstm": {}},
-        judged=["bn-rnn@identity"],
-    ),
+    quick=_QUICK,
+    full=_FULL,
     runner=_run_bn_gamma,
     notes=(
         "Diagnostics at initialisation, no training: per-step batch statistics are collected from a batch of "

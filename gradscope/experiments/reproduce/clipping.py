@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_run
-from gradscope.experiments.reproduce._framework import Context, Experiment
+from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_setting
+from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
-def _run_clipping(s: dict, ctx: Context) -> dict:
+def _run_clipping(s: dict, ctx: Context) -> Findings:
     from gradscope.cells import make
     from gradscope.experiments import tasks
 
@@ -16,26 +16,12 @@ def _run_clipping(s: dict, ctx: Context) -> dict:
     task = tasks.make(s["task"], length=T)
     cell = make("rnn-tanh", task.input_size, s["hidden"], key=ctx.key(1), recurrent_init="gaussian", gain=s["gain"])
     probe = task.sample(ctx.key(9), s["probe_batch"])[0]
-    a = _analysis(cell, probe, "rnn-tanh@init")
-    ctx.analyses.append(a)
+    a = _analysis(ctx, cell, probe, "rnn-tanh@init")
     recs = {}
     for name, clip in (("no-clipping", None), ("clipping", s["threshold"])):
         ctx.say(f"training {name}")
-        recs[name] = train_run(
-            ctx,
-            name,
-            cell,
-            task,
-            key=ctx.key(2),
-            steps=s["steps"],
-            batch=s["batch"],
-            lr=s["lr"],
-            optimizer="sgd",
-            clip_norm=clip,
-            snapshot_every=s["snapshot_every"],
-            probe_batch=s["probe_batch"],
-            eval_batch=s["eval_batch"],
-            analyse_final=False,
+        recs[name] = train_setting(
+            ctx, name, cell, task, s, key=ctx.key(2), optimizer="sgd", clip_norm=clip, analyse_final=False
         )
     m = task.metric_name
     f_no, f_cl = _final(recs["no-clipping"], "loss"), _final(recs["clipping"], "loss")
@@ -79,17 +65,34 @@ def _run_clipping(s: dict, ctx: Context) -> dict:
     )
     if recs["no-clipping"]["diverged"]:
         outcome += f" The unclipped run diverged at step {recs['no-clipping']['diverged']['step']}."
-    return {
-        "measurements": {
+    return Findings(
+        measurements={
             "final_loss": {"no-clipping": f_no, "clipping": f_cl},
             "final_metric": {"no-clipping": e_no, "clipping": e_cl},
             "max_grad_norm_unclipped": g_max,
             "lyapunov_max_at_init": lam,
         },
-        "outcome": outcome,
-        "checks": checks,
-    }
+        outcome=outcome,
+        checks=checks,
+    )
 
+
+_QUICK = dict(
+    task="temporal-order",
+    length=50,
+    hidden=32,
+    gain=2.0,
+    steps=300,
+    batch=20,
+    lr=0.01,
+    threshold=1.0,
+    snapshot_every=100,
+    probe_batch=8,
+    eval_batch=512,
+    solved_below=0.01,
+    margin=0.1,
+)
+_FULL = _QUICK | dict(length=200, hidden=50, steps=50000, snapshot_every=2500, eval_batch=10000)
 
 EXPERIMENT = Experiment(
     name="clipping",
@@ -100,36 +103,8 @@ EXPERIMENT = Experiment(
     ),
     source="Pascanu, Mikolov & Bengio 2013, §3.2, Algorithm 1 and §5 (temporal order)"
     "; full references in docs/references.md",
-    quick=dict(
-        task="temporal-order",
-        length=50,
-        hidden=32,
-        gain=2.0,
-        steps=300,
-        batch=20,
-        lr=0.01,
-        threshold=1.0,
-        snapshot_every=100,
-        probe_batch=8,
-        eval_batch=512,
-        solved_below=0.01,
-        margin=0.1,
-    ),
-    full=dict(
-        task="temporal-order",
-        length=200,
-        hidden=50,
-        gain=2.0,
-        steps=50000,
-        batch=20,
-        lr=0.01,
-        threshold=1.0,
-        snapshot_every=2500,
-        probe_batch=8,
-        eval_batch=10000,
-        solved_below=0.01,
-        margin=0.1,
-    ),
+    quick=_QUICK,
+    full=_FULL,
     runner=_run_clipping,
     notes=(
         "Pascanu et al.: 50 tanh units, SGD lr 0.01 without momentum, threshold 1, minibatch 20. The exploding "

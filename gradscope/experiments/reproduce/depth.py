@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from gradscope.experiments.reproduce._common import _check, _fmt, _indrnn_stack
-from gradscope.experiments.reproduce._framework import Context, Experiment
+from gradscope.experiments.reproduce._common import _analysis, _check, _fmt, _indrnn_stack
+from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
 def _per_layer_gradient(model, xs, layers: int, ctx: Context):
@@ -49,7 +49,7 @@ def _per_layer_gradient(model, xs, layers: int, ctx: Context):
     return out
 
 
-def _run_depth(s: dict, ctx: Context) -> dict:
+def _run_depth(s: dict, ctx: Context) -> Findings:
     import jax
 
     from gradscope import mlp as mlpmod
@@ -80,11 +80,7 @@ def _run_depth(s: dict, ctx: Context) -> dict:
         if net.batch_norm:
             net = mlpmod.collect_statistics(net, x0)
         xs0, state0 = mlpmod.mlp_inputs(net, x0)
-        from gradscope.analysis import analyse
-
-        a = analyse(net, xs0, state0, name=name, lyapunov=False, spectra=False, gates=False, paths=False).to_dict()
-        ctx.analyses.append(a)
-        mlp_summ[name] = a["summary"]
+        mlp_summ[name] = _analysis(ctx, net, xs0, name, state0=state0, lyapunov=False, paths=False)["summary"]
     drop = {k: v[-1] - v[0] for k, v in per_layer.items()}  # log10(top) − log10(bottom): orders lost
     thr = s["vanish_log10"]
     res_ok = drop["indrnn-residual"] < drop["lstm-stack"] and drop["indrnn-residual"] < drop["indrnn-plain"]
@@ -117,12 +113,15 @@ def _run_depth(s: dict, ctx: Context) -> dict:
         + ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in mlp_norm.items())
         + "."
     )
-    return {
-        "measurements": {"stack_log10_per_layer": per_layer, "stack_orders_lost": drop, "mlp_log10_norm": mlp_norm},
-        "outcome": outcome,
-        "checks": checks,
-    }
+    return Findings(
+        measurements={"stack_log10_per_layer": per_layer, "stack_orders_lost": drop, "mlp_log10_norm": mlp_norm},
+        outcome=outcome,
+        checks=checks,
+    )
 
+
+_QUICK = dict(stack_layers=8, hidden=16, length=12, batch=4, mlp_depth=32, mlp_width=32, vanish_log10=-3.0)
+_FULL = _QUICK | dict(stack_layers=21, hidden=128, length=50, batch=16, mlp_depth=200, mlp_width=512)
 
 EXPERIMENT = Experiment(
     name="depth",
@@ -135,8 +134,8 @@ EXPERIMENT = Experiment(
     ),
     source="Li et al. 2018/2019 (IndRNN, Deep IndRNN) §3 residual IndRNN; Pascanu et al. 2013 §2.1"
     "; full references in docs/references.md",
-    quick=dict(stack_layers=8, hidden=16, length=12, batch=4, mlp_depth=32, mlp_width=32, vanish_log10=-3.0),
-    full=dict(stack_layers=21, hidden=128, length=50, batch=16, mlp_depth=200, mlp_width=512, vanish_log10=-3.0),
+    quick=_QUICK,
+    full=_FULL,
     runner=_run_depth,
     notes=(
         "Diagnostics at initialisation. Stacks: E = ⟨v, h^top_T⟩ with a fixed random unit v; the gradient per layer "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_run
-from gradscope.experiments.reproduce._framework import Context, Experiment
+from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_setting
+from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
-def _run_forget_bias(s: dict, ctx: Context) -> dict:
+def _run_forget_bias(s: dict, ctx: Context) -> Findings:
     from gradscope.cells import make
     from gradscope.experiments import tasks
 
@@ -23,27 +23,10 @@ def _run_forget_bias(s: dict, ctx: Context) -> dict:
     init, final = {}, {}
     for j, (name, opts) in enumerate(variants.items()):
         cell = make("lstm", task.input_size, s["hidden"], key=ctx.key(1, j), **opts)
-        a = _analysis(cell, probe, f"{name}@init")
-        ctx.analyses.append(a)
-        init[name] = a["summary"]
+        init[name] = _analysis(ctx, cell, probe, f"{name}@init")["summary"]
         if s["steps"]:
             ctx.say(f"training {name}")
-            rec = train_run(
-                ctx,
-                name,
-                cell,
-                task,
-                key=ctx.key(2),
-                steps=s["steps"],
-                batch=s["batch"],
-                lr=s["lr"],
-                clip_norm=s["clip_norm"],
-                snapshot_every=s["snapshot_every"],
-                probe_batch=s["probe_batch"],
-                eval_batch=s["eval_batch"],
-                analyse_final=False,
-            )
-            final[name] = _final(rec)
+            final[name] = _final(train_setting(ctx, name, cell, task, s, key=ctx.key(2), analyse_final=False))
     h = {n: init[n]["horizon"] for n in variants}
     hw = {n: init[n].get("highway_log10_max_lag") for n in variants}
     checks = [
@@ -93,12 +76,28 @@ def _run_forget_bias(s: dict, ctx: Context) -> dict:
             + ", ".join(f"{n} {_fmt(final[n], '.4f')}" for n in variants)
             + f" (baseline {task.baseline:.3f})."
         )
-    return {
-        "measurements": {"horizon_at_init": h, "highway_log10_at_init": hw, "final_metric": final},
-        "outcome": outcome,
-        "checks": checks,
-    }
+    return Findings(
+        measurements={"horizon_at_init": h, "highway_log10_at_init": hw, "final_metric": final},
+        outcome=outcome,
+        checks=checks,
+    )
 
+
+_QUICK = dict(
+    task="adding",
+    length=100,
+    hidden=32,
+    steps=0,
+    batch=32,
+    lr=2e-3,
+    clip_norm=10.0,
+    snapshot_every=100,
+    probe_batch=8,
+    eval_batch=512,
+)
+_FULL = _QUICK | dict(
+    length=500, hidden=128, steps=20000, batch=50, lr=1e-3, snapshot_every=1000, probe_batch=16, eval_batch=1000
+)
 
 EXPERIMENT = Experiment(
     name="forget-bias",
@@ -109,30 +108,8 @@ EXPERIMENT = Experiment(
         "keeps it longer still and 'greatly improves learning of long term dependencies' (Tallec & Ollivier)."
     ),
     source="Jozefowicz et al. 2015 (abstract); Tallec & Ollivier 2018; full references in docs/references.md",
-    quick=dict(
-        task="adding",
-        length=100,
-        hidden=32,
-        steps=0,
-        batch=32,
-        lr=2e-3,
-        clip_norm=10.0,
-        snapshot_every=100,
-        probe_batch=8,
-        eval_batch=512,
-    ),
-    full=dict(
-        task="adding",
-        length=500,
-        hidden=128,
-        steps=20000,
-        batch=50,
-        lr=1e-3,
-        clip_norm=10.0,
-        snapshot_every=1000,
-        probe_batch=16,
-        eval_batch=1000,
-    ),
+    quick=_QUICK,
+    full=_FULL,
     runner=_run_forget_bias,
     notes=(
         "Gradient flow is measured at initialisation on the task's inputs (horizon: largest lag with "

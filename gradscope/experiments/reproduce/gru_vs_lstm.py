@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from gradscope.experiments.reproduce._common import _check, _final, _fmt, train_run
-from gradscope.experiments.reproduce._framework import Context, Experiment
+from gradscope.experiments.reproduce._common import _check, _final, _fmt, train_setting
+from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
 def _params(cell: str, m: int, n: int, out: int) -> int:
@@ -19,7 +19,7 @@ def matched_hidden(cell: str, m: int, out: int, target: int) -> int:
     return min(range(2, 4096), key=lambda n: abs(_params(cell, m, n, out) - target))
 
 
-def _run_gru_vs_lstm(s: dict, ctx: Context) -> dict:
+def _run_gru_vs_lstm(s: dict, ctx: Context) -> Findings:
     from gradscope.cells import make
     from gradscope.experiments import tasks
 
@@ -31,22 +31,7 @@ def _run_gru_vs_lstm(s: dict, ctx: Context) -> dict:
         n = matched_hidden(cell, m, out, target)
         sizes[cell] = {"hidden": n, "parameters": _params(cell, m, n, out)}
         ctx.say(f"training {cell} ({n} units)")
-        rec = train_run(
-            ctx,
-            cell,
-            make(cell, m, n, key=ctx.key(1, j)),
-            task,
-            key=ctx.key(2),
-            steps=s["steps"],
-            batch=s["batch"],
-            lr=s["lr"],
-            optimizer=s["optimizer"],
-            clip_norm=s["clip_norm"],
-            snapshot_every=s["snapshot_every"],
-            probe_batch=s["probe_batch"],
-            analyse_final=True,
-        )
-        final[cell] = _final(rec)
+        final[cell] = _final(train_setting(ctx, cell, make(cell, m, n, key=ctx.key(1, j)), task, s, key=ctx.key(2)))
     t, g, l = final["rnn-tanh"], final["gru"], final["lstm"]
     tol = s["comparable_within"]
     ok = all(v is not None for v in (t, g, l))
@@ -70,8 +55,32 @@ def _run_gru_vs_lstm(s: dict, ctx: Context) -> dict:
         f"({sizes['gru']['hidden']}), LSTM {_fmt(l)} ({sizes['lstm']['hidden']}); unigram baseline "
         f"{task.baseline / math.log(2):.3f} bpc."
     )
-    return {"measurements": {"final_bpc": final, "sizes": sizes}, "outcome": outcome, "checks": checks}
+    return Findings(measurements={"final_bpc": final, "sizes": sizes}, outcome=outcome, checks=checks)
 
+
+_QUICK = dict(
+    task="text",
+    length=50,
+    lstm_hidden=32,
+    steps=400,
+    batch=32,
+    lr=3e-3,
+    optimizer="adam",
+    clip_norm=1.0,
+    snapshot_every=200,
+    probe_batch=4,
+    comparable_within=0.15,
+)
+_FULL = _QUICK | dict(
+    length=100,
+    lstm_hidden=256,
+    steps=30000,
+    batch=64,
+    lr=2e-3,
+    snapshot_every=2000,
+    probe_batch=8,
+    comparable_within=0.05,
+)
 
 EXPERIMENT = Experiment(
     name="gru-vs-lstm",
@@ -82,32 +91,8 @@ EXPERIMENT = Experiment(
         "better' (Chung et al. 2014)."
     ),
     source="Chung et al. 2014 (arXiv 1412.3555), abstract and conclusion; full references in docs/references.md",
-    quick=dict(
-        task="text",
-        length=50,
-        lstm_hidden=32,
-        steps=400,
-        batch=32,
-        lr=3e-3,
-        optimizer="adam",
-        clip_norm=1.0,
-        snapshot_every=200,
-        probe_batch=4,
-        comparable_within=0.15,
-    ),
-    full=dict(
-        task="text",
-        length=100,
-        lstm_hidden=256,
-        steps=30000,
-        batch=64,
-        lr=2e-3,
-        optimizer="adam",
-        clip_norm=1.0,
-        snapshot_every=2000,
-        probe_batch=8,
-        comparable_within=0.05,
-    ),
+    quick=_QUICK,
+    full=_FULL,
     runner=_run_gru_vs_lstm,
     notes=(
         "Chung et al. use polyphonic music and Ubisoft speech, RMSProp and weight noise; "

@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gradscope._errors import ConfigError
-from gradscope.experiments.sweep.config import Config, build_model, config_keys
+from gradscope.experiments.sweep.config import Config, build_model, config_inputs, config_keys
 
 
 def _group_key(c: Config) -> tuple:
@@ -49,20 +48,6 @@ def groups(configs: Sequence[Config]) -> list[list[Config]]:
     return list(out.values())
 
 
-def _inputs(cfg: Config, input_key, m: int):
-    from gradscope.experiments import inputs
-
-    xs = inputs.make_inputs(
-        cfg.input, input_key, cfg.batch, cfg.length, None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype
-    )
-    if xs.shape[-1] != m:
-        raise ConfigError(
-            f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
-            "choose input noise/uniform/zeros for this model"
-        )
-    return np.asarray(xs)
-
-
 def analyse_configs(configs: Sequence[Config], *, devices: Any = None, pad_to: int | None = None) -> list:
     """Analyses of same-shaped configurations as ONE stacked, vmapped, sharded program
     (`gradscope.analysis.batch.analyse_stack`); equal to `analyse_config` of each.
@@ -77,7 +62,7 @@ def analyse_configs(configs: Sequence[Config], *, devices: Any = None, pad_to: i
         k_model, k_input = config_keys(c.seed)
         model = build_model(c, k_model)
         models.append(model)
-        xs.append(_inputs(c, k_input, int(model.input_size)))
+        xs.append(np.asarray(config_inputs(c, k_input, int(model.input_size))))
     return analyse_stack(
         models,
         np.stack(xs),

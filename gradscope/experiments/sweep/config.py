@@ -77,12 +77,11 @@ def config_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return k_model, k_input
 
 
-def analyse_model(model: Any, cfg: Config, input_key: jax.Array) -> Analysis:
-    """`gradscope.analyse` of ``model`` on ``cfg``'s inputs; returns the `Analysis`."""
-    from gradscope.analysis import analyse
+def config_inputs(cfg: Config, input_key: jax.Array, m: int) -> jax.Array:
+    """``cfg``'s input batch (B, T, m) for a model that takes inputs of size ``m``; a task source whose
+    inputs have another size is a `ConfigError`."""
     from gradscope.experiments import inputs
 
-    m = int(model.input_size)
     xs = inputs.make_inputs(
         cfg.input, input_key, cfg.batch, cfg.length, None if cfg.input in inputs.TASK_SOURCES else m, dtype=cfg.dtype
     )
@@ -91,9 +90,16 @@ def analyse_model(model: Any, cfg: Config, input_key: jax.Array) -> Analysis:
             f"input={cfg.input!r} gives inputs of size {xs.shape[-1]}, but the model takes {m}: "
             "choose input noise/uniform/zeros for this model"
         )
+    return xs
+
+
+def analyse_model(model: Any, cfg: Config, input_key: jax.Array) -> Analysis:
+    """`gradscope.analyse` of ``model`` on ``cfg``'s inputs; returns the `Analysis`."""
+    from gradscope.analysis import analyse
+
     return analyse(
         model,
-        xs,
+        config_inputs(cfg, input_key, int(model.input_size)),
         name=cfg.name,
         mode=cfg.mode,
         threshold=cfg.threshold,
