@@ -13,20 +13,66 @@ from gradscope.cli import app
 
 PUBLIC = {
     # models
-    "cells", "norms", "Stack", "Bidirectional", "Network", "Readout", "stack", "bidirectional",
-    "MLP", "make_mlp", "mlp_inputs", "collect_statistics",
+    "cells",
+    "norms",
+    "Stack",
+    "Bidirectional",
+    "Network",
+    "Readout",
+    "stack",
+    "bidirectional",
+    "MLP",
+    "make_mlp",
+    "mlp_inputs",
+    "collect_statistics",
     # rollout and engine
-    "rollout", "Trajectory", "step_jacobians", "lag_profile", "triangle", "singular_values",
-    "step_singular_values", "lyapunov_spectrum", "path_split", "gate_statistics", "attribution",
-    "probe_lag_profile", "parameter_sensitivity", "ParameterSensitivity", "engine",
+    "rollout",
+    "Trajectory",
+    "step_jacobians",
+    "lag_profile",
+    "triangle",
+    "singular_values",
+    "step_singular_values",
+    "lyapunov_spectrum",
+    "path_split",
+    "gate_statistics",
+    "attribution",
+    "probe_lag_profile",
+    "parameter_sensitivity",
+    "ParameterSensitivity",
+    "engine",
     # analysis, experiments, io, checks, testing
-    "analyse", "Analysis", "train", "TrainResult", "TrainingDiverged", "tasks", "io", "checks", "testing",
+    "analyse",
+    "Analysis",
+    "train",
+    "TrainResult",
+    "TrainingDiverged",
+    "tasks",
+    "io",
+    "checks",
+    "testing",
     # errors and version
-    "GradscopeError", "ConfigError", "ShapeError", "NonFiniteError", "UnknownNameError", "__version__",
+    "GradscopeError",
+    "ConfigError",
+    "ShapeError",
+    "NonFiniteError",
+    "UnknownNameError",
+    "__version__",
 }
 
-COMMANDS = ["cells", "analyse", "compare", "sweep", "merge", "report", "inspect", "check", "baseline", "train",
-            "reproduce"]
+COMMANDS = [
+    "cells",
+    "analyse",
+    "compare",
+    "sweep",
+    "merge",
+    "report",
+    "inspect",
+    "check",
+    "baseline",
+    "train",
+    "reproduce",
+]
 
 
 def test_all_is_exactly_the_listed_public_names():
