@@ -363,7 +363,7 @@ def test_compare_seeds_name_each_run(tmp_path):
 
 def test_compare_default_cells_parse():
     from gradscope.cli._options import auto_options, parse_cell_list
-    from gradscope.cli.analyse import DEFAULT_COMPARE_CELLS
+    from gradscope.cli.compare import DEFAULT_COMPARE_CELLS
 
     specs = parse_cell_list(",".join(DEFAULT_COMPARE_CELLS))
     assert [s.label for s in specs] == ["rnn-tanh", "lstm-fb0", "lstm-fb1", "gru", "indrnn", "irnn", "ln-lstm"]

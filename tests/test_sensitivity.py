@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _engine_ref import build, inputs
 
-from gradscope._errors import NonFiniteError, ShapeError
+from gradscope._errors import ConfigError, NonFiniteError, ShapeError
 from gradscope.cells import make
 from gradscope.cells._base import flatten_state, unflatten_state
 from gradscope.engine import sensitivity as sens_mod
@@ -319,7 +319,7 @@ def test_bad_input_raises_gradscope_errors():
         parameter_sensitivity(cell, np.zeros((6, 3)), (np.zeros(3),))
     bad = np.zeros((6, 3))
     bad[2, 1] = np.nan
-    with pytest.raises(NonFiniteError, match="xs"):
+    with pytest.raises(ConfigError, match=r"xs\[t=2, feature=1\] is nan"):  # refused at the door, with the position
         parameter_sensitivity(cell, bad)
     with pytest.raises(NonFiniteError, match="state0"):
         parameter_sensitivity(cell, np.zeros((6, 3)), (np.array([0, np.inf, 0, 0]),))

@@ -11,7 +11,8 @@
     gradscope train --task adding --cell indrnn --out run
     gradscope reproduce adding --out repro-adding
 
-One module per command group, each listing its command functions in ``COMMANDS``; this module only makes
+One module per command group (`compare` has its own), each listing its command functions in ``COMMANDS``;
+this module only makes
 the app and registers them all, in the order ``gradscope --help`` shows them. Shared pieces: `_output`
 (stdout/stderr, JSON, progress), `_errors` (one-line errors and exit codes), `_options` (cell specs, lists,
 inputs, --out, --float64), `_reports` (analyses → report folder), `_distributed` (multi-process JAX).
@@ -26,7 +27,7 @@ from __future__ import annotations
 import typer
 
 from gradscope import __version__
-from gradscope.cli import analyse, cells, checks, report, sweep, train
+from gradscope.cli import analyse, cells, checks, compare, report, sweep, train
 from gradscope.cli._errors import GuardedGroup
 
 app = typer.Typer(
@@ -42,7 +43,7 @@ app = typer.Typer(
 )
 
 #: the command groups, in the order `gradscope --help` lists their commands
-GROUPS = (cells, analyse, sweep, report, checks, train)
+GROUPS = (cells, analyse, compare, sweep, report, checks, train)
 
 
 def _version(value: bool):
