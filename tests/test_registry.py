@@ -153,3 +153,36 @@ def test_jacobian_inside_stack(name):
     net = gs.Stack((first, gs.cells.make("rnn-linear", first.output_size, 2, key=k1, dtype=jnp.float64)))
     rng = np.random.default_rng(3)
     _assert_jacobians_match(net, jnp.asarray(rng.normal(size=M)), _random_state(net, rng), 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_lag_profile_equals_jacrev_alone_in_a_stack_and_in_a_bidirectional(name):
+    """Float64, every registered cell: alone, as the first layer of a Stack and as both directions of a
+    Bidirectional, the engine's log10 ‖∂S_T/∂S_k‖_F for every lag equals NumPy's norm of `jax.jacrev` of the
+    unrolled map (tests/_engine_ref.oracle: a plain scan of ``model.step``, no engine code) to 1e-10, and the
+    models' analytic step Jacobians equal autodiff to 1e-12."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _engine_ref import build, inputs, oracle
+
+    cell = build(name, M, N, seed=0)
+    models = {
+        "alone": cell,
+        "stack": gs.Stack(
+            (cell, gs.cells.make("rnn-linear", cell.output_size, 2, key=jax.random.key(9), dtype=jnp.float64))
+        ),
+        "bidirectional": gs.Bidirectional(cell, build(name, M, N, seed=1)),
+    }
+    rng = np.random.default_rng(4)
+    for where, model in models.items():
+        xs = inputs(T, M, seed=3)
+        lp = gs.lag_profile(model, xs, spectral=False)
+        _, _, P, _, _ = oracle(model, xs)
+        want = np.array([np.log10(np.linalg.norm(P[T, k])) for k in range(T)])
+        np.testing.assert_allclose(np.asarray(lp.log10_frobenius), want, rtol=0, atol=1e-10, err_msg=f"{name} {where}")
+        if has_analytic_jacobian(model):  # at a prepared input (a Bidirectional steps on [x_t, x_{T-1-t}])
+            x = model.prepare_inputs(jnp.asarray(xs))[1]
+            _assert_jacobians_match(model, x, _random_state(model, rng), 1)
