@@ -528,13 +528,6 @@ def test_doc_leaky_stack_matches_its_closed_form():
 
 
 @pytest.mark.slow
-def test_readme_your_own_cells_example_runs(capsys):
-    code = _readme_block().replace("(4, 200, 2)", "(2, 12, 2)")
-    exec(compile(code, "README.md", "exec"), {})
-    assert "'finite': True" in capsys.readouterr().out
-
-
-@pytest.mark.slow
 def test_custom_cells_page_runs():
     ns: dict = {}
     for i, code in enumerate(_doc_blocks()):

@@ -42,3 +42,14 @@ def test_readme_python_example_runs(monkeypatch):
     code = text.split("## Python in ten lines", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     code = code.replace("(8, 500, 2)", "(2, 20, 2)").replace("print(a.summary)", "assert a.summary['horizon'] >= 1")
     exec(compile(code, "README.md", "exec"), {})
+
+
+@pytest.mark.slow
+def test_readme_your_own_cells_example_runs(capsys):
+    """The "Your own cells" example (a user cell analysed end to end), shrunk so that it runs in a test;
+    tests/test_protocol.py checks its Jacobians and lag profile against a closed form."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Your own cells", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python", 1)[1].split("```", 1)[0].replace("(4, 200, 2)", "(2, 12, 2)")
+    exec(compile(code, "README.md", "exec"), {})
+    assert "'finite': True" in capsys.readouterr().out
