@@ -153,3 +153,29 @@ def test_path_split_float32_matches_float64_over_long_sequences():
         a, b = np.asarray(getattr(p64, name)), np.asarray(getattr(p32, name), np.float64)
         assert np.all(np.isfinite(a)) and np.min(a) < -5, name  # a real long-range decay
         np.testing.assert_allclose(b, a, atol=1e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["slstm", "mlstm"])
+def test_xlstm_memory_highway_plus_remainder_is_total(name):
+    """xLSTM (Beck et al. 2024): c_t = f′ c_{t−1} + … (sLSTM) and C_t = f′ C_{t−1} + … (mLSTM, one f′ per head on
+    its Dh² entries). The highway ∏ f′ from the rollout's gate values, the total block from jax.jacrev of the
+    unrolled map, and the remainder = total − highway, against the engine's split."""
+    T = 6
+    model = build(name, 3, 4, seed=2)
+    xs = inputs(T, 3, seed=4)
+    ps = engine.path_split(model, xs)
+    _, _, P, _, _ = oracle(model, xs)
+    f = np.asarray(rollout(model, xs).aux["f"])  # (T, n) or (T, heads)
+    size = model.block_sizes[1]
+    f = np.repeat(f, size // f.shape[1], axis=1)  # one f′ per head → its Dh² entries of C
+    r0 = model.block_sizes[0]
+    assert ps.block == model.blocks[1]
+    for k in range(T):
+        total = P[T, k][r0 : r0 + size, r0 : r0 + size]
+        hw = np.diag(np.prod(f[k:], axis=0))
+        for attr, M in (("total", total), ("highway", hw), ("remainder", total - hw)):
+            got, ref = float(getattr(ps, f"{attr}_log10_frobenius")[k]), np.linalg.norm(M)
+            if ref < 1e-10 * np.linalg.norm(total):
+                assert got < np.log10(np.linalg.norm(total)) - 10, (attr, k)
+            else:
+                np.testing.assert_allclose(got, np.log10(ref), atol=1e-8, err_msg=f"{attr} k={k}")

@@ -99,6 +99,13 @@ class SLSTM(_HeadNormReadout, Cell):
         new, a = self._step(x, state)
         return new, {"pre": a["pre"], "i": a["i"], "f": a["f"], "z": a["z"], "o": a["o"]}
 
+    direct_block = "c"
+
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
+        """The cell-state highway c_t = f′_t ⊙ c_{t−1} + … (as the LSTM's ∏ f): the diagonal f′_t of the
+        direct path of ∂c_t/∂c_{t−1} (the gates held fixed)."""
+        return self._step(x, state)[1]["f"]
+
     def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         """Forward-mode tangents over [S; x] (columns), one row block per new state block."""
         h, c, n, m = state
@@ -198,6 +205,14 @@ class MLSTM(_HeadNormReadout, Cell):
     def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
         new, a = self._step(x, state)
         return new, {k: a[k] for k in ("i_pre", "f_pre", "i", "f", "o")}
+
+    direct_block = "C"
+
+    def direct_path(self, x: Array, state: State, t: Any = None) -> Array:
+        """The matrix memory's highway C_t = f′_t C_{t−1} + …: one scalar f′ per head on its Dh² entries
+        (the diagonal of the direct path of ∂C_t/∂C_{t−1}, the gates held fixed)."""
+        D = self.head_dim
+        return jnp.repeat(self._step(x, state)[1]["f"], D * D)
 
     def jacobian(self, x: Array, state: State, t: Any = None) -> Jacobians:
         """Forward-mode tangents over [S; x] (last axis), per head, then flattened to rows of S'."""

@@ -95,7 +95,8 @@ def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     if not has_direct_path(model):
         raise ConfigError(
             f"model {getattr(model, 'name', type(model).__name__)!r} has no direct path to split: "
-            "path_split needs a gated cell (LSTM, GRU, MUT, minimalRNN); use lag_profile for others"
+            "path_split needs a cell with a direct path (LSTM, GRU, MUT, minimalRNN, sLSTM, mLSTM); "
+            "use lag_profile for others (a diagonal cell's whole Jacobian is its direct path)"
         )
     block = getattr(model, "direct_block", "h")
     i = list(model.blocks).index(block)
