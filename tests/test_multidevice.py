@@ -98,8 +98,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _leaves(x, y, path=""):
+    """(path, x, y) for every leaf of two JSON documents of the same shape."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        for k in x:
+            yield from _leaves(x[k], y.get(k), f"{path}.{k}")
+    elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        for i, (u, v) in enumerate(zip(x, y)):
+            yield from _leaves(u, v, f"{path}[{i}]")
+    else:
+        yield path, x, y
+
+
+def _close(x, y, rtol=1e-5, atol=1e-6) -> bool:
+    if isinstance(x, float) and isinstance(y, float):
+        return abs(x - y) <= atol + rtol * abs(y)
+    return x == y
+
+
 @pytest.mark.slow
-def test_two_processes_equal_one_process_bitwise(tmp_path):
+def test_two_processes_equal_one_process_to_float32_rounding(tmp_path):
     """The multi-controller path end to end: both processes compute, process 0 alone prints and writes."""
     port = _free_port()
     dist = ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
@@ -111,7 +129,23 @@ def test_two_processes_equal_one_process_bitwise(tmp_path):
     assert (two["environment"]["devices"], two["environment"]["processes"]) == (4, 2)
     assert (one["environment"]["devices"], one["environment"]["processes"]) == (1, 1)
     assert "(cpu ×4, 2 processes)" in (tmp_path / "two" / "summary.md").read_text()
-    assert len(two["analyses"]) == 6 and two["analyses"] == one["analyses"]  # every number, bit for bit
+    # Equal to float32 rounding, not bit for bit: each process runs with its own XLA CPU thread pool (two
+    # devices per process here, one in the reference), and XLA splits reductions by thread count, so an LSTM's
+    # gate means and QR-based exponents differ in the last bits (seen: relative 1e-9 to 3e-7). In one process
+    # the device count does not change a bit (test_four_devices_equal_one_device_bitwise).
+    assert len(two["analyses"]) == 6
+    for a, b in zip(two["analyses"], one["analyses"]):
+        assert set(a) == set(b) and a["summary"]["verdict"] == b["summary"]["verdict"]
+        # float32 singular values are accurate relative to the largest of their matrix (error ≈ ε·σ_max/σ): compare
+        # those within 3 decades of it (the smaller ones carry few significant digits in any float32 SVD)
+        resolved = {
+            f".spectra.log10_singular_values[{i}][{j}]"
+            for i, row in enumerate(a.get("spectra", {}).get("log10_singular_values", []))
+            for j, v in enumerate(row)
+            if v is not None and v < max(u for u in row if u is not None) - 3
+        }
+        bad = [(p, x, y) for p, x, y in _leaves(a, b) if p not in resolved and not _close(x, y)]
+        assert not bad, (a["name"], bad[:6])
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "figures",
         "report.html",
