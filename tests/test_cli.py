@@ -635,3 +635,20 @@ def test_compare_modern_cells_sizes_they_cannot_take(tmp_path, cells, needles):
     res = run("compare", "--cells", f"lru,{cells}", "--hidden", "8", "--out", tmp_path / "c")
     assert_error(res, *needles)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--seed", "18446744073709551616"], "--seed=18446744073709551616 is not allowed"),
+        (["--length", "99999999999999999999"], "--length=99999999999999999999 is not allowed"),
+        (["--layers", "1000000"], "--layers=1000000 is not allowed"),
+        (["--hidden", "1000000000"], "needs"),  # memory planned from shapes only (jax.eval_shape)
+        (["--length", "1000000000"], "at most T = "),
+        (["--hidden", "8192", "--length", "2000", "--batch", "1000"], "needs"),
+    ],
+)
+def test_impossible_sizes_fail_before_any_work(tmp_path, args, needle):
+    """Each of these used to hang, abort, print an internal error or run for a minute before failing."""
+    assert_error(run("analyse", "--cell", "lstm", *args, "--out", tmp_path / "r"), needle)
+    assert not (tmp_path / "r").exists()

@@ -62,6 +62,9 @@ def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any
     """Analyse each configuration with a progress bar (one step each); raise on non-finite results."""
     from gradscope.experiments import sweep
 
+    if model is None:  # impossible sizes fail here, in seconds, before any analysis starts
+        for cfg in configs:
+            sweep.plan_config(cfg)
     records = []
     with progress(len(configs), what, quiet) as advance:
         for cfg in configs:

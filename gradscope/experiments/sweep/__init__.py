@@ -21,7 +21,15 @@ threshold) over length × cell.
 """
 
 from gradscope.experiments.sweep.batching import analyse_configs, batchable, chunks, groups, plan_group
-from gradscope.experiments.sweep.config import Config, analyse_config, analyse_model, build_model, config_keys, grid
+from gradscope.experiments.sweep.config import (
+    Config,
+    analyse_config,
+    analyse_model,
+    build_model,
+    config_keys,
+    grid,
+    plan_config,
+)
 from gradscope.experiments.sweep.resume import PARTIAL_SCHEMA, read_partial
 from gradscope.experiments.sweep.run import _record, run_sweep
 from gradscope.report.sweep import SWEEP_FIGURE_FILES, sweep_figures, write_sweep_report
@@ -32,6 +40,7 @@ __all__ = [
     "grid",
     "build_model",
     "config_keys",
+    "plan_config",
     "analyse_model",
     "analyse_config",
     "groups",

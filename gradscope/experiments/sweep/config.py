@@ -69,6 +69,42 @@ def build_model(cfg: Config, key: jax.Array) -> Any:
         raise ConfigError(f"cell {cfg.cell!r} cannot be built with {opts}: {exc}") from None
 
 
+#: the largest size along one axis (XLA's dimensions are 32-bit in places) and the deepest stack planned
+MAX_EXTENT = 2**31 - 1
+MAX_LAYERS = 4096
+MAX_SEED = 2**63 - 1
+
+
+def plan_config(cfg: Config) -> None:
+    """Refuse, in seconds and before any weights or inputs exist, a configuration that cannot run.
+
+    Seeds beyond 64 bits, sizes beyond XLA's extents and stacks deeper than `MAX_LAYERS` are `ConfigError`s;
+    otherwise the model is built abstractly (`jax.eval_shape`: shapes only, nothing allocated) and the memory
+    of its analysis estimated as a sweep does (`gradscope.analysis.batch.config_bytes`, ×2 for XLA's
+    temporaries): a `ResourceError` names the size that does not fit and the longest T that would.
+    """
+    import jax
+
+    from gradscope.analysis.batch import config_bytes
+    from gradscope.engine._memory import require
+
+    if not 0 <= int(cfg.seed) <= MAX_SEED:
+        raise ConfigError(f"--seed={cfg.seed} is not allowed: expected an integer from 0 to 2**63 - 1")
+    for option, value in (("--hidden", cfg.hidden), ("--length", cfg.length), ("--batch", cfg.batch)):
+        if int(value) > MAX_EXTENT:
+            raise ConfigError(f"{option}={value} is not allowed: at most {MAX_EXTENT} (2**31 - 1)")
+    if int(cfg.layers) > MAX_LAYERS:
+        raise ConfigError(f"--layers={cfg.layers} is not allowed: at most {MAX_LAYERS} stacked layers")
+    model = jax.eval_shape(lambda k: build_model(cfg, k), jax.random.key(0))
+    m = getattr(model, "input_size", cfg.input_size) or 1
+    nbytes = config_bytes(model, cfg.batch, cfg.length, m)
+    require(
+        nbytes,
+        f"{cfg.name} (state size {sum(model.block_sizes)}, T = {cfg.length}, batch {cfg.batch})",
+        per_step_bytes=max(1, nbytes // max(1, cfg.length)),
+    )
+
+
 def config_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     """(model key, input key) from one seed: independent streams, the input one shared by all cells."""
     import jax
