@@ -652,3 +652,22 @@ def test_impossible_sizes_fail_before_any_work(tmp_path, args, needle):
     """Each of these used to hang, abort, print an internal error or run for a minute before failing."""
     assert_error(run("analyse", "--cell", "lstm", *args, "--out", tmp_path / "r"), needle)
     assert not (tmp_path / "r").exists()
+
+
+def test_compare_prints_the_findings(tmp_path):
+    """Forget bias 0 keeps σ(f) near 0.5 (Gers et al. 2000): the forget-gate rule fires in compare's output too."""
+    res = run(
+        "compare",
+        "--cells",
+        "lstm:forget_bias=0,rnn-tanh",
+        "--hidden",
+        "4",
+        "--length",
+        "20",
+        "--batch",
+        "2",
+        "--out",
+        tmp_path / "c",
+    )
+    assert res.exit_code == 0, res.output
+    assert "findings" in res.stderr and "forget-gate" in res.stderr

@@ -140,4 +140,28 @@ def finish(out: Path, report: dict, *, json_out: bool, quiet: bool, title: str, 
         print_json(report)
     if not quiet and not json_out:
         stderr_console().print(summary_table(report["analyses"], title))
+        print_findings(report["analyses"])
     info(f"wrote {out}/ (report.json, report.html, summary.md) in {seconds:.0f} s", quiet)
+
+
+def print_findings(analyses: list[dict], limit: int = 30) -> None:
+    """The findings of the analyses as a table on stderr (id, severity, message, suggestion; the first ``limit``
+    rows, the rest counted), or one line saying that no rule fired."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = [(a.get("name", "?"), f) for a in analyses for f in a.get("findings") or []]
+    if not rows:
+        info("findings: none (no rule of gradscope.analysis.findings fired)")
+        return
+    t = Table(title="findings", title_justify="left", caption="evidence and references: report.json, report.html")
+    for col in ("analysis", "finding", "severity", "what was found", "suggestion"):
+        t.add_column(col, no_wrap=col in ("analysis", "finding", "severity"))
+    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+    for name, f in rows[:limit]:
+        sev = str(f.get("severity", "?"))
+        text = [escape(str(x)) for x in (name, f.get("id", "?"), f.get("message", ""), f.get("suggestion", ""))]
+        t.add_row(text[0], text[1], f"[{colour.get(sev, 'white')}]{escape(sev)}[/]", text[2], text[3])
+    stderr_console().print(t)
+    if len(rows) > limit:
+        info(f"... and {len(rows) - limit} more findings in report.json")

@@ -30,7 +30,6 @@ from gradscope.cli._options import (
     option_error,
     parse_cell_spec,
 )
-from gradscope.cli._output import info
 from gradscope.cli._reports import analyse_all, finish, write
 
 
@@ -159,31 +158,6 @@ def analyse(
     analyses = analyse_all([cfg], quiet=quiet, what="analysing", model=model)
     report = write(out, analyses, command="analyse", config=config, force=force)
     finish(out, report, json_out=json_out, quiet=quiet, title="gradient flow", seconds=time.perf_counter() - t0)
-    if not quiet and not json_out:
-        _print_findings(report["analyses"])
-
-
-def _print_findings(analyses: list[dict]) -> None:
-    """The findings of the analyses as a table on stderr (id, severity, message, suggestion), or one line
-    saying that no rule fired."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from gradscope.cli._output import stderr_console
-
-    rows = [(a.get("name", "?"), f) for a in analyses for f in a.get("findings") or []]
-    if not rows:
-        info("findings: none (no rule of gradscope.analysis.findings fired)")
-        return
-    t = Table(title="findings", title_justify="left", caption="evidence and references: report.json, report.html")
-    for col in ("analysis", "finding", "severity", "what was found", "suggestion"):
-        t.add_column(col, no_wrap=col in ("analysis", "finding", "severity"))
-    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
-    for name, f in rows:
-        sev = str(f.get("severity", "?"))
-        text = [escape(str(x)) for x in (name, f.get("id", "?"), f.get("message", ""), f.get("suggestion", ""))]
-        t.add_row(text[0], text[1], f"[{colour.get(sev, 'white')}]{escape(sev)}[/]", text[2], text[3])
-    stderr_console().print(t)
 
 
 def _imported_config(model, weights: Path, input_size: Optional[int], common: dict):
