@@ -130,3 +130,25 @@ def block_ranges(model):
         out.append((name, i, i + n))
         i += n
     return out
+
+
+def assert_lag_profile_matches_jacrev(model, T, atol, seed=2):
+    """The engine's lag profile (full state and every block pair, spectral and Frobenius) against NumPy norms
+    of `oracle`'s jax.jacrev products, for every lag; an exactly zero block must be −∞."""
+    from gradscope import engine
+
+    xs = inputs(T, model.input_size, seed=seed)
+    lp = engine.lag_profile(model, xs)
+    _, _, P, _, _ = oracle(model, xs)
+    ranges = {b: (r0, r1) for b, r0, r1 in block_ranges(model)}
+    assert lp.length == T and lp.blocks
+    for k in range(T):
+        Mk = P[T, k]
+        np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.linalg.norm(Mk, 2)), atol=atol)
+        np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(Mk)), atol=atol)
+        for key, v in lp.blocks.items():  # "b→a" is ∂S_T[a]/∂S_k[b]
+            src, dst = key.split("→")
+            sub = Mk[slice(*ranges[dst]), slice(*ranges[src])]
+            for norm, ord_ in (("log10_spectral", 2), ("log10_frobenius", None)):
+                want = np.log10(np.linalg.norm(sub, ord_)) if np.any(sub) else -np.inf
+                np.testing.assert_allclose(float(v[norm][k]), want, atol=atol, err_msg=f"{key} k={k}")

@@ -71,19 +71,7 @@ def test_check_and_baseline_are_registered():
     assert "check" in res.stdout and "baseline" in res.stdout
 
 
-COMMANDS = [
-    "cells",
-    "analyse",
-    "compare",
-    "sweep",
-    "merge",
-    "report",
-    "inspect",
-    "check",
-    "baseline",
-    "train",
-    "reproduce",
-]
+from test_public_api import COMMANDS  # noqa: E402  # the one list of the CLI's commands (a contract)
 
 
 def test_one_registration_style_in_a_fixed_order():

@@ -27,7 +27,7 @@ from gradscope.report import (  # noqa: E402
     write_report,
 )
 from gradscope.report import folder as folder_mod  # noqa: E402
-from tests._report_data import analyses, full_report, light_report  # noqa: E402
+from tests._report_data import LIGHT_KEYS, analyses, full_report, light_report  # noqa: E402
 
 
 def _siblings(path):
@@ -313,24 +313,7 @@ def with_findings(tmp_path_factory):
     cell = gradscope.cells.make("lstm", 2, 4, key=jax.random.key(0), dtype=jnp.float32)
     xs = jax.random.normal(jax.random.key(1), (2, 10, 2), jnp.float32)
     a = gradscope.analyse(cell, xs, name="lstm-fb0", sensitivity=True, lyapunov=False, spectra=False).to_dict()
-    old = {
-        k: v
-        for k, v in a.items()
-        if k
-        in (
-            "schema",
-            "name",
-            "model",
-            "blocks",
-            "block_sizes",
-            "length",
-            "batch",
-            "precision",
-            "method",
-            "summary",
-            "lag_profile",
-        )
-    }
+    old = {k: v for k, v in a.items() if k in LIGHT_KEYS and k != "bound"}  # a record of before findings
     old["name"] = "old"
     r = build_report([a, old], command="compare")
     return write_report(tmp_path_factory.mktemp("sens") / "out", r), r
