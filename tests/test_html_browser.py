@@ -60,11 +60,14 @@ def test_screenshot_is_not_blank(page, tmp_path):
 
     root, html, _ = page
     shot = tmp_path / "shot.png"
-    res = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2000", html.as_uri())
+    # the virtual-time budget lets the inlined PNGs decode before the shot, also on a loaded CI machine
+    res = _chromium(
+        tmp_path, f"--screenshot={shot}", "--window-size=1200,6000", "--virtual-time-budget=5000", html.as_uri()
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert shot.exists(), res.stderr[-2000:]
     img = imread(shot)[..., :3]
-    assert img.shape[:2] == (2000, 1200)
+    assert img.shape[:2] == (6000, 1200)  # tall enough to reach the figures below the tables
     gray = img.mean(axis=-1)
     nonwhite = float((gray < 0.95).mean())
     assert 0.03 < nonwhite < 0.9, nonwhite  # text, tables and figures, on a white page
@@ -103,7 +106,9 @@ def test_images_decode_in_the_browser(page, tmp_path):
         f'<img src="{src}" style="display:block"></body></html>'
     )
     shot = tmp_path / "one.png"
-    res = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=800,600", single.as_uri())
+    res = _chromium(
+        tmp_path, f"--screenshot={shot}", "--window-size=800,600", "--virtual-time-budget=5000", single.as_uri()
+    )
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     img = imread(shot)[..., :3]
     assert float((img.mean(axis=-1) < 0.9).mean()) > 0.02  # the figure's lines and text are drawn

@@ -42,6 +42,7 @@ table { border-collapse: collapse; width: 100%; font-size: 0.9em; margin: 8px 0 
 th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: var(--head); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.text { min-width: 16em; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.95em; }
 .scroll { overflow-x: auto; }
 .verdict { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: 0.9em; }
@@ -49,7 +50,7 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.95
 .exploding { color: var(--exploding); background: var(--exploding-bg); }
 .stable { color: var(--stable); background: var(--stable-bg); }
 .inconclusive { color: var(--inconclusive); background: var(--inconclusive-bg); }
-.verdicts td { width: 33%; }
+.verdicts td, .verdicts th { width: 25%; }
 .warning { color: var(--exploding); background: var(--exploding-bg); }
 .error { color: var(--vanishing); background: var(--vanishing-bg); }
 .info { color: var(--muted); background: var(--head); }
@@ -89,6 +90,14 @@ def _setup_rows(a: Mapping) -> list[tuple[str, str]]:
     ]
 
 
+def _value_cell(value) -> str:
+    """A number right-aligned on one line; a text (a verdict's reason) wraps like prose, so one long
+    reason cannot push the other analyses' columns off the page."""
+    if isinstance(value, str):
+        return f'<td class="text">{escape(value)}</td>'
+    return f'<td class="num">{escape(fmt(value))}</td>'
+
+
 def _summary_table(items) -> str:
     """Side by side (metrics as rows, one column per analysis) for up to 8 analyses, else one row
     per analysis. Metric names are the summary keys (`gradscope check` addresses them so)."""
@@ -107,7 +116,7 @@ def _summary_table(items) -> str:
             unit = METRICS.get(k, "")
             rows.append(
                 f'<tr><th><code>{escape(k)}</code><div class="unit">{escape(unit)}</div></th>'
-                + "".join(f'<td class="num">{escape(fmt(a.get("summary", {}).get(k)))}</td>' for a in items)
+                + "".join(_value_cell(a.get("summary", {}).get(k)) for a in items)
                 + "</tr>"
             )
         return (
@@ -118,7 +127,7 @@ def _summary_table(items) -> str:
     rows = []
     for a in items:
         s = a.get("summary", {})
-        cells = "".join(f'<td class="num">{escape(fmt(s.get(k)))}</td>' for k in keys)
+        cells = "".join(_value_cell(s.get(k)) for k in keys)
         setup = "".join(f"<td>{v}</td>" for _, v in _setup_rows(a))
         rows.append(
             f"<tr><td><code>{escape(str(a.get('name', '')))}</code></td>"
