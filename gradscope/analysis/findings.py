@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from gradscope.analysis._finding import SEVERITIES, Finding, Rule, _float, _series
+from gradscope.analysis._finding import SEVERITIES, Finding, Rule, _float, _series, finding
 from gradscope.analysis.rules import indrnn_range, pascanu_bound, path_split, saturated_gates
 
 #: curse of memory: the parameter sensitivity outgrows the state by more than this many decades
@@ -57,9 +57,8 @@ def curse_of_memory(a: Mapping[str, Any]) -> Finding | None:
     per = {n: _series(v) for n, v in (s.get("by_parameter") or {}).items()}
     finite_end = {n: v[t1] for n, v in per.items() if len(v) > t1 and math.isfinite(v[t1])}
     worst = max(finite_end, key=lambda n: finite_end[n]) if finite_end else ""
-    return Finding(
+    return finding(
         id="curse-of-memory",
-        severity="warning",
         message=(
             f"the state's sensitivity to the parameters grew {excess:.2f} decades more than the state itself "
             f"between t = {t0} and t = {t1} (most sensitive: {worst or '?'}): long memory makes the loss "
@@ -77,16 +76,6 @@ def curse_of_memory(a: Mapping[str, Any]) -> Finding | None:
             "parameter": worst,
             "log10_parameter_sensitivity_end": finite_end.get(worst, float("nan")),
         },
-        suggestion=(
-            "parameterise the recurrence so that its eigenvalues λ are reached through a map whose derivative "
-            "vanishes as |λ| → 1 (λ = exp(−exp(ν)), as the LRU) and keep the eigenvalue modulus away from 1 "
-            "(lru: lower r_max); use an adaptive optimiser (Adam) or a smaller learning rate for the "
-            "recurrent parameters"
-        ),
-        reference=(
-            "Zucchet & Orvieto 2024 (NeurIPS), 'Recurrent neural networks: vanishing and exploding gradients are "
-            "not the end of the story'; Orvieto et al. 2023 (LRU) §3.3-3.4; gs.parameter_sensitivity"
-        ),
     )
 
 
@@ -100,9 +89,8 @@ def chaos(a: Mapping[str, Any]) -> Finding | None:
         return None
     lam = float(lam)
     T = int(a.get("length") or 0)
-    return Finding(
+    return finding(
         id="chaos",
-        severity="warning",
         message=(
             f"largest Lyapunov exponent λ_max = {lam:.4g} nats per step > 0: perturbations of the state grow "
             f"by e^{{λ_max·T}} = 10^{lam * T / math.log(10):.3g} over T = {T} steps (chaotic or exploding dynamics)"
@@ -113,14 +101,6 @@ def chaos(a: Mapping[str, Any]) -> Finding | None:
             "length": T,
             "log10_growth_over_length": lam * T / math.log(10),
         },
-        suggestion=(
-            "lower the recurrent gain (gain < 1 for tanh: --gain), initialise the recurrent weights orthogonally "
-            "(--init orthogonal), and clip the gradient norm during training (Pascanu et al. 2013 §3.2)"
-        ),
-        reference=(
-            "Pascanu, Mikolov & Bengio 2013 (ICML), 'On the difficulty of training recurrent neural networks'; "
-            "notebooks/02-the-rnn-product (the transition to chaos)"
-        ),
     )
 
 
@@ -142,9 +122,8 @@ def dead_units(a: Mapping[str, Any]) -> Finding | None:
         return None
     inactive = relu[key].get("inactive_fraction")
     where = key.removesuffix("relu").rstrip(".") or "the cell"
-    return Finding(
+    return finding(
         id="dead-units",
-        severity="warning",
         message=(
             f"{dead:.1%} of the relu units of {where} are switched off for whole sequences (pre-activation ≤ 0 "
             "at every step): they pass neither signal nor gradient"
@@ -155,14 +134,6 @@ def dead_units(a: Mapping[str, Any]) -> Finding | None:
             "threshold": DEAD_FRACTION,
             "gate": key,
         },
-        suggestion=(
-            "give the units a small positive bias or use a leaky relu (rnn-leaky-relu), and centre or normalise "
-            "the inputs so that each unit sees pre-activations of both signs"
-        ),
-        reference=(
-            "Le, Jaitly & Hinton 2015 (IRNN); Li et al. 2018 (IndRNN); notebooks/01-depth-before-time "
-            "(relu units switching off)"
-        ),
     )
 
 
@@ -205,9 +176,8 @@ def forget_gate(a: Mapping[str, Any]) -> Finding | None:
         return None
     timescale = -1.0 / math.log(mean) if 0.0 < mean < 1.0 else float("nan")
     where = key.removesuffix("f").rstrip(".") or "the cell"
-    return Finding(
+    return finding(
         id="forget-gate",
-        severity="warning",
         message=(
             f"the forget gates of {where} average {mean:.3f} (≤ {FORGET_MEAN}): the cell state keeps only that "
             f"fraction per step, a memory of about {timescale:.2g} steps, so the cell-state highway closes"
@@ -220,15 +190,6 @@ def forget_gate(a: Mapping[str, Any]) -> Finding | None:
             "saturated_fraction": _float(fs[key].get("saturated_fraction")),
             "gate": key,
         },
-        suggestion=(
-            "raise the forget-gate bias to 1 (--forget-bias 1; Gers et al. 2000, Jozefowicz et al. 2015) or use "
-            "the chrono initialisation b_f ~ log U[1, T_max − 1] with T_max about the dependency length "
-            "(--chrono T_max; Tallec & Ollivier 2018)"
-        ),
-        reference=(
-            "Gers, Schmidhuber & Cummins 2000 (Neural Computation), 'Learning to forget'; Tallec & Ollivier 2018 "
-            "(ICLR), 'Can recurrent neural networks warp time?'; notebooks/03-the-lstm-highway"
-        ),
     )
 
 

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from gradscope.analysis._finding import Finding, _float
+from gradscope.analysis._finding import Finding, _float, finding
 from gradscope.analysis.verdict import RATE_THRESHOLD
 
 #: saturated gates: at least this fraction of a gate's values has σ' = s(1 − s) below 0.01
@@ -55,23 +55,13 @@ def saturated_gates(a: Mapping[str, Any]) -> Finding | None:
     if not frac >= SATURATED_FRACTION:
         return None
     side = "closed (near 0)" if mean < 0.5 else "open (near 1)"
-    return Finding(
+    return finding(
         id="saturated-gates",
-        severity="warning",
         message=(
             f"gate {key!r} is saturated for {frac:.1%} of its values (σ' < 0.01, mostly {side}, mean {mean:.3f}): "
             "it passes almost no gradient to its own weights and cannot learn to switch"
         ),
         evidence={"gate": key, "saturated_fraction": frac, "mean": mean, "threshold": SATURATED_FRACTION},
-        suggestion=(
-            "shrink the pre-activations of that gate: scale the inputs to unit variance, lower the input and "
-            "recurrent weight scales or the gate bias, or normalise the gate pre-activations (layer-norm LSTM, "
-            "lstm-ln)"
-        ),
-        reference=(
-            "Gers, Schmidhuber & Cummins 2000 (Neural Computation), 'Learning to forget'; Ba, Kiros & Hinton "
-            "2016, 'Layer normalization'; notebooks/03-the-lstm-highway"
-        ),
     )
 
 
@@ -90,9 +80,8 @@ def pascanu_bound(a: Mapping[str, Any]) -> Finding | None:
     thr, T = _threshold(a), int(a.get("length") or 0)
     per = math.log10(gs) if gs > 0 else -math.inf
     lag = math.ceil(thr / per) if per < 0 and math.isfinite(per) else 1
-    return Finding(
+    return finding(
         id="pascanu-bound",
-        severity="warning",
         message=(
             f"σ_max(W)·γ = {s:.3g}·{g:.3g} = {gs:.3g} < 1: Pascanu's bound ‖∂h_t/∂h_k‖ ≤ ({gs:.3g})^(t−k) "
             f"guarantees vanishing gradients, below 10^{thr:g} from lag {lag} on, whatever the inputs"
@@ -107,14 +96,6 @@ def pascanu_bound(a: Mapping[str, Any]) -> Finding | None:
             "threshold": thr,
             "lag_below_threshold": lag,
         },
-        suggestion=(
-            "raise the recurrent weights' scale so that σ_max(W)·γ ≥ 1 (an orthogonal W has σ_max = 1: "
-            "--init orthogonal --gain 1), or use a gated cell (LSTM, GRU) whose additive path is not bound by it"
-        ),
-        reference=(
-            "Pascanu, Mikolov & Bengio 2013 (ICML), 'On the difficulty of training recurrent neural networks' "
-            "§2.1; notebooks/02-the-rnn-product"
-        ),
     )
 
 
@@ -142,39 +123,23 @@ def path_split(a: Mapping[str, Any]) -> Finding | None:
         "threshold": thr,
         "rate_threshold": RATE_THRESHOLD,
     }
-    ref = (
-        "Hochreiter & Schmidhuber 1997 (constant error carousel); Gers, Schmidhuber & Cummins 2000; "
-        "Pascanu, Mikolov & Bengio 2013 §3.2 (clipping); notebooks/03-the-lstm-highway"
-    )
     if r > EXPLODE_DECADES and r / T > RATE_THRESHOLD and h >= thr:
-        return Finding(
+        return finding(
             id="remainder-exploding",
-            severity="warning",
             message=(
                 f"the cell-state highway holds (10^{h:.2f} at lag {T}) but the remainder — the paths through h and "
                 f"the gates — grows to 10^{r:.2f} ({r / T:+.3f} decades/step): the gradient explodes through the gates"
             ),
             evidence=ev | {"explode_decades": EXPLODE_DECADES},
-            suggestion=(
-                "lower the scale of the recurrent weights W_hh (they drive the gate paths), and clip the gradient "
-                "norm during training (Pascanu et al. 2013 §3.2)"
-            ),
-            reference=ref,
         )
     if h < thr <= r and r - h >= PATH_GAP_DECADES:
-        return Finding(
+        return finding(
             id="highway-closed",
-            severity="info",
             message=(
                 f"the cell-state highway has closed (10^{h:.2f} at lag {T}, below 10^{thr:g}) while the remainder "
                 f"still carries 10^{r:.2f}: the long-range gradient flows through the gates, not the cell state"
             ),
             evidence=ev | {"gap_decades": PATH_GAP_DECADES},
-            suggestion=(
-                "open the highway: raise the forget-gate bias (--forget-bias 1) or use the chrono initialisation "
-                "(--chrono T_max; Tallec & Ollivier 2018)"
-            ),
-            reference=ref,
         )
     return None
 
@@ -204,11 +169,9 @@ def indrnn_range(a: Mapping[str, Any]) -> Finding | None:
         "threshold": thr,
         "log10_bound_at_length": T * math.log10(gu) if gu > 0 else -math.inf,
     }
-    ref = "Li, Li, Cook, Zhu & Gao 2018 (CVPR), 'Independently recurrent neural network (IndRNN)' §3.1"
     if gu > hi:
-        return Finding(
+        return finding(
             id="indrnn-range",
-            severity="warning",
             message=(
                 f"IndRNN max|u| = {u:.5g} exceeds γ^(1/T) = {INDRNN_GAMMA:g}^(1/{T}) = {hi:.5g}: the gradient over "
                 f"T = {T} steps may grow by up to 10^{ev['log10_bound_at_length']:.3g}, more than γ = {INDRNN_GAMMA:g}"
@@ -218,19 +181,16 @@ def indrnn_range(a: Mapping[str, Any]) -> Finding | None:
                 f"clip u to [−γ^(1/T), γ^(1/T)] after every update (gs.clip_recurrent(cell, {hi:.5g})), or build "
                 f"the cell with max_length={T}"
             ),
-            reference=ref,
         )
     if gu < lo:
-        return Finding(
+        return finding(
             id="indrnn-range",
-            severity="warning",
             message=(
                 f"IndRNN max|u| = {u:.5g} is below 10^(threshold/T) = {lo:.5g}: every unit's gradient falls below "
                 f"10^{thr:g} within T = {T} steps, so no unit remembers that far"
             ),
             evidence=ev,
             suggestion=f"raise u_min towards ε^(1/T) (Li et al. use u_min = ε^(1/T) for long memory; here {lo:.4g})",
-            reference=ref,
         )
     return None
 
