@@ -50,6 +50,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     **_from("gradscope.cells.normalized", "collect_statistics"),
     "io": ("gradscope.io", None),
     "tasks": ("gradscope.experiments.tasks", None),
+    "inputs": ("gradscope.experiments.inputs", None),
     **_from("gradscope.experiments.train", "train", "TrainResult", "TrainingDiverged", "Network", "Readout"),
     "checks": ("gradscope.checks", None),
     "testing": ("gradscope.testing", None),

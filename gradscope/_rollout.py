@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from gradscope._array_like import to_array
 from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells._base import Array, Aux, State, check_state, flatten_state
 from gradscope.cells._protocol import check_model
@@ -58,12 +59,16 @@ class Trajectory:
 
 
 def check_inputs(model: Any, xs: Any, state0: Any = None) -> tuple[Array, State, bool]:
-    """Validate ``xs`` (``(T, m)`` or ``(B, T, m)``) and ``state0``; return ``(xs, state0, batched)``.
+    """Validate ``xs`` (``(T, m)`` or ``(B, T, m)``: NumPy, JAX, or a torch tensor) and ``state0``; return
+    ``(xs, state0, batched)``.
 
     ``xs`` is cast to the model's dtype; a missing ``state0`` becomes zeros. The model is checked against the
     cell protocol first (`gradscope.cells._protocol.check_model`: one abstract step, cached per model structure).
     """
     check_model(model)
+    xs = to_array(xs)  # torch tensors → NumPy (detached, CPU); NumPy and JAX arrays unchanged
+    if state0 is not None:
+        state0 = jax.tree.map(to_array, state0)
     try:
         arr = xs if isinstance(xs, jax.Array) else np.asarray(xs)
     except (ValueError, TypeError):
@@ -85,6 +90,8 @@ def check_inputs(model: Any, xs: Any, state0: Any = None) -> tuple[Array, State,
         )
     if arr.shape[-2] < 1:
         raise ShapeError(f"xs has shape {tuple(arr.shape)}: the sequence must have at least one step")
+    if arr.ndim == 3 and arr.shape[0] < 1:
+        raise ShapeError(f"xs has shape {tuple(arr.shape)}: a batch needs at least one sequence (B >= 1)")
     if not np.issubdtype(np.dtype(arr.dtype), np.floating) and not np.issubdtype(np.dtype(arr.dtype), np.integer):
         raise ShapeError(f"xs has dtype {arr.dtype}: expected a real floating-point array")
     dtype = model.dtype

@@ -47,6 +47,7 @@ PUBLIC = {
     "TrainResult",
     "TrainingDiverged",
     "tasks",
+    "inputs",
     "io",
     "checks",
     "testing",
@@ -71,6 +72,7 @@ COMMANDS = [
     "baseline",
     "train",
     "reproduce",
+    "history",
 ]
 
 
