@@ -53,6 +53,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "inputs": ("gradscope.experiments.inputs", None),
     **_from("gradscope.experiments.train", "train", "TrainResult", "TrainingDiverged", "Network", "Readout"),
     "checks": ("gradscope.checks", None),
+    "report": ("gradscope.report", None),
     "testing": ("gradscope.testing", None),
     **_from("gradscope._errors", "GradscopeError", "ConfigError", "ShapeError", "UnknownNameError", "NonFiniteError"),
 }

@@ -50,6 +50,7 @@ PUBLIC = {
     "inputs",
     "io",
     "checks",
+    "report",
     "testing",
     # errors and version
     "GradscopeError",

@@ -30,6 +30,7 @@ import numpy as np
 from gradscope import engine
 from gradscope._errors import ConfigError, check_bool, check_number
 from gradscope.analysis.findings import Finding, evaluate
+from gradscope.analysis.plan import plan_analysis
 from gradscope.analysis.verdict import classify, thresholds
 from gradscope.engine._prep import MATMUL_PRECISION, is_diagonal, matmul_precision, prepare
 from gradscope.engine.paths import has_direct_path
@@ -162,6 +163,21 @@ class Analysis:
         out["findings"] = [f.to_dict() for f in self.findings]
         return out
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the verdict, the summary table and the lag profile as an inline PNG
+        (`gradscope.report.notebook.analysis_html`)."""
+        from gradscope.report.notebook import analysis_html  # presentation: imported only when shown
+
+        return analysis_html(self)
+
+    def plot(self, kind: str = "lag"):
+        """A matplotlib ``Figure`` of this analysis: ``kind`` is "lag", "spectra", "lyapunov", "paths" or
+        "gates" (`gradscope.report.notebook.plot`; a section the analysis lacks raises `ConfigError` naming
+        the analyse option that computes it)."""
+        from gradscope.report.notebook import plot
+
+        return plot(self, kind)
+
     def _record(self, light: bool) -> dict:
         """`to_dict` without the findings; ``light`` leaves out what no finding rule reads (the lag-profile,
         triangle, spectra, paths and attribution sections), which is all the rules need."""
@@ -217,14 +233,21 @@ class Analysis:
                 "units": "nats per step",
             }
         if self.spectra is not None:
+            sv, note = _resolved(self.spectra.log10_sv, dense=_dense(self.model))
             out["spectra"] = {
                 "k": [int(k) for k in self.spectra.ks],
                 "lag": [int(self.length - k) for k in self.spectra.ks],
-                "log10_singular_values": _list(_batch_mean(self.spectra.log10_sv, b)),
-            }
+                "log10_singular_values": _list(_batch_mean(sv, b)),
+                "resolution": note,
+            } | _per_sequence(sv, b)
         if self.step_spectra is not None:
             ts, sv = self.step_spectra
-            out["step_spectra"] = {"t": [int(t) for t in ts], "log10_singular_values": _list(_batch_mean(sv, b))}
+            sv, note = _resolved(sv, dense=_dense(self.model))
+            out["step_spectra"] = {
+                "t": [int(t) for t in ts],
+                "log10_singular_values": _list(_batch_mean(sv, b)),
+                "resolution": note,
+            } | _per_sequence(sv, b)
         if self.paths is not None:
             p = self.paths
             out["paths"] = {"block": p.block} | {
@@ -239,6 +262,46 @@ class Analysis:
                 "blocks": list(a.blocks),
             }
         return out
+
+
+def _dense(model: dict) -> bool:
+    """Whether the analysed model's spectra come from an SVD (not the exact diagonal products)."""
+    return (model or {}).get("structure") not in ("diagonal", "complex-diagonal")
+
+
+def _resolved(log10_sv, *, dense: bool) -> tuple[np.ndarray, str]:
+    """log10 singular values (…, d), descending, with those below the dtype's resolution made NaN (null in
+    the report), and the note that says so.
+
+    An SVD in floating point resolves a singular value σ_i only above about ``d · eps · σ_max`` (its absolute
+    error is a small multiple of ``eps · ‖M‖₂``; Golub & Van Loan 2013, §8.6): a σ_i below that is rounding
+    noise, which changes with the batching of the computation (``--vmap``, free memory). Each such value is
+    reported as null, the same way every time. Diagonal models need no SVD (exact products of ``|a_n|`` in
+    log space), so their values are all kept.
+    """
+    a = np.array(log10_sv, dtype=np.float64)
+    dtype = np.dtype(getattr(log10_sv, "dtype", np.float32))
+    name = dtype.name if dtype.kind == "f" else "float32"
+    if not dense or a.ndim == 0 or a.shape[-1] < 2:
+        return a, f"every value resolved (no SVD); {name}"
+    floor = np.log10(a.shape[-1] * np.finfo(dtype if dtype.kind == "f" else np.float32).eps)
+    with np.errstate(invalid="ignore"):
+        a[a < a[..., :1] + floor] = np.nan
+    return a, f"null: below {name} resolution (sigma_i < d * eps * sigma_max, d = {a.shape[-1]})"
+
+
+def _per_sequence(sv, batched: bool) -> dict:
+    """Median, minimum and maximum over the sequences of log10 singular values (B, n, k): values some
+    sequence actually has, unlike the batch mean (empty when not batched)."""
+    if not batched:
+        return {}
+    a = np.asarray(sv, np.float64)
+    with np.errstate(invalid="ignore"):
+        return {
+            "log10_singular_values_median": _list(np.median(a, axis=0)),
+            "log10_singular_values_min": _list(np.min(a, axis=0)),
+            "log10_singular_values_max": _list(np.max(a, axis=0)),
+        }
 
 
 def _sensitivity_dict(s, batched: bool) -> dict:
@@ -261,9 +324,29 @@ def with_findings(a: Analysis) -> Analysis:
 
 
 def _describe(model) -> dict:
+    """The model's ``describe()`` plus ``parts``: per leaf cell its state-block ``prefix``, registry ``cell``,
+    ``family`` (`gradscope.cells.entry`; "custom" if unregistered), Jacobian ``structure``, whether it has a
+    gated direct path (``gated``) and its ``activation`` — what the report's captions and views read."""
     d = getattr(model, "describe", None)
     out = d() if callable(d) else None
-    return out if isinstance(out, dict) else {"cell": type(model).__name__}
+    out = dict(out) if isinstance(out, dict) else {"cell": type(model).__name__}
+    return out | {"parts": [_part(p, c) for p, c in getattr(model, "named_cells", lambda: (("", model),))()]}
+
+
+def _part(prefix: str, cell) -> dict:
+    from gradscope import cells
+    from gradscope.engine._prep import structure
+
+    name = str(getattr(cell, "name", "") or type(cell).__name__)
+    act = getattr(cell, "activation", None)
+    return {
+        "prefix": prefix,
+        "cell": name,
+        "family": cells.entry(name).family if name in cells.names() else "custom",
+        "structure": structure(cell),
+        "gated": has_direct_path(cell),
+        "activation": act if isinstance(act, str) else None,
+    }
 
 
 def analyse(
@@ -298,6 +381,11 @@ def analyse(
         raise ConfigError(f"mode={mode!r} is not allowed: use 'exact' or 'probe'")
     check_number("threshold", threshold)  # a log10 norm, such as -3
     check_bool("sensitivity", sensitivity)
+    # before any rollout: refuse, in one line, an analysis that would not fit (gradscope.analysis.plan)
+    plan_analysis(
+        model, xs, name=name, probes=probes, mode=mode, lyapunov=lyapunov, triangle=triangle, spectra=spectra,
+        paths=paths, attribution=attribution, sensitivity=sensitivity,
+    )  # fmt: skip
     pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
     T, d = int(pxs.shape[-2]), int(S.shape[-1])
     B = int(pxs.shape[0]) if batched else None

@@ -10,6 +10,7 @@
     gradscope check REPORT --baseline B  # CI regression check (no JAX import)
     gradscope train --task adding --cell indrnn --out run
     gradscope reproduce adding --out repro-adding
+    gradscope history runs/lstm          # gradient flow over a watched training run
 
 One module per command group (`compare` has its own), each listing its command functions in ``COMMANDS``;
 this module only makes
@@ -27,7 +28,7 @@ from __future__ import annotations
 import typer
 
 from gradscope import __version__
-from gradscope.cli import analyse, cells, checks, compare, report, sweep, train
+from gradscope.cli import analyse, cells, checks, compare, history, report, sweep, train
 from gradscope.cli._errors import GuardedGroup
 
 app = typer.Typer(
@@ -43,7 +44,7 @@ app = typer.Typer(
 )
 
 #: the command groups, in the order `gradscope --help` lists their commands
-GROUPS = (cells, analyse, compare, sweep, report, checks, train)
+GROUPS = (cells, analyse, compare, sweep, report, checks, train, history)
 
 
 def _version(value: bool):

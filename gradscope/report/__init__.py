@@ -5,6 +5,7 @@
     from gradscope.report import build_report, write_report
     a = gs.analyse(cell, xs, name="lstm", triangle=True)
     write_report("out", build_report([a], command="analyse", config={"cell": "lstm"}))
+    gs.report.write([a], "out")          # the same in one call (gradscope.report.notebook.write)
 
 ``gradscope.report.figures`` holds the matplotlib figure functions (also for notebooks).
 JAX is imported only by `build_report` (to record the environment).
@@ -26,6 +27,7 @@ from gradscope.report.document import (
 from gradscope.report.folder import render_report, write_report
 from gradscope.report.html import render_html
 from gradscope.report.markdown import render_markdown
+from gradscope.report.notebook import write
 
 __all__ = [
     "SCHEMA",
@@ -43,5 +45,6 @@ __all__ = [
     "render_markdown",
     "render_report",
     "validate_report",
+    "write",
     "write_report",
 ]

@@ -22,7 +22,7 @@ from gradscope._json import clean  # noqa: F401  (re-exported: report.clean)
 
 SCHEMA = "gradscope.report/1"
 ANALYSIS_SCHEMA = "gradscope.analysis/1"
-COMMANDS = ("analyse", "compare", "sweep", "train", "reproduce")
+COMMANDS = ("analyse", "compare", "sweep", "train", "reproduce", "history")
 
 
 class ReportError(GradscopeError):

@@ -13,8 +13,11 @@ top-level sections, written by ``gradscope train`` and ``gradscope reproduce``::
                      "outcome", "why", "measurements", "seconds"}
 
 Figures (matplotlib, no pyplot): `loss_curves` (training loss and global gradient norm against the
-step, the task's baseline dashed), `horizon_over_training` (the gradient horizon and log10 ‖∂S_T/∂S_0‖₂
-of the probe batch at each snapshot) and `lag_heatmap` (log10 ‖∂S_T/∂S_k‖₂ by lag × training step).
+step, the task's baseline dashed; only for runs with a loss), `horizon_over_training` (the gradient
+horizon, log10 ‖∂S_T/∂S_0‖₂ and, where computed, λ_max of the probe batch at each snapshot), `lag_heatmap`
+(log10 ‖∂S_T/∂S_k‖₂ by lag × training step) and `layer_curves` (per layer of a stack, for snapshots with
+``"layers": {"layer0": {"horizon", "log10_norm_max_lag", "lag_profile"}, ...}``, as
+`gradscope.report.history` writes them for ``gradscope history``).
 Like the rest of `gradscope.report`, nothing here differentiates.
 """
 
@@ -28,10 +31,11 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from gradscope.report import figures as F
-from gradscope.report._plot import _CYCLE
+from gradscope.report._plot import _CYCLE, CMAP
 from gradscope.report.catalogue import FigureSpec, slug
 
 
@@ -100,23 +104,37 @@ def loss_curves(runs) -> Figure:
     return fig
 
 
+def _has_lyapunov(runs) -> bool:
+    return any(np.isfinite(_snap(r, "lyapunov_max")[1]).any() for r in runs)
+
+
 def horizon_over_training(runs) -> Figure:
     """Left: the gradient horizon (largest lag with ‖∂S_T/∂S_k‖₂ ≥ 10^threshold on the fixed probe batch) at
-    each snapshot; right: log10 ‖∂S_T/∂S_0‖₂ (the longest lag) at each snapshot."""
+    each snapshot; middle: log10 ‖∂S_T/∂S_0‖₂ (the longest lag) at each snapshot; right, where a snapshot
+    has one: the largest Lyapunov exponent λ_max (nats per step; > 0 chaotic, exploding)."""
     runs = [r for r in _runs(runs) if r.get("snapshots")]
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    ah, an = fig.subplots(1, 2)
+    lyap = _has_lyapunov(runs)
+    fig = Figure(figsize=(15 if lyap else 11, 4.2), layout="constrained")
+    axes = list(fig.subplots(1, 3 if lyap else 2))
+    ah, an = axes[0], axes[1]
     for i, r in enumerate(runs):
         c = _CYCLE[i % len(_CYCLE)]
         s, h = _snap(r, "horizon")
         _, n = _snap(r, "log10_norm_max_lag")
         ah.plot(s, h, color=c, marker="o", ms=3, lw=1.4, label=str(r.get("name", i)))
         an.plot(s, n, color=c, marker="o", ms=3, lw=1.4, label=str(r.get("name", i)))
+        if lyap:
+            _, lam = _snap(r, "lyapunov_max")
+            axes[2].plot(s, lam, color=c, marker="o", ms=3, lw=1.4, label=str(r.get("name", i)))
     ah.set_ylabel("horizon (steps)")
     ah.set_title("Gradient horizon during training")
     an.set_ylabel(F.NORM_UNIT + r"  $\log_{10}\|\partial S_T/\partial S_0\|_2$")
     an.set_title("Gradient norm at the longest lag during training")
-    for a in (ah, an):
+    if lyap:
+        axes[2].axhline(0.0, color="0.5", ls=":", lw=1)
+        axes[2].set_ylabel(r"$\lambda_{\max}$" + f" ({F.LYAP_UNIT})")
+        axes[2].set_title("Largest Lyapunov exponent during training")
+    for a in axes:
         a.set_xlabel("training step")
         a.grid(True, alpha=0.3)
         if runs:
@@ -132,10 +150,12 @@ def lag_heatmap(run: Mapping) -> Figure:
     ax = fig.add_subplot()
     snaps = run.get("snapshots") or []
     prof = [F.series(s.get("lag_profile"))[::-1] for s in snaps]  # by lag 1..T
-    if not prof or not prof[0].size:
+    if not prof or not max(p.size for p in prof):
         F._no_data(ax, "no snapshots with lag profiles")
         return fig
-    M = np.stack(prof, axis=1)  # (T lags, snapshots)
+    M = np.full((max(p.size for p in prof), len(prof)), np.nan)  # (T lags, snapshots); a shorter T: gaps
+    for j, p in enumerate(prof):
+        M[: p.size, j] = p
     steps = [int(s["step"]) for s in snaps]
     T = M.shape[0]
     F._heatmap(fig, ax, M, label=F.NORM_UNIT, extent=(-0.5, len(steps) - 0.5, 0.5, T + 0.5))
@@ -144,6 +164,36 @@ def lag_heatmap(run: Mapping) -> Figure:
     ax.set_xlabel("training step (snapshot)")
     ax.set_ylabel(F.LAG_UNIT + "  τ = T − k")
     ax.set_title(f"Gradient by lag during training: {run.get('name', '')}")
+    return fig
+
+
+def layer_curves(run: Mapping) -> Figure:
+    """Per layer of a stack (snapshots with ``layers``, see `gradscope.report.history`): left, the layer's
+    horizon; right, its log10 norm at the longest lag, against the training step; one line per layer."""
+    snaps = [s for s in run.get("snapshots") or [] if s.get("layers")]
+    names = list(dict.fromkeys(n for s in snaps for n in s["layers"]))
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ah, an = fig.subplots(1, 2)
+    cmap = colormaps[CMAP]
+    for i, name in enumerate(names):
+        c = cmap(i / max(len(names) - 1, 1) * 0.9)
+        s = np.array([x["step"] for x in snaps if name in x["layers"]], np.float64)
+        h = F.series([x["layers"][name].get("horizon") for x in snaps if name in x["layers"]])
+        n = F.series([x["layers"][name].get("log10_norm_max_lag") for x in snaps if name in x["layers"]])
+        ah.plot(s, h, color=c, marker="o", ms=3, lw=1.4, label=name)
+        an.plot(s, n, color=c, marker="o", ms=3, lw=1.4, label=name)
+    ah.set_ylabel("horizon (steps)")
+    ah.set_title("Gradient horizon per layer")
+    an.set_ylabel(F.NORM_UNIT + r"  $\log_{10}\|\partial S^l_T/\partial S^l_0\|_2$ (largest block)")
+    an.set_title("Gradient norm at the longest lag per layer")
+    for a in (ah, an):
+        a.set_xlabel("training step")
+        a.grid(True, alpha=0.3)
+        if names:
+            a.legend(fontsize="small", loc="best")
+        else:
+            F._no_data(a, "no per-layer data (not a stack, or no lag-profile blocks)")
+    fig.suptitle(f"Per layer during training: {run.get('name', '')}")
     return fig
 
 
@@ -159,17 +209,19 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
     runs = _runs(report)
     if not runs:
         return []
-    specs = [
-        FigureSpec(
-            "training_loss.png",
-            "Training loss and gradient norm",
-            "Training loss against the optimisation step (log scale; long runs are shown as block means), "
-            "one colour per run; the dashed line is the task's baseline, the loss of the best predictor "
-            "that ignores the input, so a curve that stays on it has learned nothing. Right: the global "
-            "gradient norm before clipping; spikes are exploding gradients.",
-            lambda: loss_curves(runs),
+    specs = []
+    if any(r.get("loss") for r in runs):  # a watched run (gradscope history) logs no loss
+        specs.append(
+            FigureSpec(
+                "training_loss.png",
+                "Training loss and gradient norm",
+                "Training loss against the optimisation step (log scale; long runs are shown as block means), "
+                "one colour per run; the dashed line is the task's baseline, the loss of the best predictor "
+                "that ignores the input, so a curve that stays on it has learned nothing. Right: the global "
+                "gradient norm before clipping; spikes are exploding gradients.",
+                lambda: loss_curves(runs),
+            )
         )
-    ]
     if any(r.get("snapshots") for r in runs):
         specs.append(
             FigureSpec(
@@ -177,8 +229,9 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                 "Gradient flow during training",
                 "Diagnostics of the recurrent model on a fixed probe batch at each snapshot: the "
                 "horizon (largest lag whose ‖∂S_T/∂S_k‖₂ stays above the threshold) and the log10 norm "
-                "at the longest lag. A horizon that grows while the loss falls means training opened a "
-                "longer gradient path.",
+                "at the longest lag, and, where it was computed, the largest Lyapunov exponent (nats per step; "
+                "above 0 the dynamics are chaotic and gradients explode). A horizon that grows while the loss "
+                "falls means training opened a longer gradient path.",
                 lambda: horizon_over_training(runs),
             )
         )
@@ -190,18 +243,32 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
             while base in used:
                 base += "_"
             used.add(base)
-            specs.append(
-                FigureSpec(
-                    f"training_{base}_lags.png",
-                    f"{r.get('name', '')}: gradient by lag during training",
-                    "Heat-map of log10 ‖∂S_T/∂S_k‖₂ (colour) against the lag τ = T − k (rows) and the "
-                    "training step (columns). Read a column as the lag profile at that step: colour "
-                    "fading upwards is vanishing; a band that moves up over training means the model "
-                    "learned to carry its gradient further back.",
-                    lambda r=r: lag_heatmap(r),
-                    str(r.get("name", "")),
+            if any(s.get("lag_profile") for s in r["snapshots"]):  # light records carry no lag profile
+                specs.append(
+                    FigureSpec(
+                        f"training_{base}_lags.png",
+                        f"{r.get('name', '')}: gradient by lag during training",
+                        "Heat-map of log10 ‖∂S_T/∂S_k‖₂ (colour) against the lag τ = T − k (rows) and the "
+                        "training step (columns). Read a column as the lag profile at that step: colour "
+                        "fading upwards is vanishing; a band that moves up over training means the model "
+                        "learned to carry its gradient further back.",
+                        lambda r=r: lag_heatmap(r),
+                        str(r.get("name", "")),
+                    )
                 )
-            )
+            if any(s.get("layers") for s in r["snapshots"]):
+                specs.append(
+                    FigureSpec(
+                        f"training_{base}_layers.png",
+                        f"{r.get('name', '')}: gradient flow per layer during training",
+                        "For each layer l of the stack, the horizon and the log10 norm at the longest lag of "
+                        "its own state's gradient, max over the layer's block pairs of ‖∂S^l_T[a]/∂S^l_k[b]‖₂ "
+                        "(a lower bound on ‖∂S^l_T/∂S^l_k‖₂). A layer whose horizon stays short while the "
+                        "others grow is where the gradient is lost.",
+                        lambda r=r: layer_curves(r),
+                        str(r.get("name", "")),
+                    )
+                )
     return specs
 
 
