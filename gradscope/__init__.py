@@ -54,6 +54,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     **_from("gradscope.experiments.train", "train", "TrainResult", "TrainingDiverged", "Network", "Readout"),
     "checks": ("gradscope.checks", None),
     "report": ("gradscope.report", None),
+    "watch": ("gradscope.watch", None),
     "testing": ("gradscope.testing", None),
     **_from("gradscope._errors", "GradscopeError", "ConfigError", "ShapeError", "UnknownNameError", "NonFiniteError"),
 }

@@ -51,6 +51,7 @@ PUBLIC = {
     "io",
     "checks",
     "report",
+    "watch",
     "testing",
     # errors and version
     "GradscopeError",

@@ -53,3 +53,16 @@ def test_readme_your_own_cells_example_runs(capsys):
     code = section.split("```python", 1)[1].split("```", 1)[0].replace("(4, 200, 2)", "(2, 12, 2)")
     exec(compile(code, "README.md", "exec"), {})
     assert "'finite': True" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("section", ["Watch your PyTorch training", "Watch your Flax/optax training"])
+def test_readme_watch_examples_run(section, tmp_path, monkeypatch):
+    """The two watcher sections run as written (smaller sizes, 3 steps) and leave one watched line."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = text.split(f"## {section}", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    code = code.replace("(16, 100, 8)", "(2, 10, 8)").replace("range(200)", "range(3)")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    (log,) = tmp_path.glob("runs/*/gradscope.jsonl")
+    assert len(log.read_text().splitlines()) == 1
