@@ -103,9 +103,23 @@ def test_spectra_and_lyapunov(data):
         fig = F.singular_values(a)
         _check_labelled(fig)
         ax1, ax2 = _visible_axes(fig)
-        sv = np.asarray(a["spectra"]["log10_singular_values"], float)
-        top = [ln for ln in ax1.get_lines() if "largest" in ln.get_label()][0]
-        np.testing.assert_allclose(top.get_ydata(), sv[np.argsort(a["spectra"]["lag"]), 0])
+        sp = a["spectra"]
+        order = np.argsort(sp["lag"])
+        top = [ln for ln in ax1.get_lines() if "largest" in str(ln.get_label())][0]
+        drawn = np.asarray(top.get_ydata(), float)
+        if a["batch"] is None:  # one sequence: its own values
+            np.testing.assert_allclose(drawn, np.asarray(sp["log10_singular_values"], float)[order, 0])
+        else:  # a batch: the per-sequence median, never the batch mean (a value no sequence has)
+            med, lo, hi = (np.asarray(sp[f"log10_singular_values_{k}"], float) for k in ("median", "min", "max"))
+            np.testing.assert_allclose(drawn, med[order, 0])
+            assert a["batch"] == 2  # the median of two sequences is the midpoint of their min and max
+            np.testing.assert_allclose(med, (lo + hi) / 2, rtol=1e-12, atol=1e-12)  # None (a zero σ) in both
+            ok = np.isfinite(med)
+            assert ok.any() and np.all(lo[ok] <= med[ok]) and np.all(med[ok] <= hi[ok])
+            # log10 of the mean norm (the old curve) lies above the mean of the logs (Jensen), strictly when they differ
+            mean = np.asarray(sp["log10_singular_values"], float)[ok]
+            assert np.all(mean >= med[ok] - 1e-9) and np.any(mean > med[ok] + 1e-6)
+            assert any("min–max" in lab for lab in ax1.get_legend_handles_labels()[1])
         assert "lag (steps)" in ax1.get_xlabel() and "log10 norm" in ax1.get_ylabel()
         fig = F.lyapunov(a)
         _check_labelled(fig)

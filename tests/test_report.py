@@ -27,6 +27,7 @@ from gradscope.report import (  # noqa: E402
     write_report,
 )
 from gradscope.report import folder as folder_mod  # noqa: E402
+from gradscope.report import interactive  # noqa: E402
 from tests._report_data import LIGHT_KEYS, analyses, full_report, light_report  # noqa: E402
 
 
@@ -123,12 +124,19 @@ def test_html_is_self_contained(written):
     out, r = written
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert "<script" not in html.lower() and "<link" not in html.lower()
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.I)
-    assert "url(" not in html
+    # scripts are inline only: plotly.js exactly once, then the figure specs (JSON) and one loop drawing them
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html, re.I)
+    assert html.count(interactive.plotly_js()[:400]) == 1
+    page = re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.S | re.I)  # the HTML outside the scripts
+    assert "<link" not in page.lower() and "url(" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page, re.I)
+    specs = figure_specs(r)
     imgs = re.findall(r'<img [^>]*src="([^"]+)"', html)
-    assert len(imgs) == len(figure_specs(r)) and all(s.startswith("data:image/png;base64,") for s in imgs)
-    assert html.count("<figcaption>") == len(imgs)
+    plots = re.findall(r'<div class="gs-plot" id="plot-([^"]+)"></div>', html)
+    assert all(s.startswith("data:image/png;base64,") for s in imgs)
+    assert len(imgs) + len(plots) == len(specs) and html.count("<figcaption>") == len(specs)
+    assert sorted(plots) == sorted(s.filename.removesuffix(".png") for s in specs if s.interactive is not None)
+    assert "lag_profiles" in plots and "rnn-tanh_triangle" in plots
     # compare report: the comparison figure comes first, and the verdict table is there
     assert html.index('id="lag_profiles"') < html.index('id="rnn-tanh_triangle"')
     assert "Keeps its gradient" in html and "Vanishing" in html

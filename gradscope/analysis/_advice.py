@@ -37,8 +37,9 @@ ADVICE: dict[str, Advice] = {
     ),
     "chaos": Advice(
         "warning",
-        "lower the recurrent gain (gain < 1 for tanh: --gain), initialise the recurrent weights orthogonally "
-        "(--init orthogonal), and clip the gradient norm during training (Pascanu et al. 2013 §3.2)",
+        "bring the recurrent matrix's spectral radius below 1 (--gain < 1; for relu cells and IndRNN keep the "
+        "recurrent weights |u| ≤ 1), initialise it orthogonally (--init orthogonal), and clip the gradient "
+        "norm during training (Pascanu et al. 2013 §3.2)",
         f"{_PASCANU}; notebooks/02-the-rnn-product (the transition to chaos)",
     ),
     "dead-units": Advice(

@@ -19,11 +19,13 @@ from typing import Any
 
 from gradscope.analysis._finding import SEVERITIES, Finding, Rule, _float, _series, finding
 from gradscope.analysis.rules import indrnn_range, pascanu_bound, path_split, saturated_gates
+from gradscope.analysis.verdict import CONFIDENCE_Z, RATE_THRESHOLD
 
 #: curse of memory: the parameter sensitivity outgrows the state by more than this many decades
 CURSE_EXCESS = 1.0
-#: chaos: largest Lyapunov exponent above this (nats per step)
-CHAOS_LAMBDA = 1e-3
+#: chaos: largest Lyapunov exponent above this (nats per step): the verdict's rate threshold ε = 0.01
+#: decades per step in nats, so a model the verdict calls stable is never called chaotic
+CHAOS_LAMBDA = RATE_THRESHOLD * math.log(10.0)
 #: dead units: at least this fraction of a relu cell's units is switched off for a whole sequence
 DEAD_FRACTION = 0.1
 #: forget gate: mean forget-gate value at or below this (0.5 is σ(0), the value with no forget bias)
@@ -80,23 +82,31 @@ def curse_of_memory(a: Mapping[str, Any]) -> Finding | None:
 
 
 def chaos(a: Mapping[str, Any]) -> Finding | None:
-    """Largest Lyapunov exponent λ_max > `CHAOS_LAMBDA` = 0.001 nats per step: perturbations of the state
-    grow like exp(λ_max t), so gradients over long lags explode (Pascanu et al. 2013 §2; Engelken, Wolf &
-    Abbott 2020). The margin above 0 keeps neutral models (identity IRNN, |λ| = 1), whose estimate is 0 up
-    to rounding, from firing."""
-    lam = (a.get("summary") or {}).get("lyapunov_max")
-    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not lam > CHAOS_LAMBDA:
+    """Largest Lyapunov exponent λ_max > `CHAOS_LAMBDA` = ε·ln 10 ≈ 0.023 nats per step (the verdict's rate
+    threshold ε = 0.01 decades per step), by more than `CONFIDENCE_Z` standard errors where the analysis
+    has one: perturbations of the state grow like exp(λ_max t), so gradients over long lags explode
+    (Pascanu et al. 2013 §2; Engelken, Wolf & Abbott 2020). Below the threshold the growth is at most a
+    factor 10 per 100 steps, which the verdict calls stable; neutral models (identity IRNN, |λ| = 1) never
+    fire."""
+    s = a.get("summary") or {}
+    lam, se = s.get("lyapunov_max"), s.get("lyapunov_max_stderr")
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool):
+        return None
+    se = float(se) if isinstance(se, (int, float)) and not isinstance(se, bool) and math.isfinite(se) else 0.0
+    if not lam - CONFIDENCE_Z * se > CHAOS_LAMBDA:
         return None
     lam = float(lam)
     T = int(a.get("length") or 0)
     return finding(
         id="chaos",
         message=(
-            f"largest Lyapunov exponent λ_max = {lam:.4g} nats per step > 0: perturbations of the state grow "
-            f"by e^{{λ_max·T}} = 10^{lam * T / math.log(10):.3g} over T = {T} steps (chaotic or exploding dynamics)"
+            f"largest Lyapunov exponent λ_max = {lam:.4g} ± {se:.2g} nats per step > {CHAOS_LAMBDA:.3g}: "
+            f"perturbations of the state grow by a factor exp(λ_max·T) = 10^{lam * T / math.log(10):.3g} over "
+            f"T = {T} steps (chaotic or exploding dynamics)"
         ),
         evidence={
             "lyapunov_max": lam,
+            "lyapunov_max_stderr": se,
             "threshold": CHAOS_LAMBDA,
             "length": T,
             "log10_growth_over_length": lam * T / math.log(10),

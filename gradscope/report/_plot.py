@@ -81,3 +81,29 @@ def _heatmap(fig, ax, M, *, label, extent=None, aspect="auto"):
     if rng is None:
         _no_data(ax)
     return im
+
+
+def integer_axis(*axes_or_axis, which: str = "x") -> None:
+    """Integer ticks only (lags, steps, unit and exponent indices are whole numbers)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes_or_axis:
+        (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+def _drawn(handle) -> bool:
+    """Whether a legend handle shows anything: a line with at least one finite point, any other artist."""
+    get = getattr(handle, "get_xydata", None)
+    if get is None:
+        return True
+    xy = np.asarray(get(), np.float64)
+    return bool(xy.size and np.isfinite(xy).all(axis=-1).any())
+
+
+def legend(ax, **kw):
+    """``ax.legend`` naming only the series that are drawn (a line whose values are all gaps gets no entry)."""
+    handles, labels = ax.get_legend_handles_labels()
+    keep = [(h, lab) for h, lab in zip(handles, labels) if _drawn(h)]
+    if not keep:
+        return None
+    return ax.legend([h for h, _ in keep], [lab for _, lab in keep], **kw)

@@ -15,6 +15,9 @@ from matplotlib.figure import Figure
 
 from gradscope.analysis.findings import CURSE_EXCESS
 from gradscope.report import figures as F
+from gradscope.report import interactive as I
+from gradscope.report import views
+from gradscope.report.family import Family, family_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,8 @@ class FigureSpec:
     caption: str
     make: Callable[[], Figure]
     analysis: str | None = None  # None: the comparison figure
+    #: the Plotly spec of the same figure for the HTML page (`gradscope.report.interactive`); None: PNG only
+    interactive: Callable[[], Mapping | None] | None = None
 
     def png(self, dpi: int = 100) -> bytes:
         """Render to PNG bytes (Agg, no pyplot state)."""
@@ -63,12 +68,82 @@ def _lag_caption(items) -> str:
     return text
 
 
+#: how each kind of cell loses its gradient, one sentence for the spectra and Lyapunov captions
+_MECHANISM = {
+    "dense": (
+        "For this {label} the one-step Jacobian is diag(φ′)·W: the singular values of W shrunk by the "
+        "activation's slope ({slope}); when they stay below 1 the product vanishes, above 1 it explodes "
+        "(Pascanu et al. 2013)."
+    ),
+    "gated": (
+        "For this {label} the one-step Jacobian holds the diagonal of the gates on its direct path (LSTM: the "
+        "forget gate f_t on the cell state; GRU: 1 − z_t): gates near 1 keep singular values near 1 along that "
+        "highway, gates near 0.5 halve the gradient at every step."
+    ),
+    "diagonal": (
+        "For this {label} the state Jacobian is diagonal: each unit i decays at its own rate |a_t,i| per step, "
+        "the Lyapunov exponents are the units' mean log-decays λ_i = ⟨ln|a_t,i|⟩ and τ_i = −1/λ_i their time "
+        "constants (see the per-unit view)."
+    ),
+}
+
+
+def _mechanism(fam: Family) -> str:
+    slope = {"tanh": "tanh′ ≤ 1", "relu": "relu′ is 0 or 1: switched-off units cut the gradient"}.get(
+        str(fam.activation), "φ′"
+    )
+    return " " + _MECHANISM[fam.kind].format(label=fam.label, slope=slope)
+
+
+def _gates_caption(a: Mapping, fam: Family) -> str:
+    """What the gate panel shows for this cell: forget-gate talk only where a forget gate is drawn."""
+    g = a.get("gates") or {}
+    names = [k for k, v in g.items() if isinstance(v, Mapping) and v.get("histogram") is not None]
+    relu = [k for k, v in g.items() if isinstance(v, Mapping) and "dead_fraction" in v]
+    text = []
+    if names:
+        text.append(
+            f"Distribution of the gate activations ({', '.join(names)}) over all units, steps and sequences "
+            "(fraction of values per bin). A gate is counted as saturated where σ′(·) < 0.01 (its value near 0 "
+            "or 1): a saturated gate passes no gradient to its own weights."
+        )
+        if any(k == "f" or k.endswith(".f") for k in names):
+            text.append(
+                "The forget gate f is the LSTM's highway: held near 1 ('open') it keeps the cell-state gradient, "
+                "at 0.5 (no forget bias) it halves it every step."
+            )
+        elif any(k == "z" or k.endswith(".z") for k in names):
+            text.append("The update gate z sets GRU's direct path: 1 − z near 1 keeps the previous state.")
+    if relu:
+        text.append(
+            f"The bars give, for the relu units of this {fam.label}, the fraction inactive at a step (relu′ = 0, "
+            "the gradient through them is cut there) and the fraction dead for a whole sequence."
+        )
+    return " ".join(text) or "This cell records no gate or relu statistics."
+
+
 def _captions(a: Mapping) -> dict[str, str]:
     s = a.get("summary", {})
     T = a.get("length")
+    fam = family_of(a)
     hw, rest = s.get("highway_log10_max_lag"), s.get("remainder_log10_max_lag")
     block = (a.get("paths") or {}).get("block", "")
     gated = "LSTM cell-state path ∏ f_t" if block == "c" else "GRU direct path ∏ diag(1 − z_t)"
+    batch = a.get("batch")
+    band = (
+        f" With {batch} sequences each line is the per-sequence median (a value some sequence has, unlike the "
+        "mean), the shaded bands the min–max over the sequences of the largest and smallest one."
+        if batch and (a.get("spectra") or {}).get("log10_singular_values_median") is not None
+        else ""
+    )
+    roundoff = (
+        " At lag 1 the remainder is exactly zero in exact arithmetic (c_(t−1) reaches c_t only through f_t: "
+        "the gates read h_(t−1), not c_(t−1)); its float value is round-off, about eps of the total, and is not "
+        "drawn (as in notebooks/03-the-lstm-highway)."
+        if block == "c"
+        else ""
+    )
+    units = views.unit_time_constants(a)
     return {
         "triangle": (
             f"log10 Frobenius norm of ∂S_t/∂S_k for every target step t (rows) and source step k ≤ t (columns) "
@@ -80,7 +155,7 @@ def _captions(a: Mapping) -> dict[str, str]:
             "Left: all singular values σ_i of ∂S_T/∂S_k (log10) against the lag — the largest one is the norm of the "
             "lag profile, the spread tells how many directions survive (a fan collapsing onto one line means the "
             "gradient keeps only a low-rank memory). Right: singular values of each one-step Jacobian ∂S_(t+1)/∂S_t; "
-            "values persistently below the dotted line σ = 1 make the product shrink."
+            "values persistently below the dotted line σ = 1 make the product shrink." + band + _mechanism(fam)
         ),
         "lyapunov": (
             "Left: the Lyapunov exponents λ_1 ≥ … ≥ λ_k in nats per step "
@@ -88,13 +163,14 @@ def _captions(a: Mapping) -> dict[str, str]:
             "λ_1 < 0 means every direction contracts (vanishing gradients), λ_1 > 0 that some direction grows "
             "(exploding), λ_1 ≈ 0 the edge of chaos. Right: the running estimates against the number of steps "
             "averaged; flat lines at the right end mean the sequence is long enough for the estimate to have converged."
+            + _mechanism(fam)
         ),
         "paths": (
             f"Split of ∂{block}_T/∂{block}_k into the {gated} (the 'highway' that gated cells add) and all other "
             f"paths through the recurrent weights, in log10 spectral norm against the lag. At the longest lag the "
             f"highway carries 10^{_fmt(hw)} and the remainder 10^{_fmt(rest)}. A highway above the remainder "
             "means the gate keeps the long-range gradient alive; a highway that falls as fast as the total means "
-            "the gates are closing."
+            "the gates are closing." + roundoff
         ),
         "attribution": (
             "Left: norm of the part of the parameter gradient ∂E/∂θ that comes from lag τ = t − k (Pascanu et al. "
@@ -103,12 +179,7 @@ def _captions(a: Mapping) -> dict[str, str]:
             "means. Right: norm of the back-propagated error ∂E/∂S_t for each state block (rows) over time; for "
             "stacked networks this is the depth × time picture."
         ),
-        "gates": (
-            "Distribution of gate activations over all units, steps and sequences (fraction of values per bin). "
-            "A gate is counted as saturated where σ'(·) < 0.01 (its value is near 0 or 1) — saturated gates pass no "
-            "gradient to their weights; a forget gate held near 1 ('open') keeps the cell-state highway open. For "
-            "relu cells the bars give the fraction of units inactive at a step and dead for a whole sequence."
-        ),
+        "gates": _gates_caption(a, fam),
         "sensitivity": (
             f"Left: log10 Frobenius norm of ∂S_t/∂θ, the sensitivity of the state after step t to each parameter "
             f"leaf (the largest at t = {T} first, dashed: all parameters together), computed exactly by forward "
@@ -116,6 +187,23 @@ def _captions(a: Mapping) -> dict[str, str]:
             "that keeps rising means the state's sensitivity to the parameters outgrows the state itself — the "
             "curse of memory of Zucchet & Orvieto 2024, which the finding curse-of-memory reports when the rise "
             f"exceeds {CURSE_EXCESS:g} decade{'s' if CURSE_EXCESS != 1 else ''}."
+        ),
+        "layers": (
+            f"Each layer's own recurrence in this {fam.label}: log10 ‖∂S_T[l]/∂S_k[l]‖₂ of the layer's first state "
+            "block against the lag, with its decay per step (least-squares slope) in the legend. The steepest "
+            "curve is the layer that loses the gradient; the Diagnosis names it."
+        ),
+        "units": (
+            f"Per-unit time constants of this {fam.label}: its Jacobian is diagonal, so unit i decays at its own "
+            "rate λ_i = ⟨ln|a_t,i|⟩ nats per step (the Lyapunov exponents) and τ_i = −1/λ_i steps is how long its "
+            f"gradient takes to fall by a factor e. Units above the dashed line (τ ≥ T = {T}) keep their memory over "
+            "the whole sequence; triangles are units that do not decay at all (λ_i ≥ 0)"
+            + (
+                f"; {units['cut']} units whose gradient is cut to exactly zero by a switched-off relu are not drawn"
+                if units and units["cut"]
+                else ""
+            )
+            + " (Li et al. 2018; Orvieto et al. 2023)."
         ),
     }
 
@@ -139,6 +227,7 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                 "Gradient norm against lag" + (" — all models" if many else ""),
                 _lag_caption(with_lp),
                 lambda: F.lag_profiles(with_lp),
+                interactive=lambda: I.lag_profiles(with_lp),
             )
         )
     used = {"lag_profiles"}
@@ -161,8 +250,38 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                 "gates": "Gate saturation",
                 "sensitivity": "Parameter sensitivity ∂S_t/∂θ",
             }[kind]
+            inter = I.BUILDERS.get(kind)
             specs.append(
-                FigureSpec(f"{base}_{kind}.png", f"{name}: {title}", caps[kind], (lambda fn=fn, a=a: fn(a)), name)
+                FigureSpec(
+                    f"{base}_{kind}.png",
+                    f"{name}: {title}",
+                    caps[kind],
+                    (lambda fn=fn, a=a: fn(a)),
+                    name,
+                    None if inter is None else (lambda inter=inter, a=a: inter(a)),
+                )
+            )
+        if views.layer_curves(a):
+            specs.append(
+                FigureSpec(
+                    f"{base}_layers.png",
+                    f"{name}: Gradient per layer",
+                    caps["layers"],
+                    lambda a=a: views.layers_figure(a),
+                    name,
+                    lambda a=a: I.layers(a),
+                )
+            )
+        if views.unit_time_constants(a) is not None:
+            specs.append(
+                FigureSpec(
+                    f"{base}_units.png",
+                    f"{name}: Per-unit time constants",
+                    caps["units"],
+                    lambda a=a: views.units_figure(a),
+                    name,
+                    lambda a=a: I.units(a),
+                )
             )
     if report.get("command") == "sweep" and items:
         specs += _sweep_specs(report)

@@ -30,6 +30,8 @@ from gradscope.report._plot import (  # noqa: F401  (series and the units are pa
     _heatmap,
     _need,
     _no_data,
+    integer_axis,
+    legend,
     series,
 )
 from gradscope.report.memory import sensitivity
@@ -100,10 +102,11 @@ def lag_profiles(analyses, *, bounds: bool = True, threshold: bool = True) -> Fi
     what = f": {items[0].get('name', '')}" if single else f" ({len(items)} models)"
     ax.set_title("Gradient norm against lag" + what)
     ax.grid(True, alpha=0.3)
+    integer_axis(ax)
     if len(ax.get_legend_handles_labels()[0]) > 4:  # many entries: keep them off the curves
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     else:
-        ax.legend(fontsize="small", loc="best")
+        legend(ax, fontsize="small", loc="best")
     return fig
 
 
@@ -123,6 +126,8 @@ def triangle(analysis: Mapping) -> Figure:
     )
     ax.set_xlabel("source step k")
     ax.set_ylabel("target step t")
+    integer_axis(ax)
+    integer_axis(ax, which="y")
     ax.set_title(r"Jacobian products $\partial S_t/\partial S_k$: " + str(analysis.get("name", "")))
     return fig
 
@@ -132,47 +137,62 @@ def singular_values(analysis: Mapping) -> Figure:
     sp = _need(analysis, "spectra")
     fig = Figure(figsize=(11, 4.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    lag = series(sp.get("lag"))
-    sv = series(sp.get("log10_singular_values"))
-    _sv_lines(ax1, lag, sv)
+    _sv_lines(ax1, series(sp.get("lag")), *_sv_data(sp))
     ax1.set_xlabel(LAG_UNIT + "  τ = T − k")
     ax1.set_ylabel(NORM_UNIT + r"  $\log_{10}\sigma_i(\partial S_T/\partial S_k)$")
     ax1.set_title("Singular values along the lag")
     st = analysis.get("step_spectra")
+    ax2.axhline(0.0, color="0.5", ls=":", lw=1, label=r"$\sigma = 1$")
     if st:
-        _sv_lines(ax2, series(st.get("t")), series(st.get("log10_singular_values")))
+        _sv_lines(ax2, series(st.get("t")), *_sv_data(st))
     else:
         _no_data(ax2, "one-step spectra not computed")
-    ax2.axhline(0.0, color="0.5", ls=":", lw=1, label=r"$\sigma = 1$")
     ax2.set_xlabel("step t")
     ax2.set_ylabel(NORM_UNIT + r"  $\log_{10}\sigma_i(\partial S_{t+1}/\partial S_t)$")
     ax2.set_title("Singular values of one-step Jacobians")
-    ax2.legend(fontsize="small", loc="best")
+    integer_axis(ax1, ax2)
     fig.suptitle(f"Singular-value spectra: {analysis.get('name', '')}")
     return fig
 
 
-def _sv_lines(ax, x, sv):
-    """One line per singular-value index, coloured by index (viridis: dark = largest)."""
+def _sv_data(sec: Mapping):
+    """(values, band or None, what): the per-sequence median of each singular value with its min–max band
+    over the sequences when the record has them (a batch), else the single sequence's values."""
+    med = series(sec.get("log10_singular_values_median"))
+    if med.size:
+        lo, hi = series(sec.get("log10_singular_values_min")), series(sec.get("log10_singular_values_max"))
+        band = (lo, hi) if lo.shape == med.shape == hi.shape else None
+        return med, band, "median over sequences"
+    return series(sec.get("log10_singular_values")), None, ""
+
+
+def _sv_lines(ax, x, sv, band=None, what=""):
+    """One line per singular-value index, coloured by index (viridis: dark = largest); with a batch, the
+    median over the sequences and the min–max band of the largest and smallest one."""
     if sv.ndim != 2 or sv.shape[0] != x.size or not np.isfinite(sv).any():
         _no_data(ax)
+        legend(ax, fontsize="small", loc="best")
         return
     order = np.argsort(x)
     x, sv = x[order], sv[order]
     k = sv.shape[1]
     cmap = colormaps[CMAP]
+    suffix = f", {what}" if what else ""
     for i in range(k):
-        label = r"$\sigma_1$ (largest)" if i == 0 else (rf"$\sigma_{{{k}}}$ (smallest shown)" if i == k - 1 else None)
-        ax.plot(
-            x,
-            sv[:, i],
-            color=cmap(i / max(k - 1, 1) * 0.9),
-            lw=1.8 if i == 0 else 1.0,
-            marker="." if x.size <= 40 else None,
-            label=label,
+        label = (
+            rf"$\sigma_1$ (largest){suffix}"
+            if i == 0
+            else (rf"$\sigma_{{{k}}}$ (smallest shown)" if i == k - 1 else None)
         )
+        color = cmap(i / max(k - 1, 1) * 0.9)
+        ax.plot(x, sv[:, i], color=color, lw=1.8 if i == 0 else 1.0, marker="." if x.size <= 40 else None, label=label)
+        if band is not None and i in (0, k - 1):
+            lo, hi = band[0][order][:, i], band[1][order][:, i]
+            ax.fill_between(
+                x, lo, hi, color=color, alpha=0.18, lw=0, label="min–max over sequences" if i == 0 else None
+            )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    legend(ax, fontsize="small", loc="best")
 
 
 def lyapunov(analysis: Mapping) -> Figure:
@@ -191,7 +211,8 @@ def lyapunov(analysis: Mapping) -> Figure:
     ax1.set_ylabel(r"$\lambda_i$" + f" ({LYAP_UNIT})")
     ax1.set_title("Lyapunov spectrum")
     ax1.grid(True, alpha=0.3)
-    ax1.legend(fontsize="small", loc="best")
+    integer_axis(ax1)
+    legend(ax1, fontsize="small", loc="best")
     length = int(analysis.get("length") or 0)
     warm = int(ly.get("warmup") or 0)
     if tr.ndim == 2 and tr.size and np.isfinite(tr).any():
@@ -202,20 +223,39 @@ def lyapunov(analysis: Mapping) -> Figure:
         for i in range(k):
             label = r"$\lambda_1$" if i == 0 else (rf"$\lambda_{{{k}}}$" if i == k - 1 else None)
             ax2.plot(steps, tr[:, i], color=cmap(i / max(k - 1, 1) * 0.9), lw=1.6 if i == 0 else 0.9, label=label)
-        ax2.legend(fontsize="small", loc="best")
+        legend(ax2, fontsize="small", loc="best")
     else:
         _no_data(ax2, "no convergence trace")
     ax2.set_xlabel("steps averaged")
     ax2.set_ylabel(f"running estimate ({LYAP_UNIT})")
     ax2.set_title("Convergence of the estimates")
     ax2.grid(True, alpha=0.3)
+    integer_axis(ax2)
     fig.suptitle(f"Lyapunov exponents: {analysis.get('name', '')}")
     return fig
 
 
+#: a remainder below the total by more than −log10(eps) − this many decades is round-off (drawn as a gap)
+ROUNDOFF_MARGIN = 1.5
+
+
+def remainder_roundoff(analysis: Mapping, total, remainder) -> np.ndarray:
+    """Where the path split's remainder is float round-off: ≤ total + log10(eps) + `ROUNDOFF_MARGIN`.
+
+    For an LSTM the remainder at lag 1 is exactly zero (c_{t−1} reaches c_t only through f_t: the gates
+    read h_{t−1}, not c_{t−1}); computed as total − highway in float32 it comes out near 10^−7 of the
+    total, a spike that is no property of the model. notebooks/03-the-lstm-highway leaves it out of its
+    plots; so does the report."""
+    dtype = str((analysis.get("precision") or {}).get("dtype", "float32"))
+    eps = np.finfo(np.float64 if "64" in dtype else np.float32).eps
+    with np.errstate(invalid="ignore"):
+        return np.asarray(remainder <= total + np.log10(eps) + ROUNDOFF_MARGIN, bool)
+
+
 def paths(analysis: Mapping) -> Figure:
     """Direct-path split of ∂S_T/∂S_k: the highway (LSTM cell-state path ∏ f, or GRU's (1−z) path)
-    against the remainder and the total, in log10 spectral norm over the lag."""
+    against the remainder and the total, in log10 spectral norm over the lag; the remainder's round-off
+    values (`remainder_roundoff`: the LSTM's lag 1) are gaps."""
     p = _need(analysis, "paths", " (LSTM/GRU-type cells in exact mode)")
     T = int(analysis.get("length") or 0)
     total = series(p.get("total_log10_spectral"))
@@ -231,6 +271,11 @@ def paths(analysis: Mapping) -> Figure:
         ("remainder_log10_spectral", "remainder (all other paths)", _CYCLE[1], "--"),
     ]:
         y = series(p.get(key))
+        if key.startswith("remainder") and y.shape == total.shape:
+            roundoff = remainder_roundoff(analysis, total, y)
+            if roundoff.any():
+                y = np.where(roundoff, np.nan, y)
+                label += f" (round-off at lag {', '.join(f'{v:g}' for v in lag[roundoff][:3])} not drawn)"
         if y.shape == lag.shape:
             ax.plot(lag, y, color=color, ls=ls, lw=1.8, marker="." if n <= 60 else None, label=label)
     if not np.isfinite(total).any():
@@ -239,7 +284,8 @@ def paths(analysis: Mapping) -> Figure:
     ax.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\cdot\|_2$")
     ax.set_title(f"Path decomposition ({block} block): {analysis.get('name', '')}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    integer_axis(ax)
+    legend(ax, fontsize="small", loc="best")
     return fig
 
 
@@ -263,7 +309,8 @@ def attribution(analysis: Mapping) -> Figure:
     ax1.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\partial E/\partial\theta\|_2$ at lag $\tau$")
     ax1.set_title("Gradient contribution by lag")
     ax1.grid(True, alpha=0.3)
-    ax1.legend(fontsize="small", loc="best")
+    integer_axis(ax1)
+    legend(ax1, fontsize="small", loc="best")
     if bt.ndim == 2 and bt.size:
         nT, nb = bt.shape
         _heatmap(
@@ -278,6 +325,7 @@ def attribution(analysis: Mapping) -> Figure:
         _no_data(ax2)
     ax2.set_xlabel("step t")
     ax2.set_ylabel("state block")
+    integer_axis(ax2)
     ax2.set_title("Back-propagated error per block × time")
     fig.suptitle(f"Gradient attribution: {analysis.get('name', '')}")
     return fig
@@ -309,7 +357,7 @@ def gates(analysis: Mapping) -> Figure:
         )
         ax.set_xlabel("gate value")
         ax.set_ylabel("fraction of values")
-        ax.legend(fontsize="small", loc="upper center")
+        legend(ax, fontsize="small", loc="upper center")
     if other:
         ax = axes[len(hist)]
         labels, vals = [], []
@@ -325,7 +373,7 @@ def gates(analysis: Mapping) -> Figure:
         ax.set_ylabel("fraction")
         ax.set_xlabel("statistic")
         ax.set_title("relu units", fontsize="medium")
-        ax.legend(fontsize="small", loc="upper right")
+        legend(ax, fontsize="small", loc="upper right")
     for ax in axes[n:]:
         ax.set_axis_off()
     if n == 0:

@@ -124,6 +124,9 @@ def render_markdown(report: Mapping) -> str:
     }
     verdicts = ", ".join(f"{len(n)} {v}" for v, n in counts.items() if n)
     lines += [f"**{len(items)} analys{'is' if len(items) == 1 else 'es'}**: {verdicts or 'no verdicts'}", ""]
+    from gradscope.report.diagnosis import markdown as diagnosis_markdown
+
+    lines += [_cell(x) if x.startswith("- ") or x.startswith("  - ") else x for x in diagnosis_markdown(report, 20)]
     head = ["analysis", "model", "length", "batch", "method", "precision", *keys]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * 4 + ["---"] * 2 + ["---:" if k != "verdict" else "---" for k in keys]) + "|")

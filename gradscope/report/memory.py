@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from gradscope.report._plot import _CYCLE, NORM_UNIT, _need, _no_data, series
+from gradscope.report._plot import _CYCLE, NORM_UNIT, _need, _no_data, integer_axis, legend, series
 
 #: parameters drawn with a legend entry (the rest thin and grey, largest final sensitivity first)
 MAX_LABELLED = 8
@@ -52,7 +52,7 @@ def sensitivity(analysis: Mapping) -> Figure:
     ax1.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\partial S_t/\partial\theta\|_F$")
     ax1.set_title("Sensitivity of the state to each parameter")
     ax1.grid(True, alpha=0.3)
-    ax1.legend(fontsize="small", loc="best")
+    legend(ax1, fontsize="small", loc="best")
     if total.size and state.shape == total.shape:
         ax2.plot(t, total, color="0.1", lw=2.0, ls="--", label=r"$\log_{10}\|\partial S_t/\partial\theta\|_F$")
         ax2.plot(t, state, color=_CYCLE[0], lw=2.0, label=r"$\log_{10}\|S_t\|_2$")
@@ -63,6 +63,7 @@ def sensitivity(analysis: Mapping) -> Figure:
     ax2.set_ylabel(NORM_UNIT)
     ax2.set_title("Sensitivity against the state norm")
     ax2.grid(True, alpha=0.3)
-    ax2.legend(fontsize="small", loc="best")
+    integer_axis(ax1, ax2)
+    legend(ax2, fontsize="small", loc="best")
     fig.suptitle(f"Parameter sensitivity: {analysis.get('name', '')}")
     return fig
