@@ -300,7 +300,7 @@ def test_load_report_accepts_folder_and_rejects_bad_files(tmp_path):
 def files(tmp_path, app):
     report = write(tmp_path / "report" / "report.json", make_report(summary(horizon=40)))
     baseline = tmp_path / "baselines" / "lstm.json"
-    res = invoke(app, "baseline", report.parent, "-o", baseline)
+    res = invoke(app, "baseline", report.parent, "--output", baseline)
     assert res.exit_code == 0, res.output
     return tmp_path, report, baseline
 
@@ -373,12 +373,12 @@ def test_cli_baseline_replaced_only_with_update_and_keeps_tuned_tolerances(files
     tmp, report, baseline = files
     before = baseline.read_text()
     other = write(tmp / "other.json", make_report(summary(horizon=70)))
-    res = invoke(app, "baseline", other, "-o", baseline)
+    res = invoke(app, "baseline", other, "--output", baseline)
     assert res.exit_code == 2 and "--update" in one_line_error(res) and baseline.read_text() == before
     tuned = json.loads(before)
     tuned["metrics"]["net0/horizon"]["rtol"] = 0.5
     baseline.write_text(json.dumps(tuned))
-    assert invoke(app, "baseline", other, "-o", baseline, "--update").exit_code == 0
+    assert invoke(app, "baseline", other, "--output", baseline, "--update").exit_code == 0
     new = json.loads(baseline.read_text())
     assert new["metrics"]["net0/horizon"] == {
         "value": 70,
@@ -392,7 +392,7 @@ def test_cli_baseline_replaced_only_with_update_and_keeps_tuned_tolerances(files
 def test_cli_baseline_from_nonfinite_report_exits_3(tmp_path, app):
     s = summary()
     s["log10_norm_max_lag"] = math.inf
-    res = invoke(app, "baseline", write(tmp_path / "r.json", make_report(s)), "-o", tmp_path / "b.json")
+    res = invoke(app, "baseline", write(tmp_path / "r.json", make_report(s)), "--output", tmp_path / "b.json")
     assert res.exit_code == 3 and not (tmp_path / "b.json").exists()
     one_line_error(res)
 
@@ -488,7 +488,7 @@ def _cli(argv: str, code: int) -> str:
     [
         "import gradscope.checks",
         _cli("'check', sys.argv[1], '--baseline', sys.argv[2], '--format', 'junit'", 1),
-        _cli("'baseline', sys.argv[1], '-o', sys.argv[2] + '.new'", 0),
+        _cli("'baseline', sys.argv[1], '--output', sys.argv[2] + '.new'", 0),
         _cli("'--help'", 0),
     ],
     ids=["import", "cli-check", "cli-baseline", "cli-help"],

@@ -95,8 +95,10 @@ def test_train_loss_matches_numpy_forward(tiny_run):
 
     tr = sys.modules["gradscope.experiments.train"]
     task = tasks.make("adding", length=12)
-    key = jax.random.key(0)
-    model, _ = build_model("indrnn", 2, 8, 2, False, 12, key=jax.random.fold_in(key, 1), dtype=np.float32)
+    from gradscope.experiments.models import model_key
+
+    key = jax.random.fold_in(jax.random.key(0), 1)  # the run's stream; the weights come from model_key(seed)
+    model, _ = build_model("indrnn", 2, 8, 2, False, 12, key=model_key(0), dtype=np.float32)
     net = tr.network(model, task, key=jax.random.split(key, 3)[1])
     xs, ys = task.sample(jax.random.fold_in(jax.random.split(key, 3)[0], 0), 4)
     xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)

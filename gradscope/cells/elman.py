@@ -67,22 +67,48 @@ class Elman(Cell):
         return self.weight_hh
 
 
-def recurrent_matrix(key: Array, n: int, init: str, gain: float, dtype: DTypeLike) -> Array:
-    """W_hh for the named init; ``gain`` sets the scale (spectral radius ≈ gain for the random ones)."""
-    if init == "uniform":  # PyTorch's default U(±1/√n)
-        return gain * uniform_init(key, (n, n), 1 / math.sqrt(n), dtype)
-    if init == "gaussian":  # N(0, gain²/n): circular law, spectral radius → gain
-        return gain * jax.random.normal(key, (n, n), dtype) / math.sqrt(n)
-    if init == "orthogonal":
+def resolve_recurrent_init(init: str | None, gain: float | None) -> tuple[str, float | None]:
+    """The recurrent initialisation and spectral radius that ``recurrent_init`` and ``gain`` ask for.
+
+    ``gain`` is the spectral radius ρ(W_hh). Neither given: PyTorch's ``nn.RNN`` init (``("uniform", None)``,
+    U(±1/√n), ρ → 1/√3 ≈ 0.577). A gain without an init: an orthogonal W_hh of radius exactly ``gain``.
+    An init without a gain: radius 1 (uniform: PyTorch's scale, as above).
+    """
+    if init is None:
+        init = "uniform" if gain is None else "orthogonal"
+    if init not in RECURRENT_INITS:
+        raise bad_value("recurrent_init", init, "one of " + ", ".join(RECURRENT_INITS))
+    if gain is not None:
+        gain = float(check_number("gain", gain, nonnegative=True))
+    return init, gain
+
+
+def recurrent_matrix(key: Array, n: int, init: str | None, gain: float | None, dtype: DTypeLike) -> Array:
+    """W_hh (n, n) whose spectral radius ρ is ``gain`` (`resolve_recurrent_init` for the defaults):
+
+    * ``orthogonal``: g·Q, Q Haar-distributed orthogonal, so every eigenvalue has modulus g exactly;
+    * ``identity``: g·I (ρ = g exactly);
+    * ``gaussian``: entries N(0, g²/n): ρ → g as n → ∞ (the circular law, Tao & Vu 2010); random tanh networks
+      of this kind turn chaotic at g ≈ 1 (Sompolinsky, Crisanti & Sommers 1988);
+    * ``uniform``: entries U(±g·√(3/n)), of the same variance g²/n, so ρ → g as well; without a gain
+      PyTorch's U(±1/√n) (variance 1/(3n), ρ → 1/√3).
+
+    A gain of ``None`` with the other inits means 1.
+    """
+    init, g = resolve_recurrent_init(init, gain)
+    if init == "uniform":
+        bound = (1.0 if g is None else g * math.sqrt(3.0)) / math.sqrt(n)
+        return uniform_init(key, (n, n), bound, dtype)
+    g = 1.0 if g is None else g
+    if init == "gaussian":  # N(0, g²/n): circular law, spectral radius → g
+        return g * jax.random.normal(key, (n, n), dtype) / math.sqrt(n)
+    if init == "orthogonal":  # Haar: Q from the QR of a Gaussian matrix, signs fixed by diag(R) (Mezzadri 2007)
         q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype))
-        return gain * q * jnp.sign(jnp.diagonal(r))[None, :]
-    if init == "identity":
-        return gain * jnp.eye(n, dtype=dtype)
-    raise bad_value("recurrent_init", init, "one of " + ", ".join(RECURRENT_INITS))
+        return g * q * jnp.sign(jnp.diagonal(r))[None, :]
+    return g * jnp.eye(n, dtype=dtype)  # identity
 
 
 def _build(input_size, hidden_size, key, dtype, activation, recurrent_init, gain, bias):
-    check_number("gain", gain)
     check_bool("bias", bias)
     _activations.get(activation)
     k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -120,7 +146,9 @@ def _register_activation(act: str):
         family="elman",
         equation=_ACT_EQ[act],
     )
-    def build(input_size, hidden_size, *, key, dtype=jnp.float32, recurrent_init="uniform", gain=1.0, bias=True):
+    def build(input_size, hidden_size, *, key, dtype=jnp.float32, recurrent_init=None, gain=None, bias=True):
+        """``recurrent_init`` (uniform/gaussian/orthogonal/identity) and ``gain``, the spectral radius of
+        W_hh: see `recurrent_matrix` (default: PyTorch's init; a gain alone: orthogonal of that radius)."""
         return _build(input_size, hidden_size, key, dtype, act, recurrent_init, gain, bias)
 
     return build

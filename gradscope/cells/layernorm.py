@@ -260,10 +260,12 @@ def build_ln_rnn(
     key: Array,
     dtype: DTypeLike = jnp.float32,
     activation: str = "tanh",
-    recurrent_init: str = "uniform",
-    gain: float = 1.0,
+    recurrent_init: str | None = None,
+    gain: float | None = None,
     eps: float = norms.EPS,
 ) -> LNRNN:
+    """``recurrent_init`` and ``gain`` (the spectral radius of W_hh) as in the Elman RNN
+    (`gradscope.cells.elman.recurrent_matrix`): PyTorch's init by default, a gain alone an orthogonal W_hh."""
     _check_common(hidden_size, eps)
     _activations.get(activation)
     k1, k2 = jax.random.split(key)

@@ -270,7 +270,7 @@ def compare(report: Any, baseline: Any, overrides: Mapping[str, Any] | None = No
         shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
         warnings.append(
             f"{len(new)} metric{'s' * (len(new) != 1)} in the report are not in the baseline and were not "
-            f"checked ({shown}); add them with: gradscope baseline REPORT -o BASELINE --update"
+            f"checked ({shown}); add them with: gradscope baseline REPORT --output BASELINE --update"
         )
     return CheckResult(
         tuple(rows),

@@ -20,7 +20,7 @@ from gradscope.checks.io import _now
 
 REGENERATE_HINT = (
     "if the change is intended, regenerate the baseline with: "
-    "gradscope baseline REPORT -o BASELINE --update, and commit it"
+    "gradscope baseline REPORT --output BASELINE --update, and commit it"
 )
 
 

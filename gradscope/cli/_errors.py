@@ -35,7 +35,14 @@ class GuardedGroup(TyperGroup):
     in a command name) → ``error: …`` + exit 2; `GradscopeError` → its message + its ``exit_code`` (2);
     anything else → one line that says it is a bug, exit 2. ``GRADSCOPE_DEBUG=1`` re-raises.
     The same path is taken under `typer.testing.CliRunner`, so the tests see what users see.
+    Every parameter's value gets a word in the help (`gradscope.cli._help.label_command`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from gradscope.cli._help import label_command
+
+        label_command(self)
 
     def main(
         self,
@@ -46,6 +53,8 @@ class GuardedGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         debug = bool(os.environ.get("GRADSCOPE_DEBUG"))
+        if _quiet(sys.argv[1:] if args is None else list(args)) and not debug:
+            silence_third_party()
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
@@ -93,3 +102,21 @@ class GuardedGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _quiet(args: list[str]) -> bool:
+    """``-q``/``--quiet`` among the arguments (before a ``--``)."""
+    head = args[: args.index("--")] if "--" in args else args
+    return "-q" in head or "--quiet" in head
+
+
+def silence_third_party() -> None:
+    """Under ``--quiet`` only gradscope's own error line may reach stderr: Python warnings (of any library) are
+    ignored, and the loggers of JAX/absl/XLA are raised to ERROR before they are imported."""
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # XLA's C++ log lines
+    for name in ("jax", "jax._src.xla_bridge", "absl", "torch", "h5py", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)

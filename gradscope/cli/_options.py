@@ -220,17 +220,19 @@ def parse_cell_list(text: str) -> list[CellSpec]:
 
 
 def auto_options(cell: str, options: dict, length: int) -> dict:
-    """IndRNN without an explicit max_length gets max_length = T: |u| ≤ γ^(1/T) (Li et al. 2018, §3.1)."""
-    if cell == "indrnn" and options.get("max_length") is None:
-        return {**options, "max_length": length}
-    return options
+    """IndRNN without an explicit max_length gets max_length = T: |u| ≤ γ^(1/T) (Li et al. 2018, §3.1).
+    The same rule for every command: `gradscope.experiments.models.command_options`."""
+    from gradscope.experiments.models import command_options
+
+    return command_options(cell, options, length)
 
 
 # ----------------------------------------------------------------------------------------- inputs
 
 
 def input_source(source: str) -> str:
-    """``--input``: an input source or task name (`UnknownNameError` with suggestions otherwise)."""
+    """``--input``: an input source or task name, or a FILE (read and validated at once: `ConfigError`), else
+    `UnknownNameError` with suggestions."""
     from gradscope.experiments.inputs import check_source
 
     return check_source(source)
@@ -245,23 +247,61 @@ def input_size_for(source: str, input_size: Optional[int], length: int) -> Optio
         return DEFAULTS["input_size"] if input_size is None else input_size
     if input_size is not None and input_size != task_m:
         raise ConfigError(
-            f"--input-size={input_size} is not allowed with --input {source}: the task's inputs have "
+            f"--input-size={input_size} is not allowed with --input {source}: its inputs have "
             f"size {task_m} (leave --input-size out)"
         )
     return task_m
 
 
+#: what a FILE fixes, as an error message names it
+_FILE_SIZES = {"batch": "sequences", "length": "steps per sequence", "input_size": "features per step"}
+
+
+def file_input(source: str, lengths: Optional[list[int]] = None, **typed: Optional[int]) -> Optional[dict]:
+    """What a FILE ``--input`` fixes: ``{"batch": B, "length": T, "input_size": m, "lengths": [...], "source":
+    record}`` (the record of `gradscope.experiments.input_files`); None for a generated source.
+
+    Precedence: the file's sizes win. ``typed`` holds the values typed on the command line (``batch=``,
+    ``length=``, ``input_size=``; None when not typed), and each must equal the file's. ``lengths`` (sweep's
+    --lengths, when typed) may be shorter than T: each length analyses the first steps of every sequence.
+    """
+    from gradscope.experiments import input_files, inputs
+
+    if not inputs.is_file(source):
+        return None
+    data = input_files.load(source)
+    B, T, m = data.shape
+    own = {"batch": B, "length": T, "input_size": m}
+    shape = tuple(data.source["shape"])
+    for key, value in typed.items():
+        if value is not None and value != own[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag}={value} is not allowed with --input {source}: its array (shape {shape}) has "
+                f"{own[key]} {_FILE_SIZES[key]} (leave {flag} out)"
+            )
+    if lengths is not None and max(lengths) > T:
+        raise ConfigError(
+            f"--lengths={','.join(map(str, lengths))} is not allowed with --input {source}: its sequences have "
+            f"{T} steps (shape {shape}); give lengths of at most {T} (each analyses the first steps)"
+        )
+    return {**own, "lengths": list(lengths) if lengths is not None else [T], "source": dict(data.source)}
+
+
 # ---------------------------------------------------------------------------------- --out, --float64
 
 
-def check_out_dir(out: Path, force: bool, markers: tuple[str, ...] = ("report.json",)) -> Path:
+def check_out_dir(
+    out: Path, force: bool, markers: tuple[str, ...] = ("report.json",), *, reserve: bool = True
+) -> Path:
     """Refuse, before any computation, an --out that must not be written (`gradscope._atomic.check_output_folder`:
     a file, a non-empty folder without --force, a folder gradscope did not write even with --force, the
-    current folder, its parents or home) or whose parent folder does not exist."""
+    current folder, its parents or home) or whose parent folder does not exist. With ``reserve`` the folder is
+    reserved for this process until it is published (a second run into it is refused)."""
     from gradscope._atomic import check_output_folder
 
     out = Path(out)
-    why = check_output_folder(out, force=force, markers=markers)
+    why = check_output_folder(out, force=force, markers=markers, reserve=reserve)
     if why:
         raise ConfigError(f"--out={str(out)!r} is not allowed: {why}")
     if not out.parent.exists():

@@ -25,6 +25,7 @@ from gradscope.cli._options import (
     check_out_dir,
     default_label,
     enable_float64,
+    file_input,
     input_size_for,
     input_source,
     option_error,
@@ -66,21 +67,37 @@ def analyse(
         help="Architecture of --weights (auto: detected from the tensor names; layers and bidirectional are inferred).",
     ),
     hidden: Optional[int] = typer.Option(None, "--hidden", min=1, help="Hidden size [default: 32]."),
-    length: int = typer.Option(DEFAULTS["length"], "--length", "-T", min=1, help="Sequence length T."),
-    batch: int = typer.Option(
-        DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences (results are batch means)."
+    length: Optional[int] = typer.Option(
+        None, "--length", "-T", min=1, help=f"Sequence length T [default: {DEFAULTS['length']}, or the --input file's]."
+    ),
+    batch: Optional[int] = typer.Option(
+        None,
+        "--batch",
+        "-B",
+        min=1,
+        help=f"Input sequences (results are batch means) [default: {DEFAULTS['batch']}, or the --input file's].",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights and inputs."),
     forget_bias: Optional[float] = typer.Option(None, "--forget-bias", help="LSTM forget-gate bias."),
     chrono: Optional[float] = typer.Option(
         None, "--chrono", help="LSTM chrono initialisation with T_max (Tallec & Ollivier 2018)."
     ),
-    gain: Optional[float] = typer.Option(None, "--gain", help="Recurrent gain (Elman family)."),
-    init: Optional[Init] = typer.Option(None, "--init", help="Recurrent initialisation (Elman family)."),
+    gain: Optional[float] = typer.Option(
+        None,
+        "--gain",
+        help="Spectral radius of W_hh (Elman family): an orthogonal W_hh of exactly that radius, or with --init "
+        "gaussian/uniform entries of variance gain²/n [default: PyTorch's nn.RNN init U(±1/√n)].",
+    ),
+    init: Optional[Init] = typer.Option(
+        None, "--init", help="Recurrent initialisation (Elman family) [default: uniform, or orthogonal with --gain]."
+    ),
     layers: int = typer.Option(1, "--layers", min=1, help="Stacked layers."),
     residual: bool = typer.Option(False, "--residual", help="Residual connections between stacked layers."),
     input: str = typer.Option(
-        DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, copy, temporal-order."
+        DEFAULTS["input"],
+        "--input",
+        help="Input source: noise, uniform, zeros, adding, copy, temporal-order; or a FILE (.npy, .npz:NAME, .csv, "
+        ".safetensors:NAME) of shape (T, m) or (B, T, m), which fixes T, the batch and m (docs/inputs.md).",
     ),
     input_size: Optional[int] = typer.Option(
         None, "--input-size", min=1, help="Input size m [default: 2; task sources fix it]."
@@ -115,6 +132,9 @@ def analyse(
     t0 = time.perf_counter()
     dtype = enable_float64(float64)  # before any array exists
     source = input_source(input)
+    fin = file_input(source, length=length, batch=batch, input_size=input_size)  # typed values must agree
+    length = fin["length"] if fin is not None else DEFAULTS["length"] if length is None else length
+    batch = fin["batch"] if fin is not None else DEFAULTS["batch"] if batch is None else batch
     flags = {
         "--forget-bias": forget_bias,
         "--chrono": chrono,
@@ -154,9 +174,9 @@ def analyse(
         assert cell is not None  # exactly one of --cell and --weights (checked above)
         cfg = _cell_config(cell, given, hidden, layers, residual, input_size, common)
         config = {}
-    config = {**cfg.to_dict(), **config}
+    config = {**cfg.to_dict(), **config, **({"input_file": fin["source"]} if fin is not None else {})}
     analyses = analyse_all([cfg], quiet=quiet, what="analysing", model=model)
-    report = write(out, analyses, command="analyse", config=config, force=force)
+    report = write(out, analyses, command="analyse", config=config, force=force, quiet=quiet)
     finish(out, report, json_out=json_out, quiet=quiet, title="gradient flow", seconds=time.perf_counter() - t0)
 
 
@@ -168,9 +188,9 @@ def _imported_config(model, weights: Path, input_size: Optional[int], common: di
     m, source = int(model.input_size), common["input"]
     task_m = inputs.task_input_size(source, max(common["length"], 64))
     if task_m is not None and task_m != m:
+        fix = f"give a file with {m} features per step" if inputs.is_file(source) else "use --input noise/uniform/zeros"
         raise ConfigError(
-            f"--input {source} gives inputs of size {task_m}, but the model in {str(weights)!r} "
-            f"takes {m}: use --input noise, uniform or zeros"
+            f"--input {source} gives inputs of size {task_m}, but the model in {str(weights)!r} takes {m}: {fix}"
         )
     if input_size is not None and input_size != m:
         raise ConfigError(

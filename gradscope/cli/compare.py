@@ -15,11 +15,13 @@ from typing import Optional
 import typer
 
 from gradscope._errors import ConfigError
+from gradscope.cli import _checkpoints
 from gradscope.cli._options import (
     DEFAULTS,
     auto_options,
     check_out_dir,
     enable_float64,
+    file_input,
     input_size_for,
     input_source,
     parse_cell_list,
@@ -30,10 +32,8 @@ from gradscope.cli._reports import analyse_all, finish, write
 
 #: the embedded default of `gradscope compare`: the textbook contrast of vanishing and kept gradients
 DEFAULT_COMPARE_CELLS = ("rnn-tanh", "lstm:forget_bias=0", "lstm:forget_bias=1", "gru", "indrnn", "irnn", "ln-lstm")
-#: in the default comparison IndRNN gets the official adding-problem init of its last layer (Li et al. 2018,
-#: IndRNN_Theano_Lasagne/adding/adding.py): u ~ U((1/2)^(1/T), 2^(1/T)), so |u|^T ∈ [1/2, 2]: the recurrent
-#: weights alone neither vanish nor explode over T steps. (The registry default u ~ U(0, 2^(1/T)) is the
-#: first-layer init, under which most units forget within tens of steps.)
+#: IndRNN gets the official adding-problem init of its last layer (Li et al. 2018): u ~ U((1/2)^(1/T), 2^(1/T)),
+#: in every command (`gradscope.experiments.models.layer_options`)
 INDRNN_LOW = 0.5
 
 
@@ -82,15 +82,12 @@ def _check_buildable(specs, input_size: int, hidden: int, length: int, dtype: st
     import jax
 
     from gradscope._errors import GradscopeError
-    from gradscope.cells import make
+    from gradscope.experiments.models import build_model
 
     for spec in specs:
-        opts = auto_options(spec.name, spec.options, length)
+        sizes = {"input_size": input_size, "hidden": hidden, "length": length, "dtype": dtype}
         try:
-            jax.eval_shape(
-                lambda k, spec=spec, opts=opts: make(spec.name, input_size, hidden, key=k, dtype=dtype, **opts),
-                jax.random.key(0),
-            )
+            jax.eval_shape(lambda k, spec=spec: build_model(spec.name, spec.options, key=k, **sizes), jax.random.key(0))
         except (GradscopeError, TypeError, ValueError) as exc:
             meaning = f" (for {spec.name}, {SIZE_MEANINGS[spec.name]})" if spec.name in SIZE_MEANINGS else ""
             raise ConfigError(
@@ -115,6 +112,13 @@ def compare(
             **PRESETS["modern"]
         ),
     ),
+    weights: Optional[str] = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Compare checkpoints instead of cells: comma-separated weight files (a.safetensors,b.safetensors), "
+        "each imported as `gradscope analyse --weights` does, all on the same inputs; named by file stem.",
+    ),
     hidden: Optional[int] = typer.Option(
         None, "--hidden", min=1, help=f"Hidden size [default: {DEFAULTS['hidden']}, or the preset's]."
     ),
@@ -126,7 +130,10 @@ def compare(
     ),
     seeds: str = typer.Option("0", "--seeds", "--seed", help="Seed(s), comma-separated: 0 or 0,1,2."),
     input: str = typer.Option(
-        DEFAULTS["input"], "--input", help="Input source: noise, uniform, zeros, adding, copy, temporal-order."
+        DEFAULTS["input"],
+        "--input",
+        help="Input source: noise, uniform, zeros, adding, copy, temporal-order; or a FILE (.npy, .npz:NAME, .csv, "
+        ".safetensors:NAME) of shape (T, m) or (B, T, m), which fixes T, the batch and m (docs/inputs.md).",
     ),
     input_size: Optional[int] = typer.Option(
         None, "--input-size", min=1, help="Input size m [default: 2, or the preset's; task sources fix it]."
@@ -151,6 +158,8 @@ def compare(
     Example: `gradscope compare --cells rnn-tanh,lstm:forget_bias=1,indrnn --length 500 --out cmp`
 
     Example: `gradscope compare --preset modern --length 200 --out modern`
+
+    Checkpoints: `gradscope compare --weights step100.safetensors,step900.safetensors --out ckpts`
     """
     t0 = time.perf_counter()
     dtype = enable_float64(float64)
@@ -159,10 +168,33 @@ def compare(
     from gradscope.experiments.sweep import Config
 
     chosen = _preset(preset, cells)
+    source = input_source(input)
+    fin = file_input(source, length=length, batch=batch, input_size=input_size)  # typed values must agree
+    if fin is not None:  # the file's sizes win over a preset's
+        length, batch = fin["length"], fin["batch"]
+    if weights is not None:  # checkpoints side by side (gradscope.cli._checkpoints)
+        if cells is not None or preset is not None or hidden is not None:
+            raise ConfigError("--cells, --preset and --hidden are not allowed with --weights: the files fix the models")
+        check_out_dir(out, force)
+        return _checkpoints.run(
+            weights,
+            out=out,
+            force=force,
+            json_out=json_out,
+            t0=t0,
+            input_file=fin["source"] if fin is not None else None,
+            source=source,
+            length=DEFAULTS["length"] if length is None else length,
+            batch=DEFAULTS["batch"] if batch is None else batch,
+            seeds=parse_ints("--seeds", seeds, minimum=0),
+            input_size=input_size,
+            dtype=dtype,
+            threshold=threshold,
+            quiet=quiet,
+        )
     hidden = hidden if hidden is not None else chosen.get("hidden", DEFAULTS["hidden"])
     length = length if length is not None else chosen.get("length", DEFAULTS["length"])
     batch = batch if batch is not None else chosen.get("batch", DEFAULTS["batch"])
-    source = input_source(input)
     seed_list = parse_ints("--seeds", seeds, minimum=0)
     cell_text = cells if cells is not None else ",".join(chosen.get("cells", DEFAULT_COMPARE_CELLS))
     default_cells = not chosen and cell_text == ",".join(DEFAULT_COMPARE_CELLS)
@@ -182,8 +214,6 @@ def compare(
     configs = []
     for spec in specs:
         opts = auto_options(spec.name, spec.options, length)
-        if default_cells and spec.name == "indrnn":
-            opts = {**opts, "u_min": INDRNN_LOW ** (1.0 / length)}
         for s in seed_list:
             name = spec.label if len(seed_list) == 1 else f"{spec.label}/s={s}"
             configs.append(
@@ -214,9 +244,10 @@ def compare(
         "dtype": dtype,
         "threshold": threshold,
         "grid": [c.to_dict() for c in configs],
+        **({"input_file": fin["source"]} if fin is not None else {}),
     }
     analyses = analyse_all(configs, quiet=quiet, what="comparing")
-    report = write(out, analyses, command="compare", config=config, force=force)
+    report = write(out, analyses, command="compare", config=config, force=force, quiet=quiet)
     finish(
         out,
         report,

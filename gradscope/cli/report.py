@@ -57,7 +57,8 @@ def inspect(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout)."),
 ) -> None:
-    """Show what a weight file holds and the gradscope model it maps to (nothing is executed).
+    """Show what a weight file holds and the gradscope model it maps to (nothing is executed); exit 1 when
+    it does not map onto a model (the problem is shown), 2 when it cannot be read.
 
     Example: `gradscope inspect lstm.safetensors --json`
     """
@@ -70,7 +71,13 @@ def inspect(
     d = inspect_file(str(file), framework=framework)
     if json_out:
         print_json(d)
-        return
+    else:
+        _print_inspection(file, d)
+    if d.get("problem"):  # the file was read but does not map onto a model: exit 1, like a failed check
+        raise typer.Exit(1)
+
+
+def _print_inspection(file: Path, d: dict) -> None:
     from rich.table import Table
 
     con = stdout_console()

@@ -22,6 +22,7 @@ from gradscope.cli._options import (
     Init,
     check_out_dir,
     enable_float64,
+    file_input,
     input_size_for,
     input_source,
     parse_cell_list,
@@ -39,14 +40,33 @@ def sweep(
     gains: str = typer.Option(
         "0.5,1,1.5",
         "--gains",
-        help="Recurrent gains, for cells with a gain option (Elman family); not applicable to the others.",
+        help="Recurrent gains: the spectral radius of W_hh, for cells with a gain option (Elman family: an "
+        "orthogonal W_hh of exactly that radius, or with --init gaussian/uniform entries of variance gain²/n). "
+        "Gated cells (LSTM, GRU, …) take no gain: analysed once per length and seed.",
     ),
-    lengths: str = typer.Option("50,100", "--lengths", help="Sequence lengths T."),
+    lengths: Optional[str] = typer.Option(
+        None,
+        "--lengths",
+        help="Sequence lengths T [default: 50,100; with an --input file its T; typed lengths take its first steps].",
+    ),
     seeds: str = typer.Option("0", "--seeds", help="Seeds."),
-    init: Optional[Init] = typer.Option(None, "--init", help="Recurrent initialisation for cells that take one."),
+    init: Optional[Init] = typer.Option(
+        None, "--init", help="Recurrent initialisation for cells that take one [default: orthogonal with a gain]."
+    ),
     hidden: int = typer.Option(DEFAULTS["hidden"], "--hidden", min=1, help="Hidden size."),
-    batch: int = typer.Option(DEFAULTS["batch"], "--batch", "-B", min=1, help="Input sequences per configuration."),
-    input: str = typer.Option(DEFAULTS["input"], "--input", help="Input source."),
+    batch: Optional[int] = typer.Option(
+        None,
+        "--batch",
+        "-B",
+        min=1,
+        help=f"Input sequences per configuration [default: {DEFAULTS['batch']}, or the --input file's].",
+    ),
+    input: str = typer.Option(
+        DEFAULTS["input"],
+        "--input",
+        help="Input source (noise, uniform, zeros, adding, copy, temporal-order) or a FILE (.npy, .npz:NAME, .csv, "
+        ".safetensors:NAME) of shape (T, m) or (B, T, m), which fixes the batch and m (docs/inputs.md).",
+    ),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
     threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
     float64: bool = typer.Option(False, "--float64", help="Compute in float64."),
@@ -99,6 +119,9 @@ def sweep(
 ) -> None:
     """Sweep a grid: cells × recurrent gain × lengths × seeds, one table and two heat-maps.
 
+    The gain is the spectral radius of the recurrent matrix, so the defaults cross the edge of chaos: the tanh
+    RNN's largest Lyapunov exponent is < 0 at gain 0.5 and > 0 at 1.5 (Sompolinsky, Crisanti & Sommers 1988).
+
     Same-shaped configurations are vmapped together and spread over all devices. Interrupted? Run the
     same command again: finished configurations are read from the partial file.
 
@@ -117,10 +140,13 @@ def sweep(
     source = input_source(input)
     specs = parse_cell_list(cells)
     gain_list = parse_floats("--gains", gains, positive=True)
-    length_list = parse_ints("--lengths", lengths, minimum=1)
+    length_list = parse_ints("--lengths", lengths, minimum=1) if lengths is not None else None
+    fin = file_input(source, lengths=length_list, batch=batch, input_size=input_size)  # typed values must agree
+    length_list = fin["lengths"] if fin is not None else length_list or [50, 100]
+    batch = fin["batch"] if fin is not None else DEFAULTS["batch"] if batch is None else batch
     seed_list = parse_ints("--seeds", seeds, minimum=0)
     if shard_ix is None:
-        check_out_dir(out, force)
+        check_out_dir(out, force, reserve=jax.process_index() == 0)  # process 0 writes the report
     elif (out / mg.part_name(*shard_ix)).exists() and not force:
         raise ConfigError(f"--out={str(out)!r} already holds {mg.part_name(*shard_ix)}: pass --force to replace it")
     m = input_size_for(source, input_size, max(length_list))
@@ -152,6 +178,7 @@ def sweep(
         "threshold": threshold,
         "gain_not_applicable": not_applicable,
         "grid": [c.to_dict() for c in configs],
+        **({"input_file": fin["source"]} if fin is not None else {}),
     }
     if shard_ix is not None:
         configs = mg.shard_configs(configs, *shard_ix)

@@ -40,36 +40,26 @@ class Schedule(str, enum.Enum):
     cosine = "cosine"
 
 
-#: IndRNN's official adding-problem init (Li et al. 2018): the last layer starts with u ≥ (1/2)^(1/T)
-INDRNN_LAST_LOW = 0.5
-
-
 def build_model(
     cell: str, input_size: int, hidden: int, layers: int, residual: bool, length: int, *, key: jax.Array, dtype: Any
 ) -> tuple[Any, CellSpec]:
-    """The recurrent model of ``gradscope train``: ``layers`` copies of the cell spec (fresh weights each).
-
-    A plain ``indrnn`` gets IndRNN's adding-problem recipe unless options say otherwise: ``max_length = T``
-    (so |u| ≤ 2^(1/T)) and, in the last layer, ``u_min = (1/2)^(1/T)``.
-    """
-    import jax
-
-    from gradscope.cells import make
-    from gradscope.nets import Stack
+    """The recurrent model of ``gradscope train``: ``layers`` copies of the cell spec (fresh weights each),
+    built as every command builds its models (`gradscope.experiments.models.build_model`: a plain ``indrnn``
+    gets ``max_length = T`` and, in its last layer, ``u_min = (1/2)^(1/T)``)."""
+    from gradscope.experiments.models import build_model as build
 
     spec = parse_cell_spec(cell)
-    keys = jax.random.split(key, layers)
-    cells, m = [], input_size
-    for l in range(layers):
-        opts = dict(spec.options)
-        if spec.name == "indrnn":
-            opts.setdefault("max_length", length)
-            if l == layers - 1 and "u_min" not in spec.options and "u_max" not in spec.options:
-                opts["u_min"] = INDRNN_LAST_LOW ** (1.0 / opts["max_length"])
-        c = make(spec.name, m, hidden, key=keys[l], dtype=dtype, **opts)
-        cells.append(c)
-        m = c.output_size
-    model = cells[0] if layers == 1 else Stack(tuple(cells), residual=residual)
+    model = build(
+        spec.name,
+        spec.options,
+        input_size=input_size,
+        hidden=hidden,
+        length=length,
+        key=key,
+        layers=layers,
+        residual=residual,
+        dtype=dtype,
+    )
     return model, spec
 
 
@@ -177,15 +167,28 @@ def train(
     import jax.numpy as jnp
 
     from gradscope.analysis import analyse
+    from gradscope.analysis.plan import check_sizes, plan_training
     from gradscope.experiments import tasks
     from gradscope.experiments import train as tr
+    from gradscope.experiments.models import model_key
     from gradscope.experiments.reproduce import run_record  # the run record reproductions use too
     from gradscope.report import build_report
     from gradscope.report.training import write_training_report
 
+    check_sizes(seed=seed, layers=layers, hidden=hidden, batch=batch, length=length)  # before any work
     tk = tasks.make(task, length=length)
     T = tk.length
-    key = jax.random.key(seed)
+    wdtype = jnp.float64 if dtype == "float64" else jnp.float32
+
+    def shapes(h: int) -> Any:  # the model's shapes only: the run is planned before any weights exist
+        return jax.eval_shape(
+            lambda k: build_model(cell, tk.input_size, h, layers, residual, T, key=k, dtype=wdtype)[0], model_key(seed)
+        )
+
+    plan_training(shapes(hidden), tk, batch=batch, probe_batch=probe_batch, build=shapes)
+    # the weights come from model_key(seed), as in every command; training data, readout and probe batch
+    # from an independent stream
+    key = jax.random.fold_in(jax.random.key(seed), 1)
     model, spec = build_model(
         cell,
         tk.input_size,
@@ -193,7 +196,7 @@ def train(
         layers,
         residual,
         T,
-        key=jax.random.fold_in(key, 1),
+        key=model_key(seed),
         dtype=jnp.float64 if dtype == "float64" else jnp.float32,
     )
     if indrnn_clip is None and _has_indrnn(model):

@@ -114,7 +114,7 @@ EXPERIMENT = Experiment(
         "a tanh RNN does not learn at all; at T = 1000 LSTM and IRNN no longer learn it either, and IndRNN still does "
         "at T = 5000."
     ),
-    source="Li et al. 2018 (IndRNN), §5.1 and Fig. 2; full references in docs/references.md",
+    source="Li et al. 2018 (IndRNN, CVPR 2018, arXiv:1803.04831), §5.1 and Fig. 2",
     quick=_QUICK,
     full=_FULL,
     runner=_run_adding,

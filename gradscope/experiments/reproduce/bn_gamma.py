@@ -79,8 +79,7 @@ EXPERIMENT = Experiment(
         "going back in time while γ = 0.1 keeps its norm nearly constant (Cooijmans et al. 2016, Fig. 1: 'For "
         "large values of γ, the norm quickly goes to zero as gradient is propagated back in time')."
     ),
-    source="Cooijmans et al. 2016 (Recurrent Batch Normalization), §4 and Fig. 1"
-    "; full references in docs/references.md",
+    source="Cooijmans et al. 2016 (Recurrent Batch Normalization, ICLR 2017, arXiv:1603.09025), §4 and Fig. 1",
     quick=_QUICK,
     full=_FULL,
     runner=_run_bn_gamma,

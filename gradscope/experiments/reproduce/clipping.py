@@ -101,8 +101,7 @@ EXPERIMENT = Experiment(
         "Rescaling the gradient when its norm exceeds a threshold (Pascanu et al. 2013, Algorithm 1) lets SGD train "
         "a recurrent net whose gradients explode, where unclipped SGD is thrown off by the explosions."
     ),
-    source="Pascanu, Mikolov & Bengio 2013, §3.2, Algorithm 1 and §5 (temporal order)"
-    "; full references in docs/references.md",
+    source="Pascanu, Mikolov & Bengio 2013 (ICML 2013, arXiv:1211.5063), §3.2, Algorithm 1 and §5 (temporal order)",
     quick=_QUICK,
     full=_FULL,
     runner=_run_clipping,

@@ -132,8 +132,8 @@ EXPERIMENT = Experiment(
         "connections keep it; in deep recurrent stacks the residual IndRNN passes the gradient to the bottom "
         "layer where a plain stack loses it (Li et al. 2019, Deep IndRNN)."
     ),
-    source="Li et al. 2018/2019 (IndRNN, Deep IndRNN) §3 residual IndRNN; Pascanu et al. 2013 §2.1"
-    "; full references in docs/references.md",
+    source="Li et al. 2019 (Deep IndRNN, arXiv:1910.06251) §3 residual IndRNN; Li et al. 2018 (IndRNN, "
+    "arXiv:1803.04831); Pascanu, Mikolov & Bengio 2013 (arXiv:1211.5063) §2.1",
     quick=_QUICK,
     full=_FULL,
     runner=_run_depth,

@@ -107,7 +107,8 @@ EXPERIMENT = Experiment(
         "(Jozefowicz et al.: bias 1 'closes the gap' to the GRU), and the chrono initialisation b_f ~ log U[1, T−1] "
         "keeps it longer still and 'greatly improves learning of long term dependencies' (Tallec & Ollivier)."
     ),
-    source="Jozefowicz et al. 2015 (abstract); Tallec & Ollivier 2018; full references in docs/references.md",
+    source="Jozefowicz, Zaremba & Sutskever 2015 (ICML 2015), abstract; Tallec & Ollivier 2018 (ICLR 2018, "
+    "arXiv:1804.11188)",
     quick=_QUICK,
     full=_FULL,
     runner=_run_forget_bias,

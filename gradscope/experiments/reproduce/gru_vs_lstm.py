@@ -90,7 +90,7 @@ EXPERIMENT = Experiment(
         "and LSTM are comparable; 'we could not make concrete conclusion on which of the two gating units was "
         "better' (Chung et al. 2014)."
     ),
-    source="Chung et al. 2014 (arXiv 1412.3555), abstract and conclusion; full references in docs/references.md",
+    source="Chung et al. 2014 (NIPS 2014 Deep Learning Workshop, arXiv:1412.3555), abstract and conclusion",
     quick=_QUICK,
     full=_FULL,
     runner=_run_gru_vs_lstm,
