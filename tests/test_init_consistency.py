@@ -138,6 +138,30 @@ def test_default_sweep_report_shows_chaos_at_gain_1_5(tmp_path):
     assert (out / "figures" / "sweep_lyapunov_gain_cell.png").stat().st_size > 0
 
 
+def test_compare_gains_crosses_the_edge_of_chaos(tmp_path):
+    """`gradscope compare --cells rnn-tanh,lstm --gains 0.5,1.5`: the tanh RNN once per gain (the spectral radius
+    of W_hh), the LSTM (no gain) once; λ_max on the side of 0 that mean-field theory gives for each gain."""
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        cli.app,
+        ["compare", "--cells", "rnn-tanh,lstm", "--gains", "0.5,1.5", "--length", "60", "--out", str(out), "-q"],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    lam = {a["name"]: a["summary"]["lyapunov_max"] for a in report["analyses"]}
+    assert set(lam) == {"rnn-tanh:gain=0.5", "rnn-tanh:gain=1.5", "lstm"}
+    s0 = 8 / (9 * DEFAULTS["hidden"])
+    assert _mean_field_lyapunov(1.5, s0) > 0 and lam["rnn-tanh:gain=1.5"] > 0
+    assert _mean_field_lyapunov(0.5, s0) < 0 and lam["rnn-tanh:gain=0.5"] < 0
+
+
+def test_compare_gains_without_a_gain_cell_is_refused(tmp_path):
+    res = CliRunner().invoke(
+        cli.app, ["compare", "--cells", "lstm,gru", "--gains", "0.5,1.5", "--out", str(tmp_path / "x")]
+    )
+    assert res.exit_code == 2 and "none of the cells has a gain option" in res.stderr, res.output
+
+
 # ------------------------------------------------------------------ one initialisation per cell name
 
 

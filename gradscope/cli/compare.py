@@ -18,6 +18,7 @@ from gradscope._errors import ConfigError
 from gradscope.cli import _checkpoints
 from gradscope.cli._options import (
     DEFAULTS,
+    CellSpec,
     auto_options,
     check_out_dir,
     enable_float64,
@@ -25,6 +26,7 @@ from gradscope.cli._options import (
     input_size_for,
     input_source,
     parse_cell_list,
+    parse_floats,
     parse_ints,
 )
 from gradscope.cli._output import info, warn
@@ -96,6 +98,28 @@ def _check_buildable(specs, input_size: int, hidden: int, length: int, dtype: st
             ) from None
 
 
+def _with_gains(specs: list[CellSpec], gains: Optional[str]) -> list[CellSpec]:
+    """``--gains G1,G2``: every spec whose cell takes a ``gain`` (and does not set one) once per gain,
+    labelled ``NAME:gain=G``; the others as they are. A list where no cell takes a gain is refused."""
+    if gains is None:
+        return specs
+    from gradscope.cells import options as cell_options
+
+    values = parse_floats("--gains", gains, positive=True)
+    out: list[CellSpec] = []
+    for spec in specs:
+        if "gain" not in cell_options(spec.name) or "gain" in spec.options:
+            out.append(spec)
+            continue
+        out += [CellSpec(spec.name, spec.options | {"gain": g}, f"{spec.label}:gain={g:g}") for g in values]
+    if len(out) == len(specs) and len(values) > 1:
+        raise ConfigError(
+            f"--gains={gains!r} does not apply: none of the cells has a gain option (the Elman family rnn-tanh, "
+            "rnn-relu, irnn, … has one)"
+        )
+    return out
+
+
 def compare(
     cells: Optional[str] = typer.Option(
         None,
@@ -129,6 +153,13 @@ def compare(
         None, "--batch", "-B", min=1, help=f"Input sequences per cell [default: {DEFAULTS['batch']}, or the preset's]."
     ),
     seeds: str = typer.Option("0", "--seeds", "--seed", help="Seed(s), comma-separated: 0 or 0,1,2."),
+    gains: Optional[str] = typer.Option(
+        None,
+        "--gains",
+        help="Recurrent gains, comma-separated: the spectral radius of W_hh (as in `gradscope sweep`). Each cell "
+        "with a gain option (Elman family) is compared at every gain, as NAME:gain=G; cells without one "
+        "(LSTM, GRU, …) once.",
+    ),
     input: str = typer.Option(
         DEFAULTS["input"],
         "--input",
@@ -159,6 +190,8 @@ def compare(
 
     Example: `gradscope compare --preset modern --length 200 --out modern`
 
+    Example: `gradscope compare --cells rnn-tanh,lstm --gains 0.5,1,1.5` (the tanh RNN across the edge of chaos)
+
     Checkpoints: `gradscope compare --weights step100.safetensors,step900.safetensors --out ckpts`
     """
     t0 = time.perf_counter()
@@ -173,8 +206,10 @@ def compare(
     if fin is not None:  # the file's sizes win over a preset's
         length, batch = fin["length"], fin["batch"]
     if weights is not None:  # checkpoints side by side (gradscope.cli._checkpoints)
-        if cells is not None or preset is not None or hidden is not None:
-            raise ConfigError("--cells, --preset and --hidden are not allowed with --weights: the files fix the models")
+        if cells is not None or preset is not None or hidden is not None or gains is not None:
+            raise ConfigError(
+                "--cells, --preset, --hidden and --gains are not allowed with --weights: the files fix the models"
+            )
         check_out_dir(out, force)
         return _checkpoints.run(
             weights,
@@ -204,7 +239,7 @@ def compare(
         for e in missing:
             warn(f"cell {e!r} is not registered in this version; left out of the comparison")
         entries = [e for e in entries if e not in missing]
-    specs = parse_cell_list(",".join(entries))
+    specs = _with_gains(parse_cell_list(",".join(entries)), gains)
     check_out_dir(out, force)
     m = input_size_for(source, input_size, length)
     if input_size is None and "input_size" in chosen and inputs.task_input_size(source, max(length, 64)) is None:
