@@ -521,3 +521,23 @@ def test_complex_diagonal_float32_long_run_matches_closed_form():
     np.testing.assert_allclose(np.asarray(lp.log10_spectral, np.float64), lags[:, 0] * np.log10(r.max()), atol=1e-3)
     frob = 0.5 * (np.log(2) + np.logaddexp.reduce(2 * lags * np.log(r), axis=1)) / np.log(10)
     np.testing.assert_allclose(np.asarray(lp.log10_frobenius, np.float64), frob, atol=1e-3)
+
+
+def test_update_wide_equals_numpy_products_also_where_squares_underflow():
+    """`logspace.update_wide` (the triangle's step: C products side by side, one GEMM) against float64 NumPy
+    ``J @ P_c``: log ‖J P_c‖_F and the unit-norm matrix, for a normal product, one whose squared entries
+    underflow float32 (entries ~1e-26: the 2^50-scaled sum of squares takes over) and an exactly zero one."""
+    rng = np.random.default_rng(0)
+    d, C = 6, 3
+    P = rng.normal(size=(C, d, d)) * np.array([1.0, 1e-25, 0.0])[:, None, None]
+    J = 3.0 * rng.normal(size=(d, d))
+    carry = engine.logspace.LogProduct(
+        jnp.asarray(np.moveaxis(P, 0, 1), jnp.float32), jnp.zeros((C,), jnp.float32), jnp.zeros((C,), jnp.float32)
+    )
+    out = engine.logspace.update_wide(carry, jnp.asarray(J, jnp.float32))
+    N = np.einsum("ij,cjk->cik", J, P)
+    for c in range(2):
+        f = np.linalg.norm(N[c])
+        np.testing.assert_allclose(float(engine.logspace.log_scale(out)[c]), np.log(f), rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(out.matrix[:, c, :], np.float64), N[c] / f, atol=1e-6)
+    assert np.isneginf(float(engine.logspace.log_scale(out)[2])) and not np.any(np.asarray(out.matrix[:, 2, :]))

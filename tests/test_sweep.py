@@ -116,7 +116,7 @@ def test_memory_plan_sizes_stacks_and_refuses_what_cannot_fit():
     assert batch.plan_stack(model, 2, 8, 2, 32, budget=3 * per + 1, n_devices=2) == 6  # budget is per device
     assert batch.plan_stack(model, 2, 8, 2, 32, budget=10**12, max_vmap=8) == 8
     assert batch.plan_stack(model, 2, 8, 2, 5, budget=10**12, n_devices=4) == 8  # 5 → 2 per device
-    with pytest.raises(ResourceError, match=r"one configuration.*needs .* but only .* at most T = \d+ steps"):
+    with pytest.raises(ResourceError, match=r"one configuration.*needs .* GB, .* GB available; at most T = \d+ fits"):
         batch.plan_stack(model, 2, 8, 2, 32, budget=per // 2)
     size, devs = 7, 2
     stacks, per_stack = sweep.chunks(list(range(20)), size, devs)

@@ -60,14 +60,18 @@ def record(analysis: Analysis) -> dict:
 
 def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any = None) -> list[dict]:
     """Analyse each configuration with a progress bar (one step each); raise on non-finite results."""
+    from gradscope.analysis.plan import plan_config, plan_model_config
     from gradscope.experiments import sweep
 
-    if model is None:  # impossible sizes fail here, in seconds, before any analysis starts
-        for cfg in configs:
-            sweep.plan_config(cfg)
+    for cfg in configs:  # impossible sizes fail here, in seconds, before the first analysis starts
+        if model is None:
+            plan_config(cfg)
+        else:
+            plan_model_config(model, cfg)
     records = []
     with progress(len(configs), what, quiet) as advance:
         for cfg in configs:
+            advance(f"analysing {cfg.name}", 0)  # names the stage now being computed
             if model is None:
                 a = sweep.analyse_config(cfg)
             else:
@@ -78,17 +82,22 @@ def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any
     return records
 
 
-def write(out: Path, analyses: list[dict], *, command: str, config: dict, force: bool) -> dict:
-    """Build the report (gradscope.report) and write its folder atomically; returns the report dict."""
+def write(out: Path, analyses: list[dict], *, command: str, config: dict, force: bool, quiet: bool = True) -> dict:
+    """Build the report (gradscope.report) and write its folder atomically; returns the report dict.
+
+    The PNGs are drawn by worker processes (`gradscope.report.folder.figure_workers`); a spinner names the
+    stage unless ``quiet``."""
     from gradscope import report as rep
+    from gradscope.cli._output import stage
 
     report = rep.build_report(analyses, command=command, config=config)
-    if command == "sweep":
-        from gradscope.experiments.sweep import write_sweep_report
+    with stage(f"writing {out}/: report.json, figures, summary.md, report.html", quiet):
+        if command == "sweep":
+            from gradscope.experiments.sweep import write_sweep_report
 
-        write_sweep_report(out, report, force=force)
-    else:
-        rep.write_report(out, report, force=force)
+            write_sweep_report(out, report, force=force)
+        else:
+            rep.write_report(out, report, force=force, workers=None)  # PNGs drawn in parallel processes
     return report
 
 

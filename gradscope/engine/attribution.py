@@ -32,7 +32,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
-from gradscope.engine._memory import require
+from gradscope.engine._memory import plan_stage, require
 from gradscope.engine._prep import LN10, engine_precision, prepare, step_jac
 
 
@@ -148,6 +148,7 @@ def attribution(
     cotangents: ArrayLike | None = None,
 ) -> Attribution:
     """Split ``∂E/∂θ`` by lag τ = t − k and report per-block gradient norms over time (see module doc)."""
+    plan_stage("attribution", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     T = pxs.shape[-2]
     key = jax.random.key(0) if key is None else key

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradscope.engine._memory import require
+from gradscope.engine._memory import plan_stage, require
 from gradscope.engine._prep import per_example, prepare, step_jac
 
 
@@ -41,6 +41,7 @@ def _step_jacobians(model, xs, S, batched):
 
 def step_jacobians(model: Any, xs: ArrayLike, state0: Any = None) -> StepJacobians:
     """All one-step Jacobians of ``model`` along ``xs`` (``(T, m)`` → ``(T, d, d)``; batched → ``(B, T, d, d)``)."""
+    plan_stage("step_jacobians", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     B, T, d = (pxs.shape[0] if batched else 1), pxs.shape[-2], S.shape[-1]
     per_step = B * d * (d + pxs.shape[-1]) * S.dtype.itemsize

@@ -23,6 +23,7 @@ from jax.typing import ArrayLike
 
 from gradscope.cells._base import unflatten_state
 from gradscope.engine import logspace
+from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_jac  # noqa: F401
 from gradscope.engine.products import _tol, top_singular_value
 
@@ -102,6 +103,7 @@ def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     i = list(model.blocks).index(block)
     r0 = int(sum(model.block_sizes[:i]))
     r1 = r0 + int(model.block_sizes[i])
+    plan_stage("path_split", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     out = _path_split(model, pxs, S, batched, r0, r1)
     return PathSplit(block, *[out[..., j, :] for j in range(6)])

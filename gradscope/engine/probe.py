@@ -19,6 +19,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
+from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import LN10, per_example, prepare
 
 
@@ -79,6 +80,7 @@ def probe_lag_profile(
     """Matrix-free estimate of the lag profile (see module doc)."""
     if not (isinstance(probes, int) and probes >= 2):
         raise ConfigError(f"probes={probes!r} is not allowed: expected an integer >= 2")
+    plan_stage("probe", model, xs, probes=probes)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     key = jax.random.key(0) if key is None else key
     Z = jax.random.normal(key, (probes, S.shape[-1]), S.dtype)  # the same probes for every sequence

@@ -33,7 +33,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
-from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
+from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, plan_stage, require
 from gradscope.engine._prep import LN10, is_diagonal, log_diagonals, per_example, prepare, step_jac, structure
 
 SUBSPACE_RANK = 4
@@ -141,30 +141,36 @@ def _lag_dense(model, xs, S, pairs, spectral):
     tol = _tol(dtype)
     r = min(SUBSPACE_RANK, d)
     V0 = _init_block(d, r, dtype)
-    pV0 = [_init_block(c1 - c0, min(SUBSPACE_RANK, c1 - c0), dtype) for _, _, (c0, c1) in pairs]
+    # block pairs of one shape are one batched norm computation (one while loop, not one per pair);
+    # a one-block model's h→h is the whole state and takes the full state's norms
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (_, (r0, r1), (c0, c1)) in enumerate(pairs):
+        if (r0, r1, c0, c1) != (0, d, 0, d):
+            groups.setdefault((r1 - r0, c1 - c0), []).append(i)
+    pV0 = [jnp.stack([_init_block(c, min(SUBSPACE_RANK, c), dtype)] * len(ix)) for (_, c), ix in groups.items()]
+    exact = spectral == "exact"
 
     def body(carry, k):
         P, V, pV = carry
         P = logspace.update(P, step_jac(model, xs[k], S[k], k)[0])  # ∂S_T/∂S_k = ∂S_T/∂S_{k+1} · J_k
         frob = logspace.log10_frobenius(P)
         if spectral:
-            sig, V = top_singular_value(P.matrix, V, tol, exact=spectral == "exact")
+            sig, V = top_singular_value(P.matrix, V, tol, exact=exact)
             spec = logspace.log10_scaled(P, sig)
         else:
             spec = jnp.full_like(frob, jnp.nan)
-        pf, ps, newpV = [], [], []
-        for (_, (r0, r1), (c0, c1)), v in zip(pairs, pV):
-            if (r0, r1, c0, c1) == (0, d, 0, d):  # a one-block model's h→h is the whole state: same norms
-                pf.append(frob)
-                ps.append(spec)
+        pf, ps = [frob] * len(pairs), [spec] * len(pairs)
+        newpV = []
+        for ix, v in zip(groups.values(), pV):
+            subs = jnp.stack([P.matrix[r0:r1, c0:c1] for _, (r0, r1), (c0, c1) in (pairs[i] for i in ix)])
+            f = logspace.log10_scaled(P, jnp.linalg.norm(subs, axis=(-2, -1)))
+            if spectral:
+                sig, v = jax.vmap(lambda m, w: top_singular_value(m, w, tol, exact=exact))(subs, v)
+                s = logspace.log10_scaled(P, sig)
             else:
-                sub = P.matrix[r0:r1, c0:c1]
-                pf.append(logspace.log10_scaled(P, jnp.linalg.norm(sub)))
-                if spectral:
-                    sig, v = top_singular_value(sub, v, tol, exact=spectral == "exact")
-                    ps.append(logspace.log10_scaled(P, sig))
-                else:
-                    ps.append(spec)
+                s = jnp.full_like(f, jnp.nan)
+            for j, i in enumerate(ix):
+                pf[i], ps[i] = f[j], s[j]
             newpV.append(v)
         return (P, V, newpV), (spec, frob, jnp.stack(pf) if pf else frob[None], jnp.stack(ps) if ps else frob[None])
 
@@ -234,6 +240,7 @@ def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool
     Diagonal and complex-diagonal models take the O(T·d) fast path: every norm exact, ``spectral`` moot."""
     if spectral not in (True, False, "exact"):
         raise ConfigError(f"spectral={spectral!r} is not allowed: use True, False or 'exact'")
+    plan_stage("lag_profile", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     spec, frob, pf, ps = _lag_profile(model, pxs, S, batched, is_diagonal(model), spectral)
     blocks = {
@@ -272,16 +279,23 @@ def _triangle_one(model, xs, S, chunk, spectral):
         def t_body(t, carry):
             P, out = carry
             J = step_jac(model, xs[t], S[t], t)[0]
-            # every started slot: ∂S_{t+1}/∂S_k = J_t ∂S_t/∂S_k; slot t − k0 starts here with J_t itself
-            P = logspace.update(P, J, left=True)
-            slot = jnp.arange(C)
-            inject = slot == (t - k0)
+            # every started slot: ∂S_{t+1}/∂S_k = J_t ∂S_t/∂S_k, all C slots in one GEMM (products side by
+            # side, (d, C, d)); slot t − k0 (if in this chunk) starts here with J_t itself
+            P = logspace.update_wide(P, J)
+            j = jnp.minimum(t - k0, C - 1)
+            ok = t - k0 < C
             fresh = logspace.init(J)
-            P = jax.tree.map(lambda a, b: jnp.where(inject.reshape((C,) + (1,) * (b.ndim - 1)), a, b), fresh, P)
+            old = jax.lax.dynamic_slice_in_dim(P.matrix, j, 1, axis=1)
+            P = logspace.LogProduct(
+                jax.lax.dynamic_update_slice_in_dim(P.matrix, jnp.where(ok, fresh.matrix[:, None, :], old), j, 1),
+                P.log_scale.at[j].set(jnp.where(ok, fresh.log_scale, P.log_scale[j])),
+                P.compensation.at[j].set(jnp.where(ok, fresh.compensation, P.compensation[j])),
+            )
+            slot = jnp.arange(C)
             live = k0 + slot <= t
             row_f = jnp.where(live, logspace.log10_frobenius(P), jnp.nan)
             if spectral:
-                sig = jnp.linalg.norm(P.matrix, ord=2, axis=(1, 2))
+                sig = jnp.linalg.norm(jnp.moveaxis(P.matrix, 1, 0), ord=2, axis=(1, 2))
                 row_s = jnp.where(live, logspace.log10_scaled(P, sig), jnp.nan)
             else:
                 row_s = jnp.full_like(row_f, jnp.nan)
@@ -290,7 +304,7 @@ def _triangle_one(model, xs, S, chunk, spectral):
             return P, out
 
         # slots that have not started are the zero product (log-scale −inf); only live ones are read
-        P0 = logspace.init(jnp.zeros((C, d, d), dtype))
+        P0 = logspace.LogProduct(jnp.zeros((d, C, d), dtype), jnp.full((C,), -jnp.inf, dtype), jnp.zeros((C,), dtype))
         _, out = jax.lax.fori_loop(k0, T, t_body, (P0, out))
         return out
 
@@ -349,6 +363,7 @@ def triangle(
     """``log10 ‖∂S_t/∂S_k‖_F`` for all 0 ≤ k ≤ t ≤ T (shape ``(T+1, T+1)``, NaN above the diagonal);
     spectral norms too with ``spectral=True`` (one SVD per entry: slower; free for diagonal models, whose
     triangle needs no matrix and no ``chunk``)."""
+    plan_stage("triangle", model, xs, chunk=chunk)
     pxs, S, batched = prepare(model, xs, state0)
     T, d = pxs.shape[-2], S.shape[-1]
     B = pxs.shape[0] if batched else 1

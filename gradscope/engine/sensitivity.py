@@ -51,6 +51,7 @@ from jax.typing import ArrayLike
 from gradscope._errors import NonFiniteError
 from gradscope.cells._base import flatten_state, unflatten_state
 from gradscope.engine import logspace
+from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import LN10, per_example, prepare, step_jac
 
 
@@ -237,6 +238,7 @@ def parameter_sensitivity(model: Any, xs: ArrayLike, state0: Any = None) -> Para
 
     ``xs`` is ``(T, m)`` or ``(B, T, m)``; ``state0`` an optional initial state (treated as a constant).
     Raises `ShapeError` for wrong shapes and `NonFiniteError` for NaN/inf in ``xs`` or ``state0``."""
+    plan_stage("sensitivity", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     _check_finite("xs", pxs, "pass finite inputs (replace or mask missing values before the analysis)")
     _check_finite("state0", S[..., 0, :] if state0 is not None else 0.0, "pass a finite initial state")

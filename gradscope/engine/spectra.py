@@ -28,6 +28,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
+from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import LN10, is_diagonal, log_diagonals, per_example, prepare, step_jac, structure
 
 
@@ -89,6 +90,7 @@ def _lyapunov(model, xs, S, batched, k, warmup, diag):
 def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | None = None, warmup: int = 0) -> Lyapunov:
     """The k largest Lyapunov exponents (default all d) of the state map along ``xs``, averaged over the
     steps after ``warmup``; natural log per step. Exact for diagonal and complex-diagonal models."""
+    plan_stage("lyapunov", model, xs, k=k)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     T, d = pxs.shape[-2], S.shape[-1]
     k = d if k is None else k
@@ -161,6 +163,7 @@ def singular_values(
 
     ``top_k`` keeps only the largest ones. One SVD per requested k (not per step).
     """
+    plan_stage("singular_values", model, xs)
     pxs, S, batched = prepare(model, xs, state0)
     T, d = pxs.shape[-2], S.shape[-1]
     ks = default_ks(T) if ks is None else np.asarray(sorted(set(int(k) for k in ks)))
@@ -190,6 +193,7 @@ def step_singular_values(
 ) -> tuple[np.ndarray, jax.Array]:
     """log10 singular values of the one-step Jacobians ``J[t]`` at ``steps`` (default all t):
     ``(…, len(steps), d)``."""
+    plan_stage("step_singular_values", model, xs, steps=None if steps is None else int(np.size(steps)))
     pxs, S, batched = prepare(model, xs, state0)
     T = pxs.shape[-2]
     ts = np.arange(T) if steps is None else np.asarray(steps)

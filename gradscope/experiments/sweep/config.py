@@ -45,22 +45,25 @@ class Config:
 
 
 def build_model(cfg: Config, key: jax.Array) -> Any:
-    """The registry cell (or a Stack of ``layers`` cells) of ``cfg`` with weights drawn from ``key``."""
-    import jax.numpy as jnp
-
-    from gradscope import nets
-    from gradscope.cells import make
+    """The registry cell (or a Stack of ``layers`` cells) of ``cfg`` with weights drawn from ``key``, built as
+    every command builds its models (`gradscope.experiments.models.build_model`)."""
     from gradscope.experiments import inputs
+    from gradscope.experiments.models import build_model as build
 
     m = cfg.input_size if cfg.input_size is not None else inputs.task_input_size(cfg.input, cfg.length)
     if m is None:  # a free input source (noise, uniform, zeros) and no input_size
         raise ConfigError("input_size=None is not allowed: expected a positive integer")
-    dtype = jnp.dtype(cfg.dtype)
     try:
-        if cfg.layers == 1 and not cfg.residual:
-            return make(cfg.cell, m, cfg.hidden, key=key, dtype=dtype, **cfg.options)
-        return nets.stack(
-            cfg.cell, m, cfg.hidden, cfg.layers, key=key, residual=cfg.residual, dtype=dtype, **cfg.options
+        return build(
+            cfg.cell,
+            cfg.options,
+            input_size=m,
+            hidden=cfg.hidden,
+            length=cfg.length,
+            key=key,
+            layers=cfg.layers,
+            residual=cfg.residual,
+            dtype=cfg.dtype,
         )
     except GradscopeError:
         raise
@@ -69,44 +72,17 @@ def build_model(cfg: Config, key: jax.Array) -> Any:
         raise ConfigError(f"cell {cfg.cell!r} cannot be built with {opts}: {exc}") from None
 
 
-#: the largest size along one axis (XLA's dimensions are 32-bit in places) and the deepest stack planned
-MAX_EXTENT = 2**31 - 1
-MAX_LAYERS = 4096
-MAX_SEED = 2**63 - 1
-
-
 def plan_config(cfg: Config) -> None:
-    """Refuse, in seconds and before any weights or inputs exist, a configuration that cannot run.
+    """Refuse, in seconds and before any weights or inputs exist, a configuration that cannot run
+    (`gradscope.analysis.plan.plan_config`: seed and size ranges, then the memory of its analysis)."""
+    from gradscope.analysis.plan import plan_config as plan
 
-    Seeds beyond 64 bits, sizes beyond XLA's extents and stacks deeper than `MAX_LAYERS` are `ConfigError`s;
-    otherwise the model is built abstractly (`jax.eval_shape`: shapes only, nothing allocated) and the memory
-    of its analysis estimated as a sweep does (`gradscope.analysis.batch.config_bytes`, ×2 for XLA's
-    temporaries): a `ResourceError` names the size that does not fit and the longest T that would.
-    """
-    import jax
-
-    from gradscope.analysis.batch import config_bytes
-    from gradscope.engine._memory import require
-
-    if not 0 <= int(cfg.seed) <= MAX_SEED:
-        raise ConfigError(f"--seed={cfg.seed} is not allowed: expected an integer from 0 to 2**63 - 1")
-    for option, value in (("--hidden", cfg.hidden), ("--length", cfg.length), ("--batch", cfg.batch)):
-        if int(value) > MAX_EXTENT:
-            raise ConfigError(f"{option}={value} is not allowed: at most {MAX_EXTENT} (2**31 - 1)")
-    if int(cfg.layers) > MAX_LAYERS:
-        raise ConfigError(f"--layers={cfg.layers} is not allowed: at most {MAX_LAYERS} stacked layers")
-    model = jax.eval_shape(lambda k: build_model(cfg, k), jax.random.key(0))
-    m = getattr(model, "input_size", cfg.input_size) or 1
-    nbytes = config_bytes(model, cfg.batch, cfg.length, m)
-    require(
-        nbytes,
-        f"{cfg.name} (state size {sum(model.block_sizes)}, T = {cfg.length}, batch {cfg.batch})",
-        per_step_bytes=max(1, nbytes // max(1, cfg.length)),
-    )
+    plan(cfg)
 
 
 def config_keys(seed: int) -> tuple[jax.Array, jax.Array]:
-    """(model key, input key) from one seed: independent streams, the input one shared by all cells."""
+    """(model key, input key) from one seed: independent streams, the input one shared by all cells. The model
+    key is `gradscope.experiments.models.model_key`, the one every command draws weights from."""
     import jax
 
     k_model, k_input = jax.random.split(jax.random.key(int(seed)))
@@ -172,6 +148,7 @@ def grid(
     ``init`` sets ``recurrent_init`` for cells that take it. ``common``: the other `Config` fields.
     """
     from gradscope.cells import options as cell_options
+    from gradscope.experiments.models import command_options
 
     if not lengths or not seeds or not cells:
         raise ConfigError("a sweep needs at least one cell, one length and one seed")
@@ -192,8 +169,7 @@ def grid(
                     o = dict(opts)
                     if g is not None:
                         o["gain"] = float(g)
-                    if name == "indrnn" and o.get("max_length", None) is None:
-                        o["max_length"] = T  # IndRNN's recurrent-weight range depends on the horizon
+                    o = command_options(name, o, T)  # IndRNN's recurrent-weight range depends on the horizon
                     parts = [label] + ([f"g={_fmt(g)}"] if g is not None else []) + [f"T={T}", f"s={s}"]
                     out.append(
                         Config(

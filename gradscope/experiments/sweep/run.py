@@ -19,6 +19,17 @@ def _record(a) -> dict:
     return json.loads(dumps(a.to_dict()))
 
 
+def plan_grid(configs: list[Config]) -> None:
+    """Refuse, in seconds, a grid holding a configuration that cannot run (`gradscope.analysis.plan`):
+    every seed is checked, and one configuration per group of same-shaped ones is planned."""
+    from gradscope.analysis.plan import check_seed, plan_config
+
+    for cfg in configs:
+        check_seed(cfg.seed)
+    for group in groups(configs):
+        plan_config(group[0])
+
+
 def run_sweep(
     configs: list[Config],
     *,
@@ -45,6 +56,7 @@ def run_sweep(
 
     if max_vmap is not None:
         max_vmap = check_positive_int("max_vmap", max_vmap)
+    plan_grid(configs)  # before any work or file: sizes, seeds and memory of every group
     writer = jax.process_index() == 0
     n_devices = len(jax.devices() if devices is None else devices)
     done = read_partial(Path(partial), configs) if partial is not None else {}

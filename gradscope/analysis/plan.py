@@ -1,0 +1,177 @@
+"""Planning before any work: refuse, in seconds, what cannot run, and say what would fit.
+
+`plan_analysis` runs first thing in `gradscope.analyse`; `plan_config` before a CLI configuration's model
+or inputs exist (analyse, compare, sweep); `plan_training` first thing in
+`gradscope.experiments.train.train`. Each engine entry point plans its own stage
+(`gradscope.engine._memory.plan_stage`). All of them predict the bytes from shapes alone — the model
+built abstractly by `jax.eval_shape` where it does not exist yet, and the closed forms of
+`gradscope.engine._memory` — and raise, before any rollout, a one-line `ResourceError`
+(``"… needs X GB, Y GB available; at most T = … (or batch = …, hidden = …) fits"``) or `ConfigError`
+(sizes and seeds outside the integer ranges JAX and XLA take).
+
+An analysis runs its stages one after the other, keeping only their small outputs, so its peak is the
+rollout (held twice: by `analyse` and by the stage re-running it), the gate values of the rollout
+`gradscope.engine.gate_statistics` reads, and the largest stage:
+``SLACK · itemsize · (B · (2 · rollout + gates + max_stage) + |θ|)``. A training step holds the forward
+residuals and their cotangents, ``2 · (rollout + gates)`` per sequence, the readout's outputs, and the parameters
+with their gradient and two Adam moments (4 |θ|); its diagnostics snapshot is an analysis of the probe
+batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gradscope._errors import ConfigError
+from gradscope.engine._memory import (
+    SLACK,
+    Sizes,
+    check,
+    gate_numbers,
+    model_sizes,
+    rollout_numbers,
+    sizes_of,
+    stage_numbers,
+)
+
+if TYPE_CHECKING:
+    from gradscope.experiments.sweep import Config
+    from gradscope.experiments.tasks import Task
+
+#: the largest size along one axis (XLA's dimensions are 32-bit in places) and the deepest stack planned
+MAX_EXTENT = 2**31 - 1
+MAX_LAYERS = 4096
+MAX_SEED = 2**63 - 1
+
+
+def analysis_stages(
+    *,
+    mode: str = "exact",
+    lyapunov: bool = True,
+    triangle: bool = False,
+    spectra: bool = True,
+    paths: bool = True,
+    attribution: bool = False,
+    sensitivity: bool = False,
+) -> tuple[str, ...]:
+    """The engine stages `gradscope.analyse` runs with these switches."""
+    out = ["lag_profile" if mode == "exact" else "probe"]
+    out += ["lyapunov"] * lyapunov + ["triangle"] * triangle + ["attribution"] * attribution
+    out += ["singular_values", "step_singular_values"] * (spectra and mode == "exact")
+    out += ["path_split"] * (paths and mode == "exact") + ["sensitivity"] * sensitivity
+    return tuple(out)
+
+
+def analysis_bytes(s: Sizes, stages: tuple[str, ...], **opts: Any) -> int:
+    """Peak bytes of an analysis running ``stages`` one after the other (module docstring)."""
+    largest = max((stage_numbers(st, s, **opts) for st in stages), default=0)
+    per_seq = 2 * rollout_numbers(s) + gate_numbers(s) + largest
+    return int(SLACK * s.itemsize * (s.batch * per_seq + s.params))
+
+
+def _label(s: Sizes, name: str | None) -> str:
+    return f"{name or 'the analysis'} (state size {s.state}, T = {s.length}, batch {s.batch})"
+
+
+def plan_analysis(model: Any, xs: Any, *, name: str | None = None, probes: int = 16, **switches: Any) -> None:
+    """Refuse `gradscope.analyse(model, xs, **switches)` before its rollout when it would not fit.
+
+    Reads only shapes (``model`` may be a `jax.eval_shape` twin, ``xs`` a `jax.ShapeDtypeStruct`); calls
+    whose shapes are invalid pass through to the input checks, which name the problem.
+    """
+    s = sizes_of(model, xs)
+    if s is None:
+        return
+    stages = analysis_stages(**switches)
+    check(lambda z: analysis_bytes(z, stages, probes=probes), s, _label(s, name))
+
+
+def check_extents(**sizes: int) -> None:
+    """``ConfigError`` for a size (``hidden=…``, ``length=…``, …) beyond `MAX_EXTENT`, naming its option."""
+    for option, value in sizes.items():
+        if int(value) > MAX_EXTENT:
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"{flag}={value} is not allowed: at most {MAX_EXTENT} (2**31 - 1)")
+
+
+def check_seed(seed: int) -> None:
+    """``ConfigError`` for a seed JAX cannot take (it keys with 64-bit integers)."""
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"--seed={seed} is not allowed: expected an integer from 0 to 2**63 - 1")
+
+
+def check_sizes(*, seed: int | None = None, layers: int | None = None, **extents: int | None) -> None:
+    """`check_seed`, `check_extents` and the `MAX_LAYERS` limit in one call (None: not given)."""
+    if seed is not None:
+        check_seed(seed)
+    check_extents(**{k: int(v) for k, v in extents.items() if v is not None})
+    if layers is not None and int(layers) > MAX_LAYERS:
+        raise ConfigError(f"--layers={layers} is not allowed: at most {MAX_LAYERS} stacked layers")
+
+
+def plan_config(cfg: Config) -> None:
+    """Refuse, in seconds and before any weights or inputs exist, a sweep/CLI configuration that cannot run.
+
+    Seeds beyond 64 bits, sizes beyond XLA's extents and stacks deeper than `MAX_LAYERS` are `ConfigError`s;
+    otherwise the model is built abstractly (`jax.eval_shape`: shapes only, nothing allocated) and the
+    analysis the configuration asks for is planned (`plan_analysis`, with ``hidden`` offered as a remedy).
+    """
+    import jax
+
+    from gradscope.experiments.sweep.config import build_model
+
+    check_sizes(seed=cfg.seed, layers=cfg.layers, hidden=cfg.hidden, length=cfg.length, batch=cfg.batch)
+
+    def sizes(hidden: int) -> Sizes:
+        c = dataclasses.replace(cfg, hidden=int(hidden))
+        model = jax.eval_shape(lambda k: build_model(c, k), jax.random.key(0))
+        m = getattr(model, "input_size", cfg.input_size) or 1
+        return model_sizes(model, cfg.batch, cfg.length, int(m), hidden=int(hidden), rebuild=sizes)
+
+    s = sizes(cfg.hidden)
+    stages = analysis_stages(
+        mode=cfg.mode, triangle=cfg.triangle, attribution=cfg.attribution, sensitivity=cfg.sensitivity
+    )
+    check(lambda z: analysis_bytes(z, stages), s, _label(s, cfg.name))
+
+
+def plan_model_config(model: Any, cfg: Config) -> None:
+    """`plan_config` for a given (e.g. imported) ``model`` analysed with ``cfg``'s length, batch, seed and
+    stages: refused before its inputs are drawn."""
+    check_sizes(seed=cfg.seed, length=cfg.length, batch=cfg.batch)
+    s = model_sizes(model, cfg.batch, cfg.length, int(model.input_size))
+    stages = analysis_stages(
+        mode=cfg.mode, triangle=cfg.triangle, attribution=cfg.attribution, sensitivity=cfg.sensitivity
+    )
+    check(lambda z: analysis_bytes(z, stages), s, _label(s, cfg.name))
+
+
+def training_bytes(s: Sizes, outputs: int) -> int:
+    """Peak bytes of one training step (module docstring); ``outputs``: the readout's size per step."""
+    per_seq = 2 * (rollout_numbers(s) + gate_numbers(s)) + 2 * s.length * outputs
+    return int(SLACK * s.itemsize * (s.batch * per_seq + 4 * s.params))
+
+
+def plan_training(
+    model: Any, task: Task, *, batch: int, probe_batch: int, build: Callable[[int], Any] | None = None
+) -> None:
+    """Refuse a `train` run whose training step or diagnostics snapshot would not fit, before any work.
+
+    ``model``: the recurrent model (or its `jax.eval_shape` twin); ``build(hidden)``: the model (abstract)
+    at another hidden size, to offer a smaller hidden size as a remedy."""
+    check_extents(batch=batch, probe_batch=probe_batch, length=task.length)
+    T, m = int(task.length), int(task.input_size)
+
+    def resized(hidden: int) -> Sizes:
+        assert build is not None
+        return model_sizes(build(hidden), batch, T, m, hidden=hidden, rebuild=resized)
+
+    rebuild = resized if build is not None else None
+    s = model_sizes(model, batch, T, m, rebuild=rebuild)
+    out = int(task.output_size)
+    check(lambda z: training_bytes(z, out), s, f"training (state size {s.state}, T = {s.length}, batch {s.batch})")
+    p = model_sizes(model, probe_batch, T, m, rebuild=rebuild)
+    stages = analysis_stages(spectra=False)
+    check(lambda z: analysis_bytes(z, stages), p, _label(p, "the diagnostics snapshot"))
