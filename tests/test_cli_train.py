@@ -7,6 +7,7 @@ Sizes are tiny (hidden 8, T ≤ 20, ≤ 30 steps).
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -79,7 +80,14 @@ def test_train_writes_run_folder(tiny_run):
     assert {"training_loss.png", "training_horizon.png", "lag_profiles.png"} <= figs
     assert any(f.startswith("training_") and f.endswith("_lags.png") for f in figs)
     html = (tiny_run / "report.html").read_text()
-    assert "<h2>Training (1 run)</h2>" in html and html.count("data:image/png;base64,") == len(figs)
+    assert re.search(r"<h2[^>]*>Training \(1 run\)</h2>", html)
+    # every figure is on the page: an inlined PNG or an interactive (plotly) figure drawn from the same data
+    shown = {
+        m.group(1)
+        for m in re.finditer(r'<figure id="([^"]+)"(.*?)</figure>', html, re.S)
+        if "data:image/png;base64," in m.group(2) or 'class="gs-fig"' in m.group(2)
+    }
+    assert shown == {f.removesuffix(".png") for f in figs}
     assert "Training runs" in (tiny_run / "summary.md").read_text()
     assert (tiny_run / "checkpoints" / "latest.json").exists()
 

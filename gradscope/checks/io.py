@@ -33,18 +33,30 @@ ANALYSIS_SCHEMA = "gradscope.analysis/1"
 BASELINE_SCHEMA = "gradscope.baseline/1"
 
 
-def _read_json(path: Path, what: str) -> Any:
+def _strict_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number (strict JSON stores a missing value as null)")
+
+
+def _read_json(path: Path, what: str, *, strict: bool = False) -> Any:
+    """``path`` as JSON; every failure (unreadable, not UTF-8, invalid, nested past the interpreter's stack,
+    and with ``strict`` the non-standard NaN/Infinity tokens) is one `CheckInputError` (exit 2)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckInputError(f"cannot read {what} {str(path)!r}: {exc.__class__.__name__}: {exc}") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_strict_constant if strict else None)
     except json.JSONDecodeError as exc:
         raise CheckInputError(
             f"{what} {str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
             f"{exc.msg}); regenerate the file"
         ) from None
+    except RecursionError:
+        raise CheckInputError(
+            f"{what} {str(path)!r} is nested too deeply to be a gradscope file; regenerate it"
+        ) from None
+    except ValueError as exc:  # parse_constant
+        raise CheckInputError(f"{what} {str(path)!r} is not valid JSON: {exc}; regenerate the file") from None
 
 
 def _schema_error(data: Any, where: str, expected: str, hint: str) -> CheckInputError:
@@ -55,7 +67,7 @@ def _schema_error(data: Any, where: str, expected: str, hint: str) -> CheckInput
     elif got == BASELINE_SCHEMA:
         extra = " (this is a baseline file; the report comes first: gradscope check REPORT --baseline BASELINE)"
     elif got == REPORT_SCHEMA:
-        extra = " (this is a report, not a baseline; create a baseline with: gradscope baseline REPORT -o FILE)"
+        extra = " (this is a report, not a baseline; create a baseline with: gradscope baseline REPORT --output FILE)"
     return CheckInputError(f"{where} has schema {got!r}, expected {expected!r}{extra}; {hint}")
 
 
@@ -85,7 +97,7 @@ def _validate_report(data: Any, where: str) -> dict[str, Any]:
 
 
 def _validate_baseline(data: Any, where: str) -> dict[str, Any]:
-    hint = "regenerate it with: gradscope baseline REPORT -o FILE --update"
+    hint = "regenerate it with: gradscope baseline REPORT --output FILE --update"
     if not isinstance(data, Mapping) or data.get("schema") != BASELINE_SCHEMA:
         raise _schema_error(data, where, BASELINE_SCHEMA, hint)
     metrics = data.get("metrics")
@@ -125,9 +137,9 @@ def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise BaselineMissingError(
             f"baseline not found: {str(path)!r}; create it with: gradscope baseline REPORT "
-            f"-o {path} (then review and commit it)"
+            f"--output {path} (then review and commit it)"
         )
-    baseline = _validate_baseline(_read_json(path, "baseline"), f"baseline {str(path)!r}")
+    baseline = _validate_baseline(_read_json(path, "baseline", strict=True), f"baseline {str(path)!r}")
     baseline["_path"] = str(path)
     return baseline
 
@@ -245,8 +257,14 @@ def make_baseline(
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (`gradscope._atomic.write_text`: a temporary sibling, fsync,
-    ``os.replace``), so a reader or a crash never sees half a file. Creates the parent folder."""
-    return write_text(Path(path), text)
+    ``os.replace``), so a reader or a crash never sees half a file. Creates the parent folder.
+
+    A symbolic link is written through: its target gets the new text and the link stays a link (a baseline
+    kept in one place and linked from another is updated where it lives)."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    return write_text(path, text)
 
 
 def save_baseline(baseline: Mapping[str, Any], path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -260,4 +278,4 @@ def save_baseline(baseline: Mapping[str, Any], path: str | os.PathLike, *, overw
     clean = {k: v for k, v in baseline.items() if not k.startswith("_")}
     _validate_baseline(clean, "baseline")
     text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return write_text_atomic(path, text)
+    return write_text_atomic(path, text)  # through a symlink to its target

@@ -78,7 +78,10 @@ class Rule:
     skip: bool = False
 
     def updated(self, fields: Mapping[str, Any], where: str) -> Rule:
-        return dataclasses.replace(self, **_validate_rule(fields, where))
+        rule = dataclasses.replace(self, **_validate_rule(fields, where))
+        if rule.min is not None and rule.max is not None:  # a min from one table, a max from another
+            _validate_rule({"min": rule.min, "max": rule.max}, where)
+        return rule
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"atol": self.atol, "rtol": self.rtol, "direction": self.direction}
@@ -114,6 +117,10 @@ def _validate_rule(fields: Mapping[str, Any], where: str) -> dict[str, Any]:
                 out[key] = check_number(key, value, nonnegative=key in ("atol", "rtol"))
             except ConfigError as exc:
                 raise CheckInputError(f"{where}: {exc}") from None
+    if out.get("min") is not None and out.get("max") is not None and out["min"] > out["max"]:
+        raise CheckInputError(
+            f"{where}: min={out['min']:g} is greater than max={out['max']:g}; no value could pass: swap them"
+        )
     return out
 
 
@@ -191,10 +198,14 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise CheckInputError(f"cannot read config {str(path)!r}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CheckInputError(f"config {str(path)!r} is not valid TOML ({exc}); fix the file") from None
+    except RecursionError:
+        raise CheckInputError(f"config {str(path)!r} is nested too deeply to be a check config; fix the file") from None
     if "tool" in data:
-        data = data["tool"].get("gradscope", {}).get("check") if isinstance(data["tool"], dict) else None
+        tool = data["tool"]
+        gs = tool.get("gradscope") if isinstance(tool, dict) else None
+        data = gs.get("check") if isinstance(gs, dict) else None
         if data is None:
             raise CheckInputError(
                 f"config {str(path)!r} has a [tool] table without [tool.gradscope.check]; put the check settings there"

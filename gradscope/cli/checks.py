@@ -1,6 +1,6 @@
 """``gradscope check`` and ``gradscope baseline``: CI regression checks (see :mod:`gradscope.checks`).
 
-    gradscope baseline REPORT -o baselines/lstm.json            # record once, review, commit
+    gradscope baseline REPORT --output baselines/lstm.json      # record once, review, commit
     gradscope check REPORT --baseline baselines/lstm.json       # in CI: exit 1 on a regression
 
 Nothing here imports JAX, and ``gradscope.checks`` is imported only when a command runs, so ``gradscope
@@ -55,14 +55,20 @@ def check(
     config: Optional[Path] = typer.Option(
         None,
         "--config",
-        "-c",
         help='TOML with tolerance overrides: tables defaults, kinds.KIND, metrics."NAME" '
         "(or tool.gradscope.check in pyproject.toml)",
     ),
     format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False, help="output format"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the output to FILE instead of stdout"),
+    output: Optional[Path] = typer.Option(
+        None, "--output", help="write the output to FILE instead of stdout (a file: -o/--out is a folder elsewhere)"
+    ),
 ) -> None:
-    """Compare a report with a baseline; exit 0 pass, 1 regression, 2 input error, 3 non-finite, 4 no baseline."""
+    """Compare a report with a baseline; exit 0 pass, 1 regression, 2 input error, 3 non-finite, 4 no baseline.
+
+    Example: `gradscope check lstm-report --baseline baselines/lstm.json`
+
+    In CI, as a JUnit file: `gradscope check lstm-report -b baselines/lstm.json --format junit --output junit.xml`
+    """
     from gradscope import checks
 
     overrides = checks.load_config(config) if config is not None else None
@@ -80,13 +86,18 @@ def check(
 
 def baseline(
     report: Path = typer.Argument(..., help="report.json, or the report folder that holds it"),
-    output: Path = typer.Option(..., "--output", "-o", help="baseline JSON file to write"),
-    update: bool = typer.Option(False, "--update", help="replace an existing baseline (keeps its hand-set tolerances)"),
-    config: Optional[Path] = typer.Option(
-        None, "--config", "-c", help="TOML with tolerances to record in the baseline"
+    output: Path = typer.Option(
+        ..., "--output", help="baseline JSON file to write (a file: -o/--out is a folder elsewhere)"
     ),
+    update: bool = typer.Option(False, "--update", help="replace an existing baseline (keeps its hand-set tolerances)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML with tolerances to record in the baseline"),
 ) -> None:
-    """Record a report's summary metrics as a baseline. An existing file is replaced only with --update."""
+    """Record a report's summary metrics as a baseline. An existing file is replaced only with --update.
+
+    Example: `gradscope baseline lstm-report --output baselines/lstm.json` (once; review and commit it)
+
+    After an intended change: `gradscope baseline lstm-report --output baselines/lstm.json --update`
+    """
     from gradscope import checks
 
     previous = None

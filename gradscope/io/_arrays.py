@@ -49,8 +49,19 @@ def _parse_meta_json(name, text) -> dict[str, str]:
     return {str(k): (v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items()}
 
 
+#: mappings nested deeper than this are refused (a state dict is a few levels deep)
+MAX_DEPTH = 64
+
+
 def _leaf_to_numpy(key, v, source):
     if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor, without importing torch
+        layout = str(getattr(v, "layout", "torch.strided"))
+        if layout != "torch.strided" or getattr(v, "is_quantized", False) or getattr(v, "is_nested", False):
+            kind = "quantized" if getattr(v, "is_quantized", False) else "nested" if v.is_nested else layout
+            raise ImportFormatError(
+                f"{source}: entry {key!r} is a {kind} tensor; gradscope reads dense tensors only "
+                "(save tensor.to_dense() / tensor.dequantize() instead)"
+            )
         t = v.detach().cpu()
         if str(t.dtype) == "torch.bfloat16":
             t = t.float()
@@ -74,17 +85,21 @@ def to_numpy_dict(tree, *, source="mapping", sep=".") -> dict[str, np.ndarray]:
     Non-array leaves (ints, strings, None) are dropped; nested keys are joined with ``sep``.
     """
     out: dict[str, np.ndarray] = {}
-
-    def walk(prefix, node):
+    stack = [("", tree, 0)]  # iterative: a hostile file's nesting cannot exhaust the interpreter's stack
+    while stack:
+        prefix, node, depth = stack.pop()
         if isinstance(node, Mapping):
-            for k, v in node.items():
-                walk(f"{prefix}{sep}{k}" if prefix else str(k), v)
-            return
+            if depth >= MAX_DEPTH:
+                raise ImportFormatError(
+                    f"{source}: mappings nested more than {MAX_DEPTH} levels deep; not a state dict"
+                )
+            stack.extend(
+                (f"{prefix}{sep}{k}" if prefix else str(k), v, depth + 1) for k, v in reversed(list(node.items()))
+            )
+            continue
         if node is None or isinstance(node, (str, bytes, int, float, bool)):
-            return
+            continue
         out[prefix] = _leaf_to_numpy(prefix, node, source)
-
-    walk("", tree)
     return out
 
 

@@ -5,8 +5,10 @@ torch >= 2.10), Flax msgpack and HDF5 (links and external data refused)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +56,48 @@ def _bf16_to_f32(u16: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- safetensors
+#: JSON nesting deeper than this is refused before parsing (a safetensors header is two levels deep)
+MAX_JSON_DEPTH = 64
+
+
+def _load_header_json(name: str, raw: bytes):
+    """The safetensors header as JSON, refusing nesting deeper than `MAX_JSON_DEPTH` before ``json.loads``
+    recurses into it (a 200 000-deep header would otherwise exhaust the interpreter's stack)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ImportFormatError(f"{name!r}: corrupt safetensors header (not UTF-8: {e})") from None
+    if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ImportFormatError(
+            f"{name!r}: corrupt safetensors header: JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        )
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ImportFormatError(f"{name!r}: corrupt safetensors header (not valid JSON: {e})") from None
+
+
+def json_depth(text: str, limit: int | None = None) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON ``text`` (brackets inside strings are not counted); the scan
+    stops as soon as it passes ``limit``."""
+    depth = deepest = 0
+    in_str = False
+    for m in re.finditer(r'\\.|[\[\]{}"]', text, flags=re.S):  # an escape sequence is one token
+        tok = m.group()
+        if tok == '"':
+            in_str = not in_str
+        elif in_str or len(tok) == 2:
+            continue
+        elif tok in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if limit is not None and deepest > limit:
+                break
+        else:
+            depth -= 1
+    return deepest
+
+
 def read_safetensors(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """``(tensors, metadata)`` from a .safetensors file, every header field validated."""
     path = Path(path)
@@ -72,10 +116,7 @@ def read_safetensors(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[
             )
         raw = fh.read(n)
         data = fh.read()
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ImportFormatError(f"{name!r}: corrupt safetensors header (not valid JSON: {e})") from None
+    header = _load_header_json(name, raw)
     if not isinstance(header, dict):
         raise ImportFormatError(f"{name!r}: corrupt safetensors header: expected a JSON object")
     meta = header.pop("__metadata__", None) or {}
@@ -100,7 +141,7 @@ def read_safetensors(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[
         ):
             raise ImportFormatError(f"{name!r}: tensor {key!r} has a malformed shape {shape!r} or offsets {offs!r}")
         begin, end = offs
-        nbytes = int(np.prod(shape, dtype=np.int64)) * _ST_DTYPES[dt].itemsize if shape else _ST_DTYPES[dt].itemsize
+        nbytes = _ST_DTYPES[dt].itemsize * math.prod(shape)  # Python ints: a shape cannot overflow int64 here
         if not (0 <= begin <= end <= len(data)) or end - begin != nbytes:
             raise ImportFormatError(
                 f"{name!r}: tensor {key!r} (dtype {dt}, shape {tuple(shape)}) needs {nbytes} bytes but its offsets "
@@ -151,8 +192,10 @@ def read_npz(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.
     try:
         with zipfile.ZipFile(path) as zf:  # refuse decompression bombs before numpy inflates anything
             total = sum(i.file_size for i in zf.infolist())
-        if total > max_bytes:
-            raise ImportFormatError(f"{name!r} inflates to {total} bytes, more than max_bytes={max_bytes}")
+            if total > max_bytes:
+                raise ImportFormatError(f"{name!r} inflates to {total} bytes, more than max_bytes={max_bytes}")
+            for info in zf.infolist():
+                _check_npy_member(zf, info, name)
         out, meta = {}, {}
         with np.load(path, allow_pickle=False) as z:
             for key in z.files:
@@ -170,9 +213,35 @@ def read_npz(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.
                 "data. Save plain numeric arrays instead"
             ) from None
         raise ImportFormatError(f"{name!r} is not a readable .npz file: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, struct.error, NotImplementedError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, struct.error, NotImplementedError, RecursionError) as e:
         raise ImportFormatError(f"{name!r} is not a readable .npz file (truncated or corrupt): {e}") from None
     return out, meta
+
+
+def _check_npy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> None:
+    """The ``.npy`` header of one .npz member, read before its data: the bytes its shape and dtype declare
+    (Python ints, no overflow) must be what the member holds, so no array is allocated from a lying header."""
+    if not info.filename.endswith(".npy"):
+        return
+    fmt = np.lib.format
+    with zf.open(info) as fh:
+        try:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = fmt.read_array_header_2_0(fh)
+            header_end = fh.tell()
+        except (ValueError, SyntaxError, TypeError, RecursionError) as e:
+            raise ImportFormatError(f"{name!r}: member {info.filename!r} has a corrupt .npy header ({e})") from None
+    if dtype.hasobject:
+        return  # refused by np.load(allow_pickle=False) with its own message
+    declared = dtype.itemsize * math.prod(shape)
+    if declared != info.file_size - header_end:
+        raise ImportFormatError(
+            f"{name!r}: member {info.filename!r} declares shape {tuple(shape)} of {dtype} ({declared} bytes) but "
+            f"holds {info.file_size - header_end} bytes of data (truncated or corrupt file)"
+        )
 
 
 def write_npz(path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> None:
@@ -187,6 +256,43 @@ def write_npz(path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, st
 def torch_version_ok(version: str) -> bool:
     m = re.match(r"(\d+)\.(\d+)", version)
     return bool(m) and (int(m.group(1)), int(m.group(2))) >= MIN_TORCH
+
+
+def _check_zip_members(path: Path, max_bytes: int) -> None:
+    """A zip container (torch's .pt since 1.6) whose members declare more than ``max_bytes`` in all is refused
+    before anything is inflated; a legacy (non-zip) file is left to the loader."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as e:
+        raise ImportFormatError(f"{str(path)!r} is not a readable zip container (truncated or corrupt): {e}") from None
+    if total > max_bytes:
+        raise ImportFormatError(
+            f"{str(path)!r} declares {total} bytes of data, more than max_bytes={max_bytes}; "
+            "pass a larger max_bytes if the file is trusted to be that big"
+        )
+
+
+#: sentences of torch's errors that advise loading unsafely; they are never passed on
+_UNSAFE_ADVICE = re.compile(r"weights_only|trusted source|safe_globals|arbitrary code|documentation of torch", re.I)
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The reason in a ``torch.load(weights_only=True)`` error, one line, without torch's advice to retry
+    with ``weights_only=False`` (which would run code from the file)."""
+    if isinstance(exc, RecursionError):
+        return "its objects are nested too deeply"
+    keep = []
+    for para in str(exc).split("\n"):
+        for sentence in re.split(r"(?<=[.!?])\s+", para.strip()):
+            if sentence and not _UNSAFE_ADVICE.search(sentence):
+                keep.append(sentence)
+    reason = " ".join(keep).strip().rstrip(".")
+    if "GLOBAL" in reason or "global" in reason:
+        reason = f"it holds Python objects other than tensors ({reason})"
+    return reason[:300] or f"{type(exc).__name__} while unpickling"
 
 
 def read_torch_file(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -206,11 +312,16 @@ def read_torch_file(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[s
             f"{name!r}: reading .pt files needs torch>=2.10 (installed: {torch.__version__}); "
             "older versions have known weights_only escapes. Convert to .safetensors"
         )
+    _check_zip_members(path, max_bytes)
     try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch's own warnings (and their advice) are not passed on
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - the unpickler raises many types; none may escape as a crash
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ImportFormatError(f"{name!r} could not be loaded safely (weights_only=True): {first}") from None
+        raise ImportFormatError(
+            f"{name!r} could not be loaded safely: {_torch_reason(e)}; gradscope never runs code from a file: "
+            "save a state_dict of tensors (torch.save(model.state_dict(), ...)) or convert it to .safetensors"
+        ) from None
     if isinstance(obj, Mapping):
         for k in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(k), Mapping):
@@ -240,6 +351,12 @@ def msgpack_tree(data: bytes, name="msgpack bytes"):
 
 
 # -------------------------------------------------------------------------------------- .h5
+#: a compressed HDF5 dataset may inflate to at most MAX_INFLATION times its stored bytes once it declares
+#: more than MAX_INFLATED_BYTES (trained weights compress by less than 2:1; 100:1 is a decompression bomb)
+MAX_INFLATION = 100
+MAX_INFLATED_BYTES = 64 * 2**20
+
+
 def read_h5(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Every float dataset of an HDF5 file as ``{"a.b.c": array}``, treating the file as untrusted:
     soft/external links, external and virtual datasets are refused, and each dataset's size is
@@ -273,10 +390,16 @@ def read_h5(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.n
                 raise ImportFormatError(f"{name!r}: dataset {full!r} stores its data outside the file; refused")
             if obj.dtype.kind != "f":
                 raise ImportFormatError(f"{name!r}: dataset {full!r} has dtype {obj.dtype}; expected floats")
-            nbytes = int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
+            nbytes = math.prod(obj.shape or ()) * obj.dtype.itemsize
             budget[0] -= nbytes
             if budget[0] < 0:
                 raise ImportFormatError(f"{name!r}: datasets add up to more than max_bytes={max_bytes}")
+            stored = obj.id.get_storage_size()
+            if nbytes > MAX_INFLATED_BYTES and nbytes > MAX_INFLATION * stored:
+                raise ImportFormatError(
+                    f"{name!r}: dataset {full!r} declares {nbytes} bytes stored in {stored} (compressed more than "
+                    f"{MAX_INFLATION}:1, a decompression bomb?); refused before inflating it"
+                )
             out[full] = np.asarray(obj[()])
 
     try:

@@ -36,7 +36,8 @@ RENDERED = ("report.html", "summary.md", "figures")
 
 #: figures per worker process below which drawing them in parallel does not pay for starting the workers
 FIGURES_PER_WORKER = 4
-_worker_specs: list = []  # a figure worker's `figure_specs` of the report it was started with
+#: what a figure worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
+WORKER = "import sys; from gradscope.report.folder import draw_share; draw_share(*sys.argv[1:])"
 
 
 def figure_workers(n_figures: int) -> int:
@@ -49,43 +50,56 @@ def figure_workers(n_figures: int) -> int:
     return max(1, min(cpus, 8, n_figures // FIGURES_PER_WORKER))
 
 
-def _start_worker(report: Mapping, dpi: int) -> None:
-    global _worker_specs
-    _worker_specs = [(spec, dpi) for spec in figure_specs(report)]
+def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: str) -> None:
+    """A figure worker: draw figures ``index, index + count, ...`` of the pickled report into ``out_dir``."""
+    import pickle
 
-
-def _draw(i: int) -> bytes:
-    spec, dpi = _worker_specs[i]
-    return spec.png(dpi=dpi)
+    report = pickle.loads(Path(report_pickle).read_bytes())
+    specs = figure_specs(report)
+    for spec in specs[int(index) :: int(count)]:
+        (Path(out_dir) / spec.filename).write_bytes(spec.png(dpi=int(dpi)))
 
 
 def _pngs(report: Mapping, dpi: int, workers: int | None) -> dict[str, bytes]:
     """Every figure of ``report`` as PNG bytes, by file name, drawn by ``workers`` processes (1: here;
     None: `figure_workers`).
 
-    Matplotlib draws with the GIL held, so only processes run figures in parallel (about 0.5 s each on one
-    CPU core). The workers are *spawned* (fork would copy JAX's threads into them); each rebuilds the figure
-    list from the report, so a figure's PNG is byte for byte the one drawn here. Where the workers cannot
-    be started, the figures are drawn here.
+    Matplotlib draws with the GIL held, so only processes draw figures in parallel (about 0.5 s each on one
+    CPU core). Each worker is a fresh interpreter (`WORKER`; not ``multiprocessing``, which would copy JAX's
+    threads with fork, or re-run the caller's unguarded ``__main__`` with spawn) that rebuilds the figure
+    list from the same report, so a PNG is byte for byte the one drawn here. A figure a worker did not
+    deliver (no interpreter to start, a worker that failed) is drawn here, where an error is raised as usual.
     """
     specs = figure_specs(report)
-    workers = figure_workers(len(specs)) if workers is None else workers
-    if workers > 1 and len(specs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
+    workers = min(figure_workers(len(specs)) if workers is None else workers, len(specs))
+    images: dict[str, bytes] = {}
+    if workers > 1:
+        import pickle
+        import subprocess
+        import sys
+        import tempfile
 
-        try:
-            with ProcessPoolExecutor(
-                min(workers, len(specs)),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(dict(report), dpi),
-            ) as pool:
-                return dict(zip([s.filename for s in specs], pool.map(_draw, range(len(specs))), strict=True))
-        except (OSError, BrokenProcessPool, RuntimeError):  # no processes here (a sandbox, a frozen app)
-            pass
-    return {spec.filename: spec.png(dpi=dpi) for spec in specs}
+        with tempfile.TemporaryDirectory(prefix="gradscope-figures-") as tmp:
+            data = Path(tmp) / "report.pickle"
+            data.write_bytes(pickle.dumps(dict(report), protocol=pickle.HIGHEST_PROTOCOL))
+            args = [str(data), tmp, str(dpi)]
+            try:
+                procs = [
+                    subprocess.Popen(
+                        [sys.executable, "-c", WORKER, *args, str(i), str(workers)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for i in range(workers)
+                ]
+            except OSError:  # no interpreter to start (a frozen app, a sandbox)
+                procs = []
+            done = {i for i, proc in enumerate(procs) if proc.wait() == 0}  # a failed worker's files are not used
+            for j, spec in enumerate(specs):
+                png = Path(tmp) / spec.filename
+                if j % workers in done and png.is_file():
+                    images[spec.filename] = png.read_bytes()
+    return {spec.filename: images.get(spec.filename) or spec.png(dpi=dpi) for spec in specs}
 
 
 def _render_into(folder: Path, report: Mapping, *, dpi: int = 100, workers: int | None = 1) -> None:
