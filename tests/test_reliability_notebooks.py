@@ -1,6 +1,6 @@
 """Every tutorial notebook at the settings a user runs it with (no ``GRADSCOPE_FAST``): each claim's final
-``assert`` must hold there too, not only in the fast mode of tests/test_notebooks.py. Slow (minutes per notebook
-on 2 cores): ``python -m pytest tests/test_reliability_notebooks.py -m slow -n 0``."""
+``assert`` must hold there too, not only in the fast mode of tests/test_notebooks.py. Minutes per notebook
+on 2 cores, so neither the default nor the slow tier runs it: ``python -m pytest -m full -n 2`` (README names it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.py"))
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("py", SOURCES, ids=[p.stem for p in SOURCES])
 def test_notebook_holds_at_full_settings(py, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
