@@ -29,9 +29,16 @@ def test_an_unwritable_folder_leaves_the_cache_off(tmp_path):
     assert _cache.enable(None) is None
 
 
-def _gradscope(args, cache, tmp_path, *, out):
+def _gradscope(args, cache, tmp_path, *, out, env_cache=None):
+    """Run the CLI in a subprocess with the cache at ``cache`` (``env_cache``: GRADSCOPE_CACHE_DIR's value
+    instead, e.g. "off"); HOME and XDG_CACHE_HOME point into ``tmp_path``, so a default cache would show there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION") and "PERSISTENT" not in k}
-    env.update(GRADSCOPE_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
+    env.update(
+        GRADSCOPE_CACHE_DIR=str(cache) if env_cache is None else env_cache,
+        JAX_PLATFORMS="cpu",
+        HOME=str(tmp_path / "home"),
+        XDG_CACHE_HOME=str(tmp_path / "xdg"),
+    )
     env.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)
     res = subprocess.run(
         [sys.executable, "-m", "gradscope", *args, "--out", str(out)],
@@ -69,8 +76,9 @@ def test_cache_is_used_survives_corruption_and_gives_the_same_report(tmp_path):
     _gradscope(ANALYSE, cache, tmp_path, out=tmp_path / "warm")
     assert _report(tmp_path / "warm") == _report(tmp_path / "cold")
 
-    for entry in entries:  # a truncated or overwritten entry is a miss, not an error
-        entry.write_bytes(b"not a compiled program")
+    for i, entry in enumerate(entries):  # a truncated or overwritten entry is a miss, not an error
+        data = entry.read_bytes()
+        entry.write_bytes(data[: len(data) // 2] if i % 2 else b"not a compiled program" + data[64:])
     res = _gradscope(ANALYSE, cache, tmp_path, out=tmp_path / "corrupt")
     assert "Traceback" not in res.stderr and "persistent compilation cache" not in res.stderr
     assert _report(tmp_path / "corrupt") == _report(tmp_path / "cold")
@@ -79,6 +87,34 @@ def test_cache_is_used_survives_corruption_and_gives_the_same_report(tmp_path):
     _gradscope(["--no-cache", *ANALYSE], uncached, tmp_path, out=tmp_path / "nocache")
     assert not uncached.exists() or not any(uncached.iterdir())
     assert _report(tmp_path / "nocache") == _report(tmp_path / "cold")
+
+    # GRADSCOPE_CACHE_DIR=off: no cache anywhere, not even in the default folder
+    _gradscope(ANALYSE, uncached, tmp_path, out=tmp_path / "off", env_cache="off")
+    assert not uncached.exists() or not any(uncached.iterdir())
+    assert not (tmp_path / "xdg" / "gradscope").exists() and not (tmp_path / "home" / ".cache").exists()
+    assert _report(tmp_path / "off") == _report(tmp_path / "cold")
+
+
+COMPARE = ["compare", "--cells", "rnn-tanh,lstm:forget_bias=1,gru", "--hidden", "4", "--length", "20", "--batch", "2"]
+
+
+@pytest.mark.slow
+def test_compare_cached_and_uncached_reports_are_identical(tmp_path):
+    """`gradscope compare` with an empty cache (compiles, writes entries), a warm one (reads them) and none:
+    the same report.json apart from times, and the same PNGs."""
+    cache = tmp_path / "cache"
+    _gradscope([*COMPARE, "--quiet"], cache, tmp_path, out=tmp_path / "cold")
+    written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name.endswith("-cache")}
+    assert written
+    _gradscope([*COMPARE, "--quiet"], cache, tmp_path, out=tmp_path / "warm")
+    reread = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name.endswith("-cache")}
+    assert reread.keys() == written.keys(), "the warm run compiled programs the cold run had cached"
+    _gradscope(["--no-cache", *COMPARE, "--quiet"], tmp_path / "never", tmp_path, out=tmp_path / "none")
+    cold = _report(tmp_path / "cold")
+    assert _report(tmp_path / "warm") == cold and _report(tmp_path / "none") == cold
+    figures = sorted(p.name for p in (tmp_path / "cold" / "figures").iterdir())
+    for run in ("warm", "none"):
+        assert sorted(p.name for p in (tmp_path / run / "figures").iterdir()) == figures
 
 
 def test_check_and_help_do_not_import_jax(tmp_path):

@@ -77,13 +77,14 @@ def progress_enabled(quiet: bool) -> bool:
 
 
 @contextlib.contextmanager
-def progress(total: int, description: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar on stderr with ``total`` steps; yields ``advance(label)`` (one call per step).
+def progress(total: int, description: str, quiet: bool = False) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr with ``total`` steps; yields ``advance(label, steps=1)`` (one call per
+    step; ``steps=0`` only names the stage now being computed, e.g. ``advance("analysing lstm", 0)``).
 
     When disabled (``--quiet`` or stderr not a TTY), ``advance`` does nothing.
     """
     if not progress_enabled(quiet):
-        yield lambda label="": None
+        yield lambda label="", steps=1: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -98,7 +99,18 @@ def progress(total: int, description: str, quiet: bool = False) -> Iterator[Call
     ) as bar:
         task = bar.add_task(description, total=total, label="")
 
-        def advance(label: str = "") -> None:
-            bar.update(task, advance=1, label=label)
+        def advance(label: str = "", steps: int = 1) -> None:
+            bar.update(task, advance=steps, label=label)
 
         yield advance
+
+
+@contextlib.contextmanager
+def stage(message: str, quiet: bool = False) -> Iterator[None]:
+    """A one-line spinner on stderr naming the stage being computed (``writing 26 figures``), gone when it
+    ends; nothing with ``--quiet`` or when stderr is not a TTY (CI logs stay free of it)."""
+    if not progress_enabled(quiet):
+        yield
+        return
+    with stderr_console().status(message):
+        yield

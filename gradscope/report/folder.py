@@ -178,12 +178,12 @@ def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 10
     return _atomic(out, fill, force=force)
 
 
-def render_report(report_dir, out_dir=None, *, force: bool = False, dpi: int = 100) -> Path:
+def render_report(report_dir, out_dir=None, *, force: bool = False, dpi: int = 100, workers: int | None = 1) -> Path:
     """Re-render HTML, Markdown and figures from a saved ``report.json`` without recomputing anything.
 
     In place by default (``report.json`` and any other files are kept byte for byte); with
     ``out_dir`` a new folder is written (same overwrite rule as `write_report`). Corrupt JSON or a
-    wrong schema raise `ReportFormatError` with a one-line message.
+    wrong schema raise `ReportFormatError` with a one-line message. ``workers``: as for `write_report`.
     """
     src = Path(report_dir)
     report = load_report(src)
@@ -192,12 +192,12 @@ def render_report(report_dir, out_dir=None, *, force: bool = False, dpi: int = 1
         busy = reserve_output(src_dir)  # released by publish_folder
         if busy:
             raise ReportExistsError(f"cannot re-render: {busy}")
-        return _atomic(src_dir, lambda tmp: _render_into(tmp, report, dpi=dpi), seed=src_dir)
+        return _atomic(src_dir, lambda tmp: _render_into(tmp, report, dpi=dpi, workers=workers), seed=src_dir)
     out = Path(out_dir)
     check_target(out, force)
 
     def fill(tmp: Path):
         shutil.copyfile(src_dir / "report.json", tmp / "report.json")
-        _render_into(tmp, report, dpi=dpi)
+        _render_into(tmp, report, dpi=dpi, workers=workers)
 
     return _atomic(out, fill, force=force)
