@@ -418,6 +418,7 @@ SWEEP_RESUME = [
 ]
 
 
+@pytest.mark.slow
 def test_sweep_grid_names_numbers_and_heatmaps(tmp_path):
     out = tmp_path / "sw"
     res = run("sweep", *SWEEP, "--out", out, "--json", "-q")
@@ -642,6 +643,7 @@ def test_impossible_sizes_fail_before_any_work(tmp_path, args, needle):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_compare_prints_the_findings(tmp_path):
     """Forget bias 0 keeps σ(f) near 0.5 (Gers et al. 2000): the forget-gate rule fires in compare's output too."""
     res = run(

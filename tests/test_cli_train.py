@@ -123,6 +123,7 @@ def test_train_loss_matches_numpy_forward(tiny_run):
     assert loss0 == pytest.approx(mse, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_train_is_deterministic_and_resumes(tiny_run, tmp_path):
     """Same seed → the same curve; a run resumed from its step-10 checkpoint ends where the uninterrupted one did."""
     out = tmp_path / "again"

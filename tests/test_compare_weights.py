@@ -59,6 +59,7 @@ def _close(record, ref):
     assert record["summary"]["horizon"] == r["summary"]["horizon"]
 
 
+@pytest.mark.slow
 def test_compare_checkpoints_on_a_file_equals_loading_each(tmp_path, ckpts):
     xs = np.random.default_rng(0).normal(size=(B, T, M)).astype(np.float32)
     np.save(tmp_path / "x.npy", xs)

@@ -226,9 +226,10 @@ def test_history_of_a_watched_pytorch_run_shows_the_logged_values(history_page):
         assert snap["horizon"] == rec["analysis"]["summary"]["horizon"]
         assert snap["log10_norm_max_lag"] == rec["analysis"]["summary"]["log10_norm_max_lag"]
     # the weights moved, so the logged profiles differ from step to step: a report ignoring them would fail
-    assert records[0]["analysis"]["lag_profile"]["log10_spectral"] != records[-1]["analysis"]["lag_profile"][
-        "log10_spectral"
-    ]
+    assert (
+        records[0]["analysis"]["lag_profile"]["log10_spectral"]
+        != records[-1]["analysis"]["lag_profile"]["log10_spectral"]
+    )
 
 
 def test_history_report_renders_with_its_heatmap(history_page, tmp_path):

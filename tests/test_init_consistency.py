@@ -138,6 +138,7 @@ def test_default_sweep_report_shows_chaos_at_gain_1_5(tmp_path):
     assert (out / "figures" / "sweep_lyapunov_gain_cell.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_compare_gains_crosses_the_edge_of_chaos(tmp_path):
     """`gradscope compare --cells rnn-tanh,lstm --gains 0.5,1.5`: the tanh RNN once per gain (the spectral radius
     of W_hh), the LSTM (no gain) once; λ_max on the side of 0 that mean-field theory gives for each gain."""

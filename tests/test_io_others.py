@@ -269,6 +269,7 @@ def test_inspect_and_load_model(torch_ref, tmp_path):
 
 
 # -------------------------------------------------------------------------- real frameworks
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_real_keras(tmp_path):
     keras = pytest.importorskip("keras")
@@ -338,6 +339,7 @@ def _scan_flax(cell_fn, carry, xs):
     return np.stack(hs, 1)
 
 
+@pytest.mark.slow
 def test_real_flax():
     flax = pytest.importorskip("flax")
     import flax.linen as nn

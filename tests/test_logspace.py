@@ -190,6 +190,7 @@ def test_diag_suffix_complex_is_the_product_of_rotation_scalings(parallel):
             )
 
 
+@pytest.mark.slow
 def test_diag_parallel_and_sequential_agree_in_float32_over_5000_steps():
     rng = np.random.default_rng(7)
     T, n = 5000, 8

@@ -32,6 +32,7 @@ from gradscope.analysis import analyse, plan
 from gradscope.cells import make
 from gradscope.engine import _memory
 from gradscope.engine._memory import ResourceError
+from gradscope.experiments import plan as xplan
 from gradscope.experiments import tasks
 from gradscope.experiments.train import train
 
@@ -112,11 +113,11 @@ def test_the_suggested_size_fits_and_the_next_does_not():
     """The remedy named is the largest that fits: its plan passes, one more is refused (bisection)."""
     cfg = gs_config(hidden=4, length=10**9)
     with pytest.raises(ResourceError) as err:
-        plan.plan_config(cfg)
+        xplan.plan_config(cfg)
     t_max = int(LINE.search(str(err.value)).group(2))  # type: ignore[union-attr]
-    plan.plan_config(gs_config(hidden=4, length=t_max))
+    xplan.plan_config(gs_config(hidden=4, length=t_max))
     with pytest.raises(ResourceError):
-        plan.plan_config(gs_config(hidden=4, length=t_max + 1))
+        xplan.plan_config(gs_config(hidden=4, length=t_max + 1))
 
 
 def gs_config(**kw):
@@ -206,7 +207,7 @@ def test_train_refuses_before_any_work():
     ids=str,
 )
 def test_realistic_sizes_are_accepted(cfg):
-    plan.plan_config(gs_config(**cfg))
+    xplan.plan_config(gs_config(**cfg))
 
 
 def test_default_compare_and_presets_are_accepted(tmp_path, monkeypatch):
@@ -218,7 +219,7 @@ def test_default_compare_and_presets_are_accepted(tmp_path, monkeypatch):
 
     def plan_only(configs, **kw):
         for cfg in configs:
-            plan.plan_config(cfg)  # raises ResourceError (exit 2) if refused
+            xplan.plan_config(cfg)  # raises ResourceError (exit 2) if refused
             planned.append(cfg)
         raise SystemExit(17)  # planned: stop before the analyses
 

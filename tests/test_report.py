@@ -20,6 +20,7 @@ from gradscope.report import (  # noqa: E402
     ReportFormatError,
     build_report,
     figure_specs,
+    interactive,  # noqa: E402
     load_report,
     load_schema,
     render_report,
@@ -27,7 +28,6 @@ from gradscope.report import (  # noqa: E402
     write_report,
 )
 from gradscope.report import folder as folder_mod  # noqa: E402
-from gradscope.report import interactive  # noqa: E402
 from tests._report_data import LIGHT_KEYS, analyses, full_report, light_report  # noqa: E402
 
 
@@ -296,6 +296,7 @@ def test_render_report_one_line_errors(tmp_path):
     assert sorted(p.name for p in d.iterdir()) == ["report.json"]  # nothing rendered
 
 
+@pytest.mark.slow
 def test_report_environment_records_the_analyses_matmul_precision():
     import jax.numpy as jnp
 

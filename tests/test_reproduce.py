@@ -67,6 +67,7 @@ def test_matched_hidden_counts_real_parameters(cell):
     assert abs(count - 5000) <= abs(rp.gru_vs_lstm._params(cell, m, n + 1, out) - 5000)
 
 
+@pytest.mark.slow
 def test_per_layer_gradient_matches_engine_attribution():
     """`_per_layer_gradient` (one VJP of the last step) against the engine's layer × time attribution map
     at t = T−1 for the same loss E = ⟨v, h^top_T⟩ — two independent implementations."""

@@ -40,6 +40,7 @@ def test_stacked_sweep_matches_closed_form_and_serial_analyses(full):
         assert sweep._record(sweep.analyse_config(cfgs[i])) == full[i]
 
 
+@pytest.mark.slow
 def test_stacked_sweep_of_gated_cells_equals_serial():
     cfgs = sweep.grid(["lstm"], None, [6], [0, 1], hidden=3, batch=2)
     recs = sweep.run_sweep(cfgs)
@@ -141,6 +142,7 @@ def test_sweep_report_html_holds_the_heatmaps(full):
     assert not set(sweep.SWEEP_FIGURE_FILES) & {s.filename for s in figure_specs(analyse_report)}
 
 
+@pytest.mark.slow
 def test_cli_shards_and_merge_equal_the_unsharded_report(tmp_path):
     from typer.testing import CliRunner
 

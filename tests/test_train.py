@@ -288,6 +288,7 @@ def test_checkpoint_roundtrip_names_and_atomicity(tmp_path):
 # ------------------------------------------------------------------------------------ quick adding run
 
 
+@pytest.mark.slow
 def test_indrnn_learns_the_adding_problem_quickly():
     """Li et al. 2018 §5.1 in miniature: 2×32 IndRNN, T = 50, |u| ≤ 2^{1/T}; MSE falls far below 0.167."""
     T = 50

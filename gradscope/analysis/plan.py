@@ -1,8 +1,8 @@
 """Planning before any work: refuse, in seconds, what cannot run, and say what would fit.
 
-`plan_analysis` runs first thing in `gradscope.analyse`; `plan_config` before a CLI configuration's model
-or inputs exist (analyse, compare, sweep); `plan_training` first thing in
-`gradscope.experiments.train.train`. Each engine entry point plans its own stage
+`plan_analysis` runs first thing in `gradscope.analyse`; `gradscope.experiments.plan` builds on it for a
+CLI configuration before its model or inputs exist (analyse, compare, sweep: `plan_config`) and first thing
+in `gradscope.experiments.train.train` (`plan_training`). Each engine entry point plans its own stage
 (`gradscope.engine._memory.plan_stage`). All of them predict the bytes from shapes alone — the model
 built abstractly by `jax.eval_shape` where it does not exist yet, and the closed forms of
 `gradscope.engine._memory` — and raise, before any rollout, a one-line `ResourceError`
@@ -20,9 +20,7 @@ batch.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gradscope._errors import ConfigError
 from gradscope.engine._memory import (
@@ -30,15 +28,10 @@ from gradscope.engine._memory import (
     Sizes,
     check,
     gate_numbers,
-    model_sizes,
     rollout_numbers,
     sizes_of,
     stage_numbers,
 )
-
-if TYPE_CHECKING:
-    from gradscope.experiments.sweep import Config
-    from gradscope.experiments.tasks import Task
 
 #: the largest size along one axis (XLA's dimensions are 32-bit in places) and the deepest stack planned
 MAX_EXTENT = 2**31 - 1
@@ -71,7 +64,8 @@ def analysis_bytes(s: Sizes, stages: tuple[str, ...], **opts: Any) -> int:
     return int(SLACK * s.itemsize * (s.batch * per_seq + s.params))
 
 
-def _label(s: Sizes, name: str | None) -> str:
+def label(s: Sizes, name: str | None) -> str:
+    """How a refusal names what was planned: its name, state size, T and batch."""
     return f"{name or 'the analysis'} (state size {s.state}, T = {s.length}, batch {s.batch})"
 
 
@@ -85,7 +79,7 @@ def plan_analysis(model: Any, xs: Any, *, name: str | None = None, probes: int =
     if s is None:
         return
     stages = analysis_stages(**switches)
-    check(lambda z: analysis_bytes(z, stages, probes=probes), s, _label(s, name))
+    check(lambda z: analysis_bytes(z, stages, probes=probes), s, label(s, name))
 
 
 def check_extents(**sizes: int) -> None:
@@ -109,69 +103,3 @@ def check_sizes(*, seed: int | None = None, layers: int | None = None, **extents
     check_extents(**{k: int(v) for k, v in extents.items() if v is not None})
     if layers is not None and int(layers) > MAX_LAYERS:
         raise ConfigError(f"--layers={layers} is not allowed: at most {MAX_LAYERS} stacked layers")
-
-
-def plan_config(cfg: Config) -> None:
-    """Refuse, in seconds and before any weights or inputs exist, a sweep/CLI configuration that cannot run.
-
-    Seeds beyond 64 bits, sizes beyond XLA's extents and stacks deeper than `MAX_LAYERS` are `ConfigError`s;
-    otherwise the model is built abstractly (`jax.eval_shape`: shapes only, nothing allocated) and the
-    analysis the configuration asks for is planned (`plan_analysis`, with ``hidden`` offered as a remedy).
-    """
-    import jax
-
-    from gradscope.experiments.sweep.config import build_model
-
-    check_sizes(seed=cfg.seed, layers=cfg.layers, hidden=cfg.hidden, length=cfg.length, batch=cfg.batch)
-
-    def sizes(hidden: int) -> Sizes:
-        c = dataclasses.replace(cfg, hidden=int(hidden))
-        model = jax.eval_shape(lambda k: build_model(c, k), jax.random.key(0))
-        m = getattr(model, "input_size", cfg.input_size) or 1
-        return model_sizes(model, cfg.batch, cfg.length, int(m), hidden=int(hidden), rebuild=sizes)
-
-    s = sizes(cfg.hidden)
-    stages = analysis_stages(
-        mode=cfg.mode, triangle=cfg.triangle, attribution=cfg.attribution, sensitivity=cfg.sensitivity
-    )
-    check(lambda z: analysis_bytes(z, stages), s, _label(s, cfg.name))
-
-
-def plan_model_config(model: Any, cfg: Config) -> None:
-    """`plan_config` for a given (e.g. imported) ``model`` analysed with ``cfg``'s length, batch, seed and
-    stages: refused before its inputs are drawn."""
-    check_sizes(seed=cfg.seed, length=cfg.length, batch=cfg.batch)
-    s = model_sizes(model, cfg.batch, cfg.length, int(model.input_size))
-    stages = analysis_stages(
-        mode=cfg.mode, triangle=cfg.triangle, attribution=cfg.attribution, sensitivity=cfg.sensitivity
-    )
-    check(lambda z: analysis_bytes(z, stages), s, _label(s, cfg.name))
-
-
-def training_bytes(s: Sizes, outputs: int) -> int:
-    """Peak bytes of one training step (module docstring); ``outputs``: the readout's size per step."""
-    per_seq = 2 * (rollout_numbers(s) + gate_numbers(s)) + 2 * s.length * outputs
-    return int(SLACK * s.itemsize * (s.batch * per_seq + 4 * s.params))
-
-
-def plan_training(
-    model: Any, task: Task, *, batch: int, probe_batch: int, build: Callable[[int], Any] | None = None
-) -> None:
-    """Refuse a `train` run whose training step or diagnostics snapshot would not fit, before any work.
-
-    ``model``: the recurrent model (or its `jax.eval_shape` twin); ``build(hidden)``: the model (abstract)
-    at another hidden size, to offer a smaller hidden size as a remedy."""
-    check_extents(batch=batch, probe_batch=probe_batch, length=task.length)
-    T, m = int(task.length), int(task.input_size)
-
-    def resized(hidden: int) -> Sizes:
-        assert build is not None
-        return model_sizes(build(hidden), batch, T, m, hidden=hidden, rebuild=resized)
-
-    rebuild = resized if build is not None else None
-    s = model_sizes(model, batch, T, m, rebuild=rebuild)
-    out = int(task.output_size)
-    check(lambda z: training_bytes(z, out), s, f"training (state size {s.state}, T = {s.length}, batch {s.batch})")
-    p = model_sizes(model, probe_batch, T, m, rebuild=rebuild)
-    stages = analysis_stages(spectra=False)
-    check(lambda z: analysis_bytes(z, stages), p, _label(p, "the diagnostics snapshot"))

@@ -291,9 +291,7 @@ def file_input(source: str, lengths: Optional[list[int]] = None, **typed: Option
 # ---------------------------------------------------------------------------------- --out, --float64
 
 
-def check_out_dir(
-    out: Path, force: bool, markers: tuple[str, ...] = ("report.json",), *, reserve: bool = True
-) -> Path:
+def check_out_dir(out: Path, force: bool, markers: tuple[str, ...] = ("report.json",), *, reserve: bool = True) -> Path:
     """Refuse, before any computation, an --out that must not be written (`gradscope._atomic.check_output_folder`:
     a file, a non-empty folder without --force, a folder gradscope did not write even with --force, the
     current folder, its parents or home) or whose parent folder does not exist. With ``reserve`` the folder is

@@ -60,8 +60,8 @@ def record(analysis: Analysis) -> dict:
 
 def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any = None) -> list[dict]:
     """Analyse each configuration with a progress bar (one step each); raise on non-finite results."""
-    from gradscope.analysis.plan import plan_config, plan_model_config
     from gradscope.experiments import sweep
+    from gradscope.experiments.plan import plan_config, plan_model_config
 
     for cfg in configs:  # impossible sizes fail here, in seconds, before the first analysis starts
         if model is None:

@@ -167,10 +167,11 @@ def train(
     import jax.numpy as jnp
 
     from gradscope.analysis import analyse
-    from gradscope.analysis.plan import check_sizes, plan_training
+    from gradscope.analysis.plan import check_sizes
     from gradscope.experiments import tasks
     from gradscope.experiments import train as tr
     from gradscope.experiments.models import model_key
+    from gradscope.experiments.plan import plan_training
     from gradscope.experiments.reproduce import run_record  # the run record reproductions use too
     from gradscope.report import build_report
     from gradscope.report.training import write_training_report

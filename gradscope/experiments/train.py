@@ -247,7 +247,7 @@ def train(
     steps, batch, probe_batch = _check_options(
         steps, batch, probe_batch, lr, snapshot_every, snapshot_fn, checkpoint_dir, checkpoint_every, resume
     )
-    from gradscope.analysis.plan import plan_training
+    from gradscope.experiments.plan import plan_training
 
     # before any work: refuse, in one line, a run whose training step or snapshot would not fit
     plan_training(model.rnn if isinstance(model, Network) else model, task, batch=batch, probe_batch=probe_batch)

@@ -318,11 +318,7 @@ def render_html(report: Mapping, images: Mapping[str, bytes] | None = None, *, i
     parts.append(_summary_table(items))
     parts.append(findings)
     if not use_plotly and any(s.interactive is not None for s in specs):
-        why = (
-            "switched off"
-            if not interactive_figures
-            else "the plotly package is not installed (pip install plotly)"
-        )
+        why = "switched off" if not interactive_figures else "the plotly package is not installed (pip install plotly)"
         parts.append(f'<p class="note">Figures are static PNGs: interactive figures are {why}.</p>')
     for anchor, heading, group in sections:
         parts.append(f'<h2 id="{escape(anchor)}">{escape(heading)}</h2>')

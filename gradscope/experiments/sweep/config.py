@@ -74,8 +74,8 @@ def build_model(cfg: Config, key: jax.Array) -> Any:
 
 def plan_config(cfg: Config) -> None:
     """Refuse, in seconds and before any weights or inputs exist, a configuration that cannot run
-    (`gradscope.analysis.plan.plan_config`: seed and size ranges, then the memory of its analysis)."""
-    from gradscope.analysis.plan import plan_config as plan
+    (`gradscope.experiments.plan.plan_config`: seed and size ranges, then the memory of its analysis)."""
+    from gradscope.experiments.plan import plan_config as plan
 
     plan(cfg)
 

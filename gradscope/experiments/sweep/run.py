@@ -22,7 +22,8 @@ def _record(a) -> dict:
 def plan_grid(configs: list[Config]) -> None:
     """Refuse, in seconds, a grid holding a configuration that cannot run (`gradscope.analysis.plan`):
     every seed is checked, and one configuration per group of same-shaped ones is planned."""
-    from gradscope.analysis.plan import check_seed, plan_config
+    from gradscope.analysis.plan import check_seed
+    from gradscope.experiments.plan import plan_config
 
     for cfg in configs:
         check_seed(cfg.seed)
