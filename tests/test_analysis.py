@@ -146,6 +146,7 @@ def _dot_precisions(stage, model, xs):
     return {m.group(1) if (m := re.search(r"precision = \[([^\]]*)\]", d)) else "unset" for d in dots}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_engine_multiplies_at_highest_precision_unless_the_user_sets_jax_precision(stage):
     """Every product the engine compiles asks for HIGHEST precision — on a GPU that is what rules out TF32 and

@@ -174,6 +174,7 @@ def test_lag_profile_matches_jacrev_norms(name):
     assert_lag_profile_matches_jacrev(_models()[name](), T=6, atol=ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["stack-built", "bidirectional"])
 def test_network_jacobians_match_autodiff(name):
     model = _models()[name]()
@@ -187,6 +188,7 @@ def test_network_jacobians_match_autodiff(name):
     np.testing.assert_allclose(X, Xa, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_lyapunov_triangle_attribution_run_and_are_finite():
     cell = _randomised(9)
     lam, _, _, _, step = _np_params(cell)
