@@ -15,28 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from gradscope import cli
 from gradscope.experiments import sweep
+from tests._cli import assert_error, run
 
-runner = CliRunner()
 TINY = ["--hidden", "4", "--length", "8", "--batch", "2"]
-
-
-def run(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
-
-
-def assert_error(res, *needles):
-    """Exit code 2, one line 'error: …' on stderr naming what is wrong, no traceback."""
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def validate(report: dict):

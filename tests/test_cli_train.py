@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from gradscope import cli
 from gradscope.report import load_report
+from tests._cli import assert_error
 
 runner = CliRunner()
 TINY = [
@@ -48,15 +49,6 @@ def run(*args):
     if args and args[0] not in ("train", "reproduce"):
         args = ["train", *args]
     return runner.invoke(cli.app, args)
-
-
-def assert_error(res, *needles):
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 @pytest.fixture(scope="module")

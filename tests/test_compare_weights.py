@@ -11,30 +11,15 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import gradscope as gs
-from gradscope import cli
 from gradscope.analysis import analyse
 from gradscope.cli._checkpoints import unique_names
 from gradscope.io import save_safetensors
 from gradscope.io.formats import write_npz
+from tests._cli import assert_error, run
 
-runner = CliRunner()
 B, T, M, H = 2, 6, 2, 3
-
-
-def run(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
-
-
-def assert_error(res, *needles):
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 @pytest.fixture(scope="module")

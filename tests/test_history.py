@@ -15,31 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import gradscope as gs
-from gradscope import cli
 from gradscope._json import clean
 from gradscope.report import load_report, training, validate_report
 from gradscope.report.history import WATCH_SCHEMA, history_runs, read_history
+from tests._cli import assert_error, run
 
-runner = CliRunner()
 STEPS = (0, 10, 20)
 SCALES = (0.3, 1.0, 3.0)  # the recurrent weights at each "training step"
 THRESHOLD = -2.0
-
-
-def run(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
-
-
-def assert_error(res, *needles):
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def _line(step, model, analysis, wall=None):

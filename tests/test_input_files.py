@@ -14,10 +14,8 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import gradscope as gs
-from gradscope import cli
 from gradscope._errors import GradscopeError
 from gradscope._rollout import rollout
 from gradscope.analysis import analyse
@@ -25,24 +23,9 @@ from gradscope.engine import lag_profile, lyapunov_spectrum, singular_values
 from gradscope.experiments import input_files, inputs
 from gradscope.io import save_safetensors
 from gradscope.io.formats import write_safetensors
+from tests._cli import assert_error, run
 
-runner = CliRunner()
 B, T, M, H = 2, 6, 2, 3
-
-
-def run(*args):
-    return runner.invoke(cli.app, [str(a) for a in args])
-
-
-def assert_error(res, *needles):
-    """Exit code 2, one line 'error: …' on stderr, no traceback; the line names each needle."""
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
