@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import pathlib
 
 import jax
 import numpy as np
@@ -119,7 +120,30 @@ def test_pytorch_lstm_tensorboard_read_back(tmp_path):
 
 @pytest.mark.slow
 def test_mlflow_sqlite_read_back(tmp_path):
+    """MLflow with a sqlite tracking URI, read back with MlflowClient (`_mlflow_read_back`), in a fresh
+    interpreter: once in two slow-tier runs (2026-12-06) an XLA compilation segfaulted in a worker that had
+    imported mlflow's stack (pandas, pyarrow, scikit-learn) next to many earlier tests; not reproduced alone.
+    A run killed by SIGSEGV is retried once and reported; any assertion failure fails at once."""
+    import subprocess
+    import sys
+
     pytest.importorskip("mlflow")
+    code = (
+        "import sys, pathlib, jax; jax.config.update('jax_enable_x64', True); sys.path.insert(0, sys.argv[2]); "
+        "from tests.test_watch_backends import _mlflow_read_back; _mlflow_read_back(pathlib.Path(sys.argv[1]))"
+    )
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    for attempt in range(2):
+        d = tmp_path / f"try{attempt}"
+        d.mkdir()
+        res = subprocess.run([sys.executable, "-c", code, str(d), root], capture_output=True, text=True, timeout=600)
+        if res.returncode != -11:  # not a segfault: pass or fail on the test's own assertions
+            break
+        print(f"attempt {attempt}: the interpreter segfaulted (SIGSEGV); retrying once", file=sys.stderr)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def _mlflow_read_back(tmp_path):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'runs.db'}"
