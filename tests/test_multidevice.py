@@ -138,13 +138,26 @@ def test_two_processes_equal_one_process_to_float32_rounding(tmp_path):
         assert set(a) == set(b) and a["summary"]["verdict"] == b["summary"]["verdict"]
         # float32 singular values are accurate relative to the largest of their matrix (error ≈ ε·σ_max/σ): compare
         # those within 3 decades of it (the smaller ones carry few significant digits in any float32 SVD)
+        # (the batch mean and the per-sequence median, min and max alike)
         resolved = {
-            f".spectra.log10_singular_values[{i}][{j}]"
-            for i, row in enumerate(a.get("spectra", {}).get("log10_singular_values", []))
+            f".{section}.{key}[{i}][{j}]"
+            for section in ("spectra", "step_spectra")
+            for key in (
+                "log10_singular_values",
+                "log10_singular_values_median",
+                "log10_singular_values_min",
+                "log10_singular_values_max",
+            )
+            for i, row in enumerate((a.get(section) or {}).get(key, []))
             for j, v in enumerate(row)
             if v is not None and v < max(u for u in row if u is not None) - 3
         }
-        bad = [(p, x, y) for p, x, y in _leaves(a, b) if p not in resolved and not _close(x, y)]
+        # the others to the float32 SVD's accuracy ε·σ_max/σ ≤ 1.2e-7 · 10³ in log10 units (with margin: 2e-4)
+        bad = [
+            (p, x, y)
+            for p, x, y in _leaves(a, b)
+            if p not in resolved and not (_close(x, y, rtol=0.0, atol=2e-4) if "singular_values" in p else _close(x, y))
+        ]
         assert not bad, (a["name"], bad[:6])
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "figures",
