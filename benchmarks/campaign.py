@@ -380,22 +380,7 @@ def kills(work: Path, quick: bool):
     rng = random.Random(1)
     for _ in range(n_cli):
         p = subprocess.Popen(
-            [
-                *GS,
-                "analyse",
-                "--cell",
-                "rnn-tanh",
-                "--hidden",
-                "4",
-                "--length",
-                "8",
-                "--batch",
-                "1",
-                "--out",
-                str(out),
-                "--force",
-                "-q",
-            ],
+            _tiny_analyse(out, "--force"),
             cwd=work,
             env=ENV,
         )
@@ -408,26 +393,18 @@ def kills(work: Path, quick: bool):
             T.fail("report lost after a SIGKILL of `gradscope analyse --force`")
 
 
+def _tiny_analyse(out: Path, *extra: str) -> list[str]:
+    """`gradscope analyse` of a 4-unit tanh RNN over 8 steps into ``out`` (quiet): seconds, so many fit."""
+    return [*GS, "analyse", "--cell", "rnn-tanh", "--hidden", "4", "--length", "8", "--batch", "1",
+            "--out", str(out), *extra, "-q"]  # fmt: skip
+
+
 def concurrent(work: Path, quick: bool):
     """Two CLI runs into one new --out: one report, one exit 2 (or both refusals of a finished folder)."""
     rounds = 1 if quick else 2
     for r in range(rounds):
         out = work / f"same-{r}"
-        cmd = [
-            *GS,
-            "analyse",
-            "--cell",
-            "rnn-tanh",
-            "--hidden",
-            "4",
-            "--length",
-            "8",
-            "--batch",
-            "1",
-            "--out",
-            str(out),
-            "-q",
-        ]
+        cmd = _tiny_analyse(out)
         procs = [subprocess.Popen(cmd, cwd=work, env=ENV, stderr=subprocess.PIPE, text=True) for _ in range(2)]
         codes = []
         for p in procs:
