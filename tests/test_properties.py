@@ -63,14 +63,19 @@ def _safetensors_bytes() -> bytes:
         return open(f"{d}/v.safetensors", "rb").read()
 
 
+def _mutated_file(tmp_path_factory, reader, valid: bytes, suffix: str, edits, cut) -> None:
+    """A valid file of ``suffix`` with ``edits`` applied and cut at ``cut``: ``reader`` accepts or refuses it."""
+    path = tmp_path_factory.mktemp("mutated") / f"m{suffix}"
+    path.write_bytes(_variant(valid, edits, cut))
+    _accepts_or_refuses(reader, path)
+
+
 @FAST
 @given(edits=mutations, cut=cuts)
 def test_mutated_safetensors(tmp_path_factory, edits, cut):
     from gradscope.io._files import read_safetensors
 
-    path = tmp_path_factory.mktemp("st") / "m.safetensors"
-    path.write_bytes(_variant(_safetensors_bytes(), edits, cut))
-    _accepts_or_refuses(read_safetensors, path)
+    _mutated_file(tmp_path_factory, read_safetensors, _safetensors_bytes(), ".safetensors", edits, cut)
 
 
 @FEWER
@@ -114,9 +119,7 @@ def _npz_bytes() -> bytes:
 def test_mutated_npz(tmp_path_factory, edits, cut):
     from gradscope.io._files import read_npz
 
-    path = tmp_path_factory.mktemp("npz") / "m.npz"
-    path.write_bytes(_variant(_npz_bytes(), edits, cut))
-    _accepts_or_refuses(read_npz, path)
+    _mutated_file(tmp_path_factory, read_npz, _npz_bytes(), ".npz", edits, cut)
 
 
 @FEWER
@@ -127,9 +130,7 @@ def test_mutated_pt(tmp_path_factory, edits, cut):
 
     buf = io.BytesIO()
     torch.save({"weight_ih_l0": torch.ones(4, 2), "meta": {"k": torch.zeros(2)}}, buf)
-    path = tmp_path_factory.mktemp("pt") / "m.pt"
-    path.write_bytes(_variant(buf.getvalue(), edits, cut))
-    _accepts_or_refuses(read_torch_file, path)
+    _mutated_file(tmp_path_factory, read_torch_file, buf.getvalue(), ".pt", edits, cut)
 
 
 @FAST
@@ -139,9 +140,7 @@ def test_mutated_msgpack(tmp_path_factory, edits, cut):
     from gradscope.io._files import read_msgpack
 
     raw = serialization.to_bytes({"params": {"kernel": np.ones((2, 3), np.float32), "bias": np.zeros(3)}})
-    path = tmp_path_factory.mktemp("mp") / "m.msgpack"
-    path.write_bytes(_variant(raw, edits, cut))
-    _accepts_or_refuses(read_msgpack, path)
+    _mutated_file(tmp_path_factory, read_msgpack, raw, ".msgpack", edits, cut)
 
 
 # ------------------------------------------------------------------------------------ --input FILE readers

@@ -35,7 +35,7 @@ import numpy as np
 from gradscope._errors import ConfigError, check_number
 from gradscope._rollout import _scan, check_inputs, refuse_non_finite
 from gradscope.analysis.core import Analysis, _batch_mean, _describe, diagnose, summarise, with_findings
-from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, require
+from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, label, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.bounds import bound
 from gradscope.engine.paths import PathSplit, _path_split, gate_statistics, has_direct_path
@@ -124,7 +124,7 @@ def plan_stack(
             budget //= max(1, n_devices)
     require(
         per,
-        f"{what} (state size {sum(model.block_sizes)}, T = {length}, batch {batch})",
+        label(what, sum(model.block_sizes), length, batch),
         per_step_bytes=max(1, per // max(1, length)),
         budget=budget,
     )

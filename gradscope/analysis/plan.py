@@ -32,6 +32,7 @@ from gradscope.engine._memory import (
     sizes_of,
     stage_numbers,
 )
+from gradscope.engine._memory import label as describe
 
 #: the largest size along one axis (XLA's dimensions are 32-bit in places) and the deepest stack planned
 MAX_EXTENT = 2**31 - 1
@@ -66,7 +67,7 @@ def analysis_bytes(s: Sizes, stages: tuple[str, ...], **opts: Any) -> int:
 
 def label(s: Sizes, name: str | None) -> str:
     """How a refusal names what was planned: its name, state size, T and batch."""
-    return f"{name or 'the analysis'} (state size {s.state}, T = {s.length}, batch {s.batch})"
+    return describe(name or "the analysis", s.state, s.length, s.batch)
 
 
 def plan_analysis(model: Any, xs: Any, *, name: str | None = None, probes: int = 16, **switches: Any) -> None:

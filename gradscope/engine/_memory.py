@@ -259,14 +259,18 @@ def check(estimate: Callable[[Sizes], int], s: Sizes, what: str, *, budget: int 
     return nbytes
 
 
+def label(what: str, state: int, length: int, batch: int) -> str:
+    """How a refusal names what was planned: what, its state size, T and batch."""
+    return f"{what} (state size {state}, T = {length}, batch {batch})"
+
+
 def plan_stage(stage: str, model: Any, xs: Any, *, what: str | None = None, **opts: Any) -> None:
     """Before an engine entry point's rollout: refuse a call whose stage would not fit (`stage_bytes`).
     Calls whose shapes are invalid pass through to `check_inputs`, which names the problem."""
     s = sizes_of(model, xs)
     if s is None:
         return
-    label = what or f"{stage} (state size {s.state}, T = {s.length}, batch {s.batch})"
-    check(lambda z: stage_bytes(stage, z, **opts), s, label)
+    check(lambda z: stage_bytes(stage, z, **opts), s, what or label(stage, s.state, s.length, s.batch))
 
 
 def require(nbytes: int, what: str, *, per_step_bytes: int | None = None, budget: int | None = None) -> None:

@@ -32,7 +32,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.cells._base import flatten_state, unflatten_state
-from gradscope.engine._memory import plan_stage, require
+from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import LN10, engine_precision, prepare, step_jac
 
 
@@ -157,13 +157,6 @@ def attribution(
         raise ConfigError(f"cotangents has shape {es.shape}: expected (T, d) = ({T}, {model.state_size})")
     if batched and es.ndim == 2:
         es = jnp.broadcast_to(es, (pxs.shape[0],) + es.shape)
-    B = pxs.shape[0] if batched else 1
-    d, item = model.state_size, S.dtype.itemsize
-    require(
-        3 * B * T * d * d * item,
-        "attribution (every step Jacobian, T·B·d² numbers)",
-        per_step_bytes=3 * B * d * d * item,
-    )
     by_lag, total, vs, ss = _attribution(model, pxs, S, es, batched)
     # per-block norms of δ_t (in log10, adding the scale)
     edges = np.cumsum([0] + list(model.block_sizes))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradscope.engine._memory import plan_stage, require
+from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import per_example, prepare, step_jac
 
 
@@ -43,8 +43,5 @@ def step_jacobians(model: Any, xs: ArrayLike, state0: Any = None) -> StepJacobia
     """All one-step Jacobians of ``model`` along ``xs`` (``(T, m)`` → ``(T, d, d)``; batched → ``(B, T, d, d)``)."""
     plan_stage("step_jacobians", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
-    B, T, d = (pxs.shape[0] if batched else 1), pxs.shape[-2], S.shape[-1]
-    per_step = B * d * (d + pxs.shape[-1]) * S.dtype.itemsize
-    require(T * per_step, "step_jacobians (T·B·d² numbers)", per_step_bytes=per_step)
     J, Jx = _step_jacobians(model, pxs, S, batched)
     return StepJacobians(J, Jx, tuple(model.blocks), tuple(model.block_sizes))

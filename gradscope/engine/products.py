@@ -368,12 +368,7 @@ def triangle(
     T, d = pxs.shape[-2], S.shape[-1]
     B = pxs.shape[0] if batched else 1
     diag = is_diagonal(model)
-    if diag:
-        require(
-            B * (2 * (T + 1) ** 2 + 3 * T * d) * S.dtype.itemsize,
-            "triangle (T per-unit products and the (T+1)² output)",
-        )
-        chunk = 1
-    chunk = chunk or _chunk_size(T, d, B, S.dtype.itemsize)
+    # planned before the rollout (plan_stage "triangle" counts the diagonal case's T·d products and output)
+    chunk = 1 if diag else chunk or _chunk_size(T, d, B, S.dtype.itemsize)
     out = _triangle(model, pxs, S, batched, int(chunk), spectral, diag)
     return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)
