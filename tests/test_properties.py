@@ -126,7 +126,7 @@ def test_mutated_npz(tmp_path_factory, edits, cut):
 @given(edits=mutations, cut=cuts)
 def test_mutated_pt(tmp_path_factory, edits, cut):
     torch = pytest.importorskip("torch")
-    from gradscope.io._files import read_torch_file
+    from gradscope.io._framework_files import read_torch_file
 
     buf = io.BytesIO()
     torch.save({"weight_ih_l0": torch.ones(4, 2), "meta": {"k": torch.zeros(2)}}, buf)
@@ -137,7 +137,7 @@ def test_mutated_pt(tmp_path_factory, edits, cut):
 @given(edits=mutations, cut=cuts)
 def test_mutated_msgpack(tmp_path_factory, edits, cut):
     serialization = pytest.importorskip("flax.serialization")
-    from gradscope.io._files import read_msgpack
+    from gradscope.io._framework_files import read_msgpack
 
     raw = serialization.to_bytes({"params": {"kernel": np.ones((2, 3), np.float32), "bias": np.zeros(3)}})
     _mutated_file(tmp_path_factory, read_msgpack, raw, ".msgpack", edits, cut)

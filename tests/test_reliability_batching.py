@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gradscope.analysis.core import _resolved
+from gradscope.analysis.summary import _resolved
 
 
 def _leaves(x, path=""):

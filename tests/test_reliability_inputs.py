@@ -109,7 +109,7 @@ def test_pt_pickle_payload_never_runs_and_unsafe_advice_is_not_passed_on(tmp_pat
 
 def test_pt_zip_members_declaring_too_much(tmp_path):
     pytest.importorskip("torch")
-    from gradscope.io._files import read_torch_file
+    from gradscope.io._framework_files import read_torch_file
 
     with zipfile.ZipFile(tmp_path / "big.pt", "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("a/data.pkl", b"\0" * 2_000_000)  # compresses to a few KB

@@ -12,13 +12,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gradscope.analysis.core import Analysis, analyse, summarise
+    from gradscope.analysis.core import Analysis, analyse
     from gradscope.analysis.findings import RULES, Finding, evaluate
+    from gradscope.analysis.summary import summarise
 
 _LAZY = {
     "Analysis": "gradscope.analysis.core",
     "analyse": "gradscope.analysis.core",
-    "summarise": "gradscope.analysis.core",
+    "summarise": "gradscope.analysis.summary",
     "RULES": "gradscope.analysis.findings",
     "Finding": "gradscope.analysis.findings",
     "evaluate": "gradscope.analysis.findings",

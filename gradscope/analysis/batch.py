@@ -34,7 +34,8 @@ import numpy as np
 
 from gradscope._errors import ConfigError, check_number
 from gradscope._rollout import _scan, check_inputs, refuse_non_finite
-from gradscope.analysis.core import Analysis, _batch_mean, _describe, diagnose, summarise, with_findings
+from gradscope.analysis.core import Analysis, _describe, with_findings
+from gradscope.analysis.summary import _batch_mean, diagnose, summarise
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, label, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.bounds import bound

@@ -1,19 +1,6 @@
 """`analyse`: the one place that wires the engine's stages into an immutable `Analysis`.
 
-Summary metrics (all from the batch-mean log10 spectral norm of ``∂S_T/∂S_k`` against the lag T−k):
-
-* ``log10_norm_max_lag``: log10 ‖∂S_T/∂S_0‖₂;
-* ``decay_per_step``: least-squares slope of log10 norm against lag (log10 units per step);
-* ``horizon``: the largest lag τ such that the norm stays ≥ 10^threshold at every lag ≤ τ;
-  ``horizon_censored``: True when the norm never falls below the threshold (the horizon is then ≥ T);
-* ``lyapunov_max``: the largest Lyapunov exponent (nats per step);
-* ``decay_per_step_stderr``, ``lyapunov_max_stderr``: their standard errors;
-* ``verdict`` ("vanishing", "exploding", "stable" or "inconclusive") and ``verdict_reason``: from the two
-  per-step rates and their uncertainty against the thresholds of `gradscope.analysis.verdict` (stated in
-  the record's ``verdict_rule`` section and docs/verdicts.md), so that it does not depend on T; a state
-  that overflows is "exploding" with its ``overflow_step``, a gradient exactly zero in every sequence
-  "vanishing" with its ``zero_lag`` and cause (dead relu units).
-
+The summary metrics and the verdict come from `gradscope.analysis.summary`.
 ``sensitivity=True`` adds the parameter sensitivity log10 ‖∂S_t/∂θ‖_F per parameter leaf (Zucchet & Orvieto
 2024; `gradscope.engine.parameter_sensitivity`). Every analysis carries its ``findings``: the rules of
 `gradscope.analysis.findings` (curse of memory, chaos, dead units, forget gate) run on its numbers.
@@ -22,7 +9,6 @@ Summary metrics (all from the batch-mean log10 spectral norm of ``∂S_T/∂S_k`
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -31,103 +17,22 @@ from gradscope import engine
 from gradscope._errors import ConfigError, check_bool, check_number
 from gradscope.analysis.findings import Finding, evaluate
 from gradscope.analysis.plan import plan_analysis
-from gradscope.analysis.verdict import classify, thresholds
+from gradscope.analysis.summary import (
+    _batch_mean,
+    _list,
+    _num,
+    _per_sequence,
+    _plain_mean,
+    _resolved,
+    _sensitivity_dict,
+    diagnose,
+    summarise,
+)
+from gradscope.analysis.verdict import thresholds
 from gradscope.engine._prep import MATMUL_PRECISION, is_diagonal, matmul_precision, prepare
 from gradscope.engine.paths import has_direct_path
 
 SCHEMA = "gradscope.analysis/1"
-
-
-def _num(x):
-    """JSON-ready float: NaN/±inf become None (documented as 'exactly zero / not computed')."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _list(a):
-    a = np.asarray(a, np.float64)
-    if a.ndim == 0:
-        return _num(a)
-    return [_list(v) for v in a]
-
-
-def summarise(curve_by_k: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Summary metrics from a log10 norm curve indexed by k = 0..T−1 (lag T−k); the verdict from the curve
-    alone (`gradscope.analysis.verdict.classify`; `analyse` adds the Lyapunov rate, the batch spread,
-    overflow and dead units)."""
-    by_lag = np.asarray(curve_by_k, np.float64)[::-1]  # lag 1..T
-    T = by_lag.size
-    lags = np.arange(1, T + 1)
-    ok = np.isfinite(by_lag)
-    slope = float(np.polyfit(lags[ok], by_lag[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
-    above = by_lag >= threshold
-    horizon = int(T if above.all() else np.argmin(above))
-    out = {
-        "log10_norm_lag1": _num(by_lag[0]),
-        "log10_norm_max_lag": float(by_lag[-1]),
-        "decay_per_step": slope,
-        "horizon": horizon,
-        "horizon_threshold": float(threshold),
-        # the norm never fell below the threshold: the horizon is only known to be ≥ T
-        "horizon_censored": bool(above.all()),
-    }
-    return out | classify(curve_by_k, length=T)
-
-
-def diagnose(
-    summary: dict, curve, *, per_sequence=None, lyapunov=None, states=None, state_finite=None, gates=None, warmup=0
-) -> dict:
-    """``summary`` with the verdict of `gradscope.analysis.verdict.classify` on all the evidence: the
-    per-sequence curves, the Lyapunov trace, overflow of the flat ``states`` (…, T+1, d) (or their
-    finiteness ``state_finite`` (…, T+1)) and the gate statistics."""
-    T = int(np.asarray(curve).shape[-1])
-    overflow, valid = None, None
-    if states is not None:
-        state_finite = np.all(np.isfinite(np.asarray(states)), axis=-1)
-    if state_finite is not None:
-        bad = ~np.asarray(state_finite, bool).reshape(-1, T + 1)  # (B, T+1)
-        first = np.where(bad.any(axis=1), np.argmax(bad, axis=1), T + 1)
-        if bad.any():
-            overflow = int(first.min())
-            valid = np.minimum(first, T) - warmup
-    v = classify(
-        curve,
-        per_sequence=per_sequence,
-        lyapunov_trace=None if lyapunov is None else lyapunov.trace,
-        lyapunov_valid=valid,
-        overflow_step=overflow,
-        gates=gates,
-        length=T,
-    )
-    out = {k: x for k, x in summary.items() if k not in ("overflow_step", "zero_lag")} | v
-    if overflow is not None:  # the lag profile is anchored after the overflow: not a number
-        for k in ("log10_norm_lag1", "log10_norm_max_lag", "decay_per_step", "decay_per_step_stderr"):
-            out[k] = float("nan")
-        for k in ("highway_log10_max_lag", "remainder_log10_max_lag"):
-            if k in out:
-                out[k] = float("nan")
-        out["horizon"], out["horizon_censored"] = T, True
-    return out
-
-
-def _batch_mean(a, batched):
-    """Aggregate a log10 quantity over the batch as log10 of the mean *norm* (log-mean-exp).
-
-    A sequence whose product is exactly zero (−inf, e.g. a relu unit switched off) then does not
-    turn the batch's curve into −inf; the curve is the log of the average gradient norm.
-    """
-    a = np.asarray(a, np.float64)
-    if not batched:
-        return a
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = np.max(a, axis=0)
-        ms = np.where(np.isfinite(m), m, 0.0)
-        return ms + np.log10(np.mean(10.0 ** (a - ms), axis=0))
-
-
-def _plain_mean(a, batched):
-    a = np.asarray(a, np.float64)
-    return np.mean(a, axis=0) if batched else a
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,55 +172,6 @@ class Analysis:
 def _dense(model: dict) -> bool:
     """Whether the analysed model's spectra come from an SVD (not the exact diagonal products)."""
     return (model or {}).get("structure") not in ("diagonal", "complex-diagonal")
-
-
-def _resolved(log10_sv, *, dense: bool) -> tuple[np.ndarray, str]:
-    """log10 singular values (…, d), descending, with those below the dtype's resolution made NaN (null in
-    the report), and the note that says so.
-
-    An SVD in floating point resolves a singular value σ_i only above about ``d · eps · σ_max`` (its absolute
-    error is a small multiple of ``eps · ‖M‖₂``; Golub & Van Loan 2013, §8.6): a σ_i below that is rounding
-    noise, which changes with the batching of the computation (``--vmap``, free memory). Each such value is
-    reported as null, the same way every time. Diagonal models need no SVD (exact products of ``|a_n|`` in
-    log space), so their values are all kept.
-    """
-    a = np.array(log10_sv, dtype=np.float64)
-    dtype = np.dtype(getattr(log10_sv, "dtype", np.float32))
-    name = dtype.name if dtype.kind == "f" else "float32"
-    if not dense or a.ndim == 0 or a.shape[-1] < 2:
-        return a, f"every value resolved (no SVD); {name}"
-    floor = np.log10(a.shape[-1] * np.finfo(dtype if dtype.kind == "f" else np.float32).eps)
-    with np.errstate(invalid="ignore"):
-        a[a < a[..., :1] + floor] = np.nan
-    return a, f"null: below {name} resolution (sigma_i < d * eps * sigma_max, d = {a.shape[-1]})"
-
-
-def _per_sequence(sv, batched: bool) -> dict:
-    """Median, minimum and maximum over the sequences of log10 singular values (B, n, k): values some
-    sequence actually has, unlike the batch mean (empty when not batched)."""
-    if not batched:
-        return {}
-    a = np.asarray(sv, np.float64)
-    with np.errstate(invalid="ignore"):
-        return {
-            "log10_singular_values_median": _list(np.median(a, axis=0)),
-            "log10_singular_values_min": _list(np.min(a, axis=0)),
-            "log10_singular_values_max": _list(np.max(a, axis=0)),
-        }
-
-
-def _sensitivity_dict(s, batched: bool) -> dict:
-    """The ``sensitivity`` section: curves over t = 0..T (entry 0 is None: S_0 does not depend on θ)."""
-    return {
-        "t": list(range(int(s.length) + 1)),
-        "by_parameter": {n: _list(_batch_mean(v, batched)) for n, v in s.by_parameter.items()},
-        "log10_total": _list(_batch_mean(s.log10_total, batched)),
-        "log10_state": _list(_batch_mean(s.log10_state, batched)),
-        "growth": {n: _list(_plain_mean(v, batched)) for n, v in s.growth.items()},
-        "state_growth": _list(_plain_mean(s.state_growth, batched)),
-        "sizes": {n: int(v) for n, v in s.sizes.items()},
-        "units": "log10 Frobenius norm of dS_t/dtheta; state: log10 2-norm of S_t; growth: decades per step",
-    }
 
 
 def with_findings(a: Analysis) -> Analysis:

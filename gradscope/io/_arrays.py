@@ -111,3 +111,29 @@ def check_float_array(arr: np.ndarray, key: str, source: str) -> np.ndarray:
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ImportFormatError(f"{source}: tensor {key!r} has {bad} NaN/inf value(s); refusing to import it")
     return arr
+
+
+#: the classic cells by their number of gate blocks (PyTorch and Keras stack the gates' weights alike)
+KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
+
+
+def kind_by_gates(
+    w_shape: tuple[int, ...], blocks: int, hidden: int, kind: str | None, where: str, rnn: str = "RNN"
+) -> tuple[int, str]:
+    """The gate count G = ``blocks`` / ``hidden`` of a stacked weight of shape ``w_shape`` and the cell kind it
+    means (1 rnn, 3 gru, 4 lstm); a remainder, another G, or a ``kind`` that disagrees is an `ImportFormatError`
+    naming ``where`` (the file and tensor); ``rnn`` is the framework's name of the plain cell."""
+    if hidden <= 0 or blocks % hidden:
+        raise ImportFormatError(
+            f"{where} has shape {w_shape}: its gate blocks are not a multiple (1, 3 or 4) of hidden_size={hidden}"
+        )
+    gates = blocks // hidden
+    if gates not in KIND_BY_GATES:
+        expected = f"expected 1 ({rnn}), 3 (GRU) or 4 (LSTM)"
+        raise ImportFormatError(f"{where} has shape {w_shape}: {gates} gate blocks, {expected}")
+    inferred = KIND_BY_GATES[gates]
+    if kind is not None and kind != inferred:
+        raise ImportFormatError(
+            f"{where}: kind={kind!r} was given but the shapes say {inferred!r} ({gates} gate block(s), shape {w_shape})"
+        )
+    return gates, inferred

@@ -1,6 +1,6 @@
 """The container formats of `gradscope.io.formats`, each read without running code from the file:
-safetensors (parsed with NumPy alone), .npz (``allow_pickle=False``), .pt (``torch.load(weights_only=True)``,
-torch >= 2.10), Flax msgpack and HDF5 (links and external data refused)."""
+safetensors (parsed with NumPy alone) and .npz (``allow_pickle=False``). The formats read through a framework's
+package (.pt, Flax msgpack, HDF5) are in `gradscope.io._framework_files`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import math
 import re
 import struct
-import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,11 +18,9 @@ import numpy as np
 from gradscope.io._arrays import (
     DEFAULT_MAX_BYTES,
     MAX_HEADER_BYTES,
-    MIN_TORCH,
     ImportFormatError,
     _check_size,
     _parse_meta_json,
-    to_numpy_dict,
 )
 
 # safetensors dtype tag -> numpy dtype (BF16 is widened to float32 after reading)
@@ -250,163 +247,3 @@ def write_npz(path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, st
         arrays["__metadata__"] = np.array(json.dumps(dict(metadata)))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
-
-
-# ------------------------------------------------------------------------------------ torch .pt
-def torch_version_ok(version: str) -> bool:
-    m = re.match(r"(\d+)\.(\d+)", version)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= MIN_TORCH
-
-
-def _check_zip_members(path: Path, max_bytes: int) -> None:
-    """A zip container (torch's .pt since 1.6) whose members declare more than ``max_bytes`` in all is refused
-    before anything is inflated; a legacy (non-zip) file is left to the loader."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as zf:
-            total = sum(i.file_size for i in zf.infolist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as e:
-        raise ImportFormatError(f"{str(path)!r} is not a readable zip container (truncated or corrupt): {e}") from None
-    if total > max_bytes:
-        raise ImportFormatError(
-            f"{str(path)!r} declares {total} bytes of data, more than max_bytes={max_bytes}; "
-            "pass a larger max_bytes if the file is trusted to be that big"
-        )
-
-
-#: sentences of torch's errors that advise loading unsafely; they are never passed on
-_UNSAFE_ADVICE = re.compile(r"weights_only|trusted source|safe_globals|arbitrary code|documentation of torch", re.I)
-
-
-def _torch_reason(exc: BaseException) -> str:
-    """The reason in a ``torch.load(weights_only=True)`` error, one line, without torch's advice to retry
-    with ``weights_only=False`` (which would run code from the file)."""
-    if isinstance(exc, RecursionError):
-        return "its objects are nested too deeply"
-    keep = []
-    for para in str(exc).split("\n"):
-        for sentence in re.split(r"(?<=[.!?])\s+", para.strip()):
-            if sentence and not _UNSAFE_ADVICE.search(sentence):
-                keep.append(sentence)
-    reason = " ".join(keep).strip().rstrip(".")
-    if "GLOBAL" in reason or "global" in reason:
-        reason = f"it holds Python objects other than tensors ({reason})"
-    return reason[:300] or f"{type(exc).__name__} while unpickling"
-
-
-def read_torch_file(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """A state dict from a .pt/.pth file via ``torch.load(weights_only=True, map_location="cpu")``."""
-    path = Path(path)
-    _check_size(path, max_bytes)
-    name = str(path)
-    try:
-        import torch
-    except ImportError:
-        raise ImportFormatError(
-            f"{name!r} is a PyTorch file: install torch>=2.10 (the [torch] extra) to read it, "
-            "or convert it to .safetensors"
-        ) from None
-    if not torch_version_ok(torch.__version__):
-        raise ImportFormatError(
-            f"{name!r}: reading .pt files needs torch>=2.10 (installed: {torch.__version__}); "
-            "older versions have known weights_only escapes. Convert to .safetensors"
-        )
-    _check_zip_members(path, max_bytes)
-    try:
-        with warnings.catch_warnings():  # torch's own warnings (and their advice) are not passed on
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - the unpickler raises many types; none may escape as a crash
-        raise ImportFormatError(
-            f"{name!r} could not be loaded safely: {_torch_reason(e)}; gradscope never runs code from a file: "
-            "save a state_dict of tensors (torch.save(model.state_dict(), ...)) or convert it to .safetensors"
-        ) from None
-    if isinstance(obj, Mapping):
-        for k in ("state_dict", "model_state_dict", "model"):
-            if isinstance(obj.get(k), Mapping):
-                obj = obj[k]
-                break
-    if not isinstance(obj, Mapping):
-        raise ImportFormatError(f"{name!r} holds a {type(obj).__name__}, expected a state dict (a mapping of tensors)")
-    return to_numpy_dict(obj, source=name), {}
-
-
-def read_msgpack(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Flax ``serialization.to_bytes`` output (msgpack; arrays as (shape, dtype, bytes), no pickle)."""
-    path = Path(path)
-    _check_size(path, max_bytes)
-    return to_numpy_dict(msgpack_tree(path.read_bytes(), str(path)), source=str(path)), {}
-
-
-def msgpack_tree(data: bytes, name="msgpack bytes"):
-    try:
-        from flax import serialization
-    except ImportError:
-        raise ImportFormatError(f"{name}: reading Flax msgpack needs flax installed") from None
-    try:
-        return serialization.msgpack_restore(bytes(data))
-    except Exception as e:  # noqa: BLE001
-        raise ImportFormatError(f"{name} is not valid Flax msgpack: {e}") from None
-
-
-# -------------------------------------------------------------------------------------- .h5
-#: a compressed HDF5 dataset may inflate to at most MAX_INFLATION times its stored bytes once it declares
-#: more than MAX_INFLATED_BYTES (trained weights compress by less than 2:1; 100:1 is a decompression bomb)
-MAX_INFLATION = 100
-MAX_INFLATED_BYTES = 64 * 2**20
-
-
-def read_h5(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every float dataset of an HDF5 file as ``{"a.b.c": array}``, treating the file as untrusted:
-    soft/external links, external and virtual datasets are refused, and each dataset's size is
-    checked against ``max_bytes`` before it is read (no decompression bombs)."""
-    path = Path(path)
-    _check_size(path, max_bytes)
-    name = str(path)
-    try:
-        import h5py
-    except ImportError:
-        raise ImportFormatError(
-            f"{name!r} is an HDF5 file: install h5py to read it, or export the weights "
-            "to .safetensors/.npz with layer.get_weights()"
-        ) from None
-    out: dict[str, np.ndarray] = {}
-    budget = [max_bytes]
-
-    def walk(group, prefix):
-        for key in group.keys():
-            link = group.get(key, getlink=True)
-            full = f"{prefix}.{key}" if prefix else key
-            if not isinstance(link, h5py.HardLink):
-                raise ImportFormatError(f"{name!r}: {full!r} is a {type(link).__name__}; links are not followed")
-            obj = group[key]
-            if isinstance(obj, h5py.Group):
-                walk(obj, full)
-                continue
-            if not isinstance(obj, h5py.Dataset):
-                continue
-            if obj.external or obj.is_virtual:
-                raise ImportFormatError(f"{name!r}: dataset {full!r} stores its data outside the file; refused")
-            if obj.dtype.kind != "f":
-                raise ImportFormatError(f"{name!r}: dataset {full!r} has dtype {obj.dtype}; expected floats")
-            nbytes = math.prod(obj.shape or ()) * obj.dtype.itemsize
-            budget[0] -= nbytes
-            if budget[0] < 0:
-                raise ImportFormatError(f"{name!r}: datasets add up to more than max_bytes={max_bytes}")
-            stored = obj.id.get_storage_size()
-            if nbytes > MAX_INFLATED_BYTES and nbytes > MAX_INFLATION * stored:
-                raise ImportFormatError(
-                    f"{name!r}: dataset {full!r} declares {nbytes} bytes stored in {stored} (compressed more than "
-                    f"{MAX_INFLATION}:1, a decompression bomb?); refused before inflating it"
-                )
-            out[full] = np.asarray(obj[()])
-
-    try:
-        with h5py.File(path, "r") as f:
-            walk(f, "")
-    except ImportFormatError:
-        raise
-    except Exception as e:  # noqa: BLE001 - h5py raises OSError/KeyError/ValueError/RuntimeError on corrupt files
-        raise ImportFormatError(f"{name!r} is not a readable HDF5 file (truncated or corrupt): {e}") from None
-    return out, {}

@@ -19,8 +19,8 @@ array, NaN/inf — raises `ImportFormatError` and nothing is returned: there is 
 A small sidecar JSON next to a weight file (``model.safetensors.json``) or the safetensors
 ``__metadata__`` can carry what a state dict does not hold (``{"kind": "lstm", "nonlinearity": "tanh"}``).
 
-The readers live in `gradscope.io._files` and the shared checks in `gradscope.io._arrays`; this module
-re-exports them and picks the reader from the file name (`read_arrays`).
+The readers live in `gradscope.io._files` and `gradscope.io._framework_files`, and the shared checks in
+`gradscope.io._arrays`; this module re-exports them and picks the reader from the file name (`read_arrays`).
 """
 
 from __future__ import annotations
@@ -41,17 +41,8 @@ from gradscope.io._arrays import (
     check_float_array,
     to_numpy_dict,
 )
-from gradscope.io._files import (
-    msgpack_tree,
-    read_h5,
-    read_msgpack,
-    read_npz,
-    read_safetensors,
-    read_torch_file,
-    torch_version_ok,
-    write_npz,
-    write_safetensors,
-)
+from gradscope.io._files import read_npz, read_safetensors, write_npz, write_safetensors
+from gradscope.io._framework_files import msgpack_tree, read_h5, read_msgpack, read_torch_file, torch_version_ok
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

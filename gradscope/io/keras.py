@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from gradscope.io._arrays import kind_by_gates
 from gradscope.io._build import expect, make_cell, resolve_dtype
 from gradscope.io.formats import (  # noqa: F401  (read_h5 re-exported)
     DEFAULT_MAX_BYTES,
@@ -40,7 +41,6 @@ from gradscope.io.formats import (  # noqa: F401  (read_h5 re-exported)
     read_h5,
 )
 
-_KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
 _VARS = re.compile(r"^(?P<prefix>.*)vars\.(?P<i>\d+)$")
 _NAMES = ("kernel", "recurrent_kernel", "bias")
 
@@ -126,18 +126,10 @@ def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtyp
     if "kernel" not in ent:
         raise ImportFormatError(f"{desc}: {ent['recurrent_kernel']!r} has no matching kernel")
     rk = check_float_array(np.asarray(arrays[ent["recurrent_kernel"]]), ent["recurrent_kernel"], desc)
-    if rk.ndim != 2 or rk.shape[0] == 0 or rk.shape[1] % rk.shape[0]:
+    if rk.ndim != 2:
         raise ImportFormatError(f"{desc}: {ent['recurrent_kernel']!r} has shape {rk.shape}, expected (H, G·H)")
     H = rk.shape[0]
-    G = rk.shape[1] // H
-    if G not in _KIND_BY_GATES:
-        raise ImportFormatError(
-            f"{desc}: {ent['recurrent_kernel']!r} has shape {rk.shape}: {G} gate blocks, "
-            "expected 1 (SimpleRNN), 3 (GRU) or 4 (LSTM)"
-        )
-    inferred = _KIND_BY_GATES[G]
-    if kind is not None and kind != inferred:
-        raise ImportFormatError(f"{desc}: kind={kind!r} was given but the shapes say {inferred!r}")
+    G, inferred = kind_by_gates(rk.shape, rk.shape[1], H, kind, f"{desc}: {ent['recurrent_kernel']!r}", "SimpleRNN")
     k = check_float_array(np.asarray(arrays[ent["kernel"]]), ent["kernel"], desc)
     if k.ndim != 2 or k.shape[1] != G * H:
         raise ImportFormatError(f"{desc}: {ent['kernel']!r} has shape {k.shape}, expected (input_size, {G * H})")

@@ -84,37 +84,10 @@ def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
     blocks = [jnp.asarray(w[j * n : (j + 1) * n], dtype) for j in range(k)]
     zeros = jnp.zeros((n,), dtype)
     out = None if w_out is None else jnp.asarray(w_out, dtype)
-    if kind == "mingru":
-        w_h, w_z = blocks
-        return with_name(
-            MinGRU(
-                weight_h=w_h,
-                weight_z=w_z,
-                bias_h=zeros,
-                bias_z=zeros,
-                weight_out=out,
-                input_size=m,
-                hidden_size=n,
-                g="log-space",
-            ),
-            kind,
-        )
-    w_h, w_f, w_i = blocks
-    return with_name(
-        MinLSTM(
-            weight_h=w_h,
-            weight_f=w_f,
-            weight_i=w_i,
-            bias_h=zeros,
-            bias_f=zeros,
-            bias_i=zeros,
-            weight_out=out,
-            input_size=m,
-            hidden_size=n,
-            g="log-space",
-        ),
-        kind,
-    )
+    cls, gates = (MinGRU, "hz") if kind == "mingru" else (MinLSTM, "hfi")
+    weights = {f"weight_{g}": block for g, block in zip(gates, blocks, strict=True)}
+    biases = {f"bias_{g}": zeros for g in gates}
+    return with_name(cls(**weights, **biases, weight_out=out, input_size=m, hidden_size=n, g="log-space"), kind)
 
 
 def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict"):

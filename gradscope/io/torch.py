@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from gradscope.io._arrays import kind_by_gates
 from gradscope.io._build import TORCH_NONLINEARITIES, expect, make_cell, resolve_dtype
 from gradscope.io.deep_bidirectional import DeepBidirectional
 from gradscope.io.formats import (
@@ -47,7 +48,6 @@ _LAYERED = re.compile(
     r"_l(?P<layer>\d+)(?P<rev>_reverse)?$"
 )
 _CELL = re.compile(r"^(?P<prefix>.*?)(?P<param>weight_ih|weight_hh|bias_ih|bias_hh)$")
-_KIND_BY_GATES = {1: "rnn", 3: "gru", 4: "lstm"}
 
 
 def _prefixes(keys) -> dict[str, str]:
@@ -123,25 +123,11 @@ def infer_layout(
         proj, hidden = int(w_hr.shape[0]), int(w_hr.shape[1])
     else:
         proj, hidden = 0, int(w_hh.shape[1])
-    if hidden <= 0 or w_hh.shape[0] % hidden:
-        raise ImportFormatError(
-            f"{source}: {key('weight_hh', 0, False)!r} has shape {w_hh.shape}: its rows are "
-            f"not a multiple (1, 3 or 4) of hidden_size={hidden}"
-        )
-    gates = w_hh.shape[0] // hidden
-    if gates not in _KIND_BY_GATES:
-        raise ImportFormatError(
-            f"{source}: {key('weight_hh', 0, False)!r} has shape {w_hh.shape}: {gates} gate "
-            "blocks, expected 1 (RNN), 3 (GRU) or 4 (LSTM)"
-        )
-    inferred = _KIND_BY_GATES[gates]
+    gates, inferred = kind_by_gates(
+        w_hh.shape, w_hh.shape[0], hidden, kind, f"{source}: {key('weight_hh', 0, False)!r}"
+    )
     if proj and inferred != "lstm":
         raise ImportFormatError(f"{source}: {hr_key!r} (projection) exists but the gate count says {inferred}")
-    if kind is not None and kind != inferred:
-        raise ImportFormatError(
-            f"{source}: kind={kind!r} was given but the shapes say {inferred!r} "
-            f"({gates} gate block(s) in {key('weight_hh', 0, False)!r}, shape {w_hh.shape})"
-        )
     if proj and not 0 < proj < hidden:
         raise ImportFormatError(f"{source}: {hr_key!r} has shape {(proj, hidden)}: proj_size must be < hidden_size")
     input_size = int(w_ih.shape[1])

@@ -18,7 +18,7 @@ For a stack (state blocks ``layer{l}.*``) each snapshot also has ``layers``: per
 
 a lower bound on log10 ‖∂S^l_T/∂S^l_k‖₂ within log10 √(pairs) (a block of a matrix has a spectral norm no
 larger than the matrix's), and its horizon (the largest lag τ with n_l ≥ threshold at every lag ≤ τ, the
-rule of `gradscope.analysis.core.summarise`) and its value at the longest lag. Lyapunov exponents are
+rule of `gradscope.analysis.summary.summarise`) and its value at the longest lag. Lyapunov exponents are
 those of the whole model (the spectrum of the joint step map): they have no per-layer split here.
 
 Nothing here imports JAX or differentiates: the numbers are the watcher's.

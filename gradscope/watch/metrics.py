@@ -1,7 +1,7 @@
 """What a watched step is logged as: the analysis stages a watcher runs, and the scalars the backends write.
 
 Stages (``metrics=`` of `gradscope.watch.Watcher`): the lag profile log10 ‖∂S_T/∂S_k‖₂ and its summary
-(horizon, decay per step, norm at the longest lag; `gradscope.analysis.core.summarise`) are always
+(horizon, decay per step, norm at the longest lag; `gradscope.analysis.summary.summarise`) are always
 computed, in one jitted pass (O(T·d³) for a dense state of size d). The others are opt-in:
 
 * ``"gates"``: gate statistics of the rollout (one more forward pass);
