@@ -16,7 +16,8 @@ One module per command group (`compare` has its own), each listing its command f
 this module only makes
 the app and registers them all, in the order ``gradscope --help`` shows them. Shared pieces: `_output`
 (stdout/stderr, JSON, progress), `_errors` (one-line errors and exit codes), `_options` (cell specs, lists,
-inputs, --out, --float64), `_reports` (analyses → report folder), `_distributed` (multi-process JAX).
+inputs, --out, --float64), `_params` (the options several commands share, declared once), `_reports`
+(analyses → report folder), `_distributed` (multi-process JAX and its options).
 
 Machine output (``--json``) is plain JSON on stdout; human text and progress bars go to stderr; errors are
 one line ``error: …`` with exit code 2. No module of the CLI imports JAX at module level (``gradscope

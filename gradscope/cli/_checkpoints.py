@@ -81,38 +81,22 @@ def compare_checkpoints(
 
     Each analysis is `gradscope.experiments.sweep.analyse_model` of the imported model on the inputs of
     ``(source, seed)``, exactly what ``gradscope analyse --weights FILE`` computes for one file."""
+    from gradscope.cli._options import model_input_size, seed_configs
     from gradscope.cli._output import progress
     from gradscope.cli._reports import check_finite, record
     from gradscope.cli.analyse import _safe_describe
-    from gradscope.experiments import inputs, sweep
+    from gradscope.experiments import sweep
 
     paths = checkpoint_paths(text)
     names = unique_names(paths)
     models = load_checkpoints(paths, dtype)
-    m = int(models[0].input_size)
-    src_m = inputs.task_input_size(source, max(length, 64))
-    if src_m is not None and src_m != m:
-        fix = f"give a file with {m} features per step" if inputs.is_file(source) else "use --input noise/uniform/zeros"
-        raise ConfigError(f"--input {source} gives inputs of size {src_m}, but the checkpoints take {m}: {fix}")
-    if input_size is not None and input_size != m:
-        raise ConfigError(f"--input-size={input_size} is not allowed: the checkpoints take inputs of size {m}")
-    pairs = []
-    for name, model in zip(names, models):
-        for s in seeds:
-            cfg = sweep.Config(
-                name=name if len(seeds) == 1 else f"{name}/s={s}",
-                cell="imported",
-                label=name,
-                hidden=int(model.hidden_size),
-                length=length,
-                batch=batch,
-                seed=s,
-                input=source,
-                input_size=m,
-                dtype=dtype,
-                threshold=threshold,
-            )
-            pairs.append((cfg, model))
+    m = model_input_size(int(models[0].input_size), source, input_size, length, "the checkpoints take")
+    sizes = {"length": length, "batch": batch, "input": source, "input_size": m, "dtype": dtype, "threshold": threshold}
+    pairs = [
+        (cfg, model)
+        for name, model in zip(names, models)
+        for cfg in seed_configs(name, seeds, cell="imported", hidden=int(model.hidden_size), **sizes)
+    ]
     analyses = []
     with progress(len(pairs), "comparing", quiet) as advance:
         for cfg, model in pairs:

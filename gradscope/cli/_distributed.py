@@ -1,13 +1,44 @@
-"""``--distributed``: start multi-process JAX before any computation (``gradscope sweep``; docs/scale.md)."""
+"""``--distributed``: start multi-process JAX before any computation (``gradscope sweep``; docs/scale.md).
+
+The four options of a multi-process run are declared here, next to `start_distributed`, which checks them
+together: a command takes them as ``distributed: Distributed = False, coordinator: Coordinator = None, …``.
+"""
 
 from __future__ import annotations
 
 import io
 import os
 import sys
+from typing import Annotated, Optional
+
+import typer
 
 from gradscope._errors import ConfigError
 from gradscope.cli._output import one_line
+
+Distributed = Annotated[
+    bool,
+    typer.Option(
+        "--distributed",
+        help="Call jax.distributed.initialize() first "
+        "(multi-process JAX: auto-detected on Slurm, Open MPI, TPU pods; elsewhere "
+        "give --coordinator, --num-processes and --process-id; see docs/scale.md).",
+    ),
+]
+Coordinator = Annotated[
+    Optional[str],
+    typer.Option("--coordinator", help="With --distributed: HOST:PORT of process 0's coordinator service."),
+]
+NumProcesses = Annotated[
+    Optional[int], typer.Option("--num-processes", help="With --distributed: how many processes take part.")
+]
+ProcessId = Annotated[
+    Optional[int],
+    typer.Option(
+        "--process-id",
+        help="With --distributed: this process's index, 0 … num-processes − 1 (process 0 writes the report).",
+    ),
+]
 
 
 def start_distributed(

@@ -13,9 +13,12 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from gradscope._errors import ConfigError, check_number
+
+if TYPE_CHECKING:
+    from gradscope.experiments.sweep import Config
 
 #: defaults shared by analyse, compare and sweep
 DEFAULTS = {"hidden": 32, "length": 200, "batch": 4, "input": "uniform", "input_size": 2}
@@ -227,6 +230,14 @@ def auto_options(cell: str, options: dict, length: int) -> dict:
     return command_options(cell, options, length)
 
 
+def seed_configs(label: str, seeds: list[int], **settings: Any) -> list[Config]:
+    """One analysis per seed of one cell or model, named ``label`` (one seed) or ``label/s=SEED`` (several), as
+    ``gradscope compare`` names its rows; ``settings`` are the other `Config` fields, shared by all seeds."""
+    from gradscope.experiments.sweep import Config
+
+    return [Config(name=label if len(seeds) == 1 else f"{label}/s={s}", label=label, seed=s, **settings) for s in seeds]
+
+
 # ----------------------------------------------------------------------------------------- inputs
 
 
@@ -251,6 +262,20 @@ def input_size_for(source: str, input_size: Optional[int], length: int) -> Optio
             f"size {task_m} (leave --input-size out)"
         )
     return task_m
+
+
+def model_input_size(m: int, source: str, input_size: Optional[int], length: int, takes: str) -> int:
+    """``m``, the input size of imported weights, once the input source and a typed --input-size agree with it;
+    ``takes`` names the weights in the errors (``the checkpoints take``)."""
+    from gradscope.experiments import inputs
+
+    task_m = inputs.task_input_size(source, max(length, 64))
+    if task_m is not None and task_m != m:
+        fix = f"give a file with {m} features per step" if inputs.is_file(source) else "use --input noise/uniform/zeros"
+        raise ConfigError(f"--input {source} gives inputs of size {task_m}, but {takes} {m}: {fix}")
+    if input_size is not None and input_size != m:
+        raise ConfigError(f"--input-size={input_size} is not allowed: {takes} inputs of size {m}")
+    return m
 
 
 #: what a FILE fixes, as an error message names it
@@ -286,6 +311,15 @@ def file_input(source: str, lengths: Optional[list[int]] = None, **typed: Option
             f"{T} steps (shape {shape}); give lengths of at most {T} (each analyses the first steps)"
         )
     return {**own, "lengths": list(lengths) if lengths is not None else [T], "source": dict(data.source)}
+
+
+def source_and_file(
+    text: str, *, length: Optional[int], batch: Optional[int], input_size: Optional[int]
+) -> tuple[str, Optional[dict]]:
+    """``--input`` checked (`input_source`) and what it fixes when it is a FILE (`file_input`: the sizes typed
+    on the command line must agree with the file's), as ``analyse`` and ``compare`` read it."""
+    source = input_source(text)
+    return source, file_input(source, length=length, batch=batch, input_size=input_size)
 
 
 # ---------------------------------------------------------------------------------- --out, --float64

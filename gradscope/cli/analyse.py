@@ -25,12 +25,13 @@ from gradscope.cli._options import (
     check_out_dir,
     default_label,
     enable_float64,
-    file_input,
     input_size_for,
-    input_source,
+    model_input_size,
     option_error,
     parse_cell_spec,
+    source_and_file,
 )
+from gradscope.cli._params import Float64, Force, InputSource, JsonReport, Layers, Quiet, Residual
 from gradscope.cli._reports import analyse_all, finish, write
 
 
@@ -91,18 +92,13 @@ def analyse(
     init: Optional[Init] = typer.Option(
         None, "--init", help="Recurrent initialisation (Elman family) [default: uniform, or orthogonal with --gain]."
     ),
-    layers: int = typer.Option(1, "--layers", min=1, help="Stacked layers."),
-    residual: bool = typer.Option(False, "--residual", help="Residual connections between stacked layers."),
-    input: str = typer.Option(
-        DEFAULTS["input"],
-        "--input",
-        help="Input source: noise, uniform, zeros, adding, copy, temporal-order; or a FILE (.npy, .npz:NAME, .csv, "
-        ".safetensors:NAME) of shape (T, m) or (B, T, m), which fixes T, the batch and m (docs/inputs.md).",
-    ),
+    layers: Layers = 1,
+    residual: Residual = False,
+    input: InputSource = DEFAULTS["input"],
     input_size: Optional[int] = typer.Option(
         None, "--input-size", min=1, help="Input size m [default: 2; task sources fix it]."
     ),
-    float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32)."),
+    float64: Float64 = False,
     triangle: bool = typer.Option(
         False, "--triangle/--no-triangle", help="Also compute the (T+1)×(T+1) triangle of all ‖∂S_t/∂S_k‖ (O(T²))."
     ),
@@ -119,9 +115,9 @@ def analyse(
         -3.0, "--threshold", help="log10 norm below which the gradient counts as vanished (defines the horizon)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to write (refused if non-empty, unless --force)."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
+    force: Force = False,
+    json_out: JsonReport = False,
+    quiet: Quiet = False,
 ) -> None:
     """Analyse the gradient flow of one model: a registry cell or an imported one.
 
@@ -131,8 +127,7 @@ def analyse(
     """
     t0 = time.perf_counter()
     dtype = enable_float64(float64)  # before any array exists
-    source = input_source(input)
-    fin = file_input(source, length=length, batch=batch, input_size=input_size)  # typed values must agree
+    source, fin = source_and_file(input, length=length, batch=batch, input_size=input_size)  # typed values must agree
     length = fin["length"] if fin is not None else DEFAULTS["length"] if length is None else length
     batch = fin["batch"] if fin is not None else DEFAULTS["batch"] if batch is None else batch
     flags = {
@@ -182,20 +177,10 @@ def analyse(
 
 def _imported_config(model, weights: Path, input_size: Optional[int], common: dict):
     """The analysis settings of an imported model; its input size must match the input source's."""
-    from gradscope.experiments import inputs
     from gradscope.experiments.sweep import Config
 
-    m, source = int(model.input_size), common["input"]
-    task_m = inputs.task_input_size(source, max(common["length"], 64))
-    if task_m is not None and task_m != m:
-        fix = f"give a file with {m} features per step" if inputs.is_file(source) else "use --input noise/uniform/zeros"
-        raise ConfigError(
-            f"--input {source} gives inputs of size {task_m}, but the model in {str(weights)!r} takes {m}: {fix}"
-        )
-    if input_size is not None and input_size != m:
-        raise ConfigError(
-            f"--input-size={input_size} is not allowed: the model in {str(weights)!r} takes inputs of size {m}"
-        )
+    takes = f"the model in {str(weights)!r} takes"
+    m = model_input_size(int(model.input_size), common["input"], input_size, common["length"], takes)
     return Config(
         name=weights.stem, cell="imported", label=weights.stem, hidden=int(model.hidden_size), input_size=m, **common
     )

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import typer
-
 from gradscope.cli._output import print_json, stdout_console
+from gradscope.cli._params import JsonOnly
 
 CATALOGUE = Path(__file__).with_name("_cell_catalogue.json")
 
@@ -40,7 +39,7 @@ def write_catalogue() -> None:
     write_text(CATALOGUE, json.dumps(live_catalogue(), indent=1, ensure_ascii=False) + "\n")
 
 
-def cells(json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout).")) -> None:
+def cells(json_out: JsonOnly = False) -> None:
     """List the registered cells: name, family, description and equation.
 
     Example: `gradscope cells --json | jq '.[].name'`

@@ -22,14 +22,15 @@ from gradscope.cli._options import (
     auto_options,
     check_out_dir,
     enable_float64,
-    file_input,
     input_size_for,
-    input_source,
     parse_cell_list,
     parse_floats,
     parse_ints,
+    seed_configs,
+    source_and_file,
 )
 from gradscope.cli._output import info, warn
+from gradscope.cli._params import Float64, Force, InputSource, JsonReport, Quiet, Threshold
 from gradscope.cli._reports import analyse_all, finish, write
 
 #: the embedded default of `gradscope compare`: the textbook contrast of vanishing and kept gradients
@@ -160,21 +161,16 @@ def compare(
         "with a gain option (Elman family) is compared at every gain, as NAME:gain=G; cells without one "
         "(LSTM, GRU, …) once.",
     ),
-    input: str = typer.Option(
-        DEFAULTS["input"],
-        "--input",
-        help="Input source: noise, uniform, zeros, adding, copy, temporal-order; or a FILE (.npy, .npz:NAME, .csv, "
-        ".safetensors:NAME) of shape (T, m) or (B, T, m), which fixes T, the batch and m (docs/inputs.md).",
-    ),
+    input: InputSource = DEFAULTS["input"],
     input_size: Optional[int] = typer.Option(
         None, "--input-size", min=1, help="Input size m [default: 2, or the preset's; task sources fix it]."
     ),
-    threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
-    float64: bool = typer.Option(False, "--float64", help="Compute in float64 (default float32)."),
+    threshold: Threshold = -3.0,
+    float64: Float64 = False,
     out: Path = typer.Option(Path("gradscope-report"), "--out", "-o", help="Report folder to write."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
+    force: Force = False,
+    json_out: JsonReport = False,
+    quiet: Quiet = False,
 ) -> None:
     """Compare cells side by side: which vanish, explode or keep their gradient.
 
@@ -198,11 +194,9 @@ def compare(
     dtype = enable_float64(float64)
     from gradscope.cells import names as cell_names
     from gradscope.experiments import inputs
-    from gradscope.experiments.sweep import Config
 
     chosen = _preset(preset, cells)
-    source = input_source(input)
-    fin = file_input(source, length=length, batch=batch, input_size=input_size)  # typed values must agree
+    source, fin = source_and_file(input, length=length, batch=batch, input_size=input_size)  # typed values must agree
     if fin is not None:  # the file's sizes win over a preset's
         length, batch = fin["length"], fin["batch"]
     if weights is not None:  # checkpoints side by side (gradscope.cli._checkpoints)
@@ -246,27 +240,11 @@ def compare(
         m = chosen["input_size"]  # a task source fixes the input size; otherwise the preset's
     assert m is not None  # input_size_for: the task's, the given or the default size
     _check_buildable(specs, m, hidden, length, dtype)
+    sizes = {"length": length, "batch": batch, "input": source, "input_size": m, "dtype": dtype, "threshold": threshold}
     configs = []
     for spec in specs:
         opts = auto_options(spec.name, spec.options, length)
-        for s in seed_list:
-            name = spec.label if len(seed_list) == 1 else f"{spec.label}/s={s}"
-            configs.append(
-                Config(
-                    name=name,
-                    cell=spec.name,
-                    options=opts,
-                    label=spec.label,
-                    hidden=hidden,
-                    length=length,
-                    batch=batch,
-                    seed=s,
-                    input=source,
-                    input_size=m,
-                    dtype=dtype,
-                    threshold=threshold,
-                )
-            )
+        configs += seed_configs(spec.label, seed_list, cell=spec.name, options=opts, hidden=hidden, **sizes)
     config = {
         "cells": [s.describe() for s in specs],
         **({"preset": preset} if chosen else {}),

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from gradscope.cli._output import info, print_json, stderr_console
+from gradscope.cli._params import Force, JsonReport, Silent
 
 #: the report folder's name inside LOGDIR when --out is not given
 DEFAULT_OUT = "history-report"
@@ -23,9 +24,9 @@ def history(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help=f"Report folder to write [default: LOGDIR/{DEFAULT_OUT}] (refused if non-empty)."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr."),
+    force: Force = False,
+    json_out: JsonReport = False,
+    quiet: Silent = False,
 ) -> None:
     """Report how gradient flow changed over a watched training run: horizon, norm at the longest lag and
     largest Lyapunov exponent against the step (per layer for stacks) and a lag × step heat-map.

@@ -15,12 +15,13 @@ import typer
 
 from gradscope._errors import ConfigError
 from gradscope.cli._output import info, print_json, stdout_console
+from gradscope.cli._params import JsonOnly, Silent
 
 
 def report(
     folder: Path = typer.Argument(..., help="A report folder (holding report.json)."),
     json_out: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Nothing on stderr."),
+    quiet: Silent = False,
 ) -> None:
     """Re-render HTML, Markdown and figures from FOLDER/report.json, without recomputing.
 
@@ -55,7 +56,7 @@ def inspect(
         "--framework",
         help="torch, keras, flax, equinox, mamba, xlstm, mingru, lru or rglru (default: from the tensor names).",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout)."),
+    json_out: JsonOnly = False,
 ) -> None:
     """Show what a weight file holds and the gradscope model it maps to (nothing is executed); exit 1 when
     it does not map onto a model (the problem is shown), 2 when it cannot be read.

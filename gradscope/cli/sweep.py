@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from gradscope._errors import ConfigError
-from gradscope.cli._distributed import start_distributed
+from gradscope.cli._distributed import Coordinator, Distributed, NumProcesses, ProcessId, start_distributed
 from gradscope.cli._options import (
     DEFAULTS,
     Init,
@@ -30,6 +30,7 @@ from gradscope.cli._options import (
     parse_ints,
 )
 from gradscope.cli._output import info, print_json, progress
+from gradscope.cli._params import Force, JsonReport, Quiet, Threshold
 from gradscope.cli._reports import check_finite, finish, write
 
 
@@ -68,7 +69,7 @@ def sweep(
         ".safetensors:NAME) of shape (T, m) or (B, T, m), which fixes the batch and m (docs/inputs.md).",
     ),
     input_size: Optional[int] = typer.Option(None, "--input-size", min=1, help="Input size m [default: 2]."),
-    threshold: float = typer.Option(-3.0, "--threshold", help="log10 norm that defines the horizon."),
+    threshold: Threshold = -3.0,
     float64: bool = typer.Option(False, "--float64", help="Compute in float64."),
     out: Path = typer.Option(
         Path("gradscope-sweep"),
@@ -95,27 +96,13 @@ def sweep(
         help="i/n: analyse only slice i (0-based) of n of the "
         "grid and write OUT/part-i-of-n.json; combine with `gradscope merge`.",
     ),
-    distributed: bool = typer.Option(
-        False,
-        "--distributed",
-        help="Call jax.distributed.initialize() first "
-        "(multi-process JAX: auto-detected on Slurm, Open MPI, TPU pods; elsewhere "
-        "give --coordinator, --num-processes and --process-id; see docs/scale.md).",
-    ),
-    coordinator: Optional[str] = typer.Option(
-        None, "--coordinator", help="With --distributed: HOST:PORT of process 0's coordinator service."
-    ),
-    num_processes: Optional[int] = typer.Option(
-        None, "--num-processes", help="With --distributed: how many processes take part."
-    ),
-    process_id: Optional[int] = typer.Option(
-        None,
-        "--process-id",
-        help="With --distributed: this process's index, 0 … num-processes − 1 (process 0 writes the report).",
-    ),
+    distributed: Distributed = False,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (with --shard: the part file)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
+    json_out: JsonReport = False,
+    quiet: Quiet = False,
 ) -> None:
     """Sweep a grid: cells × recurrent gain × lengths × seeds, one table and two heat-maps.
 
@@ -239,8 +226,8 @@ def merge(
         ..., help="Part files of `gradscope sweep --shard i/n`, or the folder holding them."
     ),
     out: Path = typer.Option(Path("gradscope-sweep"), "--out", "-o", help="Report folder to write."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
+    force: Force = False,
+    json_out: JsonReport = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr."),
 ) -> None:
     """Merge the parts of a sharded sweep into one report (the same as an unsharded run's).

@@ -21,6 +21,7 @@ import typer
 from gradscope._errors import ConfigError, check_number
 from gradscope.cli._options import check_out_dir, enable_float64, parse_cell_spec
 from gradscope.cli._output import info, print_json, progress, stderr_console, stdout_console, warn
+from gradscope.cli._params import Force, JsonOnly, JsonReport, Layers, Quiet, Residual
 
 if TYPE_CHECKING:
     import jax
@@ -113,9 +114,9 @@ def train(
     cell: str = typer.Option(
         "lstm", "--cell", "-c", help="Registry cell with options, e.g. indrnn or lstm:forget_bias=1."
     ),
-    layers: int = typer.Option(1, "--layers", min=1, help="Stacked layers."),
+    layers: Layers = 1,
     hidden: int = typer.Option(64, "--hidden", min=1, help="Hidden units per layer."),
-    residual: bool = typer.Option(False, "--residual", help="Residual connections between stacked layers."),
+    residual: Residual = False,
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimisation steps (one fresh batch each)."),
     batch: int = typer.Option(32, "--batch", "-B", min=1, help="Sequences per step."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
@@ -141,8 +142,8 @@ def train(
     float64: bool = typer.Option(False, "--float64", help="Train in float64 (default float32)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (refused if non-empty, unless --force or --resume)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (its checkpoints too)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table on stderr."),
+    json_out: JsonReport = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a recurrent model on a task and follow its gradient flow during training.
 
@@ -274,10 +275,10 @@ def reproduce(
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for weights and data."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (for 'all': one subfolder each)."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    force: Force = False,
     check: bool = typer.Option(False, "--check", help="Exit with code 1 if a claim did not hold."),
     list_: bool = typer.Option(False, "--list", help="List the reproductions and their claims."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON only (on stdout)."),
+    json_out: JsonOnly = False,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary on stderr."),
 ) -> None:
     """Reproduce a published claim about gradient flow and report whether it held.
