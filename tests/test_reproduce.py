@@ -52,6 +52,17 @@ def test_train_setting_passes_the_setting_training_knobs(monkeypatch):
     }
 
 
+def test_training_knobs_come_in_train_setting_order_and_refuse_a_misspelt_one():
+    """A setting's knobs are the keys `train_setting` reads: a misspelt one would silently not reach the runs."""
+    from gradscope.experiments.reproduce._common import TRAINING_KEYS, training_knobs
+
+    knobs = training_knobs(eval_batch=4, lr=0.5, steps=3)
+    assert list(knobs) == ["steps", "lr", "eval_batch"] == [k for k in TRAINING_KEYS if k in knobs]
+    assert knobs == {"steps": 3, "lr": 0.5, "eval_batch": 4}
+    with pytest.raises(TypeError, match="unknown training knob 'snapshot_evry'"):
+        training_knobs(steps=3, snapshot_evry=10)
+
+
 @pytest.mark.parametrize("cell", ["rnn-tanh", "gru", "lstm"])
 def test_matched_hidden_counts_real_parameters(cell):
     """The parameter formula behind Chung et al.'s matched sizes equals the leaves of the built network."""

@@ -91,6 +91,17 @@ def integer_axis(*axes_or_axis, which: str = "x") -> None:
         (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
+def finish_panel(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """The finish every line panel of the report shares, so that they all read alike: axis labels, title, a
+    light grid, integer x ticks (the x axes count lags, steps or indices) and a legend of the drawn series."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    integer_axis(ax)
+    legend(ax, fontsize="small", loc="best")
+
+
 def _drawn(handle) -> bool:
     """Whether a legend handle shows anything: a line with at least one finite point, any other artist."""
     get = getattr(handle, "get_xydata", None)

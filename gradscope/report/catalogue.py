@@ -46,6 +46,16 @@ def slug(name: str) -> str:
     return s[:60]
 
 
+def unique_slug(name: str, used: set[str]) -> str:
+    """`slug` of ``name`` with ``_`` appended until it is not in ``used`` (it is then added), so that two
+    analyses or runs of the same name still get figure files of their own."""
+    base = slug(name)
+    while base in used:
+        base += "_"
+    used.add(base)
+    return base
+
+
 def _fmt(x, spec=".2f", none="n/a"):
     return none if x is None else format(x, spec)
 
@@ -212,6 +222,26 @@ def _captions(a: Mapping) -> dict[str, str]:
 SWEEP_FIGURE_LIMIT = 16
 
 
+#: the heading of each per-analysis figure (after the analysis's name), by kind (the file-name suffix)
+_TITLES = {
+    "triangle": "Jacobian products ∂S_t/∂S_k",
+    "singular_values": "Singular-value spectra",
+    "lyapunov": "Lyapunov exponents",
+    "paths": "Path decomposition",
+    "attribution": "Gradient attribution",
+    "gates": "Gate saturation",
+    "sensitivity": "Parameter sensitivity ∂S_t/∂θ",
+    "layers": "Gradient per layer",
+    "units": "Per-unit time constants",
+}
+#: the views that follow the `figures.PER_ANALYSIS` figures: kind → (whether the analysis has it, the figure);
+#: unlike those they have no section of their own, they are read from a stack's blocks or a diagonal cell's rates
+_VIEWS: dict[str, tuple[Callable[[Mapping], bool], Callable[[Mapping], Figure]]] = {
+    "layers": (lambda a: bool(views.layer_curves(a)), views.layers_figure),
+    "units": (lambda a: views.unit_time_constants(a) is not None, views.units_figure),
+}
+
+
 def figure_specs(report: Mapping) -> list[FigureSpec]:
     """The report's figures, comparison first, then per analysis those whose section is present."""
     items = list(report.get("analyses", []))
@@ -233,54 +263,20 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
     used = {"lag_profiles"}
     for a in per_analysis:
         name = str(a.get("name", ""))
-        base = slug(name)
-        while base in used:
-            base += "_"
-        used.add(base)
+        base = unique_slug(name, used)
         caps = _captions(a)
-        for kind, (fn, section) in F.PER_ANALYSIS.items():
-            if not a.get(section):
-                continue
-            title = {
-                "triangle": "Jacobian products ∂S_t/∂S_k",
-                "singular_values": "Singular-value spectra",
-                "lyapunov": "Lyapunov exponents",
-                "paths": "Path decomposition",
-                "attribution": "Gradient attribution",
-                "gates": "Gate saturation",
-                "sensitivity": "Parameter sensitivity ∂S_t/∂θ",
-            }[kind]
+        kinds = [(kind, fn) for kind, (fn, section) in F.PER_ANALYSIS.items() if a.get(section)]
+        kinds += [(kind, fn) for kind, (shown, fn) in _VIEWS.items() if shown(a)]
+        for kind, fn in kinds:
             inter = I.BUILDERS.get(kind)
             specs.append(
                 FigureSpec(
                     f"{base}_{kind}.png",
-                    f"{name}: {title}",
+                    f"{name}: {_TITLES[kind]}",
                     caps[kind],
                     (lambda fn=fn, a=a: fn(a)),
                     name,
                     None if inter is None else (lambda inter=inter, a=a: inter(a)),
-                )
-            )
-        if views.layer_curves(a):
-            specs.append(
-                FigureSpec(
-                    f"{base}_layers.png",
-                    f"{name}: Gradient per layer",
-                    caps["layers"],
-                    lambda a=a: views.layers_figure(a),
-                    name,
-                    lambda a=a: I.layers(a),
-                )
-            )
-        if views.unit_time_constants(a) is not None:
-            specs.append(
-                FigureSpec(
-                    f"{base}_units.png",
-                    f"{name}: Per-unit time constants",
-                    caps["units"],
-                    lambda a=a: views.units_figure(a),
-                    name,
-                    lambda a=a: I.units(a),
                 )
             )
     if report.get("command") == "sweep" and items:

@@ -30,6 +30,7 @@ from gradscope.report._plot import (  # noqa: F401  (series and the units are pa
     _heatmap,
     _need,
     _no_data,
+    finish_panel,
     integer_axis,
     legend,
     series,
@@ -207,12 +208,7 @@ def lyapunov(analysis: Mapping) -> Figure:
     ax1.plot(idx, ex, "o-", color=_CYCLE[0], label=r"$\lambda_i$")
     if not np.isfinite(ex).any():
         _no_data(ax1)
-    ax1.set_xlabel("exponent index i")
-    ax1.set_ylabel(r"$\lambda_i$" + f" ({LYAP_UNIT})")
-    ax1.set_title("Lyapunov spectrum")
-    ax1.grid(True, alpha=0.3)
-    integer_axis(ax1)
-    legend(ax1, fontsize="small", loc="best")
+    finish_panel(ax1, "exponent index i", r"$\lambda_i$" + f" ({LYAP_UNIT})", "Lyapunov spectrum")
     length = int(analysis.get("length") or 0)
     warm = int(ly.get("warmup") or 0)
     if tr.ndim == 2 and tr.size and np.isfinite(tr).any():
@@ -223,14 +219,9 @@ def lyapunov(analysis: Mapping) -> Figure:
         for i in range(k):
             label = r"$\lambda_1$" if i == 0 else (rf"$\lambda_{{{k}}}$" if i == k - 1 else None)
             ax2.plot(steps, tr[:, i], color=cmap(i / max(k - 1, 1) * 0.9), lw=1.6 if i == 0 else 0.9, label=label)
-        legend(ax2, fontsize="small", loc="best")
     else:
         _no_data(ax2, "no convergence trace")
-    ax2.set_xlabel("steps averaged")
-    ax2.set_ylabel(f"running estimate ({LYAP_UNIT})")
-    ax2.set_title("Convergence of the estimates")
-    ax2.grid(True, alpha=0.3)
-    integer_axis(ax2)
+    finish_panel(ax2, "steps averaged", f"running estimate ({LYAP_UNIT})", "Convergence of the estimates")
     fig.suptitle(f"Lyapunov exponents: {analysis.get('name', '')}")
     return fig
 
@@ -280,12 +271,8 @@ def paths(analysis: Mapping) -> Figure:
             ax.plot(lag, y, color=color, ls=ls, lw=1.8, marker="." if n <= 60 else None, label=label)
     if not np.isfinite(total).any():
         _no_data(ax)
-    ax.set_xlabel(LAG_UNIT + "  τ = T − k")
-    ax.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\cdot\|_2$")
-    ax.set_title(f"Path decomposition ({block} block): {analysis.get('name', '')}")
-    ax.grid(True, alpha=0.3)
-    integer_axis(ax)
-    legend(ax, fontsize="small", loc="best")
+    title = f"Path decomposition ({block} block): {analysis.get('name', '')}"
+    finish_panel(ax, LAG_UNIT + "  τ = T − k", NORM_UNIT + r"  $\log_{10}\|\cdot\|_2$", title)
     return fig
 
 
@@ -305,12 +292,8 @@ def attribution(analysis: Mapping) -> Figure:
         ax1.axhline(float(total), color=_CYCLE[1], ls="--", lw=1.2, label="total ‖∂E/∂θ‖")
     if not np.isfinite(by_lag).any():
         _no_data(ax1)
-    ax1.set_xlabel(LAG_UNIT + "  τ = t − k")
-    ax1.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\partial E/\partial\theta\|_2$ at lag $\tau$")
-    ax1.set_title("Gradient contribution by lag")
-    ax1.grid(True, alpha=0.3)
-    integer_axis(ax1)
-    legend(ax1, fontsize="small", loc="best")
+    ylabel = NORM_UNIT + r"  $\log_{10}\|\partial E/\partial\theta\|_2$ at lag $\tau$"
+    finish_panel(ax1, LAG_UNIT + "  τ = t − k", ylabel, "Gradient contribution by lag")
     if bt.ndim == 2 and bt.size:
         nT, nb = bt.shape
         _heatmap(

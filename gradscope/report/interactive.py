@@ -25,6 +25,8 @@ from gradscope.report._plot import _CYCLE, series
 
 #: heat-maps larger than this (cells per side) stay PNG: the JSON would dwarf the page
 MAX_HEATMAP = 400
+#: the x-axis title of every figure drawn against the lag
+_LAG = "lag τ = T − k (steps)"
 _CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
 
 
@@ -94,6 +96,12 @@ def _line(x, y, name: str, color: str, *, dash: str = "solid", width: float = 2.
     } | kw
 
 
+def _figure(data: list, title: str, x: str, y: str, *, y_axis: Mapping | None = None, **layout) -> dict:
+    """A one-panel figure spec. Every x axis here counts lags, steps or indices, so its ticks are integers;
+    ``y_axis`` holds the options of the y axis (`_axis`), ``layout`` those of the whole figure (`_layout`)."""
+    return {"data": data, "layout": _layout(title, _axis(x, integer=True), _axis(y, **(y_axis or {})), **layout)}
+
+
 def lag_profiles(items: list[Mapping]) -> dict:
     from gradscope.report.figures import _curve
 
@@ -124,17 +132,17 @@ def lag_profiles(items: list[Mapping]) -> dict:
     xmax = max((float(np.nanmax(_curve(a)[0])) for a in items), default=1.0)
     for thr in sorted(thresholds):
         data.append(_line([0, xmax], [thr, thr], f"horizon threshold 10^{thr:g}", "#888", dash="dot", width=1.2))
-    return {
-        "data": data,
-        "layout": _layout(
-            "Gradient norm against lag (click a legend entry to hide it; the bounds are hidden at first)",
-            _axis("lag τ = T − k (steps)", integer=True),
-            _axis("log10 ‖∂S_T/∂S_k‖₂"),
-        ),
-    }
+    return _figure(
+        data,
+        "Gradient norm against lag (click a legend entry to hide it; the bounds are hidden at first)",
+        _LAG,
+        "log10 ‖∂S_T/∂S_k‖₂",
+    )
 
 
-def _two_panels(left: list, right: list, title: str, axes: tuple[dict, dict, dict, dict]) -> dict:
+def _two_panels(left: list, right: list, title: str, axes: tuple[str, str, str, str]) -> dict:
+    """Two side-by-side panels; ``axes`` are the titles (left x, left y, right x, right y), the x axes with
+    integer ticks as in `_figure`."""
     for t in right:
         t["xaxis"], t["yaxis"] = "x2", "y2"
     x1, y1, x2, y2 = axes
@@ -142,10 +150,10 @@ def _two_panels(left: list, right: list, title: str, axes: tuple[dict, dict, dic
         "data": left + right,
         "layout": _layout(
             title,
-            x1 | {"domain": [0.0, 0.44]},
-            y1,
-            xaxis2=x2 | {"domain": [0.56, 1.0], "anchor": "y2"},
-            yaxis2=y2 | {"anchor": "x2"},
+            _axis(x1, integer=True, domain=[0.0, 0.44]),
+            _axis(y1),
+            xaxis2=_axis(x2, integer=True, domain=[0.56, 1.0], anchor="y2"),
+            yaxis2=_axis(y2, anchor="x2"),
         ),
     }
 
@@ -188,12 +196,7 @@ def singular_values(a: Mapping) -> dict:
         left,
         right,
         f"Singular values: {a.get('name', '')} (left: of ∂S_T/∂S_k by lag; right: of the one-step Jacobians)",
-        (
-            _axis("lag τ = T − k (steps)", integer=True),
-            _axis("log10 σ_i(∂S_T/∂S_k)"),
-            _axis("step t", integer=True),
-            _axis("log10 σ_i(∂S_(t+1)/∂S_t)"),
-        ),
+        (_LAG, "log10 σ_i(∂S_T/∂S_k)", "step t", "log10 σ_i(∂S_(t+1)/∂S_t)"),
     )
 
 
@@ -224,12 +227,7 @@ def lyapunov(a: Mapping) -> dict:
         left,
         right,
         f"Lyapunov exponents: {a.get('name', '')} (left: spectrum; right: running estimates)",
-        (
-            _axis("exponent index i", integer=True),
-            _axis("λ_i (nats per step)"),
-            _axis("steps averaged", integer=True),
-            _axis("running estimate (nats per step)"),
-        ),
+        ("exponent index i", "λ_i (nats per step)", "steps averaged", "running estimate (nats per step)"),
     )
 
 
@@ -252,37 +250,28 @@ def paths(a: Mapping) -> dict:
             y = np.where(remainder_roundoff(a, total, y), np.nan, y)
         if y.shape == lag.shape:
             data.append(_line(lag, y, label, c, dash=dash))
-    return {
-        "data": data,
-        "layout": _layout(
-            f"Path decomposition ({block} block): {a.get('name', '')}",
-            _axis("lag τ = T − k (steps)", integer=True),
-            _axis("log10 ‖·‖₂"),
-        ),
-    }
+    return _figure(data, f"Path decomposition ({block} block): {a.get('name', '')}", _LAG, "log10 ‖·‖₂")
 
 
 def triangle(a: Mapping) -> dict | None:
     M = series((a.get("triangle") or {}).get("log10_frobenius"))
     if M.ndim != 2 or M.shape[0] > MAX_HEATMAP:
         return None
-    return {
-        "data": [
-            {
-                "type": "heatmap",
-                "z": _r(M),
-                "colorscale": "Viridis",
-                "colorbar": {"title": {"text": "log10 ‖·‖_F"}},
-                "hovertemplate": "t = %{y}, k = %{x}: log10 %{z:.4g}<extra></extra>",
-            }
-        ],
-        "layout": _layout(
-            f"Jacobian products ∂S_t/∂S_k: {a.get('name', '')}",
-            _axis("source step k", integer=True),
-            _axis("target step t", integer=True),
-            height=520,
-        ),
+    heatmap = {
+        "type": "heatmap",
+        "z": _r(M),
+        "colorscale": "Viridis",
+        "colorbar": {"title": {"text": "log10 ‖·‖_F"}},
+        "hovertemplate": "t = %{y}, k = %{x}: log10 %{z:.4g}<extra></extra>",
     }
+    return _figure(
+        [heatmap],
+        f"Jacobian products ∂S_t/∂S_k: {a.get('name', '')}",
+        "source step k",
+        "target step t",
+        y_axis={"integer": True},
+        height=520,
+    )
 
 
 def sensitivity(a: Mapping) -> dict:
@@ -296,14 +285,7 @@ def sensitivity(a: Mapping) -> dict:
     data.append(_line(t, total, "all parameters", "#1a1a1a", dash="dash", width=2.2))
     if state.shape == total.shape:
         data.append(_line(t, state, "state log10 ‖S_t‖₂", _color(0), width=2.0, visible="legendonly"))
-    return {
-        "data": data,
-        "layout": _layout(
-            f"Parameter sensitivity ∂S_t/∂θ: {a.get('name', '')}",
-            _axis("step t", integer=True),
-            _axis("log10 ‖∂S_t/∂θ‖_F"),
-        ),
-    }
+    return _figure(data, f"Parameter sensitivity ∂S_t/∂θ: {a.get('name', '')}", "step t", "log10 ‖∂S_t/∂θ‖_F")
 
 
 def layers(a: Mapping) -> dict:
@@ -313,14 +295,7 @@ def layers(a: Mapping) -> dict:
         _line(c["lag"], c["log10"], f"{c['layer']} ({c['decay_per_step']:+.3g}/step)", _color(i))
         for i, c in enumerate(layer_curves(a))
     ]
-    return {
-        "data": data,
-        "layout": _layout(
-            f"Gradient norm per layer: {a.get('name', '')}",
-            _axis("lag τ = T − k (steps)", integer=True),
-            _axis("log10 ‖∂S_T[l]/∂S_k[l]‖₂"),
-        ),
-    }
+    return _figure(data, f"Gradient norm per layer: {a.get('name', '')}", _LAG, "log10 ‖∂S_T[l]/∂S_k[l]‖₂")
 
 
 def units(a: Mapping) -> dict | None:
@@ -344,15 +319,14 @@ def units(a: Mapping) -> dict | None:
         },
         _line([1, max(tau.size, 1)], [T, T], f"T = {T}", _color(3), dash="dash", width=1.2, unit="steps"),
     ]
-    return {
-        "data": data,
-        "layout": _layout(
-            f"Per-unit time constants: {u['long']} of {u['units']} units keep τ ≥ T"
-            + (f"; {u['cut']} cut to zero, not drawn" if u["cut"] else ""),
-            _axis("unit (sorted by rate, slowest first)", integer=True),
-            _axis("τ_i (steps, log scale)", log=True),
-        ),
-    }
+    return _figure(
+        data,
+        f"Per-unit time constants: {u['long']} of {u['units']} units keep τ ≥ T"
+        + (f"; {u['cut']} cut to zero, not drawn" if u["cut"] else ""),
+        "unit (sorted by rate, slowest first)",
+        "τ_i (steps, log scale)",
+        y_axis={"log": True},
+    )
 
 
 #: figure kind (the file-name suffix) → builder; kinds not listed stay PNG

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from gradscope.report._plot import _CYCLE, NORM_UNIT, _need, _no_data, integer_axis, legend, series
+from gradscope.report._plot import _CYCLE, NORM_UNIT, _need, _no_data, finish_panel, series
 
 #: parameters drawn with a legend entry (the rest thin and grey, largest final sensitivity first)
 MAX_LABELLED = 8
@@ -48,22 +48,14 @@ def sensitivity(analysis: Mapping) -> Figure:
         ax1.plot(t, total, color="0.1", lw=2.2, ls="--", label="all parameters")
     if not np.isfinite(total).any():
         _no_data(ax1)
-    ax1.set_xlabel("step t")
-    ax1.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\partial S_t/\partial\theta\|_F$")
-    ax1.set_title("Sensitivity of the state to each parameter")
-    ax1.grid(True, alpha=0.3)
-    legend(ax1, fontsize="small", loc="best")
+    ylabel = NORM_UNIT + r"  $\log_{10}\|\partial S_t/\partial\theta\|_F$"
+    finish_panel(ax1, "step t", ylabel, "Sensitivity of the state to each parameter")
     if total.size and state.shape == total.shape:
         ax2.plot(t, total, color="0.1", lw=2.0, ls="--", label=r"$\log_{10}\|\partial S_t/\partial\theta\|_F$")
         ax2.plot(t, state, color=_CYCLE[0], lw=2.0, label=r"$\log_{10}\|S_t\|_2$")
         ax2.plot(t, total - state, color=_CYCLE[3], lw=1.4, label="difference (sensitivity / state)")
     if not (np.isfinite(total).any() and np.isfinite(state).any()):
         _no_data(ax2)
-    ax2.set_xlabel("step t")
-    ax2.set_ylabel(NORM_UNIT)
-    ax2.set_title("Sensitivity against the state norm")
-    ax2.grid(True, alpha=0.3)
-    integer_axis(ax1, ax2)
-    legend(ax2, fontsize="small", loc="best")
+    finish_panel(ax2, "step t", NORM_UNIT, "Sensitivity against the state norm")
     fig.suptitle(f"Parameter sensitivity: {analysis.get('name', '')}")
     return fig

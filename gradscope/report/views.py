@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from gradscope.report._plot import _CYCLE, LAG_UNIT, NORM_UNIT, _no_data, integer_axis, legend, series
+from gradscope.report._plot import _CYCLE, LAG_UNIT, NORM_UNIT, _no_data, finish_panel, integer_axis, legend, series
 from gradscope.report.family import family_of, layer_prefixes
 
 
@@ -110,12 +110,8 @@ def layers_figure(a: Mapping) -> Figure:
     thr = (a.get("summary") or {}).get("horizon_threshold")
     if thr is not None:
         ax.axhline(float(thr), color="0.5", ls=":", lw=1.2, label=f"horizon threshold (10^{float(thr):g})")
-    ax.set_xlabel(LAG_UNIT + "  τ = T − k")
-    ax.set_ylabel(NORM_UNIT + r"  $\log_{10}\|\partial S_T[l]/\partial S_k[l]\|_2$")
-    ax.set_title(f"Gradient norm per layer: {a.get('name', '')}")
-    ax.grid(True, alpha=0.3)
-    integer_axis(ax)
-    legend(ax, fontsize="small", loc="best")
+    ylabel = NORM_UNIT + r"  $\log_{10}\|\partial S_T[l]/\partial S_k[l]\|_2$"
+    finish_panel(ax, LAG_UNIT + "  τ = T − k", ylabel, f"Gradient norm per layer: {a.get('name', '')}")
     return fig
 
 

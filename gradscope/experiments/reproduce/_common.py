@@ -168,6 +168,16 @@ def train_run(
 TRAINING_KEYS = ("steps", "batch", "lr", "optimizer", "clip_norm", "snapshot_every", "probe_batch", "eval_batch")
 
 
+def training_knobs(**knobs: Any) -> dict[str, Any]:
+    """The training knobs of an experiment's setting, in `TRAINING_KEYS` order, for ``dict(..., **training_knobs(
+    steps=..., batch=..., lr=...), ...)``: `train_setting` passes on only the keys it knows, so a misspelt knob
+    would be left out of every run without a word; here it fails when the module is imported."""
+    unknown = sorted(set(knobs) - set(TRAINING_KEYS))
+    if unknown:
+        raise TypeError(f"unknown training knob {unknown[0]!r}: the knobs are {', '.join(TRAINING_KEYS)}")
+    return {k: knobs[k] for k in TRAINING_KEYS if k in knobs}
+
+
 def train_setting(
     ctx: Context, name: str, model: Any, task: Task, s: dict, *, key: jax.Array, **overrides: Any
 ) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradscope.experiments.reproduce._common import _check, _final, _fmt, _indrnn_stack, train_setting
+from gradscope.experiments.reproduce._common import _check, _final, _fmt, _indrnn_stack, train_setting, training_knobs
 from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
@@ -72,13 +72,15 @@ _QUICK = dict(
     lengths=[200],
     cells=["rnn-tanh", "lstm", "irnn", "indrnn"],
     hidden=32,
-    steps=500,
-    batch=32,
-    lr={"rnn-tanh": 2e-3, "lstm": 2e-3, "irnn": 1e-4, "indrnn": 2e-3},
-    clip_norm=10.0,
-    snapshot_every=100,
-    probe_batch=8,
-    eval_batch=512,
+    **training_knobs(
+        steps=500,
+        batch=32,
+        lr={"rnn-tanh": 2e-3, "lstm": 2e-3, "irnn": 1e-4, "indrnn": 2e-3},
+        clip_norm=10.0,
+        snapshot_every=100,
+        probe_batch=8,
+        eval_batch=512,
+    ),
     max_length_baselines=1000,
     learned_below=0.5,
     failed_above=0.8,
@@ -87,11 +89,7 @@ _QUICK = dict(
 _FULL = _QUICK | dict(
     lengths=[100, 500, 1000, 5000],
     hidden=128,
-    steps=20000,
-    batch=50,
-    lr=_ADDING_LR_FULL,
-    snapshot_every=1000,
-    eval_batch=1000,
+    **training_knobs(steps=20000, batch=50, lr=_ADDING_LR_FULL, snapshot_every=1000, eval_batch=1000),
     learned_below=0.1,
     expect=[
         ("indrnn", 100, "learns"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_setting
+from gradscope.experiments.reproduce._common import _analysis, _check, _final, _fmt, train_setting, training_knobs
 from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
@@ -87,16 +87,12 @@ _QUICK = dict(
     task="adding",
     length=100,
     hidden=32,
-    steps=0,
-    batch=32,
-    lr=2e-3,
-    clip_norm=10.0,
-    snapshot_every=100,
-    probe_batch=8,
-    eval_batch=512,
+    **training_knobs(steps=0, batch=32, lr=2e-3, clip_norm=10.0, snapshot_every=100, probe_batch=8, eval_batch=512),
 )
 _FULL = _QUICK | dict(
-    length=500, hidden=128, steps=20000, batch=50, lr=1e-3, snapshot_every=1000, probe_batch=16, eval_batch=1000
+    length=500,
+    hidden=128,
+    **training_knobs(steps=20000, batch=50, lr=1e-3, snapshot_every=1000, probe_batch=16, eval_batch=1000),
 )
 
 EXPERIMENT = Experiment(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gradscope.experiments.reproduce._common import _check, _final, _fmt, train_setting
+from gradscope.experiments.reproduce._common import _check, _final, _fmt, train_setting, training_knobs
 from gradscope.experiments.reproduce._framework import Context, Experiment, Findings
 
 
@@ -62,23 +62,13 @@ _QUICK = dict(
     task="text",
     length=50,
     lstm_hidden=32,
-    steps=400,
-    batch=32,
-    lr=3e-3,
-    optimizer="adam",
-    clip_norm=1.0,
-    snapshot_every=200,
-    probe_batch=4,
+    **training_knobs(steps=400, batch=32, lr=3e-3, optimizer="adam", clip_norm=1.0, snapshot_every=200, probe_batch=4),
     comparable_within=0.15,
 )
 _FULL = _QUICK | dict(
     length=100,
     lstm_hidden=256,
-    steps=30000,
-    batch=64,
-    lr=2e-3,
-    snapshot_every=2000,
-    probe_batch=8,
+    **training_knobs(steps=30000, batch=64, lr=2e-3, snapshot_every=2000, probe_batch=8),
     comparable_within=0.05,
 )
 

@@ -28,12 +28,33 @@ from gradscope._registry import Registry
 
 
 class Task:
-    """Base class; concrete tasks are frozen dataclasses whose fields are their options."""
+    """Base class; concrete tasks are frozen dataclasses whose fields are their options.
+
+    A concrete task states what it is in its class line, as class keywords (`__init_subclass__`):
+    ``class Copy(Task, name="copy", readout="every", metric_name="accuracy", higher_is_better=True)``.
+    """
 
     name: ClassVar[str] = ""
     readout: ClassVar[str] = "last"
     metric_name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
+
+    def __init_subclass__(
+        cls,
+        *,
+        name: str | None = None,
+        readout: str | None = None,
+        metric_name: str | None = None,
+        higher_is_better: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Set the class attributes given as class keywords; one left out keeps the inherited value (the digits
+        leave out ``name``: it depends on their options, so it is a property)."""
+        super().__init_subclass__(**kwargs)
+        given = {"name": name, "readout": readout, "metric_name": metric_name, "higher_is_better": higher_is_better}
+        for attr, value in given.items():
+            if value is not None:
+                setattr(cls, attr, value)
 
     # --- provided by subclasses: the ``length`` field (T), the properties and methods below
     length: int

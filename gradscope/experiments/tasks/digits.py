@@ -57,7 +57,7 @@ def permutation(seed: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Digits(Task):
+class Digits(Task, readout="last", metric_name="accuracy", higher_is_better=True):
     """Pixel-by-pixel 8×8 digits (``permuted=False``) or their permuted variant; 10 classes.
 
     Cross-entropy loss; metric: accuracy; baseline: the entropy of the training class prior (≈ log 10),
@@ -70,10 +70,6 @@ class Digits(Task):
     seed: int = 0
     # the train/test arrays, set by __post_init__ (not an option: kept out of init, repr, eq and hash)
     _x: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(init=False, repr=False, compare=False)
-
-    readout = "last"
-    metric_name = "accuracy"
-    higher_is_better = True
 
     def __post_init__(self):
         if self.length != LENGTH:

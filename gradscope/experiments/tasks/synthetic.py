@@ -22,7 +22,7 @@ F32 = jnp.float32
 
 
 @dataclasses.dataclass(frozen=True)
-class Adding(Task):
+class Adding(Task, name="adding", readout="last", metric_name="mse", higher_is_better=False):
     """The adding problem in IndRNN's set-up (Li et al. 2018, §5.1; official ``adding.py``).
 
     Two input streams: values ``v_t ~ U(0, 1)`` and a marker stream that is 1 at exactly two steps, one
@@ -36,10 +36,6 @@ class Adding(Task):
 
     length: int = 100
 
-    name = "adding"
-    readout = "last"
-    metric_name = "mse"
-    higher_is_better = False
     success_mse = 0.01
 
     def __post_init__(self):
@@ -80,7 +76,7 @@ def build_adding(length: int | None = None) -> Adding:
 
 
 @dataclasses.dataclass(frozen=True)
-class Copy(Task):
+class Copy(Task, name="copy", readout="every", metric_name="accuracy", higher_is_better=True):
     """The copy (memory) task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016's layout).
 
     Input channels: ``alphabet`` data symbols, then *blank*, then *delimiter* (one-hot). A sequence of
@@ -96,11 +92,6 @@ class Copy(Task):
     length: int = 120
     alphabet: int = 8
     symbols: int = 10
-
-    name = "copy"
-    readout = "every"
-    metric_name = "accuracy"
-    higher_is_better = True
 
     def __post_init__(self):
         positive_int("alphabet", self.alphabet, minimum=2)
@@ -156,7 +147,7 @@ def build_copy(length: int | None = None, *, alphabet: int = 8, symbols: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class TemporalOrder(Task):
+class TemporalOrder(Task, name="temporal-order", readout="last", metric_name="error_rate", higher_is_better=False):
     """The temporal-order problem (Hochreiter & Schmidhuber 1997, exp. 6a; as used by Pascanu et al. 2013, §5).
 
     Six one-hot input symbols: two relevant ones (A, B) and four distractors (C–F). Every step carries a
@@ -169,11 +160,6 @@ class TemporalOrder(Task):
     """
 
     length: int = 100
-
-    name = "temporal-order"
-    readout = "last"
-    metric_name = "error_rate"
-    higher_is_better = False
 
     def __post_init__(self):
         positive_int("length", self.length, minimum=10)

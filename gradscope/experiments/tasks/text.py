@@ -54,7 +54,7 @@ def _encoded():
 
 
 @dataclasses.dataclass(frozen=True)
-class Text(Task):
+class Text(Task, name="text", readout="every", metric_name="bpc", higher_is_better=False):
     """Character-level LM on the ``pydoc_data.topics`` corpus (see the module docstring)."""
 
     length: int = 50
@@ -62,11 +62,6 @@ class Text(Task):
     _vocab: str = dataclasses.field(init=False, repr=False, compare=False)
     _splits: dict[str, np.ndarray] = dataclasses.field(init=False, repr=False, compare=False)
     _sha256: str = dataclasses.field(init=False, repr=False, compare=False)
-
-    name = "text"
-    readout = "every"
-    metric_name = "bpc"
-    higher_is_better = False
 
     def __post_init__(self):
         positive_int("length", self.length)
