@@ -238,7 +238,7 @@ def test_analyse_imported_torch_lstm_matches_autograd(tmp_path):
         J = torch.autograd.functional.jacobian(unrolled, torch.zeros(8, dtype=torch.float64)).numpy()
         return math.log10(np.linalg.norm(J, 2))
 
-    # the batch curve is log10 of the mean norm over the sequences (gradscope.analysis._batch_mean)
+    # the batch curve is log10 of the mean norm over the sequences (gradscope.analysis.summary.batch_mean)
     expected = math.log10(np.mean([10 ** log10_norm(x) for x in xs]))
     assert a["summary"]["log10_norm_max_lag"] == pytest.approx(expected, abs=2e-4)
     assert a["blocks"] == ["h", "c"]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gradscope.analysis.summary import _resolved
+from gradscope.analysis.summary import resolved
 
 
 def _leaves(x, path=""):
@@ -24,12 +24,12 @@ def _leaves(x, path=""):
 def test_values_below_the_dtype_resolution_are_null_and_noted():
     # log10 σ = 0, -3, -9 in float32 (d = 3): d * eps = 3.6e-7, so only -9 is below resolution
     sv = np.array([[0.0, -3.0, -9.0]], np.float32)
-    out, note = _resolved(sv, dense=True)
+    out, note = resolved(sv, dense=True)
     assert out[0, 0] == 0.0 and out[0, 1] == -3.0 and math.isnan(out[0, 2])
     assert "below float32 resolution" in note
-    out64, _ = _resolved(sv.astype(np.float64), dense=True)  # float64 resolves 1e-9 of σ_max
+    out64, _ = resolved(sv.astype(np.float64), dense=True)  # float64 resolves 1e-9 of σ_max
     assert not np.isnan(out64).any()
-    kept, note = _resolved(sv, dense=False)  # diagonal products need no SVD: every value is exact
+    kept, note = resolved(sv, dense=False)  # diagonal products need no SVD: every value is exact
     assert not np.isnan(kept).any() and "no SVD" in note
 
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from gradscope._errors import ConfigError, check_number
 from gradscope._rollout import _scan, check_inputs, refuse_non_finite
+from gradscope.analysis import summary as sm
 from gradscope.analysis.core import Analysis, _describe, with_findings
-from gradscope.analysis.summary import _batch_mean, diagnose, summarise
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, label, require
 from gradscope.engine._prep import _states, is_diagonal, matmul_precision
 from gradscope.engine.bounds import bound
@@ -286,7 +286,7 @@ def analyse_stack(
             },
             T,
         )
-        summary = summarise(_batch_mean(lp.log10_spectral, True), threshold)
+        summary = sm.summarise(sm.batch_mean(lp.log10_spectral, True), threshold)
         ly = Lyapunov(r["lyap"], r["trace"], 0)
         summary["lyapunov_max"] = float(np.mean(np.asarray(ly.exponents, np.float64)[..., 0]))
         res = {
@@ -300,12 +300,12 @@ def analyse_stack(
             block = getattr(model, "direct_block", "h")
             ps = PathSplit(block, *[r["paths"][..., j, :] for j in range(6)])
             res["paths"] = ps
-            summary["highway_log10_max_lag"] = float(_batch_mean(ps.highway_log10_spectral, True)[0])
-            summary["remainder_log10_max_lag"] = float(_batch_mean(ps.remainder_log10_frobenius, True)[0])
+            summary["highway_log10_max_lag"] = float(sm.batch_mean(ps.highway_log10_spectral, True)[0])
+            summary["remainder_log10_max_lag"] = float(sm.batch_mean(ps.remainder_log10_frobenius, True)[0])
         res["gates"] = gate_statistics(model, _Traj(r["aux"]))
-        curve = _batch_mean(lp.log10_spectral, True)
+        curve = sm.batch_mean(lp.log10_spectral, True)
         summary["finite"] = bool(np.isfinite(curve).all())
-        summary = diagnose(
+        summary = sm.diagnose(
             summary, curve, per_sequence=lp.log10_spectral, lyapunov=ly, state_finite=r["finite"], gates=res["gates"]
         )
         out.append(

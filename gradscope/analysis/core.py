@@ -15,19 +15,9 @@ import numpy as np
 
 from gradscope import engine
 from gradscope._errors import ConfigError, check_bool, check_number
+from gradscope.analysis import summary as sm
 from gradscope.analysis.findings import Finding, evaluate
 from gradscope.analysis.plan import plan_analysis
-from gradscope.analysis.summary import (
-    _batch_mean,
-    _list,
-    _num,
-    _per_sequence,
-    _plain_mean,
-    _resolved,
-    _sensitivity_dict,
-    diagnose,
-    summarise,
-)
 from gradscope.analysis.verdict import thresholds
 from gradscope.engine._prep import MATMUL_PRECISION, is_diagonal, matmul_precision, prepare
 from gradscope.engine.paths import has_direct_path
@@ -97,13 +87,13 @@ class Analysis:
             "batch": self.batch,
             "precision": {"dtype": self.dtype, "matmul": self.matmul},
             "method": self.method,
-            "summary": {k: (_num(v) if isinstance(v, float) else v) for k, v in self.summary.items()},
+            "summary": {k: (sm.json_num(v) if isinstance(v, float) else v) for k, v in self.summary.items()},
             "verdict_rule": thresholds(),
         }
         if self.gates is not None:
             out["gates"] = self.gates
         if self.sensitivity is not None:
-            out["sensitivity"] = _sensitivity_dict(self.sensitivity, b)
+            out["sensitivity"] = sm.sensitivity_dict(self.sensitivity, b)
         if self.bound is not None:
             out["bound"] = self.bound
         if light:
@@ -113,57 +103,61 @@ class Analysis:
             d = {"k": list(range(self.length)), "lag": list(range(self.length, 0, -1))}
             if self.method == "probe":
                 d |= {
-                    "log10_frobenius": _list(_batch_mean(lp.log10_frobenius, b)),
-                    "log10_frobenius_stderr": _list(_batch_mean(lp.log10_frobenius_stderr, b)),
-                    "log10_spectral_lower": _list(_batch_mean(lp.log10_spectral_lower, b)),
+                    "log10_frobenius": sm.json_list(sm.batch_mean(lp.log10_frobenius, b)),
+                    "log10_frobenius_stderr": sm.json_list(sm.batch_mean(lp.log10_frobenius_stderr, b)),
+                    "log10_spectral_lower": sm.json_list(sm.batch_mean(lp.log10_spectral_lower, b)),
                     "probes": lp.probes,
                 }
             else:
                 d |= {
-                    "log10_spectral": _list(_batch_mean(lp.log10_spectral, b)),
-                    "log10_frobenius": _list(_batch_mean(lp.log10_frobenius, b)),
-                    "blocks": {n: {k: _list(_batch_mean(v, b)) for k, v in bl.items()} for n, bl in lp.blocks.items()},
+                    "log10_spectral": sm.json_list(sm.batch_mean(lp.log10_spectral, b)),
+                    "log10_frobenius": sm.json_list(sm.batch_mean(lp.log10_frobenius, b)),
+                    "blocks": {
+                        n: {k: sm.json_list(sm.batch_mean(v, b)) for k, v in bl.items()} for n, bl in lp.blocks.items()
+                    },
                 }
                 if b:
-                    d["log10_spectral_per_sequence"] = _list(lp.log10_spectral)
+                    d["log10_spectral_per_sequence"] = sm.json_list(lp.log10_spectral)
             out["lag_profile"] = d
         if self.triangle is not None:
-            out["triangle"] = {"log10_frobenius": _list(_batch_mean(self.triangle.log10_frobenius, b))}
+            out["triangle"] = {"log10_frobenius": sm.json_list(sm.batch_mean(self.triangle.log10_frobenius, b))}
         if self.lyapunov is not None:
             # exponents are rates (nats per step), not log-norms: the batch aggregate is their plain mean
             out["lyapunov"] = {
-                "exponents": _list(_plain_mean(self.lyapunov.exponents, b)),
-                "trace": _list(_plain_mean(self.lyapunov.trace, b)[:: max(1, self.length // 200)]),
+                "exponents": sm.json_list(sm.plain_mean(self.lyapunov.exponents, b)),
+                "trace": sm.json_list(sm.plain_mean(self.lyapunov.trace, b)[:: max(1, self.length // 200)]),
                 "warmup": self.lyapunov.warmup,
                 "units": "nats per step",
             }
         if self.spectra is not None:
-            sv, note = _resolved(self.spectra.log10_sv, dense=_dense(self.model))
+            sv, note = sm.resolved(self.spectra.log10_sv, dense=_dense(self.model))
             out["spectra"] = {
                 "k": [int(k) for k in self.spectra.ks],
                 "lag": [int(self.length - k) for k in self.spectra.ks],
-                "log10_singular_values": _list(_batch_mean(sv, b)),
+                "log10_singular_values": sm.json_list(sm.batch_mean(sv, b)),
                 "resolution": note,
-            } | _per_sequence(sv, b)
+            } | sm.per_sequence(sv, b)
         if self.step_spectra is not None:
             ts, sv = self.step_spectra
-            sv, note = _resolved(sv, dense=_dense(self.model))
+            sv, note = sm.resolved(sv, dense=_dense(self.model))
             out["step_spectra"] = {
                 "t": [int(t) for t in ts],
-                "log10_singular_values": _list(_batch_mean(sv, b)),
+                "log10_singular_values": sm.json_list(sm.batch_mean(sv, b)),
                 "resolution": note,
-            } | _per_sequence(sv, b)
+            } | sm.per_sequence(sv, b)
         if self.paths is not None:
             p = self.paths
             out["paths"] = {"block": p.block} | {
-                f.name: _list(_batch_mean(getattr(p, f.name), b)) for f in dataclasses.fields(p) if f.name != "block"
+                f.name: sm.json_list(sm.batch_mean(getattr(p, f.name), b))
+                for f in dataclasses.fields(p)
+                if f.name != "block"
             }
         if self.attribution is not None:
             a = self.attribution
             out["attribution"] = {
-                "log10_by_lag": _list(_batch_mean(a.log10_by_lag, b)),
-                "log10_total": _list(_batch_mean(a.log10_total, b)),
-                "log10_block_time": _list(_batch_mean(a.log10_block_time, b)),
+                "log10_by_lag": sm.json_list(sm.batch_mean(a.log10_by_lag, b)),
+                "log10_total": sm.json_list(sm.batch_mean(a.log10_total, b)),
+                "log10_block_time": sm.json_list(sm.batch_mean(a.log10_block_time, b)),
                 "blocks": list(a.blocks),
             }
         return out
@@ -252,8 +246,8 @@ def analyse(
     else:
         lp = engine.probe_lag_profile(model, xs, state0, probes=probes, key=key)
         per_seq = lp.log10_frobenius
-    curve = _batch_mean(per_seq, batched)
-    summary = summarise(curve, threshold)
+    curve = sm.batch_mean(per_seq, batched)
+    summary = sm.summarise(curve, threshold)
     res["lag_profile"] = lp
     if lyapunov:
         # diagonal models get the full spectrum for free; dense ones the top 16 by default
@@ -273,8 +267,8 @@ def analyse(
     if paths and has_direct_path(model) and mode == "exact":
         ps = engine.path_split(model, xs, state0)
         res["paths"] = ps
-        summary["highway_log10_max_lag"] = float(_batch_mean(ps.highway_log10_spectral, batched)[0])
-        summary["remainder_log10_max_lag"] = float(_batch_mean(ps.remainder_log10_frobenius, batched)[0])
+        summary["highway_log10_max_lag"] = float(sm.batch_mean(ps.highway_log10_spectral, batched)[0])
+        summary["remainder_log10_max_lag"] = float(sm.batch_mean(ps.remainder_log10_frobenius, batched)[0])
     if gates:
         from gradscope._rollout import rollout
 
@@ -284,7 +278,7 @@ def analyse(
     if sensitivity:
         res["sensitivity"] = engine.parameter_sensitivity(model, xs, state0)
     summary["finite"] = bool(np.isfinite(curve).all())
-    summary = diagnose(
+    summary = sm.diagnose(
         summary,
         curve,
         per_sequence=per_seq,

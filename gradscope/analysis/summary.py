@@ -26,17 +26,17 @@ import numpy as np
 from gradscope.analysis.verdict import classify
 
 
-def _num(x):
+def json_num(x):
     """JSON-ready float: NaN/±inf become None (documented as 'exactly zero / not computed')."""
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-def _list(a):
+def json_list(a):
     a = np.asarray(a, np.float64)
     if a.ndim == 0:
-        return _num(a)
-    return [_list(v) for v in a]
+        return json_num(a)
+    return [json_list(v) for v in a]
 
 
 def summarise(curve_by_k: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def summarise(curve_by_k: np.ndarray, threshold: float) -> dict[str, Any]:
     above = by_lag >= threshold
     horizon = int(T if above.all() else np.argmin(above))
     out = {
-        "log10_norm_lag1": _num(by_lag[0]),
+        "log10_norm_lag1": json_num(by_lag[0]),
         "log10_norm_max_lag": float(by_lag[-1]),
         "decay_per_step": slope,
         "horizon": horizon,
@@ -98,7 +98,7 @@ def diagnose(
     return out
 
 
-def _batch_mean(a, batched):
+def batch_mean(a, batched):
     """Aggregate a log10 quantity over the batch as log10 of the mean *norm* (log-mean-exp).
 
     A sequence whose product is exactly zero (−inf, e.g. a relu unit switched off) then does not
@@ -113,12 +113,12 @@ def _batch_mean(a, batched):
         return ms + np.log10(np.mean(10.0 ** (a - ms), axis=0))
 
 
-def _plain_mean(a, batched):
+def plain_mean(a, batched):
     a = np.asarray(a, np.float64)
     return np.mean(a, axis=0) if batched else a
 
 
-def _resolved(log10_sv, *, dense: bool) -> tuple[np.ndarray, str]:
+def resolved(log10_sv, *, dense: bool) -> tuple[np.ndarray, str]:
     """log10 singular values (…, d), descending, with those below the dtype's resolution made NaN (null in
     the report), and the note that says so.
 
@@ -139,7 +139,7 @@ def _resolved(log10_sv, *, dense: bool) -> tuple[np.ndarray, str]:
     return a, f"null: below {name} resolution (sigma_i < d * eps * sigma_max, d = {a.shape[-1]})"
 
 
-def _per_sequence(sv, batched: bool) -> dict:
+def per_sequence(sv, batched: bool) -> dict:
     """Median, minimum and maximum over the sequences of log10 singular values (B, n, k): values some
     sequence actually has, unlike the batch mean (empty when not batched)."""
     if not batched:
@@ -147,21 +147,21 @@ def _per_sequence(sv, batched: bool) -> dict:
     a = np.asarray(sv, np.float64)
     with np.errstate(invalid="ignore"):
         return {
-            "log10_singular_values_median": _list(np.median(a, axis=0)),
-            "log10_singular_values_min": _list(np.min(a, axis=0)),
-            "log10_singular_values_max": _list(np.max(a, axis=0)),
+            "log10_singular_values_median": json_list(np.median(a, axis=0)),
+            "log10_singular_values_min": json_list(np.min(a, axis=0)),
+            "log10_singular_values_max": json_list(np.max(a, axis=0)),
         }
 
 
-def _sensitivity_dict(s, batched: bool) -> dict:
+def sensitivity_dict(s, batched: bool) -> dict:
     """The ``sensitivity`` section: curves over t = 0..T (entry 0 is None: S_0 does not depend on θ)."""
     return {
         "t": list(range(int(s.length) + 1)),
-        "by_parameter": {n: _list(_batch_mean(v, batched)) for n, v in s.by_parameter.items()},
-        "log10_total": _list(_batch_mean(s.log10_total, batched)),
-        "log10_state": _list(_batch_mean(s.log10_state, batched)),
-        "growth": {n: _list(_plain_mean(v, batched)) for n, v in s.growth.items()},
-        "state_growth": _list(_plain_mean(s.state_growth, batched)),
+        "by_parameter": {n: json_list(batch_mean(v, batched)) for n, v in s.by_parameter.items()},
+        "log10_total": json_list(batch_mean(s.log10_total, batched)),
+        "log10_state": json_list(batch_mean(s.log10_state, batched)),
+        "growth": {n: json_list(plain_mean(v, batched)) for n, v in s.growth.items()},
+        "state_growth": json_list(plain_mean(s.state_growth, batched)),
         "sizes": {n: int(v) for n, v in s.sizes.items()},
         "units": "log10 Frobenius norm of dS_t/dtheta; state: log10 2-norm of S_t; growth: decades per step",
     }
