@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gradscope.report import ReportFormatError, folder, load_report, write_report
+from gradscope.report import ReportFormatError, load_report, write_report
 
 # runs the CLI in-process and says which heavy modules it imported (a fresh interpreter per command)
 PROBE = """
@@ -128,15 +128,6 @@ def test_listings_do_not_import_jax(files, args):
     assert code == 0
     assert not jax, f"gradscope {' '.join(args)} imported JAX"
     assert not mpl, f"gradscope {' '.join(args)} imported matplotlib"
-
-
-def test_figure_workers(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert folder.figure_workers(26) == 2  # one per usable CPU
-    assert folder.figure_workers(7) == 1  # too few figures to pay for starting a worker
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
-    assert folder.figure_workers(1000) == 8  # at most 8
-    assert folder.figure_workers(4 * 5) == 5  # at least FIGURES_PER_WORKER figures each
 
 
 @pytest.mark.slow

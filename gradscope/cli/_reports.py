@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from gradscope.analysis import Analysis
     from gradscope.experiments.sweep import Config
+    from gradscope.report.drawing import FigurePool
 
 
 def non_finite(summary: dict) -> str | None:
@@ -58,8 +59,11 @@ def record(analysis: Analysis) -> dict:
     return json.loads(json.dumps(json_ready(analysis.to_dict()), allow_nan=False))
 
 
-def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any = None) -> list[dict]:
-    """Analyse each configuration with a progress bar (one step each); raise on non-finite results."""
+def analyse_all(
+    configs: Sequence[Config], *, quiet: bool, what: str, model: Any = None, pool: FigurePool | None = None
+) -> list[dict]:
+    """Analyse each configuration with a progress bar (one step each); raise on non-finite results. A
+    ``pool`` starts drawing each analysis's figures while the next is computed."""
     from gradscope.experiments import sweep
     from gradscope.experiments.plan import plan_config, plan_model_config
 
@@ -78,15 +82,26 @@ def analyse_all(configs: Sequence[Config], *, quiet: bool, what: str, model: Any
                 a = sweep.analyse_model(model, cfg, sweep.config_keys(cfg.seed)[1])
             check_finite([(cfg.name, a.summary)])
             records.append(record(a))
+            if pool is not None:
+                pool.submit(records[-1])
             advance(cfg.name)
     return records
 
 
-def write(out: Path, analyses: list[dict], *, command: str, config: dict, force: bool, quiet: bool = True) -> dict:
+def write(
+    out: Path,
+    analyses: list[dict],
+    *,
+    command: str,
+    config: dict,
+    force: bool,
+    quiet: bool = True,
+    pool: FigurePool | None = None,
+) -> dict:
     """Build the report (gradscope.report) and write its folder atomically; returns the report dict.
 
-    The PNGs are drawn by worker processes (`gradscope.report.folder.figure_workers`); a spinner names the
-    stage unless ``quiet``."""
+    The PNGs are drawn by worker processes (`gradscope.report.drawing`: those ``pool`` drew while the
+    analyses ran, the rest now); a spinner names the stage unless ``quiet``."""
     from gradscope import report as rep
     from gradscope.cli._output import stage
 
@@ -97,7 +112,7 @@ def write(out: Path, analyses: list[dict], *, command: str, config: dict, force:
 
             write_sweep_report(out, report, force=force)
         else:
-            rep.write_report(out, report, force=force, workers=None)  # PNGs drawn in parallel processes
+            rep.write_report(out, report, force=force, workers=None, pool=pool)  # PNGs drawn in parallel processes
     return report
 
 

@@ -259,8 +259,11 @@ def compare(
         "grid": [c.to_dict() for c in configs],
         **({"input_file": fin["source"]} if fin is not None else {}),
     }
-    analyses = analyse_all(configs, quiet=quiet, what="comparing")
-    report = write(out, analyses, command="compare", config=config, force=force, quiet=quiet)
+    from gradscope.report.drawing import figure_pool
+
+    with figure_pool(len(configs)) as pool:  # each model's figures are drawn while the next is analysed
+        analyses = analyse_all(configs, quiet=quiet, what="comparing", pool=pool)
+        report = write(out, analyses, command="compare", config=config, force=force, quiet=quiet, pool=pool)
     finish(
         out,
         report,

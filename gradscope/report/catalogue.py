@@ -31,13 +31,19 @@ class FigureSpec:
     analysis: str | None = None  # None: the comparison figure
     #: the Plotly spec of the same figure for the HTML page (`gradscope.report.interactive`); None: PNG only
     interactive: Callable[[], Mapping | None] | None = None
+    #: what a per-analysis figure is drawn from: ``(kind, analysis record)`` (`analysis_figure`); None otherwise
+    source: tuple[str, Mapping] | None = None
 
     def png(self, dpi: int = 100) -> bytes:
         """Render to PNG bytes (Agg, no pyplot state)."""
-        fig = self.make()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        return buf.getvalue()
+        return to_png(self.make(), dpi)
+
+
+def to_png(fig: Figure, dpi: int) -> bytes:
+    """``fig`` as PNG bytes: the one way every report PNG is written, in-process or in a worker."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 def slug(name: str) -> str:
@@ -242,6 +248,18 @@ _VIEWS: dict[str, tuple[Callable[[Mapping], bool], Callable[[Mapping], Figure]]]
 }
 
 
+def analysis_figures(a: Mapping) -> list[tuple[str, Callable[[Mapping], Figure]]]:
+    """The per-analysis figures of the record ``a``, as ``(kind, draw)``: one per section it carries, then
+    the views its numbers allow (layers of a stack, unit time constants)."""
+    kinds = [(kind, fn) for kind, (fn, section) in F.PER_ANALYSIS.items() if a.get(section)]
+    return kinds + [(kind, fn) for kind, (shown, fn) in _VIEWS.items() if shown(a)]
+
+
+def analysis_figure(kind: str) -> Callable[[Mapping], Figure]:
+    """The function that draws the per-analysis figure ``kind`` from an analysis record."""
+    return F.PER_ANALYSIS[kind][0] if kind in F.PER_ANALYSIS else _VIEWS[kind][1]
+
+
 def figure_specs(report: Mapping) -> list[FigureSpec]:
     """The report's figures, comparison first, then per analysis those whose section is present."""
     items = list(report.get("analyses", []))
@@ -265,9 +283,7 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
         name = str(a.get("name", ""))
         base = unique_slug(name, used)
         caps = _captions(a)
-        kinds = [(kind, fn) for kind, (fn, section) in F.PER_ANALYSIS.items() if a.get(section)]
-        kinds += [(kind, fn) for kind, (shown, fn) in _VIEWS.items() if shown(a)]
-        for kind, fn in kinds:
+        for kind, fn in analysis_figures(a):
             inter = I.BUILDERS.get(kind)
             specs.append(
                 FigureSpec(
@@ -277,6 +293,7 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                     (lambda fn=fn, a=a: fn(a)),
                     name,
                     None if inter is None else (lambda inter=inter, a=a: inter(a)),
+                    (kind, a),
                 )
             )
     if report.get("command") == "sweep" and items:

@@ -12,7 +12,6 @@ non-empty existing ``OUT`` is only replaced with ``force=True`` (the CLI's ``--f
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -20,7 +19,6 @@ from pathlib import Path
 
 from gradscope._atomic import TargetExistsError, check_output_folder, publish_folder, release_output, reserve_output
 from gradscope._json import dumps
-from gradscope.report.catalogue import figure_specs
 from gradscope.report.document import (
     ReportError,
     ReportExistsError,
@@ -28,86 +26,21 @@ from gradscope.report.document import (
     load_report,
     validate_report,
 )
+from gradscope.report.drawing import FigurePool, pngs
 from gradscope.report.html import render_html
 from gradscope.report.markdown import render_markdown
 
 RENDERED = ("report.html", "summary.md", "figures")
 
 
-#: figures per worker process below which drawing them in parallel does not pay for starting the workers
-FIGURES_PER_WORKER = 4
-#: what a figure worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
-WORKER = "import sys; from gradscope.report.folder import draw_share; draw_share(*sys.argv[1:])"
-
-
-def figure_workers(n_figures: int) -> int:
-    """How many worker processes draw ``n_figures`` PNGs: one per CPU this process may use, at most 8, and
-    only while each gets `FIGURES_PER_WORKER` figures; 1 means drawing them here, one after the other."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8, n_figures // FIGURES_PER_WORKER))
-
-
-def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: str) -> None:
-    """A figure worker: draw figures ``index, index + count, ...`` of the pickled report into ``out_dir``."""
-    import pickle
-
-    report = pickle.loads(Path(report_pickle).read_bytes())
-    specs = figure_specs(report)
-    for spec in specs[int(index) :: int(count)]:
-        (Path(out_dir) / spec.filename).write_bytes(spec.png(dpi=int(dpi)))
-
-
-def _pngs(report: Mapping, dpi: int, workers: int | None) -> dict[str, bytes]:
-    """Every figure of ``report`` as PNG bytes, by file name, drawn by ``workers`` processes (1: here;
-    None: `figure_workers`).
-
-    Matplotlib draws with the GIL held, so only processes draw figures in parallel (about 0.5 s each on one
-    CPU core). Each worker is a fresh interpreter (`WORKER`; not ``multiprocessing``, which would copy JAX's
-    threads with fork, or re-run the caller's unguarded ``__main__`` with spawn) that rebuilds the figure
-    list from the same report, so a PNG is byte for byte the one drawn here. A figure a worker did not
-    deliver (no interpreter to start, a worker that failed) is drawn here, where an error is raised as usual.
-    """
-    specs = figure_specs(report)
-    workers = min(figure_workers(len(specs)) if workers is None else workers, len(specs))
-    images: dict[str, bytes] = {}
-    if workers > 1:
-        import pickle
-        import subprocess
-        import sys
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="gradscope-figures-") as tmp:
-            data = Path(tmp) / "report.pickle"
-            data.write_bytes(pickle.dumps(dict(report), protocol=pickle.HIGHEST_PROTOCOL))
-            args = [str(data), tmp, str(dpi)]
-            try:
-                procs = [
-                    subprocess.Popen(
-                        [sys.executable, "-c", WORKER, *args, str(i), str(workers)],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    for i in range(workers)
-                ]
-            except OSError:  # no interpreter to start (a frozen app, a sandbox)
-                procs = []
-            done = {i for i, proc in enumerate(procs) if proc.wait() == 0}  # a failed worker's files are not used
-            for j, spec in enumerate(specs):
-                png = Path(tmp) / spec.filename
-                if j % workers in done and png.is_file():
-                    images[spec.filename] = png.read_bytes()
-    return {spec.filename: images.get(spec.filename) or spec.png(dpi=dpi) for spec in specs}
-
-
-def _render_into(folder: Path, report: Mapping, *, dpi: int = 100, workers: int | None = 1) -> None:
+def _render_into(
+    folder: Path, report: Mapping, *, dpi: int = 100, workers: int | None = 1, pool: FigurePool | None = None
+) -> None:
     """Write figures/, summary.md and report.html (not report.json) into ``folder``; ``workers``: processes
-    drawing the PNGs (None: `figure_workers`)."""
+    drawing the PNGs (None: `figure_workers`); ``pool``: where some were drawn already (`FigurePool`)."""
     figdir = folder / "figures"
     figdir.mkdir(exist_ok=True)
-    images = _pngs(report, dpi, workers)
+    images = pngs(report, dpi, workers, pool)
     for filename, png in images.items():
         (figdir / filename).write_bytes(png)
     (folder / "summary.md").write_text(render_markdown(report), encoding="utf-8")
@@ -152,7 +85,15 @@ def _empty_dir(out: Path) -> bool:
     return out.is_dir() and not any(out.iterdir())
 
 
-def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 100, workers: int | None = 1) -> Path:
+def write_report(
+    out_dir,
+    report: Mapping,
+    *,
+    force: bool = False,
+    dpi: int = 100,
+    workers: int | None = 1,
+    pool: FigurePool | None = None,
+) -> Path:
     """Write a complete report folder for ``report`` (a ``gradscope.report/1`` dict) and return its path.
 
     The dict is written as given (as strict JSON: NaN/±inf become null, NumPy values Python values)
@@ -160,7 +101,8 @@ def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 10
     analysis names). Raises `ReportExistsError` if ``out_dir`` is a non-empty folder and not ``force``,
     `ReportFormatError` if the report's structure is wrong. ``workers``: processes that draw the PNGs (None:
     `figure_workers`, as the CLI asks; the library draws them here unless asked, so that a user's script needs
-    no ``if __name__ == "__main__"`` guard).
+    no ``if __name__ == "__main__"`` guard); ``pool``: a `FigurePool` that drew the analyses' figures while
+    they were computed (the CLI's).
     """
     out = Path(out_dir)
     check_target(out, force)
@@ -173,7 +115,7 @@ def write_report(out_dir, report: Mapping, *, force: bool = False, dpi: int = 10
         except (TypeError, ValueError) as e:  # clean() makes this unreachable for ordinary input
             raise ReportError(f"report cannot be written as JSON: {e}") from None
         (tmp / "report.json").write_text(text + "\n", encoding="utf-8")
-        _render_into(tmp, doc, dpi=dpi, workers=workers)
+        _render_into(tmp, doc, dpi=dpi, workers=workers, pool=pool)
 
     return _atomic(out, fill, force=force)
 

@@ -1,0 +1,239 @@
+"""The report's PNGs, drawn in worker interpreters: all at once when the folder is written (`pngs`), or each
+analysis's figures while the next analysis is computed (`FigurePool`).
+
+Matplotlib draws with the GIL held (about 0.4 s a figure on one CPU core), so only processes draw figures in
+parallel. Each worker is a fresh interpreter (not ``multiprocessing``, which would copy JAX's threads with
+fork, or re-run the caller's unguarded ``__main__`` with spawn) that draws from the same JSON-ready records
+with the same functions, so a PNG is byte for byte the one drawn in-process. A figure a worker did not
+deliver (no interpreter to start, a worker that failed or was killed) is drawn in-process, where an error
+is raised as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+from gradscope._json import clean, dumps
+from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_figures, figure_specs, to_png
+
+#: figures per worker process below which drawing them in parallel does not pay for starting the workers
+FIGURES_PER_WORKER = 4
+#: what a batch worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
+WORKER = "import sys; from gradscope.report.drawing import draw_share; draw_share(*sys.argv[1:])"
+#: what a pool worker runs: ``python -c SERVER OUT_DIR``, then one job file path per line on stdin
+SERVER = "import sys; from gradscope.report.drawing import serve; serve(sys.argv[1])"
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def figure_workers(n_figures: int) -> int:
+    """How many worker processes draw ``n_figures`` PNGs: one per CPU this process may use, at most 8, and
+    only while each gets `FIGURES_PER_WORKER` figures; 1 means drawing them here, one after the other."""
+    return max(1, min(usable_cpus(), 8, n_figures // FIGURES_PER_WORKER))
+
+
+def digest(kind: str, analysis: Mapping, dpi: int) -> str:
+    """The name of one per-analysis PNG by what it is drawn from: the figure ``kind``, the strict-JSON
+    analysis record (key order included: it orders legends) and the resolution."""
+    text = dumps(clean(analysis), ensure_ascii=False)
+    return hashlib.sha256(f"{kind}\0{dpi}\0{text}".encode()).hexdigest()[:32]
+
+
+def _spec_digest(spec: FigureSpec, dpi: int) -> str | None:
+    return None if spec.source is None else digest(spec.source[0], spec.source[1], dpi)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``data`` into ``path``, renamed into place: a reader never sees half a PNG."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: str) -> None:
+    """A batch worker: draw figures ``index, index + count, ...`` of the pickled report into ``out_dir``."""
+    report = pickle.loads(Path(report_pickle).read_bytes())
+    for spec in figure_specs(report)[int(index) :: int(count)]:
+        _write(Path(out_dir) / spec.filename, spec.png(dpi=int(dpi)))
+
+
+def serve(out_dir: str) -> None:
+    """A pool worker: for each job file named on stdin (a pickled ``(analysis, kinds, dpi)``), draw those
+    figures of that analysis into ``out_dir/<digest>.png``; stop at the end of stdin.
+
+    It runs at a lower priority (nice 10): the analyses it overlaps with are the caller's critical path."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)
+    for line in sys.stdin:
+        analysis, kinds, dpi = pickle.loads(Path(line.strip()).read_bytes())
+        for kind in kinds:
+            png = to_png(analysis_figure(kind)(analysis), dpi)
+            _write(Path(out_dir) / f"{digest(kind, analysis, dpi)}.png", png)
+
+
+class FigurePool:
+    """Worker interpreters that draw each analysis's figures as soon as it is done (`submit`), while the
+    caller computes the next; `pngs` then takes a pre-drawn PNG only where the report's record, the figure
+    kind and the resolution are the submitted ones (`digest`), and draws the rest.
+
+    Use it as a context manager: leaving it stops the workers and removes their files, also on an error.
+    """
+
+    def __init__(self, workers: int, *, dpi: int = 100) -> None:
+        self.workers, self.dpi = max(0, int(workers)), int(dpi)
+        self._procs: list[subprocess.Popen] = []
+        self._load: list[int] = []
+        self._submitted: set[str] = set()
+        self._dir: Path | None = None
+        #: how many PNGs of the last `pngs` came from the workers (the rest were drawn in-process)
+        self.delivered = 0
+
+    def __enter__(self) -> FigurePool:
+        if self.workers:
+            self._dir = Path(tempfile.mkdtemp(prefix="gradscope-figures-"))
+            try:
+                for _ in range(self.workers):
+                    self._procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-c", SERVER, str(self._dir)],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            text=True,
+                        )
+                    )
+            except OSError:  # no interpreter to start (a frozen app, a sandbox): everything is drawn in-process
+                pass
+            self._load = [0] * len(self._procs)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        self._procs = []
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def submit(self, analysis: Mapping) -> None:
+        """Start drawing the per-analysis figures of ``analysis`` (an ``Analysis.to_dict()`` record) in the
+        least-loaded worker; a worker that cannot take it leaves those figures to `pngs`."""
+        if not self._procs or self._dir is None:
+            return
+        a = clean(analysis)
+        kinds = [kind for kind, _ in analysis_figures(a)]
+        if not kinds:
+            return
+        job = self._dir / f"job-{len(self._submitted)}.pickle"
+        job.write_bytes(pickle.dumps((a, kinds, self.dpi), protocol=pickle.HIGHEST_PROTOCOL))
+        i = min(range(len(self._procs)), key=self._load.__getitem__)
+        stdin: IO[str] | None = self._procs[i].stdin
+        try:
+            assert stdin is not None
+            stdin.write(f"{job}\n")
+            stdin.flush()
+        except (OSError, ValueError):  # the worker has gone: its figures are drawn in-process
+            return
+        self._load[i] += len(kinds)
+        self._submitted.update(digest(kind, a, self.dpi) for kind in kinds)
+
+    def _drain(self) -> dict[str, bytes]:
+        """Close the job lists, wait for the workers and read every PNG they delivered, by digest."""
+        for proc in self._procs:
+            with contextlib.suppress(OSError, ValueError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
+        for proc in self._procs:
+            proc.wait()
+        if self._dir is None:
+            return {}
+        return {p.stem: p.read_bytes() for p in self._dir.glob("*.png")}
+
+    def pngs(self, report: Mapping) -> dict[str, bytes]:
+        """Every figure of ``report`` as PNG bytes, by file name (`pngs`), pre-drawn ones included."""
+        specs = figure_specs(report)
+        pending = [s for s in specs if _spec_digest(s, self.dpi) in self._submitted]
+        taken = {s.filename for s in pending}
+        # the comparison figure and anything not submitted is drawn here while the workers finish their backlog
+        images = _draw([s for s in specs if s.filename not in taken], self.dpi)
+        drawn = self._drain()
+        self.delivered = 0
+        for spec in pending:
+            png = drawn.get(_spec_digest(spec, self.dpi) or "")
+            self.delivered += png is not None
+            images[spec.filename] = png if png is not None else spec.png(dpi=self.dpi)
+        return {spec.filename: images[spec.filename] for spec in specs}
+
+
+def _draw(specs: list[FigureSpec], dpi: int) -> dict[str, bytes]:
+    """``specs`` as PNG bytes by file name, drawn here."""
+    return {s.filename: s.png(dpi=dpi) for s in specs}
+
+
+def _batch(report: Mapping, dpi: int, workers: int | None) -> dict[str, bytes]:
+    """Every figure of ``report`` as PNG bytes by file name, drawn by ``workers`` batch processes (1: here;
+    None: `figure_workers`): worker i draws figures i, i + workers, ..."""
+    specs = figure_specs(report)
+    workers = min(figure_workers(len(specs)) if workers is None else workers, len(specs))
+    images: dict[str, bytes] = {}
+    if workers > 1:
+        with tempfile.TemporaryDirectory(prefix="gradscope-figures-") as tmp:
+            data = Path(tmp) / "report.pickle"
+            data.write_bytes(pickle.dumps(dict(report), protocol=pickle.HIGHEST_PROTOCOL))
+            try:
+                procs = [
+                    subprocess.Popen(
+                        [sys.executable, "-c", WORKER, str(data), tmp, str(dpi), str(i), str(workers)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for i in range(workers)
+                ]
+            except OSError:  # no interpreter to start (a frozen app, a sandbox)
+                procs = []
+            for proc in procs:
+                proc.wait()  # a failed worker's missing files are drawn below
+            for s in specs:
+                png = Path(tmp) / s.filename
+                if png.is_file():
+                    images[s.filename] = png.read_bytes()
+    return {s.filename: images.get(s.filename) or s.png(dpi=dpi) for s in specs}
+
+
+def pngs(report: Mapping, dpi: int = 100, workers: int | None = 1, pool: FigurePool | None = None) -> dict[str, bytes]:
+    """Every figure of ``report`` as PNG bytes, by file name, in the report's order: drawn by ``workers``
+    batch processes (1: here; None: `figure_workers`), or taken from ``pool`` where it drew them already."""
+    if pool is not None and pool.dpi == dpi:
+        return pool.pngs(report)
+    return _batch(report, dpi, workers)
+
+
+@contextlib.contextmanager
+def figure_pool(analyses: int, dpi: int = 100) -> Iterator[FigurePool | None]:
+    """A `FigurePool` for a report of ``analyses`` analyses computed one after the other (one worker per
+    usable CPU, at most 8, at most one per analysis), or None for a single analysis: its figures can only
+    start once it is done, so there is nothing to overlap."""
+    if analyses < 2:
+        yield None
+        return
+    with FigurePool(min(usable_cpus(), 8, analyses), dpi=dpi) as pool:
+        yield pool
