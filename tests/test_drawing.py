@@ -90,8 +90,11 @@ def test_the_pool_leaves_no_process_and_no_file_on_an_error():
     assert folder is not None and not folder.exists()
 
 
-def test_one_analysis_gets_no_pool():
+def test_pool_sizes(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     with drawing.figure_pool(1) as pool:
-        assert pool is None
-    with drawing.figure_pool(3) as pool:
-        assert isinstance(pool, drawing.FigurePool) and pool.workers >= 1
+        assert pool is None  # one analysis: nothing to overlap
+    with drawing.figure_pool(2) as pool:
+        assert pool is not None and pool.workers == 1  # ~6 figures: one worker
+    with drawing.figure_pool(7) as pool:
+        assert pool is not None and pool.workers == 2  # the default compare: one per CPU

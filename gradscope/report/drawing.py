@@ -28,6 +28,8 @@ from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_fig
 
 #: figures per worker process below which drawing them in parallel does not pay for starting the workers
 FIGURES_PER_WORKER = 4
+#: per-analysis figures of a typical analysis (lag profile aside: spectra, Lyapunov, gates, paths), for sizing pools
+FIGURES_PER_ANALYSIS = 3
 #: what a batch worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
 WORKER = "import sys; from gradscope.report.drawing import draw_share; draw_share(*sys.argv[1:])"
 #: what a pool worker runs: ``python -c SERVER OUT_DIR``, then one job file path per line on stdin
@@ -229,11 +231,11 @@ def pngs(report: Mapping, dpi: int = 100, workers: int | None = 1, pool: FigureP
 
 @contextlib.contextmanager
 def figure_pool(analyses: int, dpi: int = 100) -> Iterator[FigurePool | None]:
-    """A `FigurePool` for a report of ``analyses`` analyses computed one after the other (one worker per
-    usable CPU, at most 8, at most one per analysis), or None for a single analysis: its figures can only
-    start once it is done, so there is nothing to overlap."""
+    """A `FigurePool` for a report of ``analyses`` analyses computed one after the other, sized by
+    `figure_workers` for about `FIGURES_PER_ANALYSIS` figures each; None for a single analysis, whose
+    figures can only start once it is done (nothing to overlap)."""
     if analyses < 2:
         yield None
         return
-    with FigurePool(min(usable_cpus(), 8, analyses), dpi=dpi) as pool:
+    with FigurePool(figure_workers(FIGURES_PER_ANALYSIS * analyses), dpi=dpi) as pool:
         yield pool
