@@ -80,6 +80,21 @@ def test_killed_workers_lose_no_figure(expected):
     assert got == expected
 
 
+def test_a_hung_worker_is_killed_and_its_figures_drawn_here(monkeypatch, expected):
+    """A worker that never finishes (stopped with SIGSTOP) costs its time limit, then it is killed and its
+    figures are drawn in-process: no hang, no lost figure."""
+    monkeypatch.setattr(drawing, "WORKER_GRACE", 0.5)
+    monkeypatch.setattr(drawing, "SECONDS_PER_FIGURE", 0.0)
+    report = full_report()
+    with drawing.FigurePool(1) as pool:
+        os.kill(pool._procs[0].pid, signal.SIGSTOP)
+        for a in report["analyses"]:
+            pool.submit(a)
+        got = drawing.pngs(report, pool=pool)
+        assert pool.delivered == 0 and pool._procs[0].returncode == -signal.SIGKILL
+    assert got == expected
+
+
 def test_the_pool_leaves_no_process_and_no_file_on_an_error():
     with pytest.raises(RuntimeError, match="analysis failed"):
         with drawing.FigurePool(2) as pool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import pickle
 import shutil
@@ -28,6 +29,10 @@ from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_fig
 
 #: figures per worker process below which drawing them in parallel does not pay for starting the workers
 FIGURES_PER_WORKER = 4
+#: how long a worker may take: this many seconds plus `SECONDS_PER_FIGURE` per figure asked of it (a figure
+#: takes ~0.5 s on one core); a worker past it is killed and its figures are drawn in-process (never a hang)
+WORKER_GRACE = 60.0
+SECONDS_PER_FIGURE = 10.0
 #: per-analysis figures of a typical analysis (lag profile aside: spectra, Lyapunov, gates, paths), for sizing pools
 FIGURES_PER_ANALYSIS = 3
 #: what a batch worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
@@ -58,6 +63,15 @@ def digest(kind: str, analysis: Mapping, dpi: int) -> str:
 
 def _spec_digest(spec: FigureSpec, dpi: int) -> str | None:
     return None if spec.source is None else digest(spec.source[0], spec.source[1], dpi)
+
+
+def _wait(proc: subprocess.Popen, figures: int) -> None:
+    """Wait for a worker to finish ``figures`` figures, or kill it once it has taken longer than that allows."""
+    try:
+        proc.wait(timeout=WORKER_GRACE + SECONDS_PER_FIGURE * figures)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -101,6 +115,7 @@ class FigurePool:
         self._procs: list[subprocess.Popen] = []
         self._load: list[int] = []
         self._submitted: set[str] = set()
+        self._jobs = itertools.count()
         self._dir: Path | None = None
         #: how many PNGs of the last `pngs` came from the workers (the rest were drawn in-process)
         self.delivered = 0
@@ -145,7 +160,7 @@ class FigurePool:
         kinds = [kind for kind, _ in analysis_figures(a)]
         if not kinds:
             return
-        job = self._dir / f"job-{len(self._submitted)}.pickle"
+        job = self._dir / f"job-{next(self._jobs)}.pickle"
         job.write_bytes(pickle.dumps((a, kinds, self.dpi), protocol=pickle.HIGHEST_PROTOCOL))
         i = min(range(len(self._procs)), key=self._load.__getitem__)
         stdin: IO[str] | None = self._procs[i].stdin
@@ -164,8 +179,8 @@ class FigurePool:
             with contextlib.suppress(OSError, ValueError):
                 if proc.stdin is not None:
                     proc.stdin.close()
-        for proc in self._procs:
-            proc.wait()
+        for proc, figures in zip(self._procs, self._load, strict=True):
+            _wait(proc, figures)
         if self._dir is None:
             return {}
         return {p.stem: p.read_bytes() for p in self._dir.glob("*.png")}
@@ -213,7 +228,7 @@ def _batch(report: Mapping, dpi: int, workers: int | None) -> dict[str, bytes]:
             except OSError:  # no interpreter to start (a frozen app, a sandbox)
                 procs = []
             for proc in procs:
-                proc.wait()  # a failed worker's missing files are drawn below
+                _wait(proc, -(-len(specs) // workers))  # a failed or killed worker's missing files are drawn below
             for s in specs:
                 png = Path(tmp) / s.filename
                 if png.is_file():
