@@ -14,13 +14,37 @@
 None of the frameworks is needed to import gradscope; each is used only when its objects are passed.
 """
 
-from gradscope.io.deep_bidirectional import DeepBidirectional, DeepRollout
-from gradscope.io.equinox import from_equinox
-from gradscope.io.flax import from_flax
-from gradscope.io.formats import ImportFormatError, read_arrays
-from gradscope.io.inspect import inspect_file, load_model
-from gradscope.io.keras import from_keras
-from gradscope.io.torch import from_torch, save_npz, save_safetensors, to_torch_state_dict
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradscope.io.deep_bidirectional import DeepBidirectional, DeepRollout
+    from gradscope.io.equinox import from_equinox
+    from gradscope.io.flax import from_flax
+    from gradscope.io.formats import ImportFormatError, read_arrays
+    from gradscope.io.inspect import inspect_file, load_model
+    from gradscope.io.keras import from_keras
+    from gradscope.io.torch import from_torch, save_npz, save_safetensors, to_torch_state_dict
+
+# names are loaded on first use (PEP 562): `gradscope inspect` reads a file with NumPy alone and imports an
+# importer (and JAX) only to build the model it describes
+_LAZY = {
+    "from_torch": "gradscope.io.torch",
+    "from_keras": "gradscope.io.keras",
+    "from_flax": "gradscope.io.flax",
+    "from_equinox": "gradscope.io.equinox",
+    "load_model": "gradscope.io.inspect",
+    "to_torch_state_dict": "gradscope.io.torch",
+    "save_safetensors": "gradscope.io.torch",
+    "save_npz": "gradscope.io.torch",
+    "inspect_file": "gradscope.io.inspect",
+    "read_arrays": "gradscope.io.formats",
+    "DeepBidirectional": "gradscope.io.deep_bidirectional",
+    "DeepRollout": "gradscope.io.deep_bidirectional",
+    "ImportFormatError": "gradscope.io.formats",
+}
 
 __all__ = [
     "from_torch",
@@ -37,3 +61,11 @@ __all__ = [
     "DeepRollout",
     "ImportFormatError",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gradscope.io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
