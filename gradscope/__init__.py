@@ -13,7 +13,7 @@ its module when there is one).
 
 from __future__ import annotations
 
-import importlib
+from gradscope._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -62,15 +62,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ = [*_LAZY, "__version__"]
 
 
-def __getattr__(name: str):
-    try:
-        module_name, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'gradscope' has no attribute {name!r}") from None
-    module = importlib.import_module(module_name)
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value  # cache: later lookups do not come back here
-    return value
+__getattr__ = lazy_getattr("gradscope", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -21,6 +21,7 @@ LAYERS = {
     "gradscope": 0,
     "_errors": 0,
     "_json": 0,
+    "_lazy": 0,
     "_atomic": 0,
     "_registry": 0,
     "_precision": 0,
@@ -46,7 +47,7 @@ LAYERS = {
 #: looks for ``_repr_html_`` on the object itself, so `Analysis` delegates its display to the report layer
 ALLOWED_UPWARD = {("gradscope.analysis.core", "gradscope.report.notebook")}
 #: JAX-free parts and what they may import
-JAX_FREE = {"checks": {"gradscope", "_errors", "_json", "_atomic", "_registry", "checks"}}
+JAX_FREE = {"checks": {"gradscope", "_errors", "_json", "_lazy", "_atomic", "_registry", "checks"}}
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -8,8 +8,9 @@ imported (by the report renderer, for saved reports) without importing JAX.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from gradscope._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from gradscope.analysis.core import Analysis, analyse
@@ -28,9 +29,4 @@ _LAZY = {
 __all__ = ["RULES", "Analysis", "Finding", "analyse", "evaluate", "summarise"]
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'gradscope.analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("gradscope.analysis", _LAZY, globals())

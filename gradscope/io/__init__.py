@@ -16,8 +16,9 @@ None of the frameworks is needed to import gradscope; each is used only when its
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from gradscope._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from gradscope.io.deep_bidirectional import DeepBidirectional, DeepRollout
@@ -63,9 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'gradscope.io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("gradscope.io", _LAZY, globals())
