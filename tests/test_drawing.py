@@ -50,6 +50,7 @@ def test_pool_figures_are_the_in_process_ones(expected):
     assert got == expected
 
 
+@pytest.mark.slow  # each redraws the report's figures in-process (seconds); CI's slow tier runs it
 def test_a_changed_record_is_redrawn_not_taken_from_the_pool(expected):
     """The pool drew the first analysis's figures from numbers the report no longer holds: those are drawn
     again from the report's numbers; the unchanged analysis's figures are still taken from the pool."""
@@ -67,6 +68,7 @@ def test_a_changed_record_is_redrawn_not_taken_from_the_pool(expected):
     assert got["rnn-tanh_lyapunov.png"] != expected["rnn-tanh_lyapunov.png"]  # the change shows
 
 
+@pytest.mark.slow  # each redraws the report's figures in-process (seconds); CI's slow tier runs it
 def test_killed_workers_lose_no_figure(expected):
     report = full_report()
     with drawing.FigurePool(2) as pool:
@@ -80,6 +82,7 @@ def test_killed_workers_lose_no_figure(expected):
     assert got == expected
 
 
+@pytest.mark.slow  # each redraws the report's figures in-process (seconds); CI's slow tier runs it
 def test_a_hung_worker_is_killed_and_its_figures_drawn_here(monkeypatch, expected):
     """A worker that never finishes (stopped with SIGSTOP) costs its time limit, then it is killed and its
     figures are drawn in-process: no hang, no lost figure."""
