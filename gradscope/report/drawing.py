@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
+from gradscope._atomic import write_bytes  # a reader never sees half a PNG
 from gradscope._json import clean, dumps
 from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_figures, figure_specs, to_png
 
@@ -74,18 +75,11 @@ def _wait(proc: subprocess.Popen, figures: int) -> None:
         proc.wait()
 
 
-def _write(path: Path, data: bytes) -> None:
-    """``data`` into ``path``, renamed into place: a reader never sees half a PNG."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: str) -> None:
     """A batch worker: draw figures ``index, index + count, ...`` of the pickled report into ``out_dir``."""
     report = pickle.loads(Path(report_pickle).read_bytes())
     for spec in figure_specs(report)[int(index) :: int(count)]:
-        _write(Path(out_dir) / spec.filename, spec.png(dpi=int(dpi)))
+        write_bytes(Path(out_dir) / spec.filename, spec.png(dpi=int(dpi)))
 
 
 def serve(out_dir: str) -> None:
@@ -99,7 +93,7 @@ def serve(out_dir: str) -> None:
         analysis, kinds, dpi = pickle.loads(Path(line.strip()).read_bytes())
         for kind in kinds:
             png = to_png(analysis_figure(kind)(analysis), dpi)
-            _write(Path(out_dir) / f"{digest(kind, analysis, dpi)}.png", png)
+            write_bytes(Path(out_dir) / f"{digest(kind, analysis, dpi)}.png", png)
 
 
 class FigurePool:
