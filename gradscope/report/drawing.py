@@ -182,14 +182,15 @@ class FigurePool:
     def pngs(self, report: Mapping) -> dict[str, bytes]:
         """Every figure of ``report`` as PNG bytes, by file name (`pngs`), pre-drawn ones included."""
         specs = figure_specs(report)
-        pending = [s for s in specs if _spec_digest(s, self.dpi) in self._submitted]
+        digests = {s.filename: _spec_digest(s, self.dpi) for s in specs}  # each record hashed once per kind
+        pending = [s for s in specs if digests[s.filename] in self._submitted]
         taken = {s.filename for s in pending}
         # the comparison figure and anything not submitted is drawn here while the workers finish their backlog
         images = _draw([s for s in specs if s.filename not in taken], self.dpi)
         drawn = self._drain()
         self.delivered = 0
         for spec in pending:
-            png = drawn.get(_spec_digest(spec, self.dpi) or "")
+            png = drawn.get(digests[spec.filename] or "")
             self.delivered += png is not None
             images[spec.filename] = png if png is not None else spec.png(dpi=self.dpi)
         return {spec.filename: images[spec.filename] for spec in specs}
