@@ -20,6 +20,7 @@ batch.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from gradscope._errors import ConfigError
@@ -40,21 +41,21 @@ MAX_LAYERS = 4096
 MAX_SEED = 2**63 - 1
 
 
-def analysis_stages(
-    *,
-    mode: str = "exact",
-    lyapunov: bool = True,
-    triangle: bool = False,
-    spectra: bool = True,
-    paths: bool = True,
-    attribution: bool = False,
-    sensitivity: bool = False,
-) -> tuple[str, ...]:
-    """The engine stages `gradscope.analyse` runs with these switches."""
-    out = ["lag_profile" if mode == "exact" else "probe"]
-    out += ["lyapunov"] * lyapunov + ["triangle"] * triangle + ["attribution"] * attribution
-    out += ["singular_values", "step_singular_values"] * (spectra and mode == "exact")
-    out += ["path_split"] * (paths and mode == "exact") + ["sensitivity"] * sensitivity
+def analysis_stages(**switches: Any) -> tuple[str, ...]:
+    """The engine stages `gradscope.analyse` runs when called with ``switches`` (its keyword options: ``mode``,
+    ``lyapunov``, ``triangle``, ``spectra``, ``paths``, ``attribution``, ``sensitivity``). An option not given
+    has analyse's default, read from its signature: the defaults are declared once, so the plan cannot
+    disagree with the analysis; a name analyse does not take is a ``TypeError``."""
+    from gradscope.analysis.core import analyse  # here, not at the top: core imports this module
+
+    call = inspect.signature(analyse).bind_partial(**switches)
+    call.apply_defaults()
+    sw = call.arguments
+    exact = sw["mode"] == "exact"
+    out = ["lag_profile" if exact else "probe"]
+    out += ["lyapunov"] * sw["lyapunov"] + ["triangle"] * sw["triangle"] + ["attribution"] * sw["attribution"]
+    out += ["singular_values", "step_singular_values"] * (sw["spectra"] and exact)
+    out += ["path_split"] * (sw["paths"] and exact) + ["sensitivity"] * sw["sensitivity"]
     return tuple(out)
 
 

@@ -24,9 +24,16 @@ class Activation(NamedTuple):
     gamma: float  # sup |φ'|
 
 
-def _sig_d(a):
-    s = jax.nn.sigmoid(a)
+sig = jax.nn.sigmoid
+
+
+def dsig(s):
+    """The logistic sigmoid's derivative from its output ``s = σ(a)``: σ′(a) = s(1 − s) (what gates reuse)."""
     return s * (1 - s)
+
+
+def _sig_d(a):
+    return dsig(sig(a))
 
 
 ACTIVATIONS: dict[str, Activation] = {

@@ -76,7 +76,7 @@ def pytree_cell(cls: type[_C]) -> type[_C]:
     # every cell records the registry name it was built under (static; set by `make`)
     if "registry_name" not in cls.__dict__.get("__annotations__", {}):
         cls.__annotations__ = dict(cls.__dict__.get("__annotations__", {}), registry_name=str)
-        setattr(cls, "registry_name", static(default=""))
+        setattr(cls, "registry_name", static(default="", kw_only=True))
     dc: Any = dataclasses.dataclass(frozen=True)(cls)
     data: list[str] = []
     meta: list[str] = []
@@ -168,6 +168,15 @@ class Cell:
             if f.metadata.get("static", False) and f.name != "registry_name":
                 out[f.name] = getattr(self, f.name)
         return out
+
+
+@pytree_cell
+class SizedCell(Cell):
+    """A cell whose sizes are static keyword-only fields (every built-in cell): ``input_size`` m and
+    ``hidden_size`` n, declared once here instead of in each cell."""
+
+    input_size: int = static(kw_only=True)
+    hidden_size: int = static(kw_only=True)
 
 
 class DiagonalCell(Cell):

@@ -11,13 +11,8 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, bad_value
+from gradscope.cells._activations import dsig, sig
 from gradscope.cells._base import Array, uniform_init
-
-sig = jax.nn.sigmoid
-
-
-def _dsig(s: Array) -> Array:
-    return s * (1 - s)
 
 
 def _lstm_jacobian(
@@ -34,9 +29,9 @@ def _lstm_jacobian(
     """Step Jacobian of ``c' = f c + i g``, ``h' = o tanh(N(c'))`` given ``Dz = ∂z/∂[h, x]`` (4n × (n+m),
     blocks i, f, g, o) and ``norm_c_times(M) = (∂N/∂c') M``."""
     Di, Df, Dg, Do = Dz[:n], Dz[n : 2 * n], Dz[2 * n : 3 * n], Dz[3 * n :]
-    dc = (c * _dsig(f))[:, None] * Df + (g * _dsig(i))[:, None] * Di + (i * (1 - g**2))[:, None] * Dg
+    dc = (c * dsig(f))[:, None] * Df + (g * dsig(i))[:, None] * Di + (i * (1 - g**2))[:, None] * Dg
     out = (o * (1 - tc**2))[:, None]
-    dh = (tc * _dsig(o))[:, None] * Do + out * norm_c_times(dc)
+    dh = (tc * dsig(o))[:, None] * Do + out * norm_c_times(dc)
     dh_dc = out * norm_c_times(jnp.diag(f))
     J = jnp.block([[dh[:, :n], dh_dc], [dc[:, :n], jnp.diag(f)]])
     return J, jnp.concatenate([dh[:, n:], dc[:, n:]], axis=0)

@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,16 @@ from gradscope._registry import Registry
 
 if TYPE_CHECKING:
     from gradscope.cells._base import Cell
+
+
+class Init(NamedTuple):
+    """What every builder receives besides its options, checked once by `make`: the sizes, the weights' key
+    (same key, same weights) and their dtype (float32 or float64)."""
+
+    input_size: int
+    hidden_size: int
+    key: jax.Array
+    dtype: jnp.dtype
 
 
 @dataclass(frozen=True)
@@ -35,14 +45,20 @@ _REGISTRY: Registry[Entry] = Registry(
 )
 
 
-def register(name: str, description: str, *, family: str, equation: str) -> Callable[[_B], _B]:
-    """Decorator for a builder ``build(input_size, hidden_size, *, key, dtype, **options) -> Cell``."""
+def registrar(family: str) -> Callable[..., Callable[[_B], _B]]:
+    """The ``register`` decorator of one family's module (``register = registrar("lstm")``): every cell a module
+    registers belongs to its family, which reports group by."""
 
-    def deco(build: _B) -> _B:
-        _REGISTRY.register(name, Entry(name, description, family, equation, build))
-        return build
+    def register(name: str, description: str, *, equation: str) -> Callable[[_B], _B]:
+        """Decorator for a builder ``build(init: Init, *, **options) -> Cell``: keyword-only options with defaults."""
 
-    return deco
+        def deco(build: _B) -> _B:
+            _REGISTRY.register(name, Entry(name, description, family, equation, build))
+            return build
+
+        return deco
+
+    return register
 
 
 def names() -> dict[str, str]:
@@ -63,11 +79,7 @@ def entry(name: str) -> Entry:
 def options(name: str) -> dict[str, object]:
     """The options a cell accepts, with their defaults."""
     sig = inspect.signature(entry(name).build)
-    return {
-        p.name: p.default
-        for p in sig.parameters.values()
-        if p.kind == p.KEYWORD_ONLY and p.name not in ("key", "dtype")
-    }
+    return {p.name: p.default for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY}
 
 
 def _check_key(key: object) -> None:
@@ -103,5 +115,5 @@ def make(
     if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
         raise ConfigError(f"dtype={dtype!r} is not allowed: use float32 or float64")
     _check_key(key)
-    cell: Cell = e.build(input_size, hidden_size, key=key, dtype=jnp.dtype(dtype), **opts)
+    cell: Cell = e.build(Init(input_size, hidden_size, key, jnp.dtype(dtype)), **opts)
     return dataclasses.replace(cell, registry_name=name)

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from gradscope._errors import ConfigError, check_number, check_positive_int
+from gradscope.cells._activations import sig
 from gradscope.cells._base import Array, Cell
 
 FORGET_GATES = ("sigmoid", "exp")
-sig = jax.nn.sigmoid
 
 
 def _log_forget(kind, f_pre):

@@ -36,15 +36,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import jax
 import jax.numpy as jnp
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
 
 from gradscope import norms
 from gradscope._errors import ShapeError, bad_value
 from gradscope.cells import _activations
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._normalized_common import _check_common, _lstm_jacobian, _lstm_weights, sig
-from gradscope.cells._registry import register
+from gradscope.cells._activations import sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._normalized_common import _check_common, _lstm_jacobian, _lstm_weights
+from gradscope.cells._registry import Init, registrar
 from gradscope.cells.elman import recurrent_matrix
+
+register = registrar("normalized")  # every cell this module registers is of the normalized family
 
 if TYPE_CHECKING:
     from jaxtyping import Float
@@ -54,7 +57,7 @@ _Norm = Callable[[Array, str], Array]
 _BNC = TypeVar("_BNC", bound="_BNCell")
 
 
-class _BNCell(Cell):
+class _BNCell(SizedCell):
     """Shared machinery: per-step population statistics, inference-mode ``step``, training mode.
 
     ``_forward(x, state, norm)`` computes the step with ``norm(u, key)`` = (u − mean)/sqrt(var + eps)
@@ -110,8 +113,6 @@ class BNLSTM(_BNCell):
     var_ih: jax.Array
     mean_c: jax.Array  # (T_max, n)
     var_c: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     eps: float = static(default=norms.EPS)
 
     @property
@@ -168,8 +169,6 @@ class BNRNN(_BNCell):
     var_hh: jax.Array
     mean_ih: jax.Array
     var_ih: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     activation: str = static(default="tanh")
     eps: float = static(default=norms.EPS)
 
@@ -262,20 +261,12 @@ def _stats(T, F, dtype):
 @register(
     "bn-lstm",
     "Recurrent batch-normalised LSTM (Cooijmans et al. 2016), per-step statistics, γ=0.1",
-    family="normalized",
     equation="z = BN(W_h h; γ_h) + BN(W_x x; γ_x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(BN(c_t; γ_c, β_c))",
 )
 def build_bn_lstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    gamma: float = 0.1,
-    max_length: int = 100,
-    forget_bias: float | None = None,
-    eps: float = norms.EPS,
+    init: Init, *, gamma: float = 0.1, max_length: int = 100, forget_bias: float | None = None, eps: float = norms.EPS
 ) -> BNLSTM:
+    input_size, hidden_size, key, dtype = init
     n = hidden_size
     _check_bn(gamma, max_length, eps, n)
     w_ih, w_hh, b = _lstm_weights(key, n, input_size, dtype, forget_bias)
@@ -300,15 +291,11 @@ def build_bn_lstm(
 @register(
     "bn-rnn",
     "Batch-normalised tanh RNN (BN on W_hh h and W_xh x separately, per-step statistics)",
-    family="normalized",
     equation="h_t = tanh(BN(W_hh h_{t-1}; γ) + BN(W_xh x_t; γ) + b)",
 )
 def build_bn_rnn(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     gamma: float = 0.1,
     max_length: int = 100,
     activation: str = "tanh",
@@ -316,6 +303,7 @@ def build_bn_rnn(
     gain: float = 1.0,
     eps: float = norms.EPS,
 ) -> BNRNN:
+    input_size, hidden_size, key, dtype = init
     n = hidden_size
     _check_bn(gamma, max_length, eps, n)
     _activations.get(activation)

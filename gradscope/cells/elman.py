@@ -21,20 +21,20 @@ from jax.typing import DTypeLike
 
 from gradscope._errors import bad_value, check_bool, check_number
 from gradscope.cells import _activations
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._registry import Init, registrar
+
+register = registrar("elman")  # every cell this module registers is of the elman family
 
 RECURRENT_INITS = ("uniform", "gaussian", "orthogonal", "identity")
 
 
 @pytree_cell
-class Elman(Cell):
+class Elman(SizedCell):
     weight_ih: jax.Array
     weight_hh: jax.Array
     bias_ih: jax.Array
     bias_hh: jax.Array
-    input_size: int = static()
-    hidden_size: int = static()
     activation: str = static(default="tanh")
 
     def __call__(self, x: Array, state: State) -> tuple[State, Aux]:
@@ -108,7 +108,8 @@ def recurrent_matrix(key: Array, n: int, init: str | None, gain: float | None, d
     return g * jnp.eye(n, dtype=dtype)  # identity
 
 
-def _build(input_size, hidden_size, key, dtype, activation, recurrent_init, gain, bias):
+def _build(init: Init, activation, recurrent_init, gain, bias):
+    input_size, hidden_size, key, dtype = init
     check_bool("bias", bias)
     _activations.get(activation)
     k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -143,13 +144,12 @@ def _register_activation(act: str):
     @register(
         f"rnn-{act}",
         f"Elman RNN with {act} activation (PyTorch nn.RNN layout)",
-        family="elman",
         equation=_ACT_EQ[act],
     )
-    def build(input_size, hidden_size, *, key, dtype=jnp.float32, recurrent_init=None, gain=None, bias=True):
+    def build(init: Init, *, recurrent_init=None, gain=None, bias=True):
         """``recurrent_init`` (uniform/gaussian/orthogonal/identity) and ``gain``, the spectral radius of
         W_hh: see `recurrent_matrix` (default: PyTorch's init; a gain alone: orthogonal of that radius)."""
-        return _build(input_size, hidden_size, key, dtype, act, recurrent_init, gain, bias)
+        return _build(init, act, recurrent_init, gain, bias)
 
     return build
 
@@ -161,18 +161,10 @@ for _act in _activations.ACTIVATIONS:
 @register(
     "irnn",
     "IRNN (Le et al. 2015): relu, identity recurrent init, zero bias",
-    family="elman",
     equation="h_t = max(0, W_ih x_t + W_hh h_{t-1}),  W_hh = scale·I, b = 0",
 )
-def build_irnn(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    scale: float = 1.0,
-    input_std: float = 0.001,
-) -> Elman:
+def build_irnn(init: Init, *, scale: float = 1.0, input_std: float = 0.001) -> Elman:
+    input_size, hidden_size, key, dtype = init
     check_number("scale", scale, positive=True)  # 1.0 = identity
     check_number("input_std", input_std, nonnegative=True)
     return Elman(

@@ -36,29 +36,23 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import bad_value
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._activations import dsig, sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, uniform_init
+from gradscope.cells._registry import Init, registrar
 
-sig = jax.nn.sigmoid
-
-
-def _dsig(s):
-    return s * (1 - s)
+register = registrar("gru")  # every cell this module registers is of the gru family
 
 
 @pytree_cell
-class _GRUBase(Cell):
+class _GRUBase(SizedCell):
     """Shared pieces: the one layout (fields), the r and z gates (identical in both variants)."""
 
     weight_ih: jax.Array  # (3n, m), blocks r, z, n
     weight_hh: jax.Array  # (3n, n)
     bias_ih: jax.Array  # (3n,)
     bias_hh: jax.Array  # (3n,)
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     def _rz(self, x, h):
         n = self.hidden_size
@@ -99,7 +93,7 @@ class GRU(_GRUBase):
         (h,) = state
         _, _, _, r, z, nn, hn = self._forward(x, h)
         (Wir, Wiz, Win), (Whr, Whz, Whn) = self._blocks()
-        dr, dz, dn = _dsig(r), _dsig(z), 1 - nn**2
+        dr, dz, dn = dsig(r), dsig(z), 1 - nn**2
         # h' = (1-z) n + z h:  dh' = diag(z) dh + (h - n) dz + (1 - z) dn
         # dn = (1 - n²) [dW_in x + r dW_hn h + hn dr]
         a = (h - nn) * dz  # coefficient on the z pre-activation
@@ -138,10 +132,10 @@ class GRUChung(_GRUBase):
         (Wir, Wiz, Win), (Whr, Whz, Whn) = self._blocks()
         # h' = (1-z) h + z h̃:  dh' = diag(1-z) dh + (h̃ - h) dz + z dh̃
         # dh̃ = (1 - h̃²) [W_in dx + W_hn (r ⊙ dh + h ⊙ dr)]
-        a = (hc - h) * _dsig(z)
+        a = (hc - h) * dsig(z)
         b = z * (1 - hc**2)
         bW = b[:, None] * Whn  # diag(b) W_hn
-        dr_pre = (h * _dsig(r))[:, None]  # h ⊙ σ'(r): maps the r pre-activation into r ⊙ h
+        dr_pre = (h * dsig(r))[:, None]  # h ⊙ σ'(r): maps the r pre-activation into r ⊙ h
         Jh = jnp.diag(1 - z) + a[:, None] * Whz + bW * r[None, :] + bW @ (dr_pre * Whr)
         Jx = a[:, None] * Wiz + b[:, None] * Win + bW @ (dr_pre * Wir)
         return Jh, Jx
@@ -153,12 +147,10 @@ _G = TypeVar("_G", "GRU", "GRUChung")
 def _builder(cls: type[_G]) -> Callable[..., _G]:
     """The builder of both GRU forms: one layout, PyTorch's initialisation U(±1/√n)."""
 
-    def build(
-        input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, bias: bool = True
-    ) -> _G:
+    def build(init: Init, *, bias: bool = True) -> _G:
+        input_size, n, key, dtype = init
         if not isinstance(bias, bool):
             raise bad_value("bias", bias, "expected True or False")
-        n = hidden_size
         k1, k2, k3, k4 = jax.random.split(key, 4)
         bound = 1 / math.sqrt(n)
         if bias:
@@ -181,12 +173,10 @@ def _builder(cls: type[_G]) -> Callable[..., _G]:
 build_gru = register(
     "gru",
     "GRU, PyTorch/cuDNN form (reset after the matmul; gates r,z,n; z keeps h)",
-    family="gru",
     equation="n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)),  h_t = (1−z)⊙n + z⊙h_{t-1}",
 )(_builder(GRU))
 build_gru_chung = register(
     "gru-chung",
     "GRU, Cho/Chung 2014 form (reset before the matmul; z writes the candidate)",
-    family="gru",
     equation="h̃ = tanh(W_in x + W_hn (r⊙h_{t-1}) + b),  h_t = (1−z)⊙h_{t-1} + z⊙h̃",
 )(_builder(GRUChung))

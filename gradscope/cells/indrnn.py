@@ -18,13 +18,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells import _activations
-from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._parallel import clip_affine_states, parallel_safe, wants_parallel
-from gradscope.cells._registry import register
+from gradscope.cells._registry import Init, registrar
+
+register = registrar("indrnn")  # every cell this module registers is of the indrnn family
 
 # activations that are a clip of their argument: the rollout can then run as a parallel scan
 _CLIP_BOUNDS = {"relu": (0.0, float("inf")), "linear": (float("-inf"), float("inf"))}
@@ -32,12 +33,10 @@ SCANS = ("auto", "sequential", "parallel")
 
 
 @pytree_cell
-class IndRNN(DiagonalCell):
+class IndRNN(DiagonalCell, SizedCell):
     weight_ih: jax.Array
     weight_hh_diag: jax.Array
     bias: jax.Array
-    input_size: int = static()
-    hidden_size: int = static()
     activation: str = static(default="relu")
     scan: str = static(default="auto")
 
@@ -104,15 +103,11 @@ def clip_recurrent(cell: IndRNN, max_abs: float) -> IndRNN:
 @register(
     "indrnn",
     "IndRNN (Li et al. 2018): diagonal recurrence u⊙h, relu; u ~ U(u_min, γ^(1/T))",
-    family="indrnn",
     equation="h_t = relu(W_ih x_t + u⊙h_{t-1} + b)",
 )
 def build_indrnn(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     activation: str = "relu",
     max_length: int | None = None,
     gamma: float = 2.0,
@@ -126,6 +121,7 @@ def build_indrnn(
     runs — "sequential" (a T-step loop), "parallel" (an associative scan, relu and linear only) or "auto"
     (parallel on GPUs and TPUs, where a long loop is latency-bound; the loop on CPUs, where it is faster).
     """
+    input_size, hidden_size, key, dtype = init
     _activations.get(activation)
     if scan not in SCANS:
         raise ConfigError(f"scan={scan!r} is not allowed: use one of {', '.join(SCANS)}")

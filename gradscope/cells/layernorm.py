@@ -36,27 +36,27 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope import norms
 from gradscope._errors import bad_value
 from gradscope.cells import _activations
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._normalized_common import _check_common, _dsig, _lstm_gates, _lstm_jacobian, _lstm_weights, sig
-from gradscope.cells._registry import register
+from gradscope.cells._activations import dsig, sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._normalized_common import _check_common, _lstm_gates, _lstm_jacobian, _lstm_weights
+from gradscope.cells._registry import Init, registrar
 from gradscope.cells.elman import recurrent_matrix
+
+register = registrar("normalized")  # every cell this module registers is of the normalized family
 
 
 @pytree_cell
-class LNRNN(Cell):
+class LNRNN(SizedCell):
     """LN-RNN (Ba et al. eq. 4): ``h_t = φ(LN(W_hh h_{t-1} + W_ih x_t; g, b))``."""
 
     weight_ih: jax.Array  # (n, m)
     weight_hh: jax.Array  # (n, n)
     ln_gain: jax.Array  # (n,)
     ln_bias: jax.Array  # (n,)
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     activation: str = static(default="tanh")
     eps: float = static(default=norms.EPS)
 
@@ -84,7 +84,7 @@ class LNRNN(Cell):
 
 
 @pytree_cell
-class NormLSTM(Cell):
+class NormLSTM(SizedCell):
     """LSTM with the recurrent and input pre-activations normalised separately (LN, GN or per-gate
     "IN") and a layer-normalised cell state in the output (Ba et al. eqs. 20-22)."""
 
@@ -97,8 +97,6 @@ class NormLSTM(Cell):
     ih_bias: jax.Array
     c_gain: jax.Array  # (n,)   α3, β3 of LN(c_t)
     c_bias: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     norm: str = static(default="layer")  # "layer" | "group" | "instance"
     groups: int = static(default=1)  # groups of the 4n pre-activations
     eps: float = static(default=norms.EPS)
@@ -150,7 +148,7 @@ class NormLSTM(Cell):
 
 
 @pytree_cell
-class LNGRU(Cell):
+class LNGRU(SizedCell):
     """LN-GRU (Ba et al. supplementary eqs. 23-28); layout r, z, n as PyTorch, z means "write"."""
 
     weight_ih: jax.Array  # (3n, m): W_x for (r, z), then W for the candidate
@@ -163,8 +161,6 @@ class LNGRU(Cell):
     n_ih_bias: jax.Array
     n_hh_gain: jax.Array  # (n,)   α4, β4 of LN(U h)
     n_hh_bias: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     eps: float = static(default=norms.EPS)
 
     @property
@@ -205,7 +201,7 @@ class LNGRU(Cell):
             ],
             axis=1,
         )
-        Dr, Dz = _dsig(r)[:, None] * Drz[:n], _dsig(z)[:, None] * Drz[n:]
+        Dr, Dz = dsig(r)[:, None] * Drz[:n], dsig(z)[:, None] * Drz[n:]
         Du = jnp.concatenate(
             [
                 norms.layer_norm_jacobian(gh[2 * n :], self.n_hh_gain, eps=e, right=Wh[2 * n :]),
@@ -225,7 +221,8 @@ class LNGRU(Cell):
         return D[:, :n] + jnp.diag(1 - z), D[:, n:]
 
 
-def _norm_lstm(input_size, n, key, dtype, forget_bias, eps, norm, groups):
+def _norm_lstm(init: Init, forget_bias, eps, norm, groups):
+    input_size, n, key, dtype = init
     _check_common(n, eps)
     w_ih, w_hh, b = _lstm_weights(key, n, input_size, dtype, forget_bias)
     one4, zero4 = jnp.ones((4 * n,), dtype), jnp.zeros((4 * n,), dtype)
@@ -250,15 +247,11 @@ def _norm_lstm(input_size, n, key, dtype, forget_bias, eps, norm, groups):
 @register(
     "ln-rnn",
     "Layer-normalised Elman RNN (Ba et al. 2016 eq. 4)",
-    family="normalized",
     equation="h_t = φ(LN(W_hh h_{t-1} + W_xh x_t; g, b))",
 )
 def build_ln_rnn(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     activation: str = "tanh",
     recurrent_init: str | None = None,
     gain: float | None = None,
@@ -266,6 +259,7 @@ def build_ln_rnn(
 ) -> LNRNN:
     """``recurrent_init`` and ``gain`` (the spectral radius of W_hh) as in the Elman RNN
     (`gradscope.cells.elman.recurrent_matrix`): PyTorch's init by default, a gain alone an orthogonal W_hh."""
+    input_size, hidden_size, key, dtype = init
     _check_common(hidden_size, eps)
     _activations.get(activation)
     k1, k2 = jax.random.split(key)
@@ -285,45 +279,40 @@ def build_ln_rnn(
 def _fixed_norm_builder(norm: str, groups: int) -> Callable[..., NormLSTM]:
     """The builder of a NormLSTM whose normalisation has a fixed number of groups (ln-lstm, in-lstm)."""
 
-    def build(
-        input_size: int,
-        hidden_size: int,
-        *,
-        key: Array,
-        dtype: DTypeLike = jnp.float32,
-        forget_bias: float | None = None,
-        eps: float = norms.EPS,
-    ) -> NormLSTM:
-        return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, norm, groups)
+    def build(init: Init, *, forget_bias: float | None = None, eps: float = norms.EPS) -> NormLSTM:
+        return _norm_lstm(init, forget_bias, eps, norm, groups)
 
     return build
 
 
-build_ln_lstm = register(
-    "ln-lstm",
-    "Layer-normalised LSTM (Ba et al. 2016 eqs. 20-22; gates i,f,g,o)",
-    family="normalized",
-    equation="z = LN(W_h h) + LN(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
-)(_fixed_norm_builder("layer", 1))
+# LN-LSTM and IN-LSTM are GN-LSTMs with the number of groups fixed: 1 group, and one group per gate block
+_FIXED_GROUPS = {
+    "ln-lstm": (
+        "layer",
+        1,
+        "Layer-normalised LSTM (Ba et al. 2016 eqs. 20-22; gates i,f,g,o)",
+        "z = LN(W_h h) + LN(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
+    ),
+    "in-lstm": (
+        "instance",
+        4,
+        "'Instance'-normalised LSTM: each gate block normalised on its own (GN with 4 groups)",
+        "z_gate = IN(W_h h)_gate + IN(W_x x)_gate + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
+    ),
+}
+build_ln_lstm, build_in_lstm = (
+    register(name, description, equation=equation)(_fixed_norm_builder(norm, groups))
+    for name, (norm, groups, description, equation) in _FIXED_GROUPS.items()
+)
 
 
 @register(
     "gn-lstm",
     "Group-normalised LSTM: GN with `groups` groups of the 4n pre-activations",
-    family="normalized",
     equation="z = GN_G(W_h h) + GN_G(W_x x) + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
 )
-def build_gn_lstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    groups: int = 2,
-    forget_bias: float | None = None,
-    eps: float = norms.EPS,
-) -> NormLSTM:
-    four_n = 4 * hidden_size
+def build_gn_lstm(init: Init, *, groups: int = 2, forget_bias: float | None = None, eps: float = norms.EPS) -> NormLSTM:
+    four_n = 4 * init.hidden_size
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or four_n % groups or four_n // groups < 2:
         raise bad_value(
             "groups",
@@ -331,26 +320,16 @@ def build_gn_lstm(
             f"expected a divisor of 4*hidden_size={four_n} leaving at least "
             "2 units per group (1 = ln-lstm, 4 = one group per gate = in-lstm)",
         )
-    return _norm_lstm(input_size, hidden_size, key, dtype, forget_bias, eps, "group", groups)
-
-
-build_in_lstm = register(
-    "in-lstm",
-    "'Instance'-normalised LSTM: each gate block normalised on its own (GN with 4 groups)",
-    family="normalized",
-    equation="z_gate = IN(W_h h)_gate + IN(W_x x)_gate + b, c_t = f⊙c_{t-1} + i⊙g, h_t = o⊙tanh(LN(c_t))",
-)(_fixed_norm_builder("instance", 4))
+    return _norm_lstm(init, forget_bias, eps, "group", groups)
 
 
 @register(
     "ln-gru",
     "Layer-normalised GRU (Ba et al. 2016 eqs. 23-28; z means write)",
-    family="normalized",
     equation="(r,z) = LN(W_h h) + LN(W_x x), ĥ = tanh(LN(W x) + σ(r)⊙LN(U h)), h_t = (1−σ(z))⊙h + σ(z)⊙ĥ",
 )
-def build_ln_gru(
-    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, eps: float = norms.EPS
-) -> LNGRU:
+def build_ln_gru(init: Init, *, eps: float = norms.EPS) -> LNGRU:
+    input_size, hidden_size, key, dtype = init
     _check_common(hidden_size, eps)
     n = hidden_size
     k1, k2 = jax.random.split(key)

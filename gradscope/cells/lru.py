@@ -45,8 +45,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static
-from gradscope.cells._registry import register
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static
+from gradscope.cells._registry import Init, registrar
+
+register = registrar("lru")  # every cell this module registers is of the lru family
 
 if TYPE_CHECKING:
     from jaxtyping import Float
@@ -59,7 +61,7 @@ def rotation_scaling(lam_re: Float[Array, " n"], lam_im: Float[Array, " n"]) -> 
 
 
 @pytree_cell
-class LRU(Cell):
+class LRU(SizedCell):
     nu_log: jax.Array
     theta_log: jax.Array
     gamma_log: jax.Array
@@ -68,8 +70,6 @@ class LRU(Cell):
     C_re: jax.Array
     C_im: jax.Array
     D: jax.Array
-    input_size: int = static()
-    hidden_size: int = static()
     normalise: bool = static(default=True)
 
     blocks = ("re", "im")
@@ -150,22 +150,14 @@ def gamma_log_init(nu_log: Array) -> Array:
 @register(
     "lru",
     "LRU (Orvieto et al. 2023): complex diagonal linear recurrence, λ on a ring, normalised input",
-    family="lru",
     equation="h_t = λ⊙h_{t-1} + γ⊙(B x_t), λ = exp(−exp(ν)+i·exp(θ)), y_t = Re(C h_t) + D⊙x_t",
 )
 def build_lru(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    r_min: float = 0.0,
-    r_max: float = 1.0,
-    max_phase: float = 6.28,
-    normalise: bool = True,
+    init: Init, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28, normalise: bool = True
 ) -> LRU:
     """λ uniform on the ring ``r_min ≤ |λ| ≤ r_max`` with phase in ``[0, max_phase]``; ``normalise=False``
     fixes γ = 1 (no input normalisation)."""
+    input_size, hidden_size, key, dtype = init
     r_min = check_number("r_min", r_min, nonnegative=True)
     r_max = check_number("r_max", r_max, positive=True)
     max_phase = check_number("max_phase", max_phase, positive=True)

@@ -27,28 +27,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._activations import dsig, sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._registry import Init, registrar
 
-sig = jax.nn.sigmoid
-
-
-def _dsig(s):
-    return s * (1 - s)
+register = registrar("lstm")  # every cell this module registers is of the lstm family
 
 
 @pytree_cell
-class LSTM(Cell):
+class LSTM(SizedCell):
     weight_ih: jax.Array  # (4n, m), blocks i, f, g, o
     weight_hh: jax.Array  # (4n, p) with p = proj_size or n
     bias_ih: jax.Array
     bias_hh: jax.Array
     weight_hr: jax.Array | None = None  # (p, n) when proj_size > 0
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     proj_size: int = static(default=0)
 
     blocks = ("h", "c")
@@ -84,8 +78,8 @@ class LSTM(Cell):
         tc = jnp.tanh(c2)
         W = jnp.concatenate([self.weight_hh, self.weight_ih], axis=1)  # d z / d [h, x]
         Wi, Wf, Wg, Wo = W[:n], W[n : 2 * n], W[2 * n : 3 * n], W[3 * n :]
-        dc = (c * _dsig(f))[:, None] * Wf + (g * _dsig(i))[:, None] * Wi + (i * (1 - g**2))[:, None] * Wg
-        dm = (tc * _dsig(o))[:, None] * Wo + (o * (1 - tc**2))[:, None] * dc
+        dc = (c * dsig(f))[:, None] * Wf + (g * dsig(i))[:, None] * Wi + (i * (1 - g**2))[:, None] * Wg
+        dm = (tc * dsig(o))[:, None] * Wo + (o * (1 - tc**2))[:, None] * dc
         dm_dc = jnp.diag(o * (1 - tc**2) * f)
         if self.weight_hr is not None:
             dm, dm_dc = self.weight_hr @ dm, self.weight_hr @ dm_dc
@@ -95,15 +89,13 @@ class LSTM(Cell):
 
 
 @pytree_cell
-class LSTMNoForget(Cell):
+class LSTMNoForget(SizedCell):
     """The 1997 LSTM: c_t = c_{t-1} + i ⊙ g (the CEC, self-weight fixed at 1); gates i, g, o."""
 
     weight_ih: jax.Array  # (3n, m), blocks i, g, o
     weight_hh: jax.Array  # (3n, n)
     bias_ih: jax.Array
     bias_hh: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     blocks = ("h", "c")
 
@@ -131,14 +123,14 @@ class LSTMNoForget(Cell):
         tc = jnp.tanh(c + i * g)
         W = jnp.concatenate([self.weight_hh, self.weight_ih], axis=1)
         Wi, Wg, Wo = W[:n], W[n : 2 * n], W[2 * n :]
-        dc = (g * _dsig(i))[:, None] * Wi + (i * (1 - g**2))[:, None] * Wg
-        dh = (tc * _dsig(o))[:, None] * Wo + (o * (1 - tc**2))[:, None] * dc
+        dc = (g * dsig(i))[:, None] * Wi + (i * (1 - g**2))[:, None] * Wg
+        dh = (tc * dsig(o))[:, None] * Wo + (o * (1 - tc**2))[:, None] * dc
         J = jnp.block([[dh[:, :n], jnp.diag(o * (1 - tc**2))], [dc[:, :n], jnp.eye(n, dtype=dc.dtype)]])
         return J, jnp.concatenate([dh[:, n:], dc[:, n:]], axis=0)
 
 
 @pytree_cell
-class PeepholeLSTM(Cell):
+class PeepholeLSTM(SizedCell):
     """LSTM with diagonal peepholes (Gers & Schmidhuber 2000; Sak et al. 2014 eqs.)."""
 
     weight_ih: jax.Array  # (4n, m), blocks i, f, g, o
@@ -148,8 +140,6 @@ class PeepholeLSTM(Cell):
     weight_ci: jax.Array  # (n,)
     weight_cf: jax.Array  # (n,)
     weight_co: jax.Array  # (n,)
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     blocks = ("h", "c")
 
@@ -181,7 +171,7 @@ class PeepholeLSTM(Cell):
         tc = jnp.tanh(c2)
         W = jnp.concatenate([self.weight_hh, self.weight_ih], axis=1)
         Wi, Wf, Wg, Wo = W[:n], W[n : 2 * n], W[2 * n : 3 * n], W[3 * n :]
-        dsi, dsf, dso = _dsig(i), _dsig(f), _dsig(o)
+        dsi, dsf, dso = dsig(i), dsig(f), dsig(o)
         dc = (c * dsf)[:, None] * Wf + (g * dsi)[:, None] * Wi + (i * (1 - g**2))[:, None] * Wg
         dc_dc = f + c * dsf * self.weight_cf + g * dsi * self.weight_ci
         # o reads the new c: do = σ'_o (dz_o + w_co dc)
@@ -224,19 +214,12 @@ def _weights(key, rows, m, n, dtype):
 @register(
     "lstm",
     "LSTM with forget gate (PyTorch nn.LSTM layout, gates i,f,g,o); forget_bias, chrono, proj_size",
-    family="lstm",
     equation="c_t = f⊙c_{t-1} + i⊙g,  h_t = o⊙tanh(c_t)",
 )
 def build_lstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    forget_bias: float | None = None,
-    chrono: float | None = None,
-    proj_size: int = 0,
+    init: Init, *, forget_bias: float | None = None, chrono: float | None = None, proj_size: int = 0
 ) -> LSTM:
+    input_size, hidden_size, key, dtype = init
     n = hidden_size
     if not (isinstance(proj_size, int) and 0 <= proj_size < n):
         raise ConfigError(f"proj_size={proj_size!r} is not allowed: expected 0 <= proj_size < hidden_size={n}")
@@ -252,10 +235,10 @@ def build_lstm(
 @register(
     "lstm-nofg",
     "1997 LSTM without forget gate: constant error carousel (gates i,g,o)",
-    family="lstm",
     equation="c_t = c_{t-1} + i⊙g,  h_t = o⊙tanh(c_t)",
 )
-def build_lstm_nofg(input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32) -> LSTMNoForget:
+def build_lstm_nofg(init: Init) -> LSTMNoForget:
+    input_size, hidden_size, key, dtype = init
     n = hidden_size
     kw, kb = jax.random.split(key)
     w_ih, w_hh = _weights(kw, 3 * n, input_size, n, dtype)
@@ -266,18 +249,10 @@ def build_lstm_nofg(input_size: int, hidden_size: int, *, key: Array, dtype: DTy
 @register(
     "lstm-peephole",
     "LSTM with diagonal peepholes c→i,f (c_{t-1}) and c→o (c_t) (Gers & Schmidhuber 2000)",
-    family="lstm",
     equation="i,f = σ(… + w_c{i,f}⊙c_{t-1}), o = σ(… + w_co⊙c_t), c_t = f⊙c_{t-1} + i⊙g",
 )
-def build_lstm_peephole(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    forget_bias: float | None = None,
-    chrono: float | None = None,
-) -> PeepholeLSTM:
+def build_lstm_peephole(init: Init, *, forget_bias: float | None = None, chrono: float | None = None) -> PeepholeLSTM:
+    input_size, hidden_size, key, dtype = init
     n = hidden_size
     kw, kb, kp = jax.random.split(key, 3)
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)

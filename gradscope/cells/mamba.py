@@ -64,8 +64,10 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, bad_value, check_number, check_positive_int
-from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._registry import Init, registrar
+
+register = registrar("mamba")  # every cell this module registers is of the mamba family
 
 
 def _silu(z):
@@ -82,7 +84,7 @@ def _cell_diag_rows(C, rows):
     return (jnp.eye(rows, dtype=C.dtype)[:, :, None] * C[:, None, :]).reshape(rows, -1)
 
 
-class _SelectiveSSM(DiagonalCell):
+class _SelectiveSSM(DiagonalCell, SizedCell):
     """What both cores share: ``channels`` of ``hidden_size`` (N) states each, the flat state h (channels·N),
     and the layer output y_t of width ``channels`` (`readout`)."""
 
@@ -109,8 +111,6 @@ class Mamba(_SelectiveSSM):
     x_proj_weight: jax.Array
     dt_proj_weight: jax.Array
     dt_proj_bias: jax.Array
-    input_size: int = static()
-    hidden_size: int = static()
     dt_rank: int = static()
 
     @property
@@ -172,8 +172,6 @@ class Mamba2(_SelectiveSSM):
     D: jax.Array
     dt_bias: jax.Array
     in_proj_weight: jax.Array | None  # None: the input is u itself (an imported reference mixer)
-    input_size: int = static()
-    hidden_size: int = static()
     num_heads: int = static()
     head_dim: int = static()
     n_groups: int = static(default=1)
@@ -304,15 +302,11 @@ def check_time_step_limit(value: object) -> tuple[float, float] | None:
 @register(
     "mamba",
     "Mamba selective SSM core (Gu & Dao 2023): input-dependent diagonal decay exp(Δ_t A), N states per channel",
-    family="mamba",
     equation="Δ_t = softplus(W_Δ u_t + b), h_t = exp(Δ_t A)⊙h_{t−1} + Δ_t u_t B_tᵀ, y_t = h_t C_t + D⊙u_t",
 )
 def build_mamba(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     dt_rank: int | None = None,
     dt_min: float = 0.001,
     dt_max: float = 0.1,
@@ -322,6 +316,7 @@ def build_mamba(
 ) -> Mamba:
     """D = ``input_size`` channels, N = ``hidden_size`` states each. ``dt_rank`` (R) defaults to ⌈D/32⌉, the
     reference's ⌈d_model/16⌉ with its expansion D = 2·d_model; ``dt_init`` "random" or "constant" (W_Δ)."""
+    input_size, hidden_size, key, dtype = init
     Dn, N = input_size, hidden_size
     R = max(1, math.ceil(Dn / 32)) if dt_rank is None else check_positive_int("dt_rank", dt_rank)
     _check_dt(dt_min, dt_max, dt_floor)
@@ -346,16 +341,12 @@ def build_mamba(
 @register(
     "mamba2",
     "Mamba-2 SSD core (Dao & Gu 2024): one scalar decay exp(Δ_t A_h) per head, N states per channel",
-    family="mamba",
     equation="Δ_t = softplus(dt_t + b), h_{t,h} = exp(Δ_{t,h} A_h)·h_{t−1,h} + Δ_{t,h} x_{t,h} B_tᵀ, "
     "y_{t,h} = h_{t,h} C_t + D_h x_{t,h}",
 )
 def build_mamba2(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     heads: int = 1,
     groups: int = 1,
     dt_min: float = 0.001,
@@ -365,6 +356,7 @@ def build_mamba2(
 ) -> Mamba2:
     """D = ``input_size`` channels in ``heads`` heads (P = D/heads), N = ``hidden_size`` states, ``groups``
     groups of B, C; the input x ∈ ℝᴰ is mapped to u by ``in_proj_weight`` (+ SiLU on x, B, C)."""
+    input_size, hidden_size, key, dtype = init
     Dn, N = input_size, hidden_size
     H = check_positive_int("heads", heads)
     G = check_positive_int("groups", groups)

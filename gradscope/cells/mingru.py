@@ -27,17 +27,19 @@ of shape ``(n, m)``, biases ``bias_*`` ``(n,)`` (initialised to zero), ``weight_
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool
-from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._registry import Init, registrar
+
+register = registrar("mingru")  # every cell this module registers is of the mingru family
 
 G_CHOICES = ("identity", "log-space")
 
@@ -51,14 +53,14 @@ def candidate(a: Array, g: str) -> tuple[Array, Array]:
     return jnp.where(a >= 0, a + 0.5, s), jnp.where(a >= 0, 1.0, s * (1.0 - s))
 
 
-class _MinRNN(DiagonalCell):
+@pytree_cell
+class _MinRNN(DiagonalCell, SizedCell):
     """What minGRU and minLSTM share: the candidate, the optional output projection, the Jacobian form."""
 
-    # fields of both subclasses (declared for the checker; no class attributes)
-    weight_h: jax.Array
-    bias_h: jax.Array
-    weight_out: jax.Array | None  # (o, n) with proj_out
-    g: str
+    weight_h: jax.Array = dataclasses.field(kw_only=True)  # (n, m) candidate
+    bias_h: jax.Array = dataclasses.field(kw_only=True)
+    weight_out: jax.Array | None = dataclasses.field(default=None, kw_only=True)  # (o, n) with proj_out
+    g: str = static(default="identity", kw_only=True)
 
     @property
     def output_size(self) -> int:
@@ -87,14 +89,8 @@ class _MinRNN(DiagonalCell):
 
 @pytree_cell
 class MinGRU(_MinRNN):
-    weight_h: jax.Array
     weight_z: jax.Array
-    bias_h: jax.Array
     bias_z: jax.Array
-    weight_out: jax.Array | None = None  # (m_out, n) with proj_out
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
-    g: str = static(default="identity")
 
     def _gates(self, x):
         a_h, h_tilde, dh_tilde = self._candidate(x)
@@ -116,16 +112,10 @@ class MinGRU(_MinRNN):
 
 @pytree_cell
 class MinLSTM(_MinRNN):
-    weight_h: jax.Array
     weight_f: jax.Array
     weight_i: jax.Array
-    bias_h: jax.Array
     bias_f: jax.Array
     bias_i: jax.Array
-    weight_out: jax.Array | None = None  # (m_out, n) with proj_out
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
-    g: str = static(default="identity")
 
     def _gates(self, x):
         a_h, h_tilde, dh_tilde = self._candidate(x)
@@ -178,43 +168,40 @@ def _weights(key, k, input_size, hidden_size, proj_out, dtype):
 @register(
     "mingru",
     "minGRU (Feng et al. 2024): gates from x only, diagonal Jacobian 1 − z; g='log-space' as mingru-pytorch",
-    family="mingru",
     equation="z = σ(W_z x + b_z), h̃ = g(W_h x + b_h), h_t = (1−z)⊙h_{t-1} + z⊙h̃",
 )
-def build_mingru(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    g: str = "identity",
-    proj_out: bool = False,
-) -> MinGRU:
+def build_mingru(init: Init, *, g: str = "identity", proj_out: bool = False) -> MinGRU:
     """``g``: "identity" (the paper's h̃ = W_h x + b) or "log-space" (h̃ = g(W_h x + b), App. B.3).
     ``proj_out``: the layer output is W_out h (width input_size), as the package's ``to_out``."""
+    input_size, hidden_size, key, dtype = init
     proj_out = _check_options(g, proj_out)
     (w_h, w_z), w_out = _weights(key, 2, input_size, hidden_size, proj_out, dtype)
     zeros = jnp.zeros((hidden_size,), dtype)
-    return MinGRU(w_h, w_z, zeros, zeros, w_out, input_size=input_size, hidden_size=hidden_size, g=g)
+    return MinGRU(
+        w_z, zeros, weight_h=w_h, bias_h=zeros, weight_out=w_out, g=g, input_size=input_size, hidden_size=hidden_size
+    )
 
 
 @register(
     "minlstm",
     "minLSTM (Feng et al. 2024): normalised gates f′ = f/(f+i) from x only, diagonal Jacobian f′",
-    family="mingru",
     equation="f′ = f/(f+i), i′ = i/(f+i), h̃ = g(W_h x + b_h), h_t = f′⊙h_{t-1} + i′⊙h̃",
 )
-def build_minlstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    g: str = "identity",
-    proj_out: bool = False,
-) -> MinLSTM:
+def build_minlstm(init: Init, *, g: str = "identity", proj_out: bool = False) -> MinLSTM:
     """Options as for ``mingru``."""
+    input_size, hidden_size, key, dtype = init
     proj_out = _check_options(g, proj_out)
     (w_h, w_f, w_i), w_out = _weights(key, 3, input_size, hidden_size, proj_out, dtype)
     zeros = jnp.zeros((hidden_size,), dtype)
-    return MinLSTM(w_h, w_f, w_i, zeros, zeros, zeros, w_out, input_size=input_size, hidden_size=hidden_size, g=g)
+    return MinLSTM(
+        w_f,
+        w_i,
+        zeros,
+        zeros,
+        weight_h=w_h,
+        bias_h=zeros,
+        weight_out=w_out,
+        g=g,
+        input_size=input_size,
+        hidden_size=hidden_size,
+    )

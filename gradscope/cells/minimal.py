@@ -20,24 +20,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import bad_value
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._activations import sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, uniform_init
+from gradscope.cells._registry import Init, registrar
 
-sig = jax.nn.sigmoid
+register = registrar("minimal")  # every cell this module registers is of the minimal family
 
 
 @pytree_cell
-class MinimalRNN(Cell):
+class MinimalRNN(SizedCell):
     weight_x: jax.Array  # (n, m)   W_x
     weight_uh: jax.Array  # (n, n)  U_h
     weight_uz: jax.Array  # (n, n)  U_z
     bias_z: jax.Array  # (n,)
     bias_u: jax.Array  # (n,)
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     def _forward(self, x, h):
         z = jnp.tanh(self.weight_x @ x + self.bias_z)
@@ -68,12 +66,10 @@ class MinimalRNN(Cell):
 @register(
     "minimalrnn",
     "minimalRNN (Chen et al. 2018): z = tanh(W_x x), one update gate u; gate_bias pushes u → 1",
-    family="minimal",
     equation="z = tanh(W_x x + b_z), u = σ(U_h h + U_z z + b_u), h_t = u⊙h_{t-1} + (1−u)⊙z",
 )
-def build_minimalrnn(
-    input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, gate_bias: float = 0.0
-) -> MinimalRNN:
+def build_minimalrnn(init: Init, *, gate_bias: float = 0.0) -> MinimalRNN:
+    input_size, hidden_size, key, dtype = init
     if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
         raise bad_value("gate_bias", gate_bias, "expected a finite number (μ_b added to the update-gate bias)")
     n = hidden_size

@@ -39,17 +39,13 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, bad_value
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._activations import dsig, sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, uniform_init
+from gradscope.cells._registry import Init, registrar
 
-sig = jax.nn.sigmoid
-
-
-def _dsig(s):
-    return s * (1 - s)
+register = registrar("mut")  # every cell this module registers is of the mut family
 
 
 def _matvec(w, x):
@@ -61,7 +57,7 @@ def _matrix(w, n, dtype):
     return jnp.eye(n, dtype=dtype) if w is None else w
 
 
-class _MUT(Cell):
+class _MUT(SizedCell):
     """The shared update ``h' = tanh(a) ⊙ z + h ⊙ (1 − z)`` with ``a = W_hh (r ⊙ h) + u(x) + b_h``.
 
     Subclasses define the z pre-activation and the input term u(x), with their derivatives.
@@ -116,9 +112,9 @@ class _MUT(Cell):
         n = self.hidden_size
         # dh' = diag(1-z) dh + (c - h) σ'(z) dpre_z + z (1 - c²) dpre_h
         # dpre_h = W_hh (r ⊙ dh + h ⊙ σ'(r) dpre_r) + du
-        a = (c - h) * _dsig(z)
+        a = (c - h) * dsig(z)
         bW = (z * (1 - c**2))[:, None] * self.weight_hh  # diag(z(1-c²)) W_hh
-        hdr = (h * _dsig(r))[:, None]
+        hdr = (h * dsig(r))[:, None]
         dz_h, dz_x = self._dpre_z(x, h)
         Jh = jnp.diag(1 - z) + bW * r[None, :] + bW @ (hdr * self.weight_hr)
         if dz_h is not None:
@@ -141,8 +137,6 @@ class MUT1(_MUT):
     bias_z: jax.Array
     bias_r: jax.Array
     bias_h: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
     def _pre_z(self, x, h):
         return self.weight_xz @ x + self.bias_z
@@ -171,8 +165,6 @@ class _MUTWithHz(_MUT):
     bias_z: jax.Array
     bias_r: jax.Array
     bias_h: jax.Array
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
 
 
 @pytree_cell
@@ -212,9 +204,10 @@ def _check_printed(printed: object, m: int, n: int, field: str) -> str | None:
 _C = TypeVar("_C", "MUT1", "MUT2", "MUT3")
 
 
-def _build(cls: type[_C], m: int, n: int, key: Array, dtype: DTypeLike, hs: str, printed: str | None) -> _C:
+def _build(cls: type[_C], init: Init, hs: str, printed: str | None) -> _C:
     """A MUT cell with U(±1/√n) weights ``weight_x{z,r,h}`` (n, m) and ``weight_h*`` (n, n) for the gates
     ``hs``, plus the three biases; ``printed`` names the inserted matrix replaced by the identity (None)."""
+    m, n, key, dtype = init
     xs = "zrh"
     keys = jax.random.split(key, len(xs) + len(hs) + 3)
     bound = 1 / math.sqrt(n)
@@ -235,11 +228,9 @@ def _h_eq(u):
 def _printed_builder(cls: type[_C], hs: str, inserted: str) -> Callable[..., _C]:
     """The builder of MUT1 and MUT2, whose option ``printed`` replaces the matrix ``inserted`` by the identity."""
 
-    def build(
-        input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32, printed: bool = False
-    ) -> _C:
-        printed_field = _check_printed(printed, input_size, hidden_size, inserted)
-        return _build(cls, input_size, hidden_size, key, dtype, hs, printed_field)
+    def build(init: Init, *, printed: bool = False) -> _C:
+        printed_field = _check_printed(printed, init.input_size, init.hidden_size, inserted)
+        return _build(cls, init, hs, printed_field)
 
     return build
 
@@ -247,13 +238,11 @@ def _printed_builder(cls: type[_C], hs: str, inserted: str) -> Callable[..., _C]
 build_mut1 = register(
     "mut1",
     "MUT1 (Jozefowicz et al. 2015): z from x only; tanh(W_xh x) input term",
-    family="mut",
     equation="z = σ(W_xz x + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("tanh(W_xh x)"),
 )(_printed_builder(MUT1, "rh", "weight_xh"))
 build_mut2 = register(
     "mut2",
     "MUT2 (Jozefowicz et al. 2015): z from x and h; W_xr x in the reset gate",
-    family="mut",
     equation="z = σ(W_xz x + W_hz h + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
 )(_printed_builder(MUT2, "zrh", "weight_xr"))
 
@@ -261,8 +250,7 @@ build_mut2 = register(
 @register(
     "mut3",
     "MUT3 (Jozefowicz et al. 2015): z from x and tanh(h)",
-    family="mut",
     equation="z = σ(W_xz x + W_hz tanh(h) + b_z), r = σ(W_xr x + W_hr h + b_r), " + _h_eq("W_xh x"),
 )
-def build_mut3(input_size: int, hidden_size: int, *, key: Array, dtype: DTypeLike = jnp.float32) -> MUT3:
-    return _build(MUT3, input_size, hidden_size, key, dtype, "zrh", None)
+def build_mut3(init: Init) -> MUT3:
+    return _build(MUT3, init, "zrh", None)

@@ -2,7 +2,7 @@
 
 The family, registered in this order:
 
-* `gradscope.cells.layernorm` — ``ln-rnn``, ``ln-lstm``, ``gn-lstm``, ``in-lstm``, ``ln-gru``: layer norm
+* `gradscope.cells.layernorm` — ``ln-rnn``, ``ln-lstm``, ``in-lstm``, ``gn-lstm``, ``ln-gru``: layer norm
   (Ba, Kiros & Hinton 2016), e.g. ``h_t = φ(LN(W_hh h_{t-1} + W_xh x_t; g, b))``, with group norm
   (Wu & He 2018) and per-gate "instance" norm variants of the LSTM. Statistics are per example and step.
 * `gradscope.cells.batchnorm` — ``bn-lstm``, ``bn-rnn``: recurrent batch norm (Cooijmans et al. 2016),

@@ -44,11 +44,13 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number, check_positive_int
-from gradscope.cells._base import Array, Aux, DiagonalCell, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._registry import Init, registrar
 
 if TYPE_CHECKING:
     from jaxtyping import Float
+
+register = registrar("rglru")  # every cell this module registers is of the rglru family
 
 
 def block_diagonal(w: Float[Array, "H k k"]) -> Float[Array, "n n"]:
@@ -63,7 +65,7 @@ def _block_apply(w, b, x):
 
 
 @pytree_cell
-class RGLRU(DiagonalCell):
+class RGLRU(DiagonalCell, SizedCell):
     a_param: jax.Array
     input_gate_w: jax.Array
     input_gate_b: jax.Array
@@ -71,8 +73,6 @@ class RGLRU(DiagonalCell):
     a_gate_b: jax.Array
     weight_in: jax.Array | None = None  # (n, m): Griffin's input projection when input_size != hidden_size
     bias_in: jax.Array | None = None
-    input_size: int = static(default=0)
-    hidden_size: int = static(default=0)
     num_heads: int = static(default=1)
     c: float = static(default=8.0)
     reset_at_start: bool = static(default=False)
@@ -144,15 +144,11 @@ def a_param_init(key: Array, n: int, min_rad: float, max_rad: float, dtype: DTyp
 @register(
     "rglru",
     "RG-LRU (De et al. 2024, Griffin): input-gated diagonal decay a = exp(−8·softplus(Λ)·r), √(1−a²) normaliser",
-    family="rglru",
     equation="log a_t = −8·softplus(Λ)⊙σ(W_a x_t + b_a), h_t = a_t⊙h_{t-1} + √(1−a_t²)⊙(σ(W_x x_t + b_x)⊙x_t)",
 )
 def build_rglru(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     num_heads: int = 1,
     min_rad: float = 0.9,
     max_rad: float = 0.999,
@@ -163,6 +159,7 @@ def build_rglru(
     """Gate weights ~ N(0, 1/(n/H)) per head (the reference's fan-in variance scaling), biases 0; Λ as
     `a_param_init`. ``projection``: None inserts x̂ = W_in x + b_in only when input_size != hidden_size,
     True always, False never (then the sizes must match). ``reset_at_start``: see the module docstring."""
+    input_size, hidden_size, key, dtype = init
     num_heads = check_positive_int("num_heads", num_heads)
     if hidden_size % num_heads:
         raise ConfigError(f"num_heads={num_heads!r} is not allowed: it must divide hidden_size={hidden_size}")

@@ -35,16 +35,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_number
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static
-from gradscope.cells._registry import register
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell
+from gradscope.cells._registry import Init, registrar
+
+register = registrar("s4d")  # every cell this module registers is of the s4d family
 from gradscope.cells.lru import rotation_scaling
 
 
 @pytree_cell
-class S4D(Cell):
+class S4D(SizedCell):
     Lambda_re: jax.Array
     Lambda_im: jax.Array
     B_re: jax.Array
@@ -53,8 +54,6 @@ class S4D(Cell):
     C_im: jax.Array
     D: jax.Array
     log_step: jax.Array
-    input_size: int = static()
-    hidden_size: int = static()
 
     blocks = ("re", "im")
     structure = "complex-diagonal"
@@ -122,20 +121,12 @@ class S4D(Cell):
 @register(
     "s4d",
     "S4D (Gu et al. 2022): per-channel diagonal SSM, zero-order hold, S4D-Lin init Λ_n = −1/2 + iπn",
-    family="s4d",
     equation="x_k = exp(ΛΔ)⊙x_{k-1} + Λ⁻¹(exp(ΛΔ)−1)B⊙u_k, y_k = Re(C x_k) + D⊙u_k",
 )
-def build_s4d(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    dt_min: float = 0.001,
-    dt_max: float = 0.1,
-) -> S4D:
+def build_s4d(init: Init, *, dt_min: float = 0.001, dt_max: float = 0.1) -> S4D:
     """``input_size`` channels H, each with ``hidden_size`` complex modes N (state 2·H·N real numbers);
     the step Δ_h is log-uniform on ``[dt_min, dt_max]``."""
+    input_size, hidden_size, key, dtype = init
     dt_min = check_number("dt_min", dt_min, positive=True)
     dt_max = check_number("dt_max", dt_max, positive=True)
     if not dt_min <= dt_max:

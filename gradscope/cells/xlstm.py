@@ -45,11 +45,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.typing import DTypeLike
 
 from gradscope._errors import ConfigError, check_bool, check_number
-from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
-from gradscope.cells._registry import register
+from gradscope.cells._activations import sig
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._registry import Init, registrar
 from gradscope.cells._xlstm_common import (
     _check_forget_gate,
     _forget_bias,
@@ -57,17 +57,16 @@ from gradscope.cells._xlstm_common import (
     _heads,
     _stabilise,
     _x_cols,
-    sig,
 )
+
+register = registrar("xlstm")  # every cell this module registers is of the xlstm family
 
 
 @pytree_cell
-class SLSTM(_HeadNormReadout, Cell):
+class SLSTM(_HeadNormReadout, SizedCell):
     weight_ih: jax.Array  # (4n, m), gate rows i, f, z, o
     weight_hh: jax.Array  # (4, heads, Dh, Dh): [gate, head, out unit, in unit]
     bias: jax.Array  # (4n,)
-    input_size: int = static()
-    hidden_size: int = static()
     norm_scale: jax.Array | None = None  # (n,) per-head layer norm scale of the readout, or None
     num_heads: int = static(default=1)
     forget_gate: str = static(default="sigmoid")
@@ -129,7 +128,7 @@ class SLSTM(_HeadNormReadout, Cell):
 
 
 @pytree_cell
-class MLSTM(_HeadNormReadout, Cell):
+class MLSTM(_HeadNormReadout, SizedCell):
     weight_q: jax.Array  # (n, m)
     weight_k: jax.Array
     weight_v: jax.Array
@@ -140,8 +139,6 @@ class MLSTM(_HeadNormReadout, Cell):
     weight_f: jax.Array
     bias_i: jax.Array  # (heads,)
     bias_f: jax.Array
-    input_size: int = static()
-    hidden_size: int = static()
     weight_o: jax.Array | None = None  # (n, m) output gate, or None (o = 1, the package's cell)
     bias_o: jax.Array | None = None
     norm_scale: jax.Array | None = None
@@ -263,22 +260,15 @@ class MLSTM(_HeadNormReadout, Cell):
 @register(
     "slstm",
     "sLSTM (Beck et al. 2024): exponential input gate, normaliser n, stabiliser m, block-diagonal R per head",
-    family="xlstm",
     equation="m_t = max(log f + m_{t-1}, ĩ), c_t = f′c_{t-1} + i′tanh(z̃), n_t = f′n_{t-1} + i′, h_t = σ(õ)⊙c_t/n_t",
 )
 def build_slstm(
-    input_size: int,
-    hidden_size: int,
-    *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
-    num_heads: int = 1,
-    forget_gate: str = "sigmoid",
-    forget_bias: float | None = None,
+    init: Init, *, num_heads: int = 1, forget_gate: str = "sigmoid", forget_bias: float | None = None
 ) -> SLSTM:
     """W ~ U(±1/√m), R ~ U(±1/√n) (the package's "standard" recurrent init; its default is R = 0),
     b_i = b_z = b_o = 0, b_f = ``forget_bias`` (default linspace(3, 6) per head, the package's "small_init").
     ``num_heads`` must divide ``hidden_size``; ``forget_gate`` "sigmoid" (the package) or "exp"."""
+    input_size, hidden_size, key, dtype = init
     H = _heads(hidden_size, num_heads)
     _check_forget_gate(forget_gate)
     D = hidden_size // H
@@ -302,15 +292,11 @@ def build_slstm(
 @register(
     "mlstm",
     "mLSTM (Beck et al. 2024): matrix memory C per head, exponential input gate, stabiliser m",
-    family="xlstm",
     equation="C_t = f′C_{t-1} + i′k vᵀ, n_t = f′n_{t-1} + i′k, h_t = o⊙C_tᵀq/(max(|n_tᵀq|, e^(−m_t)) + ε)",
 )
 def build_mlstm(
-    input_size: int,
-    hidden_size: int,
+    init: Init,
     *,
-    key: Array,
-    dtype: DTypeLike = jnp.float32,
     num_heads: int | None = None,
     head_dim: int | None = None,
     forget_gate: str = "sigmoid",
@@ -324,6 +310,7 @@ def build_mlstm(
     random gate weights exercise the gates' input paths), b_i ~ N(0, 0.1²), b_f = ``forget_bias``
     (default linspace(3, 6) over the heads, as the package), other biases 0. ``output_gate=False``
     drops o (the package's cell). ``eps``: the ε of the denominator (the package's 1e-6)."""
+    input_size, hidden_size, key, dtype = init
     if num_heads is None and head_dim is None:
         head_dim = 2 if hidden_size % 2 == 0 else 1
     if head_dim is not None:

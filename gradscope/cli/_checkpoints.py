@@ -46,12 +46,12 @@ def unique_names(paths: list[Path]) -> list[str]:
 
 def load_checkpoints(paths: list[Path], dtype: str) -> list[Any]:
     """The imported models, in order; a file that cannot be imported is an error naming it."""
-    from gradscope.cli.analyse import Arch, _load_weights
+    from gradscope.cli.analyse import _load_weights
 
     models = []
     for p in paths:
         try:
-            models.append(_load_weights(p, Arch.auto, dtype))
+            models.append(_load_weights(p, "auto", dtype))
         except GradscopeError as exc:
             msg = str(exc)
             raise ConfigError(msg if str(p) in msg else f"--weights: {str(p)!r}: {msg}") from None

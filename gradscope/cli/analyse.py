@@ -9,11 +9,10 @@ The library (JAX) is imported inside the commands.
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -34,18 +33,8 @@ from gradscope.cli._options import (
 from gradscope.cli._params import Float64, Force, InputSource, JsonReport, Layers, Quiet, Residual
 from gradscope.cli._reports import analyse_all, finish, write
 
-
-class Mode(str, enum.Enum):
-    exact = "exact"
-    probe = "probe"
-
-
-class Arch(str, enum.Enum):
-    auto = "auto"
-    torch_lstm = "torch-lstm"
-    torch_gru = "torch-gru"
-    torch_rnn_tanh = "torch-rnn-tanh"
-    torch_rnn_relu = "torch-rnn-relu"
+Mode = Literal["exact", "probe"]
+Arch = Literal["auto", "torch-lstm", "torch-gru", "torch-rnn-tanh", "torch-rnn-relu"]
 
 
 # command-line flag -> registry option
@@ -63,7 +52,7 @@ def analyse(
         help="Analyse an imported model from a weight file (.safetensors, .npz, .pt) instead of --cell.",
     ),
     arch: Arch = typer.Option(
-        Arch.auto,
+        "auto",
         "--arch",
         help="Architecture of --weights (auto: detected from the tensor names; layers and bidirectional are inferred).",
     ),
@@ -109,7 +98,7 @@ def analyse(
         help="Also compute the parameter sensitivity log10 ‖∂S_t/∂θ‖_F per parameter over t (curse of memory).",
     ),
     mode: Mode = typer.Option(
-        Mode.exact, "--mode", help="exact (dense Jacobians) or probe (matrix-free, large hidden sizes)."
+        "exact", "--mode", help="exact (dense Jacobians) or probe (matrix-free, large hidden sizes)."
     ),
     threshold: float = typer.Option(
         -3.0, "--threshold", help="log10 norm below which the gradient counts as vanished (defines the horizon)."
@@ -147,7 +136,7 @@ def analyse(
         "input": source,
         "dtype": dtype,
         "threshold": threshold,
-        "mode": mode.value,
+        "mode": mode,
         "triangle": triangle,
         "attribution": attribution,
         "sensitivity": sensitivity,
@@ -162,9 +151,9 @@ def analyse(
             )
         model = _load_weights(weights, arch, dtype)
         cfg = _imported_config(model, weights, input_size, common)
-        config = {"weights": str(weights), "arch": arch.value, "model": _safe_describe(model)}
+        config = {"weights": str(weights), "arch": arch, "model": _safe_describe(model)}
     else:
-        if arch is not Arch.auto:
+        if arch != "auto":
             raise ConfigError("--arch is only used with --weights FILE")
         assert cell is not None  # exactly one of --cell and --weights (checked above)
         cfg = _cell_config(cell, given, hidden, layers, residual, input_size, common)
@@ -239,9 +228,9 @@ def _load_weights(path: Path, arch: Arch, dtype: str):
         raise ConfigError(f"--weights={str(path)!r} is a folder: give a weight file (.safetensors, .npz, .pt)")
     from gradscope import io
 
-    if arch is Arch.auto:
+    if arch == "auto":
         return io.load_model(str(path), dtype=dtype)
-    kind, _, nonlin = arch.value.removeprefix("torch-").partition("-")
+    kind, _, nonlin = arch.removeprefix("torch-").partition("-")
     return io.from_torch(str(path), kind=kind, nonlinearity=nonlin or None, dtype=dtype)
 
 

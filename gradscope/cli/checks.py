@@ -11,10 +11,9 @@ baseline missing. Errors are one line on stderr (the app's `GuardedGroup`), neve
 
 from __future__ import annotations
 
-import enum
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -24,12 +23,7 @@ from gradscope.cli._output import warn
 _STEP_SUMMARY_LIMIT = 1024 * 1024
 
 
-class CheckFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
-    junit = "junit"
-    github = "github"
-    markdown = "markdown"
+CheckFormat = Literal["text", "json", "junit", "github", "markdown"]
 
 
 def _append_step_summary(markdown: str) -> None:
@@ -58,7 +52,7 @@ def check(
         help='TOML with tolerance overrides: tables defaults, kinds.KIND, metrics."NAME" '
         "(or tool.gradscope.check in pyproject.toml)",
     ),
-    format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", case_sensitive=False, help="output format"),
+    format: CheckFormat = typer.Option("text", "--format", "-f", case_sensitive=False, help="output format"),
     output: Optional[Path] = typer.Option(
         None, "--output", help="write the output to FILE instead of stdout (a file: -o/--out is a folder elsewhere)"
     ),
@@ -73,13 +67,13 @@ def check(
 
     overrides = checks.load_config(config) if config is not None else None
     result = checks.compare(report, baseline, overrides)
-    text = checks.render(result, format.value)
+    text = checks.render(result, format)
     if output is not None:
         checks.write_text_atomic(output, text)
         typer.echo(result.summary_line(), err=True)
     else:
         typer.echo(text, nl=False)
-    if format is CheckFormat.github:
+    if format == "github":
         _append_step_summary(checks.format_markdown(result))
     raise typer.Exit(result.exit_code)
 

@@ -11,10 +11,9 @@ writer are imported inside the commands.
 
 from __future__ import annotations
 
-import enum
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import typer
 
@@ -30,15 +29,8 @@ if TYPE_CHECKING:
     from gradscope.cli._options import CellSpec
 
 
-class Optimizer(str, enum.Enum):
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Schedule(str, enum.Enum):
-    constant = "constant"
-    step = "step"
-    cosine = "cosine"
+Optimizer = Literal["adam", "sgd"]
+Schedule = Literal["constant", "step", "cosine"]
 
 
 def build_model(
@@ -120,8 +112,8 @@ def train(
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimisation steps (one fresh batch each)."),
     batch: int = typer.Option(32, "--batch", "-B", min=1, help="Sequences per step."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
-    optimizer: Optimizer = typer.Option(Optimizer.adam, "--optimizer", help="adam or sgd."),
-    schedule: Schedule = typer.Option(Schedule.constant, "--schedule", help="Learning-rate schedule."),
+    optimizer: Optimizer = typer.Option("adam", "--optimizer", help="adam or sgd."),
+    schedule: Schedule = typer.Option("constant", "--schedule", help="Learning-rate schedule."),
     clip_norm: Optional[float] = typer.Option(
         None, "--clip-norm", help="Global gradient-norm clipping threshold (Pascanu et al. 2013)."
     ),
@@ -226,9 +218,9 @@ def train(
             key=key,
             steps=steps,
             batch=batch,
-            optimizer=optimizer.value,
+            optimizer=optimizer,
             lr=lr,
-            schedule=schedule.value,
+            schedule=schedule,
             clip_norm=clip_norm,
             indrnn_clip=indrnn_clip,
             snapshot_every=every,
