@@ -26,7 +26,8 @@ def expected() -> dict[str, bytes]:
     return _in_process(full_report())
 
 
-def _per_analysis(report) -> int:
+def _drawable_elsewhere(report) -> int:
+    """The figures a worker can draw: every per-analysis figure and the comparison figure."""
     return sum(s.source is not None for s in figure_specs(report))
 
 
@@ -45,7 +46,9 @@ def test_pool_figures_are_the_in_process_ones(expected):
         for a in report["analyses"]:
             pool.submit(a)
         got = drawing.pngs(report, pool=pool)
-        assert pool.delivered == _per_analysis(report) > 4  # every per-analysis figure came from a worker
+        # every per-analysis figure, and the comparison figure handed out by `pngs`, came from a worker
+        assert pool.delivered == _drawable_elsewhere(report) > 4
+        assert figure_specs(report)[0].source is not None  # lag_profiles.png
     assert list(got) == [s.filename for s in figure_specs(report)]  # the report's order
     assert got == expected
 
@@ -53,7 +56,8 @@ def test_pool_figures_are_the_in_process_ones(expected):
 @pytest.mark.slow  # each redraws the report's figures in-process (seconds); CI's slow tier runs it
 def test_a_changed_record_is_redrawn_not_taken_from_the_pool(expected):
     """The pool drew the first analysis's figures from numbers the report no longer holds: those are drawn
-    again from the report's numbers; the unchanged analysis's figures are still taken from the pool."""
+    again from the report's numbers (handed to the workers again by `pngs`); the unchanged analysis's
+    figures are taken from what the pool drew first."""
     report = full_report()
     with drawing.FigurePool(1) as pool:
         for a in report["analyses"]:
@@ -61,8 +65,7 @@ def test_a_changed_record_is_redrawn_not_taken_from_the_pool(expected):
         changed = report["analyses"][0]
         changed["lyapunov"]["exponents"] = [x - 0.5 for x in changed["lyapunov"]["exponents"]]
         got = drawing.pngs(report, pool=pool)
-        unchanged = sum(s.source is not None and s.analysis != changed["name"] for s in figure_specs(report))
-        assert pool.delivered == unchanged
+        assert pool.delivered == _drawable_elsewhere(report)
     redrawn = {s.filename: s.png() for s in figure_specs(report) if s.analysis in (changed["name"], None)}
     assert got == expected | redrawn
     assert got["rnn-tanh_lyapunov.png"] != expected["rnn-tanh_lyapunov.png"]  # the change shows
@@ -111,8 +114,9 @@ def test_the_pool_leaves_no_process_and_no_file_on_an_error():
 def test_pool_sizes(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     with drawing.figure_pool(1) as pool:
-        assert pool is None  # one analysis: nothing to overlap
-    with drawing.figure_pool(2) as pool:
-        assert pool is not None and pool.workers == 1  # ~6 figures: one worker
+        assert pool.workers == 2  # one analysis (~4 figures and the lag profiles): one worker per CPU
     with drawing.figure_pool(7) as pool:
-        assert pool is not None and pool.workers == 2  # the default compare: one per CPU
+        assert pool.workers == 2  # the default compare: one per CPU
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert drawing.pool_workers(1) == 2  # at least two figures a worker
+    assert drawing.pool_workers(7) == 8  # at most 8

@@ -217,3 +217,13 @@ def test_none_values_are_gaps():
     y = ax.get_lines()[0].get_ydata()  # sorted by lag 1..6: reversed
     assert np.isnan(y[[1, 4, 5]]).all() and np.isfinite(y[[0, 2, 3]]).all()
     assert not any("bound" in ln.get_label() for ln in ax.get_lines())  # bound None: not drawn
+
+
+def test_the_written_out_tab10_colours_are_matplotlibs():
+    """`_plot._CYCLE` is written out (so that the report's data side never imports matplotlib): it must be
+    matplotlib's own tab10 table, value for value."""
+    from matplotlib import colormaps
+
+    from gradscope.report._plot import _CYCLE
+
+    assert _CYCLE == tuple(tuple(float(v) for v in c[:3]) for c in colormaps["tab10"](np.arange(10)))

@@ -424,3 +424,26 @@ def test_an_inconclusive_verdict_is_shown_with_its_reason(tmp_path):
     html = (out / "report.html").read_text()
     assert "1 inconclusive" in md and summary["verdict_reason"] in md
     assert "Inconclusive" in html and summary["verdict_reason"] in html
+
+
+def test_building_and_rendering_a_report_never_imports_matplotlib(tmp_path):
+    """matplotlib is imported where a figure is drawn (`gradscope.report._plot.new_figure`), so a command whose
+    figures the workers draw (`gradscope.report.drawing`) does not pay for it: build, validate and render a
+    report, with its PNGs given, in a fresh interpreter, and matplotlib is not loaded."""
+    import subprocess
+    import sys
+
+    from gradscope._json import clean
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(clean(full_report())), encoding="utf-8")
+    code = (
+        "import sys; from pathlib import Path; import gradscope.report as rep\n"
+        "from gradscope.report.catalogue import figure_specs\n"
+        f"r = rep.load_report(Path({str(report)!r}))\n"
+        "images = {s.filename: b'\\x89PNG' for s in figure_specs(r)}\n"
+        "rep.render_html(r, images); rep.render_markdown(r)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

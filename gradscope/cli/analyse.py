@@ -159,8 +159,11 @@ def analyse(
         cfg = _cell_config(cell, given, hidden, layers, residual, input_size, common)
         config = {}
     config = {**cfg.to_dict(), **config, **({"input_file": fin["source"]} if fin is not None else {})}
-    analyses = analyse_all([cfg], quiet=quiet, what="analysing", model=model)
-    report = write(out, analyses, command="analyse", config=config, force=force, quiet=quiet)
+    from gradscope.report.drawing import figure_pool
+
+    with figure_pool(1) as pool:  # its workers import matplotlib while the model is analysed, then draw
+        analyses = analyse_all([cfg], quiet=quiet, what="analysing", model=model, pool=pool)
+        report = write(out, analyses, command="analyse", config=config, force=force, quiet=quiet, pool=pool)
     finish(out, report, json_out=json_out, quiet=quiet, title="gradient flow", seconds=time.perf_counter() - t0)
 
 

@@ -7,19 +7,41 @@ Colour maps are perceptually uniform (viridis); categorical lines use the tab10 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib import colormaps
 
 from gradscope._errors import ConfigError
 
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+
 #: colour map for heat-maps and ordered families of lines (perceptually uniform)
 CMAP = "viridis"
-#: the tab10 colours as RGB tuples (the colour map's own table: ``colormaps["tab10"].colors``)
-_CYCLE: tuple[tuple[float, ...], ...] = tuple(tuple(float(v) for v in c[:3]) for c in colormaps["tab10"](np.arange(10)))
+#: matplotlib's tab10 colours (``colormaps["tab10"].colors``, checked by the tests), written out so that the
+#: report's data side (captions, the HTML page's Plotly figures) never imports matplotlib
+_TAB10 = ("1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f", "bcbd22", "17becf")
+#: the tab10 colours as RGB tuples in [0, 1]
+_CYCLE: tuple[tuple[float, ...], ...] = tuple(tuple(int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)) for h in _TAB10)
 NORM_UNIT = "log10 norm"
 LAG_UNIT = "lag (steps)"
 LYAP_UNIT = "nats per step"
+
+
+def new_figure(**kw: Any) -> Figure:
+    """A matplotlib ``Figure(**kw)`` (Agg, no pyplot state). matplotlib is imported here and in `colormap`, on
+    the first figure drawn: building, checking and rendering a report never import it."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
+def colormap(name: str) -> Colormap:
+    """matplotlib's colour map ``name`` (imported on first use, as in `new_figure`)."""
+    from matplotlib import colormaps
+
+    return colormaps[name]
 
 
 def series(values) -> np.ndarray:
@@ -70,7 +92,7 @@ def _heatmap(fig, ax, M, *, label, extent=None, aspect="auto"):
     """imshow with NaN/−inf masked (drawn as background) and a labelled colour bar."""
     M = np.ma.masked_invalid(np.asarray(M, np.float64))
     rng = _finite_range(M.filled(np.nan))
-    cmap = colormaps[CMAP].with_extremes(bad=(1.0, 1.0, 1.0, 0.0))  # gaps show the background
+    cmap = colormap(CMAP).with_extremes(bad=(1.0, 1.0, 1.0, 0.0))  # gaps show the background
     vmin, vmax = rng if rng else (0.0, 1.0)
     if vmin == vmax:
         vmin, vmax = vmin - 0.5, vmax + 0.5
@@ -118,3 +140,48 @@ def legend(ax, **kw):
     if not keep:
         return None
     return ax.legend([h for h, _ in keep], [lab for _, lab in keep], **kw)
+
+
+def _curve(a: Mapping):
+    """(lags, log10 norm, band or None, label of the norm) of an analysis's lag profile."""
+    lp = _need(a, "lag_profile")
+    lag = series(lp.get("lag"))
+    if "log10_spectral" in lp:
+        y, band, what = series(lp["log10_spectral"]), None, "spectral"
+    else:  # probe mode: Frobenius estimate ± standard error
+        y, what = series(lp.get("log10_frobenius")), "Frobenius (probe)"
+        err = series(lp.get("log10_frobenius_stderr"))
+        band = (y - err, y + err) if err.shape == y.shape else None
+    if lag.shape != y.shape:
+        lag = np.arange(y.size, 0, -1, dtype=np.float64)
+    order = np.argsort(lag)
+    band = None if band is None else (band[0][order], band[1][order])
+    return lag[order], y[order], band, what
+
+
+def _sv_data(sec: Mapping):
+    """(values, band or None, what): the per-sequence median of each singular value with its min–max band
+    over the sequences when the record has them (a batch), else the single sequence's values."""
+    med = series(sec.get("log10_singular_values_median"))
+    if med.size:
+        lo, hi = series(sec.get("log10_singular_values_min")), series(sec.get("log10_singular_values_max"))
+        band = (lo, hi) if lo.shape == med.shape == hi.shape else None
+        return med, band, "median over sequences"
+    return series(sec.get("log10_singular_values")), None, ""
+
+
+#: a remainder below the total by more than −log10(eps) − this many decades is round-off (drawn as a gap)
+ROUNDOFF_MARGIN = 1.5
+
+
+def remainder_roundoff(analysis: Mapping, total, remainder) -> np.ndarray:
+    """Where the path split's remainder is float round-off: ≤ total + log10(eps) + `ROUNDOFF_MARGIN`.
+
+    For an LSTM the remainder at lag 1 is exactly zero (c_{t−1} reaches c_t only through f_t: the gates
+    read h_{t−1}, not c_{t−1}); computed as total − highway in float32 it comes out near 10^−7 of the
+    total, a spike that is no property of the model. notebooks/03-the-lstm-highway leaves it out of its
+    plots; so does the report."""
+    dtype = str((analysis.get("precision") or {}).get("dtype", "float32"))
+    eps = np.finfo(np.float64 if "64" in dtype else np.float32).eps
+    with np.errstate(invalid="ignore"):
+        return np.asarray(remainder <= total + np.log10(eps) + ROUNDOFF_MARGIN, bool)

@@ -12,13 +12,25 @@ like the rest of `gradscope.report`, nothing here differentiates.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
-from gradscope.report import figures as F
-from gradscope.report._plot import _CYCLE, CMAP
+from gradscope.report._plot import (
+    _CYCLE,
+    CMAP,
+    LAG_UNIT,
+    LYAP_UNIT,
+    NORM_UNIT,
+    _heatmap,
+    _no_data,
+    colormap,
+    new_figure,
+    series,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _runs(report_or_runs) -> list[Mapping]:
@@ -31,7 +43,7 @@ def _runs(report_or_runs) -> list[Mapping]:
 
 def _snap(run: Mapping, key: str):
     snaps = run.get("snapshots") or []
-    return (np.array([s["step"] for s in snaps], np.float64), F.series([s.get(key) for s in snaps]))
+    return (np.array([s["step"] for s in snaps], np.float64), series([s.get(key) for s in snaps]))
 
 
 #: a series measured at the snapshots: one marked point per snapshot, joined
@@ -49,7 +61,7 @@ def _finish_step_panels(axes, panels: Sequence[tuple[str, str]], *, drawn: bool,
         if drawn:
             a.legend(fontsize="small", loc="best")
         else:
-            F._no_data(a, empty)
+            _no_data(a, empty)
 
 
 def loss_curves(runs) -> Figure:
@@ -57,12 +69,12 @@ def loss_curves(runs) -> Figure:
     of the best input-independent predictor) dashed; a cross marks where a run diverged. Right: the
     global gradient norm before clipping (log scale)."""
     runs = _runs(runs)
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    fig = new_figure(figsize=(11, 4.4), layout="constrained")
     ax, ag = fig.subplots(1, 2)
     baselines = set()
     for i, r in enumerate(runs):
         c = _CYCLE[i % len(_CYCLE)]
-        step, loss, gn = F.series(r.get("step")), F.series(r.get("loss")), F.series(r.get("grad_norm"))
+        step, loss, gn = series(r.get("step")), series(r.get("loss")), series(r.get("grad_norm"))
         if loss.size:
             ax.plot(step, loss, color=c, lw=1.4, label=str(r.get("name", i)))
         if gn.size:
@@ -111,7 +123,7 @@ def horizon_over_training(runs) -> Figure:
     has one: the largest Lyapunov exponent λ_max (nats per step; > 0 chaotic, exploding)."""
     runs = [r for r in _runs(runs) if r.get("snapshots")]
     lyap = _has_lyapunov(runs)
-    fig = Figure(figsize=(15 if lyap else 11, 4.2), layout="constrained")
+    fig = new_figure(figsize=(15 if lyap else 11, 4.2), layout="constrained")
     axes = list(fig.subplots(1, 3 if lyap else 2))
     ah, an = axes[0], axes[1]
     for i, r in enumerate(runs):
@@ -126,36 +138,36 @@ def horizon_over_training(runs) -> Figure:
     panels = [
         ("horizon (steps)", "Gradient horizon during training"),
         (
-            F.NORM_UNIT + r"  $\log_{10}\|\partial S_T/\partial S_0\|_2$",
+            NORM_UNIT + r"  $\log_{10}\|\partial S_T/\partial S_0\|_2$",
             "Gradient norm at the longest lag during training",
         ),
     ]
     if lyap:
         axes[2].axhline(0.0, color="0.5", ls=":", lw=1)
-        panels.append((r"$\lambda_{\max}$" + f" ({F.LYAP_UNIT})", "Largest Lyapunov exponent during training"))
+        panels.append((r"$\lambda_{\max}$" + f" ({LYAP_UNIT})", "Largest Lyapunov exponent during training"))
     _finish_step_panels(axes, panels, drawn=bool(runs), empty="no snapshots (train with snapshot_every)")
     return fig
 
 
 def lag_heatmap(run: Mapping) -> Figure:
     """log10 ‖∂S_T/∂S_k‖₂ of the probe batch, by lag T − k (rows) and training step (columns)."""
-    fig = Figure(figsize=(9, 4.6), layout="constrained")
+    fig = new_figure(figsize=(9, 4.6), layout="constrained")
     ax = fig.add_subplot()
     snaps = run.get("snapshots") or []
-    prof = [F.series(s.get("lag_profile"))[::-1] for s in snaps]  # by lag 1..T
+    prof = [series(s.get("lag_profile"))[::-1] for s in snaps]  # by lag 1..T
     if not prof or not max(p.size for p in prof):
-        F._no_data(ax, "no snapshots with lag profiles")
+        _no_data(ax, "no snapshots with lag profiles")
         return fig
     M = np.full((max(p.size for p in prof), len(prof)), np.nan)  # (T lags, snapshots); a shorter T: gaps
     for j, p in enumerate(prof):
         M[: p.size, j] = p
     steps = [int(s["step"]) for s in snaps]
     T = M.shape[0]
-    F._heatmap(fig, ax, M, label=F.NORM_UNIT, extent=(-0.5, len(steps) - 0.5, 0.5, T + 0.5))
+    _heatmap(fig, ax, M, label=NORM_UNIT, extent=(-0.5, len(steps) - 0.5, 0.5, T + 0.5))
     ax.set_xticks(range(len(steps)))
     ax.set_xticklabels([str(s) for s in steps], rotation=45 if len(steps) > 8 else 0, fontsize="small")
     ax.set_xlabel("training step (snapshot)")
-    ax.set_ylabel(F.LAG_UNIT + "  τ = T − k")
+    ax.set_ylabel(LAG_UNIT + "  τ = T − k")
     ax.set_title(f"Gradient by lag during training: {run.get('name', '')}")
     return fig
 
@@ -165,20 +177,20 @@ def layer_curves(run: Mapping) -> Figure:
     horizon; right, its log10 norm at the longest lag, against the training step; one line per layer."""
     snaps = [s for s in run.get("snapshots") or [] if s.get("layers")]
     names = list(dict.fromkeys(n for s in snaps for n in s["layers"]))
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = new_figure(figsize=(11, 4.2), layout="constrained")
     ah, an = fig.subplots(1, 2)
-    cmap = colormaps[CMAP]
+    cmap = colormap(CMAP)
     for i, name in enumerate(names):
         c = cmap(i / max(len(names) - 1, 1) * 0.9)
         s = np.array([x["step"] for x in snaps if name in x["layers"]], np.float64)
-        h = F.series([x["layers"][name].get("horizon") for x in snaps if name in x["layers"]])
-        n = F.series([x["layers"][name].get("log10_norm_max_lag") for x in snaps if name in x["layers"]])
+        h = series([x["layers"][name].get("horizon") for x in snaps if name in x["layers"]])
+        n = series([x["layers"][name].get("log10_norm_max_lag") for x in snaps if name in x["layers"]])
         ah.plot(s, h, color=c, label=name, **_SNAPSHOT_LINE)
         an.plot(s, n, color=c, label=name, **_SNAPSHOT_LINE)
     panels = [
         ("horizon (steps)", "Gradient horizon per layer"),
         (
-            F.NORM_UNIT + r"  $\log_{10}\|\partial S^l_T/\partial S^l_0\|_2$ (largest block)",
+            NORM_UNIT + r"  $\log_{10}\|\partial S^l_T/\partial S^l_0\|_2$ (largest block)",
             "Gradient norm at the longest lag per layer",
         ),
     ]

@@ -10,14 +10,15 @@ import dataclasses
 import io
 import re
 from collections.abc import Callable, Mapping
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from gradscope.analysis.findings import CURSE_EXCESS
-from gradscope.report import figures as F
 from gradscope.report import interactive as I
 from gradscope.report import views
 from gradscope.report.family import Family, family_of
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +32,9 @@ class FigureSpec:
     analysis: str | None = None  # None: the comparison figure
     #: the Plotly spec of the same figure for the HTML page (`gradscope.report.interactive`); None: PNG only
     interactive: Callable[[], Mapping | None] | None = None
-    #: what a per-analysis figure is drawn from: ``(kind, analysis record)`` (`analysis_figure`); None otherwise
+    #: what the figure is drawn from, for drawing it in another process: ``(kind, record)`` with
+    #: ``analysis_figure(kind)(record)`` the figure (a per-analysis figure: the analysis record; the comparison
+    #: figure: ``{"analyses": [...]}``); None: drawn only here (sweep heat-maps, training curves)
     source: tuple[str, Mapping] | None = None
 
     def png(self, dpi: int = 100) -> bytes:
@@ -248,16 +251,43 @@ _VIEWS: dict[str, tuple[Callable[[Mapping], bool], Callable[[Mapping], Figure]]]
 }
 
 
-def analysis_figures(a: Mapping) -> list[tuple[str, Callable[[Mapping], Figure]]]:
-    """The per-analysis figures of the record ``a``, as ``(kind, draw)``: one per section it carries, then
-    the views its numbers allow (layers of a stack, unit time constants)."""
-    kinds = [(kind, fn) for kind, (fn, section) in F.PER_ANALYSIS.items() if a.get(section)]
-    return kinds + [(kind, fn) for kind, (shown, fn) in _VIEWS.items() if shown(a)]
+#: per-analysis figure kind → the section of the analysis record it shows, in the report's order; each is
+#: drawn by the function of the same name in `gradscope.report.figures`
+SECTIONS = {
+    "triangle": "triangle",
+    "singular_values": "spectra",
+    "lyapunov": "lyapunov",
+    "paths": "paths",
+    "attribution": "attribution",
+    "gates": "gates",
+    "sensitivity": "sensitivity",
+}
+
+
+def analysis_figures(a: Mapping) -> list[str]:
+    """The kinds of the per-analysis figures of the record ``a`` (`analysis_figure` draws one): one per
+    section it carries, then the views its numbers allow (layers of a stack, unit time constants)."""
+    return [kind for kind, section in SECTIONS.items() if a.get(section)] + [
+        kind for kind, (shown, _) in _VIEWS.items() if shown(a)
+    ]
+
+
+#: the comparison figure's kind, drawn from ``{"analyses": [the records with a lag profile]}``
+LAG_PROFILES = "lag_profiles"
 
 
 def analysis_figure(kind: str) -> Callable[[Mapping], Figure]:
-    """The function that draws the per-analysis figure ``kind`` from an analysis record."""
-    return F.PER_ANALYSIS[kind][0] if kind in F.PER_ANALYSIS else _VIEWS[kind][1]
+    """The function that draws the figure ``kind`` from its record (`FigureSpec.source`): a per-analysis
+    figure from an analysis record, the comparison figure (`LAG_PROFILES`) from ``{"analyses": [...]}``."""
+    if kind in _VIEWS:
+        return _VIEWS[kind][1]
+    from gradscope.report import figures  # matplotlib: imported where a figure is drawn, not to list them
+
+    if kind == LAG_PROFILES:
+        return lambda doc: figures.lag_profiles(list(doc["analyses"]))
+    if kind not in SECTIONS:
+        raise KeyError(kind)
+    return getattr(figures, kind)
 
 
 def figure_specs(report: Mapping) -> list[FigureSpec]:
@@ -274,23 +304,24 @@ def figure_specs(report: Mapping) -> list[FigureSpec]:
                 "lag_profiles.png",
                 "Gradient norm against lag" + (" — all models" if many else ""),
                 _lag_caption(with_lp),
-                lambda: F.lag_profiles(with_lp),
+                lambda: analysis_figure(LAG_PROFILES)({"analyses": with_lp}),
                 interactive=lambda: I.lag_profiles(with_lp),
+                source=(LAG_PROFILES, {"analyses": with_lp}),
             )
         )
-    used = {"lag_profiles"}
+    used = {LAG_PROFILES}
     for a in per_analysis:
         name = str(a.get("name", ""))
         base = unique_slug(name, used)
         caps = _captions(a)
-        for kind, fn in analysis_figures(a):
+        for kind in analysis_figures(a):
             inter = I.BUILDERS.get(kind)
             specs.append(
                 FigureSpec(
                     f"{base}_{kind}.png",
                     f"{name}: {_TITLES[kind]}",
                     caps[kind],
-                    (lambda fn=fn, a=a: fn(a)),
+                    (lambda kind=kind, a=a: analysis_figure(kind)(a)),
                     name,
                     None if inter is None else (lambda inter=inter, a=a: inter(a)),
                     (kind, a),

@@ -83,17 +83,17 @@ def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: st
 
 
 def serve(out_dir: str) -> None:
-    """A pool worker: for each job file named on stdin (a pickled ``(analysis, kinds, dpi)``), draw those
-    figures of that analysis into ``out_dir/<digest>.png``; stop at the end of stdin.
+    """A pool worker: for each job file named on stdin (a pickled ``([(kind, record), ...], dpi)``), draw those
+    figures (`analysis_figure`) into ``out_dir/<digest>.png``; stop at the end of stdin.
 
     It runs at a lower priority (nice 10): the analyses it overlaps with are the caller's critical path."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)
     for line in sys.stdin:
-        analysis, kinds, dpi = pickle.loads(Path(line.strip()).read_bytes())
-        for kind in kinds:
-            png = to_png(analysis_figure(kind)(analysis), dpi)
-            write_bytes(Path(out_dir) / f"{digest(kind, analysis, dpi)}.png", png)
+        items, dpi = pickle.loads(Path(line.strip()).read_bytes())
+        for kind, record in items:
+            png = to_png(analysis_figure(kind)(record), dpi)
+            write_bytes(Path(out_dir) / f"{digest(kind, record, dpi)}.png", png)
 
 
 class FigurePool:
@@ -146,26 +146,32 @@ class FigurePool:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def submit(self, analysis: Mapping) -> None:
-        """Start drawing the per-analysis figures of ``analysis`` (an ``Analysis.to_dict()`` record) in the
-        least-loaded worker; a worker that cannot take it leaves those figures to `pngs`."""
-        if not self._procs or self._dir is None:
-            return
+        """Start drawing the per-analysis figures of ``analysis`` (an ``Analysis.to_dict()`` record), each in
+        the least-loaded worker; a worker that cannot take one leaves it to `pngs`."""
         a = clean(analysis)
-        kinds = [kind for kind, _ in analysis_figures(a)]
-        if not kinds:
+        self._send([(kind, a) for kind in analysis_figures(a)])
+
+    def _send(self, items: list[tuple[str, Mapping]]) -> None:
+        """Hand the figures ``(kind, record)`` to the workers, one by one to the least loaded (one job file a
+        worker), and remember their digests."""
+        if not self._procs or self._dir is None or not items:
             return
-        job = self._dir / f"job-{next(self._jobs)}.pickle"
-        job.write_bytes(pickle.dumps((a, kinds, self.dpi), protocol=pickle.HIGHEST_PROTOCOL))
-        i = min(range(len(self._procs)), key=self._load.__getitem__)
-        stdin: IO[str] | None = self._procs[i].stdin
-        try:
-            assert stdin is not None
-            stdin.write(f"{job}\n")
-            stdin.flush()
-        except (OSError, ValueError):  # the worker has gone: its figures are drawn in-process
-            return
-        self._load[i] += len(kinds)
-        self._submitted.update(digest(kind, a, self.dpi) for kind in kinds)
+        shares: dict[int, list[tuple[str, Mapping]]] = {}
+        for item in items:
+            i = min(range(len(self._procs)), key=lambda w: self._load[w] + len(shares.get(w, ())))
+            shares.setdefault(i, []).append(item)
+        for i, share in shares.items():
+            job = self._dir / f"job-{next(self._jobs)}.pickle"
+            job.write_bytes(pickle.dumps((share, self.dpi), protocol=pickle.HIGHEST_PROTOCOL))
+            stdin: IO[str] | None = self._procs[i].stdin
+            try:
+                assert stdin is not None
+                stdin.write(f"{job}\n")
+                stdin.flush()
+            except (OSError, ValueError):  # the worker has gone: its figures are drawn in-process
+                continue
+            self._load[i] += len(share)
+            self._submitted.update(digest(kind, record, self.dpi) for kind, record in share)
 
     def _drain(self) -> dict[str, bytes]:
         """Close the job lists, wait for the workers and read every PNG they delivered, by digest."""
@@ -183,9 +189,11 @@ class FigurePool:
         """Every figure of ``report`` as PNG bytes, by file name (`pngs`), pre-drawn ones included."""
         specs = figure_specs(report)
         digests = {s.filename: _spec_digest(s, self.dpi) for s in specs}  # each record hashed once per kind
+        # the figures not handed out yet that a worker can draw (the comparison figure) join the backlog
+        self._send([s.source for s in specs if s.source is not None and digests[s.filename] not in self._submitted])
         pending = [s for s in specs if digests[s.filename] in self._submitted]
         taken = {s.filename for s in pending}
-        # the comparison figure and anything not submitted is drawn here while the workers finish their backlog
+        # what no worker can draw (sweep heat-maps, training curves) is drawn here while they finish
         images = _draw([s for s in specs if s.filename not in taken], self.dpi)
         drawn = self._drain()
         self.delivered = 0
@@ -239,13 +247,16 @@ def pngs(report: Mapping, dpi: int = 100, workers: int | None = 1, pool: FigureP
     return _batch(report, dpi, workers)
 
 
+def pool_workers(analyses: int) -> int:
+    """How many workers a `FigurePool` starts for a report of ``analyses`` analyses (about
+    `FIGURES_PER_ANALYSIS` figures each, and the comparison figure): one per CPU this process may use, at most 8,
+    and at least two figures each. Unlike `figure_workers` at the end of a command, a pool starts while the
+    first analysis is computed, so its workers are ready (matplotlib imported) when the figures are."""
+    return max(1, min(usable_cpus(), 8, (FIGURES_PER_ANALYSIS * analyses + 1) // 2))
+
+
 @contextlib.contextmanager
-def figure_pool(analyses: int, dpi: int = 100) -> Iterator[FigurePool | None]:
-    """A `FigurePool` for a report of ``analyses`` analyses computed one after the other, sized by
-    `figure_workers` for about `FIGURES_PER_ANALYSIS` figures each; None for a single analysis, whose
-    figures can only start once it is done (nothing to overlap)."""
-    if analyses < 2:
-        yield None
-        return
-    with FigurePool(figure_workers(FIGURES_PER_ANALYSIS * analyses), dpi=dpi) as pool:
+def figure_pool(analyses: int, dpi: int = 100) -> Iterator[FigurePool]:
+    """A `FigurePool` for a report of ``analyses`` analyses computed one after the other (`pool_workers`)."""
+    with FigurePool(pool_workers(analyses), dpi=dpi) as pool:
         yield pool

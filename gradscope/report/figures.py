@@ -19,40 +19,27 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from gradscope.report._plot import (  # noqa: F401  (series and the units are part of this module's interface)
+from gradscope.report._plot import (  # noqa: F401  (series, the units and the data helpers are part of this module's interface)
     _CYCLE,
     CMAP,
     LAG_UNIT,
     LYAP_UNIT,
     NORM_UNIT,
+    ROUNDOFF_MARGIN,
     _as_list,
+    _curve,
     _finite_range,
     _heatmap,
     _need,
     _no_data,
+    _sv_data,
     finish_panel,
     integer_axis,
     legend,
+    remainder_roundoff,
     series,
 )
-from gradscope.report.memory import sensitivity
-
-
-def _curve(a: Mapping):
-    """(lags, log10 norm, band or None, label of the norm) of an analysis's lag profile."""
-    lp = _need(a, "lag_profile")
-    lag = series(lp.get("lag"))
-    if "log10_spectral" in lp:
-        y, band, what = series(lp["log10_spectral"]), None, "spectral"
-    else:  # probe mode: Frobenius estimate ± standard error
-        y, what = series(lp.get("log10_frobenius")), "Frobenius (probe)"
-        err = series(lp.get("log10_frobenius_stderr"))
-        band = (y - err, y + err) if err.shape == y.shape else None
-    if lag.shape != y.shape:
-        lag = np.arange(y.size, 0, -1, dtype=np.float64)
-    order = np.argsort(lag)
-    band = None if band is None else (band[0][order], band[1][order])
-    return lag[order], y[order], band, what
+from gradscope.report.memory import sensitivity  # noqa: F401  (the "sensitivity" figure kind is drawn from here)
 
 
 def lag_profiles(analyses, *, bounds: bool = True, threshold: bool = True) -> Figure:
@@ -156,17 +143,6 @@ def singular_values(analysis: Mapping) -> Figure:
     return fig
 
 
-def _sv_data(sec: Mapping):
-    """(values, band or None, what): the per-sequence median of each singular value with its min–max band
-    over the sequences when the record has them (a batch), else the single sequence's values."""
-    med = series(sec.get("log10_singular_values_median"))
-    if med.size:
-        lo, hi = series(sec.get("log10_singular_values_min")), series(sec.get("log10_singular_values_max"))
-        band = (lo, hi) if lo.shape == med.shape == hi.shape else None
-        return med, band, "median over sequences"
-    return series(sec.get("log10_singular_values")), None, ""
-
-
 def _sv_lines(ax, x, sv, band=None, what=""):
     """One line per singular-value index, coloured by index (viridis: dark = largest); with a batch, the
     median over the sequences and the min–max band of the largest and smallest one."""
@@ -224,23 +200,6 @@ def lyapunov(analysis: Mapping) -> Figure:
     finish_panel(ax2, "steps averaged", f"running estimate ({LYAP_UNIT})", "Convergence of the estimates")
     fig.suptitle(f"Lyapunov exponents: {analysis.get('name', '')}")
     return fig
-
-
-#: a remainder below the total by more than −log10(eps) − this many decades is round-off (drawn as a gap)
-ROUNDOFF_MARGIN = 1.5
-
-
-def remainder_roundoff(analysis: Mapping, total, remainder) -> np.ndarray:
-    """Where the path split's remainder is float round-off: ≤ total + log10(eps) + `ROUNDOFF_MARGIN`.
-
-    For an LSTM the remainder at lag 1 is exactly zero (c_{t−1} reaches c_t only through f_t: the gates
-    read h_{t−1}, not c_{t−1}); computed as total − highway in float32 it comes out near 10^−7 of the
-    total, a spike that is no property of the model. notebooks/03-the-lstm-highway leaves it out of its
-    plots; so does the report."""
-    dtype = str((analysis.get("precision") or {}).get("dtype", "float32"))
-    eps = np.finfo(np.float64 if "64" in dtype else np.float32).eps
-    with np.errstate(invalid="ignore"):
-        return np.asarray(remainder <= total + np.log10(eps) + ROUNDOFF_MARGIN, bool)
 
 
 def paths(analysis: Mapping) -> Figure:
@@ -365,15 +324,3 @@ def gates(analysis: Mapping) -> Figure:
         axes[0].set_title("gates")
     fig.suptitle(f"Gate saturation: {analysis.get('name', '')}")
     return fig
-
-
-#: figure kind → (function, section of the analysis it needs); the report writes the ones present
-PER_ANALYSIS = {
-    "triangle": (triangle, "triangle"),
-    "singular_values": (singular_values, "spectra"),
-    "lyapunov": (lyapunov, "lyapunov"),
-    "paths": (paths, "paths"),
-    "attribution": (attribution, "attribution"),
-    "gates": (gates, "gates"),
-    "sensitivity": (sensitivity, "sensitivity"),
-}

@@ -21,7 +21,7 @@ from html import escape
 
 import numpy as np
 
-from gradscope.report._plot import _CYCLE, series
+from gradscope.report._plot import _CYCLE, _curve, _sv_data, remainder_roundoff, series
 
 #: heat-maps larger than this (cells per side) stay PNG: the JSON would dwarf the page
 MAX_HEATMAP = 400
@@ -103,7 +103,6 @@ def _figure(data: list, title: str, x: str, y: str, *, y_axis: Mapping | None = 
 
 
 def lag_profiles(items: list[Mapping]) -> dict:
-    from gradscope.report.figures import _curve
 
     data, thresholds = [], set()
     for i, a in enumerate(items):
@@ -159,7 +158,6 @@ def _two_panels(left: list, right: list, title: str, axes: tuple[str, str, str, 
 
 
 def _sv_traces(x, sec: Mapping) -> list:
-    from gradscope.report.figures import _sv_data
 
     sv, band, what = _sv_data(sec)
     if sv.ndim != 2 or sv.shape[0] != x.size:
@@ -232,7 +230,6 @@ def lyapunov(a: Mapping) -> dict:
 
 
 def paths(a: Mapping) -> dict:
-    from gradscope.report.figures import remainder_roundoff
 
     p = a.get("paths") or {}
     total = series(p.get("total_log10_spectral"))

@@ -26,8 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from html import escape
 from pathlib import Path
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from gradscope.report._training_figures import (
     _runs,
@@ -37,6 +36,9 @@ from gradscope.report._training_figures import (
     loss_curves,
 )
 from gradscope.report.catalogue import FigureSpec, unique_slug
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # --------------------------------------------------------------------------------------- catalogue
 

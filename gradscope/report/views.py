@@ -18,12 +18,25 @@ gradient cut to exactly zero.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from gradscope.report._plot import _CYCLE, LAG_UNIT, NORM_UNIT, _no_data, finish_panel, integer_axis, legend, series
+from gradscope.report._plot import (
+    _CYCLE,
+    LAG_UNIT,
+    NORM_UNIT,
+    _no_data,
+    finish_panel,
+    integer_axis,
+    legend,
+    new_figure,
+    series,
+)
 from gradscope.report.family import family_of, layer_prefixes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _rate(lag: np.ndarray, y: np.ndarray) -> float:
@@ -95,7 +108,7 @@ def unit_time_constants(a: Mapping) -> dict | None:
 def layers_figure(a: Mapping) -> Figure:
     """Each layer's own lag profile log10 ‖∂S_T[l]/∂S_k[l]‖₂ against the lag, labelled with its decay per step."""
     curves = layer_curves(a)
-    fig = Figure(figsize=(8.5, 4.6), layout="constrained")
+    fig = new_figure(figsize=(8.5, 4.6), layout="constrained")
     ax = fig.add_subplot()
     for i, c in enumerate(curves):
         ax.plot(
@@ -118,7 +131,7 @@ def layers_figure(a: Mapping) -> Figure:
 def units_figure(a: Mapping) -> Figure:
     """The per-unit time constants τ_i (log scale, sorted) against the sequence length T."""
     u = unit_time_constants(a)
-    fig = Figure(figsize=(8.5, 4.6), layout="constrained")
+    fig = new_figure(figsize=(8.5, 4.6), layout="constrained")
     ax = fig.add_subplot()
     if u is None:
         _no_data(ax, "no per-unit rates (not a diagonal cell, or no Lyapunov spectrum)")
