@@ -76,3 +76,11 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise bad_value(name, value, "expected a positive integer")
     return int(value)
+
+
+def check_chained(layer: int, input_size: int, previous_output: int) -> None:
+    """Layer ``layer`` of a stack reads what layer ``layer - 1`` outputs: its ``input_size`` must equal that width
+    (``previous_output``); else a `ConfigError` naming both (the check of `gradscope.nets.Stack`, which importers
+    also run on their plans without importing JAX)."""
+    if input_size != previous_output:
+        raise ConfigError(f"layer {layer} has input_size={input_size} but layer {layer - 1} outputs {previous_output}")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from gradscope._errors import ConfigError
+from gradscope._errors import ConfigError, check_chained
 from gradscope.cells._base import (
     Array,
     Aux,
@@ -99,10 +99,7 @@ class Stack(_Network):
                     "a Bidirectional layer cannot sit inside a Stack (it needs the whole sequence); "
                     "wrap the Stack in Bidirectional instead"
                 )
-            if cur.input_size != prev.output_size:
-                raise ConfigError(
-                    f"layer {l} has input_size={cur.input_size} but layer {l - 1} outputs {prev.output_size}"
-                )
+            check_chained(l, cur.input_size, prev.output_size)
             if self.residual and l >= 2 and cur.input_size != self.layers[l - 1].input_size:
                 raise ConfigError(
                     f"residual=True needs equal widths: layer {l} input {cur.input_size} "

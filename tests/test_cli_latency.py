@@ -110,14 +110,7 @@ def files(tmp_path_factory):
         ["check", "report.json", "--baseline", "b.json"],
         ["analyse", "--help"],
         ["compare", "--help"],
-        pytest.param(
-            ["inspect", "gru.npz"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gradscope.io imports JAX at module level (io._build, io.torch -> io.deep_bidirectional, "
-                "io.modern -> gradscope.cells); inspect itself executes nothing",
-            ),
-        ),
+        ["inspect", "gru.npz"],
     ],
     ids=lambda a: " ".join(a[:2]),
 )

@@ -232,6 +232,36 @@ def test_truncated_pt(tmp_path):
             from_torch(p)
 
 
+# ------------------------------------------------------------------------------- Flax msgpack
+def test_flax_msgpack_decoded_as_flax_decodes_it_without_jax(tmp_path):
+    """Flax msgpack (arrays, bfloat16, NumPy scalars, complex numbers, chunked arrays) reads back as
+    ``flax.serialization.msgpack_restore`` reads it, and a fresh interpreter reads a file without importing JAX."""
+    import subprocess
+    import sys
+
+    import jax.numpy as jnp
+
+    serialization = pytest.importorskip("flax.serialization")
+    from gradscope.io.formats import msgpack_tree
+
+    chunked = {"__msgpack_chunked_array__": True, "shape": {"0": 2, "1": 3}, "chunks": {"0": np.arange(4.0)}}
+    chunked["chunks"]["1"] = np.arange(2.0)
+    tree = {"params": {"kernel": SD["weight_ih_l0"], "bf16": np.asarray(jnp.ones(3, jnp.bfloat16)), "n": np.int8(3)}}
+    tree |= {"c": 1 + 2j, "chunked": chunked, "list": [1, 2.5, "x"]}
+    raw = serialization.msgpack_serialize(tree)
+    want, got = serialization.msgpack_restore(raw), msgpack_tree(raw)
+    assert want.keys() == got.keys() and want["c"] == got["c"] and want["list"] == got["list"]
+    np.testing.assert_array_equal(got["chunked"], want["chunked"])
+    for k, v in want["params"].items():
+        assert np.asarray(got["params"][k]).dtype == np.asarray(v).dtype
+        np.testing.assert_array_equal(np.asarray(got["params"][k], np.float64), np.asarray(v, np.float64))
+    path = tmp_path / "lstm.msgpack"
+    path.write_bytes(serialization.to_bytes({"params": {"cell": {"hi": {"kernel": SD["weight_hh_l0"][:4].T}}}}))
+    code = "import sys; from gradscope.io import read_arrays; read_arrays(sys.argv[1]); print('jax' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.split() == ["False"], res.stderr
+
+
 # ----------------------------------------------------------------------- content validation
 def _variant(**changes):
     sd = dict(SD)

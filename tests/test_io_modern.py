@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
+import sys
 from typing import Any
 
 import jax
@@ -29,7 +31,7 @@ from gradscope import cli
 from gradscope._errors import GradscopeError
 from gradscope._rollout import rollout
 from gradscope.io import mamba as io_mamba
-from gradscope.io.formats import ImportFormatError, write_safetensors
+from gradscope.io.formats import ImportFormatError, write_npz, write_safetensors
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -318,6 +320,119 @@ def test_inspect_load_model_and_cli_on_saved_files(tmp_path):
     assert gs.io.inspect_file(folder / "model.safetensors")["mapping"]["cell_config"]["n_groups"] == 2
 
 
+def _lru_split(n, m, p, seed=0):
+    """An LRU layer in the paper's Flax layout (real and imaginary parts apart): n states, m inputs, p outputs."""
+    r = np.random.default_rng(seed)
+    shapes = {"nu_log": (n,), "theta_log": (n,), "gamma_log": (n,), "B_re": (n, m), "B_im": (n, m)}
+    shapes |= {"C_re": (p, n), "C_im": (p, n), "D": (p, m)}
+    return {k: r.normal(0, 0.5, s).astype(np.float32) for k, s in shapes.items()}
+
+
+def _mlstm_cell(heads=2, E=4):
+    r = np.random.default_rng(0)
+    shapes = {"igate.weight": (heads, 3 * E), "igate.bias": (heads,), "fgate.weight": (heads, 3 * E)}
+    shapes |= {"fgate.bias": (heads,), "outnorm.weight": (E,)}
+    return {k: r.normal(0, 0.5, s).astype(np.float32) for k, s in shapes.items()}
+
+
+def _more_files() -> dict[str, tuple[dict, dict]]:
+    """Modern layouts beyond `_files`: name -> (tensors, metadata)."""
+    torch.manual_seed(2)
+    mamba = transformers.MambaConfig(
+        hidden_size=4, state_size=3, expand=2, conv_kernel=3, time_step_rank=2, num_hidden_layers=2, vocab_size=8
+    )
+    slstm = sLSTMCellConfig(
+        backend="vanilla", hidden_size=4, num_heads=2, recurrent_weight_init="standard", bias_init="standard"
+    )
+    mingru = _st(minGRU(3, expansion_factor=1.0))
+    cuda = np.random.default_rng(0).normal(size=(2, 2, 8)).astype(np.float32)  # the cuda backend's R layout
+    return {
+        "mamba-model": (_st(transformers.MambaModel(mamba)), {}),
+        "mamba2-limit": (_st(mamba2_mixer()), {"state_size": "3", "time_step_limit": "[0.01, 5.0]"}),
+        "slstm-cell": (_st(sLSTMCell(slstm)), {}),
+        "slstm-cell-cuda": ({"cell._recurrent_kernel_": cuda, "cell._bias_": np.zeros(16, np.float32)}, {}),
+        "mlstm-cell": (_mlstm_cell(), {}),
+        "minlstm": (_st(minLSTM(3, expansion_factor=1.0)), {}),
+        "mingru-stack": ({f"layers.{i}.{k}": v for i in range(2) for k, v in mingru.items()}, {}),
+        "lru-flax-stack": ({f"params/LRU_{i}/{k}": v for i in range(2) for k, v in _lru_split(4, 3, 3).items()}, {}),
+        "rglru-torch": (_st(rglru_torch()), {"reset_at_start": "true"}),
+    }
+
+
+def test_inspect_describes_the_built_model(tmp_path):
+    """`inspect_file` describes the importer's plan without building it: its mapping equals the description of the
+    model `load_model` builds (tests/_io_ref.py), for every modern architecture."""
+    from tests._io_ref import assert_inspect_describes_the_model
+
+    paths, _ = _files(tmp_path)
+    for name, (tensors, meta) in _more_files().items():
+        paths[name] = tmp_path / f"{name}.safetensors"
+        write_safetensors(paths[name], tensors, meta)
+    for name, path in paths.items():
+        mapping = assert_inspect_describes_the_model(path)
+        assert mapping["dtype"] == "float32", name
+    (tmp_path / "config.json").write_text(json.dumps(mamba2_config().to_dict()))  # n_groups and time_step_limit
+    write_safetensors(tmp_path / "m2.safetensors", _st(mamba2_mixer()))
+    assert_inspect_describes_the_model(tmp_path / "m2.safetensors")
+    write_npz(tmp_path / "lru64.npz", {k: _np(v) for k, v in lru().state_dict().items()})  # complex128 and float64
+    assert assert_inspect_describes_the_model(tmp_path / "lru64.npz")["dtype"] == "float64"
+
+
+def test_inspect_problem_is_the_import_error(tmp_path, bad_sources):
+    """A file that reads, in a layout gradscope recognises, but does not map: `inspect_file`'s problem is the error
+    `load_model` raises, the checks of the built model's networks (a stack's widths) included."""
+    torch.manual_seed(3)
+    files = {
+        "lru-stack-widths": {
+            f"{i}.{k}": v for i, (m, p) in enumerate([(3, 2), (3, 3)]) for k, v in _lru_split(4, m, p).items()
+        },
+        "mamba2-without-groups": _st(mamba2_mixer()),
+        "mamba2-layers": _st(transformers.Mamba2Model(mamba2_config(layers=2))),
+        "slstm-layer-conv": _st(
+            sLSTMLayer(sLSTMLayerConfig(embedding_dim=4, num_heads=2, backend="vanilla", conv1d_kernel_size=4))
+        ),
+        "rglru-complex": _st(rglru_torch()) | {"a_imag_param": np.zeros(4, np.float32)},
+        "mlstm-heads": {k: v[..., :-1] if k == "igate.weight" else v for k, v in _mlstm_cell().items()},
+    }
+    for name, (arrays, tensors) in bad_sources.items():
+        for failure in FAILURES:
+            sd, _ = _break(arrays, tensors, failure)
+            files[f"{name}-{failure}"] = {
+                k: v.astype(np.complex64 if np.iscomplexobj(v) else np.float32) for k, v in sd.items()
+            }
+    for name, tensors in files.items():
+        path = tmp_path / f"{name}.safetensors"
+        write_safetensors(path, tensors)
+        with pytest.raises(GradscopeError) as err:
+            gs.io.load_model(path)
+        info = gs.io.inspect_file(path)
+        if info["framework"] is None:  # no layout recognised at all: inspect says so in its own words
+            assert "match no supported layout" in info["problem"], name
+            continue
+        assert info["mapping"] is None and info["problem"] == str(err.value), name
+
+
+def test_inspect_does_not_import_jax(tmp_path):
+    """`inspect_file` reads and plans with NumPy alone: a fresh interpreter describes a file of every modern
+    architecture without importing JAX (a Mamba-2 file that sets a time_step_limit, not among them, imports it to
+    check the limit with the cell's own check)."""
+    paths, _ = _files(tmp_path)
+    for name, (tensors, meta) in _more_files().items():
+        if name != "mamba2-limit":
+            paths[name] = tmp_path / f"{name}.safetensors"
+            write_safetensors(paths[name], tensors, meta)
+    code = (
+        "import sys; from gradscope.io import inspect_file\n"
+        "for p in sys.argv[1:]: assert inspect_file(p)['mapping'] is not None, p\n"
+        "print('jax' in sys.modules)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, *map(str, paths.values())], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mamba", "xlstm", "mingru", "lru", "rglru"])
 def test_cli_analyse_weights(tmp_path, name):
@@ -424,8 +539,8 @@ def test_two_layouts_are_ambiguous_and_prefix_or_framework_chooses(bad_sources):
 # ------------------------------------------------------------------------------------ model protocol
 def test_export_and_description_walk_named_cells():
     from gradscope.io import DeepBidirectional
-    from gradscope.io.inspect import _describe_model
     from gradscope.nets import Bidirectional, Stack
+    from tests._io_ref import describe_model
 
     torch.manual_seed(0)
     ref = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
@@ -435,7 +550,7 @@ def test_export_and_description_walk_named_cells():
     back = gs.io.to_torch_state_dict(deep)
     for k, v in ref.state_dict().items():
         np.testing.assert_array_equal(back[k], _np(v))
-    d = _describe_model(deep)
+    d = describe_model(deep)
     assert (d["num_layers"], d["bidirectional"], d["structure"], d["state_size"]) == (2, True, "DeepBidirectional", 16)
     # a Bidirectional of two Stacks runs the directions apart (layer 1 never sees the other direction): not
     # PyTorch's multi-layer bidirectional wiring, so its "fwd.layer1." cells are refused, as are nested Stacks

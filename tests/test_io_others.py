@@ -268,6 +268,79 @@ def test_inspect_and_load_model(torch_ref, tmp_path):
     assert inspect_file(tmp_path / "g.safetensors")["mapping"]["kind"] == "gru"
 
 
+def _classic_files() -> dict[str, tuple[dict, dict]]:
+    """name -> (tensors, metadata) of a weight file for every layout of the four frameworks' RNN/LSTM/GRU."""
+    torch.manual_seed(1)
+
+    def sd(module, prefix=""):
+        return {prefix + k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+    lstm, gru, rnn = sd(torch.nn.LSTM(I, H)), sd(torch.nn.GRU(I, H)), sd(torch.nn.RNN(I, H))
+    flax_gru = {f"params.{g}.kernel": w.T for g, w in zip(("ir", "iz", "in"), _split(gru["weight_ih_l0"], 3))}
+    flax_gru |= {f"params.{g}.kernel": w.T for g, w in zip(("hr", "hz", "hn"), _split(gru["weight_hh_l0"], 3))}
+    flax_gru |= {f"params.{g}.bias": b for g, b in zip(("ir", "iz", "in"), _split(gru["bias_ih_l0"], 3))}
+    flax_gru["params.hn.bias"] = gru["bias_hh_l0"][2 * H :]
+    keras = {"kernel": gru["weight_ih_l0"].T, "recurrent_kernel": gru["weight_hh_l0"].T}
+    return {
+        "torch-rnn-relu": (rnn, {"nonlinearity": "relu"}),
+        "torch-lstm-float64": ({k: v.astype(np.float64) for k, v in lstm.items()}, {}),
+        "torch-lstm-float16": ({k: v.astype(np.float16) for k, v in lstm.items()}, {}),
+        "torch-gru-no-bias": (sd(torch.nn.GRU(I, H, bias=False)), {}),
+        "torch-stack": (sd(torch.nn.LSTM(I, H, num_layers=3), "enc.rnn.") | {"head.weight": np.zeros((1, H))}, {}),
+        "torch-bidirectional": (sd(torch.nn.GRU(I, H, bidirectional=True)), {}),
+        "torch-deep-bidirectional-proj": (sd(torch.nn.LSTM(I, 5, num_layers=2, bidirectional=True, proj_size=2)), {}),
+        "torch-rnn-cell": (sd(torch.nn.RNNCell(I, H)), {}),
+        "torch-lstm-cell": (sd(torch.nn.LSTMCell(I, H)), {}),
+        "torch-gru-cell": (sd(torch.nn.GRUCell(I, H)), {}),
+        "keras-lstm": ({f"lstm/lstm_cell/{k}": v for k, v in _split_keras(lstm).items()}, {}),
+        "keras-rnn": ({f"simple_rnn/{k}": v for k, v in _split_keras(rnn).items()}, {}),
+        "keras-gru-reset-after": (keras | {"bias": np.stack([gru["bias_ih_l0"], gru["bias_hh_l0"]])}, {}),
+        "keras-gru-reset-before": (keras | {"bias": gru["bias_ih_l0"]}, {}),
+        "flax-linen-lstm": (
+            {f"params.cell.{g}.{n}": v for g, d in _flax_lstm_tree(lstm).items() for n, v in d.items()},
+            {},
+        ),
+        "flax-nnx-lstm": (
+            {f"{g}.{n}": v for g, d in _flax_lstm_tree(lstm, "if_").items() for n, v in d.items()},
+            {},
+        ),
+        "flax-linen-gru": (flax_gru, {}),
+        "flax-nnx-optimized-lstm": (
+            {"dense_i/kernel": lstm["weight_ih_l0"].T, "dense_h/kernel": lstm["weight_hh_l0"].T}
+            | {"dense_h/bias": lstm["bias_hh_l0"]},
+            {},
+        ),
+        "flax-nnx-gru": (
+            {"dense_i/kernel": gru["weight_ih_l0"].T, "dense_i/bias": gru["bias_ih_l0"]}
+            | {"dense_h/kernel": gru["weight_hh_l0"].T},
+            {},
+        ),
+        "equinox-lstm": ({"weight_ih": lstm["weight_ih_l0"], "weight_hh": lstm["weight_hh_l0"]}, {}),
+        "equinox-gru": (
+            {"weight_ih": gru["weight_ih_l0"], "weight_hh": gru["weight_hh_l0"], "bias": gru["bias_ih_l0"]}
+            | {"bias_n": gru["bias_hh_l0"][2 * H :]},
+            {},
+        ),
+    }
+
+
+def _split_keras(p):
+    return {"kernel": p["weight_ih_l0"].T, "recurrent_kernel": p["weight_hh_l0"].T, "bias": p["bias_ih_l0"]}
+
+
+@pytest.mark.parametrize("name", list(_classic_files()))
+def test_inspect_describes_the_built_model(tmp_path, name):
+    """`inspect_file` describes the importer's plan without building it: its mapping equals the description of the
+    model `load_model` builds (tests/_io_ref.py), for every layout of the four frameworks."""
+    from tests._io_ref import assert_inspect_describes_the_model
+
+    tensors, meta = _classic_files()[name]
+    path = tmp_path / f"{name}.safetensors"
+    write_safetensors(path, {k: np.ascontiguousarray(v) for k, v in tensors.items()}, meta)
+    mapping = assert_inspect_describes_the_model(path)
+    assert mapping["dtype"] == ("float64" if "float64" in name else "float32")
+
+
 # -------------------------------------------------------------------------- real frameworks
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from gradscope.io.keras import from_keras
     from gradscope.io.torch import from_torch, save_npz, save_safetensors, to_torch_state_dict
 
-# names are loaded on first use (PEP 562): `gradscope inspect` reads a file with NumPy alone and imports an
-# importer (and JAX) only to build the model it describes
+# names are loaded on first use (PEP 562); the importers import JAX only to build a model, so `gradscope inspect`,
+# which describes the importer's plan of it, reads and checks a file with NumPy alone
 _LAZY = {
     "from_torch": "gradscope.io.torch",
     "from_keras": "gradscope.io.keras",

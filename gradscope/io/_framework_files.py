@@ -1,5 +1,6 @@
 """The container formats read through a framework's own package, each without running code from the file:
-.pt (``torch.load(weights_only=True)``, torch >= 2.10), Flax msgpack and HDF5 (links and external data refused).
+.pt (``torch.load(weights_only=True)``, torch >= 2.10), Flax msgpack (decoded with the ``msgpack`` package as Flax
+decodes it, without importing Flax or JAX) and HDF5 (links and external data refused).
 The NumPy-only formats (safetensors, .npz) are in `gradscope.io._files`."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -114,13 +116,62 @@ def read_msgpack(path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str,
     return to_numpy_dict(msgpack_tree(path.read_bytes(), str(path)), source=str(path)), {}
 
 
-def msgpack_tree(data: bytes, name="msgpack bytes"):
+#: Flax's msgpack extension types (``flax.serialization``): an array as msgpack ``(shape, dtype name, bytes)``, a
+#: Python complex as ``(real, imag)``, a NumPy scalar as a 0-d array
+_ARRAY, _COMPLEX, _SCALAR = 1, 2, 3
+#: the key that marks an array Flax split into chunks (arrays over 2**30 bytes)
+_CHUNKED = "__msgpack_chunked_array__"
+
+
+def _msgpack_array(data: bytes) -> np.ndarray:
+    import msgpack
+
+    shape, dtype_name, buffer = msgpack.unpackb(data, raw=True)
+    if dtype_name == b"bfloat16":  # JAX's bfloat16 is ml_dtypes'
+        import ml_dtypes
+
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(dtype_name)
+    return np.frombuffer(buffer, dtype=dtype, count=-1, offset=0).reshape(shape, order="C")
+
+
+def _msgpack_ext(code: int, data: bytes) -> Any:
+    import msgpack
+
+    if code == _ARRAY:
+        return _msgpack_array(data)
+    if code == _COMPLEX:
+        pair = msgpack.unpackb(data)
+        return complex(pair[0], pair[1])
+    if code == _SCALAR:
+        return _msgpack_array(data)[()]
+    return msgpack.ExtType(code, data)
+
+
+def _unchunk(tree: Any) -> Any:
+    """``tree`` with Flax's chunked arrays joined again (in place, as ``flax.serialization`` does)."""
+    if not isinstance(tree, dict):
+        return tree
+    if _CHUNKED in tree:
+        shape = tuple(tree["shape"][str(i)] for i in range(len(tree["shape"])))
+        chunks = tuple(tree["chunks"][str(i)] for i in range(len(tree["chunks"])))
+        return np.concatenate(chunks).reshape(shape)
+    for k, v in tree.items():
+        tree[k] = _unchunk(v)
+    return tree
+
+
+def msgpack_tree(data: bytes, name: str = "msgpack bytes") -> Any:
+    """The tree that Flax's ``serialization.to_bytes`` wrote into ``data`` (dicts, lists, arrays, numbers), decoded
+    as ``flax.serialization.msgpack_restore`` decodes it, with the ``msgpack`` package (a dependency of Flax) and
+    NumPy alone."""
     try:
-        from flax import serialization
+        import msgpack
     except ImportError:
         raise ImportFormatError(f"{name}: reading Flax msgpack needs flax installed") from None
     try:
-        return serialization.msgpack_restore(bytes(data))
+        return _unchunk(msgpack.unpackb(bytes(data), ext_hook=_msgpack_ext, raw=False, strict_map_key=False))
     except Exception as e:  # noqa: BLE001
         raise ImportFormatError(f"{name} is not valid Flax msgpack: {e}") from None
 

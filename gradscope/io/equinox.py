@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradscope.io._build import expect, make_cell, resolve_dtype
+from gradscope.io._build import Importer, expect, make_cell, resolve_dtype
+from gradscope.io._plan import ModelPlan, stack
 from gradscope.io.formats import DEFAULT_MAX_BYTES, ImportFormatError, read_arrays
 
 _FIELDS = ("weight_ih", "weight_hh", "bias", "bias_n")
@@ -32,8 +33,12 @@ def _to_arrays(source, max_bytes):
     return {k.replace("/", "."): v for k, v in arrays.items()}, desc
 
 
-def from_equinox(source, *, kind: str | None = None, prefix: str = "", dtype=None, max_bytes: int = DEFAULT_MAX_BYTES):
-    """A gradscope `LSTM` or `GRU` cell equal to the Equinox cell ``source`` (see the module docstring)."""
+@Importer
+def from_equinox(
+    source, *, kind: str | None = None, prefix: str = "", dtype=None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> ModelPlan:
+    """A gradscope `LSTM` or `GRU` cell equal to the Equinox cell ``source`` (see the module docstring;
+    ``from_equinox.plan``: its plan)."""
     arrays, desc = _to_arrays(source, max_bytes)
     own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
     if "weight_hh" not in own or "weight_ih" not in own:
@@ -74,4 +79,4 @@ def from_equinox(source, *, kind: str | None = None, prefix: str = "", dtype=Non
             f"{'LSTMCell' if inferred == 'lstm' else 'GRUCell'}"
         )
     dt = resolve_dtype(dtype, [np.asarray(v) for v in own.values()])
-    return make_cell(inferred, p, input_size=I, hidden_size=H, dtype=dt)
+    return stack([make_cell(inferred, p, input_size=I, hidden_size=H, dtype=dt)])

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from gradscope.io._build import expect, make_cell, resolve_dtype
+from gradscope.io._build import Importer, expect, make_cell, resolve_dtype
+from gradscope.io._plan import ModelPlan, stack
 from gradscope.io.formats import DEFAULT_MAX_BYTES, ImportFormatError, msgpack_tree, read_arrays, to_numpy_dict
 
 _LSTM_IN = ("ii", "if", "ig", "io")
@@ -72,6 +73,7 @@ def _to_arrays(source, max_bytes):
     return arrays, desc
 
 
+@Importer
 def from_flax(
     source,
     *,
@@ -80,10 +82,11 @@ def from_flax(
     dtype=None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     reset_at_start: bool | None = None,
-):
+) -> ModelPlan:
     """A gradscope `LSTM` or `GRU` cell equal to the Flax cell whose parameters are in ``source``; for a
     recurrentgemma RG-LRU tree (``a_param``, ``input_gate``, ``a_gate``) the `RGLRU` cell (``reset_at_start``:
-    see `gradscope.io.rglru`), for the LRU paper's Flax layer (``nu_log``, ``B_re``, ...) the `LRU` cell."""
+    see `gradscope.io.rglru`), for the LRU paper's Flax layer (``nu_log``, ``B_re``, ...) the `LRU` cell
+    (``from_flax.plan``: its plan)."""
     arrays, desc = _to_arrays(source, max_bytes)
     arrays = _norm(arrays)
     found = flax_cells(arrays)
@@ -97,7 +100,7 @@ def from_flax(
             if reset_at_start is not None:
                 opts["reset_at_start"] = reset_at_start
             name = modern.choose(modern.detect(arrays, prefix=prefix, flax_only=True), None, desc)
-            return modern.import_arrays(arrays, architecture=name, dtype=dtype, source=desc, **opts)
+            return modern.import_arrays.plan(arrays, architecture=name, dtype=dtype, source=desc, **opts)
     elif reset_at_start is not None:
         raise ImportFormatError("reset_at_start= is only for an RG-LRU parameter tree")
     if not found:
@@ -162,4 +165,4 @@ def from_flax(
     if I <= 0:
         raise ImportFormatError(f"{desc}: the input kernel of {pre or 'the cell'} is empty or missing")
     dt = resolve_dtype(dtype, [np.asarray(v) for v in own.values()])
-    return make_cell(inferred, p, input_size=I, hidden_size=H, dtype=dt)
+    return stack([make_cell(inferred, p, input_size=I, hidden_size=H, dtype=dt)])

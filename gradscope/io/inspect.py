@@ -6,8 +6,9 @@ metadata/sidecar entry): Keras (``recurrent_kernel`` or ``.weights.h5`` ``vars/N
 (``hi.kernel``, ``hn.kernel``, ``dense_h.kernel``), Equinox (``weight_ih`` with ``bias``/``bias_n``
 and no ``bias_ih``), PyTorch (``weight_ih_l0`` or ``weight_ih``), and the modern architectures of
 `gradscope.io.modern` (mamba, xlstm, mingru, lru, rglru). Names that fit more than one layout are refused
-as ambiguous (pass ``framework=``). The model is described through its ``named_cells()`` (the cell
-protocol), so any network gradscope builds is described the same way.
+as ambiguous (pass ``framework=``). `inspect_file` describes the importer's plan of the model (`describe_plan`,
+what the built model would report through its ``named_cells()``): the file is read and checked with NumPy alone,
+nothing is built and JAX is not imported.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gradscope._errors import GradscopeError
+from gradscope.io._build import Importer
+from gradscope.io._plan import ModelPlan
 from gradscope.io.formats import DEFAULT_MAX_BYTES, ImportFormatError, file_format, read_arrays
 
 CLASSIC = ("torch", "keras", "flax", "equinox")
@@ -65,23 +69,27 @@ def detect_framework(arrays, meta=None, *, source: str = "mapping") -> str | Non
     return next(iter(found), None)
 
 
-def _importer(framework):
+def _plan(source, framework: str, **options) -> ModelPlan:
+    """The plan of ``source`` by the importer of ``framework`` (a modern architecture goes through `from_torch`)."""
     from gradscope.io import equinox, flax, keras, torch
 
     if framework not in CLASSIC:
-        return lambda source, **options: torch.from_torch(source, kind=framework, **options)
-    return {
+        return torch.from_torch.plan(source, kind=framework, **options)
+    importers: dict[str, Importer] = {
         "torch": torch.from_torch,
         "keras": keras.from_keras,
         "flax": flax.from_flax,
         "equinox": equinox.from_equinox,
-    }[framework]
+    }
+    return importers[framework].plan(source, **options)
 
 
-def load_model(source, *, framework: str | None = None, **options):
+@Importer
+def load_model(source, *, framework: str | None = None, **options) -> ModelPlan:
     """Import ``source`` (a path or mapping) with the importer for ``framework`` (detected if omitted);
     ``options`` go to that importer (e.g. ``nonlinearity=`` for torch, ``layer=`` for keras or mamba).
-    Files are read without executing anything (see `gradscope.io.formats`)."""
+    Files are read without executing anything (see `gradscope.io.formats`); ``load_model.plan`` only plans
+    the model (NumPy alone)."""
     if framework is not None and framework not in FRAMEWORKS:
         raise ImportFormatError(f"framework={framework!r} is not allowed: expected one of {', '.join(FRAMEWORKS)}")
     from gradscope.io import modern
@@ -94,33 +102,30 @@ def load_model(source, *, framework: str | None = None, **options):
                 f"{desc}: the tensor names match no supported layout (PyTorch, Keras, Flax, Equinox, or a "
                 f"modern one: {modern.MARKERS}); names are {sorted(arrays)[:12]}"
             )
-    return _importer(framework)(source, **options)
+    return _plan(source, framework, **options)
 
 
-def _describe_model(model) -> dict:
-    """Sizes and structure of an imported model, read through the model protocol (``named_cells``)."""
-    named = model.named_cells() if callable(getattr(model, "named_cells", None)) else (("", model),)
-    first = named[0][1]
-    prefixes = [p for p, _ in named]
-    layers = {m.group(1) for p in prefixes if (m := re.search(r"layer(\d+)\.", p))}
-    out = {
-        "gradscope_cell": getattr(first, "name", "") or type(first).__name__,
-        "structure": "cell" if prefixes == [""] else type(model).__name__,
-        "input_size": int(model.input_size),
-        "hidden_size": int(first.hidden_size),
-        "state_size": int(sum(getattr(c, "state_size", c.hidden_size) for _, c in named)),
-        "proj_size": int(getattr(first, "proj_size", 0) or 0),
-        "num_layers": max(len(layers), 1),
-        "bidirectional": any(p.endswith(("fwd.", "bwd.")) for p in prefixes),
-        "dtype": str(np.dtype(first.dtype)),
+def describe_plan(plan: ModelPlan) -> dict[str, Any]:
+    """Sizes and structure of the model ``plan`` builds, as the built model reports them: its first cell (registry
+    name, else class), how the cells are assembled, the first cell's sizes, the whole state's size, layers,
+    direction, dtype, the nonlinearity when the cell has one, and the first cell's ``describe()`` without the
+    values that are not scalars (``cell_config``)."""
+    first = plan.cells[0]
+    fields = first.fields
+    out: dict[str, Any] = {
+        "gradscope_cell": first.name or first.cls,
+        "structure": plan.structure,
+        "input_size": int(fields["input_size"]),
+        "hidden_size": int(fields["hidden_size"]),
+        "state_size": int(sum(c.state_size for c in plan.cells)),
+        "proj_size": int(fields.get("proj_size", 0) or 0),
+        "num_layers": plan.num_layers,
+        "bidirectional": plan.bidirectional,
+        "dtype": str(first.dtype),
     }
-    if isinstance(getattr(first, "activation", None), str):
-        out["nonlinearity"] = first.activation
-    describe = getattr(first, "describe", None)
-    if callable(describe):  # the cell's own static configuration (heads, dt rank, g, ...)
-        config = describe()
-        if isinstance(config, dict):
-            out["cell_config"] = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
+    if isinstance(fields.get("activation"), str):
+        out["nonlinearity"] = fields["activation"]
+    out["cell_config"] = {k: v for k, v in first.describe().items() if isinstance(v, (int, float, str, bool))}
     return out
 
 
@@ -161,11 +166,11 @@ def inspect_file(path, *, framework: str | None = None, max_bytes: int = DEFAULT
         )
         return info
     try:
-        model = load_model(path, framework=fw, max_bytes=max_bytes, **options)
+        plan = load_model.plan(path, framework=fw, max_bytes=max_bytes, **options)
     except GradscopeError as e:
         info["problem"] = str(e)
         return info
-    info["mapping"] = _describe_model(model)
+    info["mapping"] = describe_plan(plan)
     if fw == "torch":
         from gradscope.io.torch import infer_layout
 

@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gradscope.io._arrays import kind_by_gates
-from gradscope.io._build import expect, make_cell, resolve_dtype
+from gradscope.io._build import Importer, expect, make_cell, resolve_dtype
+from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import (  # noqa: F401  (read_h5 re-exported)
     DEFAULT_MAX_BYTES,
     ImportFormatError,
@@ -78,6 +79,7 @@ def keras_layers(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, str]]:
     return out
 
 
+@Importer
 def from_keras(
     source,
     *,
@@ -87,8 +89,9 @@ def from_keras(
     layer: str | None = None,
     dtype=None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-):
-    """A gradscope cell equal to a Keras 3 SimpleRNN/LSTM/GRU layer (see the module docstring).
+) -> ModelPlan:
+    """A gradscope cell equal to a Keras 3 SimpleRNN/LSTM/GRU layer (see the module docstring; ``from_keras.plan``:
+    its plan).
 
     ``layer`` picks one layer by name (a path component such as ``"lstm"`` or ``"gru_1"``) when the
     source holds several. GRU ``reset_after`` is read from the bias shape; passing it checks it.
@@ -117,12 +120,13 @@ def from_keras(
     if len(found) > 1:
         raise ImportFormatError(f"{desc}: several recurrent layers {sorted(found)}; pass layer= to choose one")
     ((pre, ent),) = found.items()
-    return _cell_from_keras(
+    cell = _cell_from_keras(
         arrays, ent, desc, kind=kind, reset_after=reset_after, nonlinearity=nonlinearity, dtype=dtype
     )
+    return stack([cell])
 
 
-def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtype):
+def _cell_from_keras(arrays, ent, desc, *, kind, reset_after, nonlinearity, dtype) -> CellPlan:
     if "kernel" not in ent:
         raise ImportFormatError(f"{desc}: {ent['recurrent_kernel']!r} has no matching kernel")
     rk = check_float_array(np.asarray(arrays[ent["recurrent_kernel"]]), ent["recurrent_kernel"], desc)

@@ -29,10 +29,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from gradscope.io._build import expect, resolve_dtype, with_name
+from gradscope.io._build import Importer, expect, resolve_dtype
+from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import ImportFormatError, to_numpy_dict
 
 LAMBDA = ("nu_log", "theta_log", "gamma_log")
@@ -88,9 +88,7 @@ def _complex(arrays, key: str, shape, source: str):
     return np.real(arr), np.imag(arr)
 
 
-def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
-    from gradscope.cells.lru import LRU
-
+def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype) -> CellPlan:
     if prefix + "nu_log" not in arrays:
         raise ImportFormatError(f"{source}: missing tensor {prefix + 'nu_log'!r}")
     nu = _finite(np.asarray(arrays[prefix + "nu_log"]), prefix + "nu_log", source)
@@ -132,28 +130,24 @@ def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
             f"{p} rows and B {m} columns: expected D of shape ({p}, {m})"
         )
     D = expect(arrays, prefix + "D", (m,) if d_ndim == 1 else (p, m), source)
-    a = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-    return with_name(
-        LRU(
-            nu_log=a(nu),
-            theta_log=a(theta),
-            gamma_log=a(gamma),
-            B_re=a(b_re),
-            B_im=a(b_im),
-            C_re=a(c_re),
-            C_im=a(c_im),
-            D=a(D),
-            input_size=m,
-            hidden_size=n,
-            normalise=True,
-        ),
-        "lru",
-    )
+    weights = {
+        "nu_log": nu,
+        "theta_log": theta,
+        "gamma_log": gamma,
+        "B_re": b_re,
+        "B_im": b_im,
+        "C_re": c_re,
+        "C_im": c_im,
+        "D": D,
+    }
+    return CellPlan("lru", "LRU", {"input_size": m, "hidden_size": n, "normalise": True}, weights, dtype, name="lru")
 
 
-def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict"):
+@Importer
+def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict") -> ModelPlan:
     """The gradscope model equal to the LRU layer(s) whose tensors are ``sd`` (a ``state_dict()``, or a
-    nested/flattened Flax parameter tree): one layer → an `LRU` cell, several → a `gradscope.nets.Stack`.
+    nested/flattened Flax parameter tree): one layer → an `LRU` cell, several → a `gradscope.nets.Stack`
+    (``from_state_dict.plan``: its plan).
 
     ``dtype``: float32 / float64 (default: float64 when every tensor is float64/complex128 and JAX has x64,
     else float32). Missing tensors, wrong shapes, NaN/inf values and unrelated tensors raise
@@ -182,9 +176,4 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
         prefixes = found
     used = [np.real(np.asarray(arrays[k])) for k in arrays if any(k == q + s for q in prefixes for s in SUFFIXES)]
     dt = resolve_dtype(dtype, used)
-    cells = [_layer(arrays, q, source, dt) for q in prefixes]
-    if len(cells) == 1:
-        return cells[0]
-    from gradscope.nets import Stack
-
-    return Stack(tuple(cells))
+    return stack([_layer(arrays, q, source, dt) for q in prefixes])

@@ -29,10 +29,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
 
-from gradscope.io._build import expect, resolve_dtype
+from gradscope.io._build import Importer, expect, resolve_dtype
+from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import ImportFormatError, check_float_array
 
 _LAYER = re.compile(r"^(?P<stem>(?:.*\.)?layers\.)(?P<i>\d+)\.(?P<rest>.*)$")
@@ -93,9 +93,7 @@ def _shape(sd, key, want: tuple, source) -> tuple:
     return np.shape(arr)
 
 
-def _mamba(sd, p, source, dtype):
-    from gradscope.cells.mamba import Mamba
-
+def _mamba(sd, p, source, dtype) -> CellPlan:
     Dn, N = _shape(sd, p + "A_log", ("D", "N"), source)
     R = _shape(sd, p + "dt_proj.weight", (Dn, "R"), source)[1]
     t = {
@@ -109,13 +107,11 @@ def _mamba(sd, p, source, dtype):
         )
     }
     dt = resolve_dtype(dtype, t.values())
-    a = {n.replace(".", "_"): jnp.asarray(v, dt) for n, v in t.items()}
-    return Mamba(**a, input_size=Dn, hidden_size=N, dt_rank=R)
+    weights = {n.replace(".", "_"): v for n, v in t.items()}
+    return CellPlan("mamba", "Mamba", {"input_size": Dn, "hidden_size": N, "dt_rank": R}, weights, dt)
 
 
-def _mamba2(sd, p, source, dtype, hints):
-    from gradscope.cells.mamba import Mamba2, check_time_step_limit
-
+def _mamba2(sd, p, source, dtype, hints) -> CellPlan:
     config = hints.get("config")
     (H,) = _shape(sd, p + "A_log", ("H",), source)
     (Dn,) = _shape(sd, p + "norm.weight", ("I",), source)
@@ -142,22 +138,26 @@ def _mamba2(sd, p, source, dtype, hints):
         )
     t = {n: expect(sd, p + n, (H,), source) for n in ("A_log", "D", "dt_bias")}
     dt = resolve_dtype(dtype, t.values())
-    try:
-        limit = check_time_step_limit(_hint("time_step_limit", hints, config))
-    except Exception as e:  # a ConfigError naming the hint; keep one error type for importers
-        raise ImportFormatError(f"{source}: {e}") from None
-    return Mamba2(
-        **{n: jnp.asarray(v, dt) for n, v in t.items()},
-        in_proj_weight=None,
-        input_size=Dn + gn2 + H,
-        hidden_size=N,
-        num_heads=H,
-        head_dim=Dn // H,
-        n_groups=G,
-        time_step_limit=limit,
-    )
+    limit = _hint("time_step_limit", hints, config)
+    if limit is not None:  # the cell's own check (it imports JAX: only for a file that sets a limit)
+        from gradscope.cells.mamba import check_time_step_limit
+
+        try:
+            limit = check_time_step_limit(limit)
+        except Exception as e:  # a ConfigError naming the hint; keep one error type for importers
+            raise ImportFormatError(f"{source}: {e}") from None
+    static = {
+        "input_size": Dn + gn2 + H,
+        "hidden_size": N,
+        "num_heads": H,
+        "head_dim": Dn // H,
+        "n_groups": G,
+        "time_step_limit": limit,
+    }
+    return CellPlan("mamba", "Mamba2", static, {**t, "in_proj_weight": None}, dt)
 
 
+@Importer
 def from_state_dict(
     sd: Mapping,
     *,
@@ -169,8 +169,9 @@ def from_state_dict(
     time_step_limit=None,
     config=None,
     source: str = "state dict",
-):
-    """The SSM core(s) of a transformers Mamba / Mamba-2 state dict (NumPy or torch tensors).
+) -> ModelPlan:
+    """The SSM core(s) of a transformers Mamba / Mamba-2 state dict (NumPy or torch tensors; ``from_state_dict.plan``:
+    their plan).
 
     ``prefix`` picks one mixer (e.g. ``"backbone.layers.2.mixer."``), ``layer=i`` the i-th of a model's
     layers; otherwise one mixer gives its cell and several Mamba layers a `Stack` (see the module docstring).
@@ -200,16 +201,12 @@ def from_state_dict(
     cells = [
         _mamba(sd, p, source, dtype) if cands[p] == "mamba" else _mamba2(sd, p, source, dtype, hints) for p in chosen
     ]
-    if len(cells) == 1:
-        return cells[0]
-    if any(cands[p] == "mamba2" for p in chosen):
+    if len(cells) > 1 and any(cands[p] == "mamba2" for p in chosen):
         raise ImportFormatError(
             f"{source}: {len(cells)} Mamba-2 layers found; their SSM cores cannot be chained "
             f"in a Stack (u_t = [x, B, C, dt] is wider than y_t): pass layer=0..{len(cells) - 1}"
         )
-    from gradscope.nets import Stack
-
-    return Stack(tuple(cells))
+    return stack(cells)
 
 
 def _causal_conv_silu(z, w, b):

@@ -25,10 +25,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from gradscope.io._build import expect, resolve_dtype, with_name
+from gradscope.io._build import Importer, expect, resolve_dtype
+from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import ImportFormatError, check_float_array, to_numpy_dict
 
 GATES = {"to_hidden_and_gate.weight": ("mingru", 2), "to_hidden_and_f_i_gate.weight": ("minlstm", 3)}
@@ -57,9 +57,7 @@ def recognise(keys: set[str]) -> bool:
     return bool(keys) and all(p is not None for p in parts) and any(p is not None and p[1] in GATES for p in parts)
 
 
-def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
-    from gradscope.cells.mingru import MinGRU, MinLSTM
-
+def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype) -> CellPlan:
     present = [s for s in GATES if prefix + s in arrays]
     if not present:
         raise ImportFormatError(
@@ -81,17 +79,17 @@ def _layer(arrays: Mapping[str, Any], prefix: str, source: str, dtype):
         )
     n, m = w.shape[0] // k, w.shape[1]
     w_out = expect(arrays, prefix + OUT, (m, n), source) if prefix + OUT in arrays else None
-    blocks = [jnp.asarray(w[j * n : (j + 1) * n], dtype) for j in range(k)]
-    zeros = jnp.zeros((n,), dtype)
-    out = None if w_out is None else jnp.asarray(w_out, dtype)
-    cls, gates = (MinGRU, "hz") if kind == "mingru" else (MinLSTM, "hfi")
-    weights = {f"weight_{g}": block for g, block in zip(gates, blocks, strict=True)}
-    biases = {f"bias_{g}": zeros for g in gates}
-    return with_name(cls(**weights, **biases, weight_out=out, input_size=m, hidden_size=n, g="log-space"), kind)
+    cls, gates = ("MinGRU", "hz") if kind == "mingru" else ("MinLSTM", "hfi")
+    weights = {f"weight_{g}": w[j * n : (j + 1) * n] for j, g in enumerate(gates)}
+    biases = {f"bias_{g}": np.zeros((n,)) for g in gates}
+    static = {"input_size": m, "hidden_size": n, "g": "log-space"}
+    return CellPlan("mingru", cls, static, weights | biases | {"weight_out": w_out}, dtype, name=kind)
 
 
-def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict"):
-    """The gradscope model equal to the ``mingru-pytorch`` layer(s) whose ``state_dict()`` is ``sd``.
+@Importer
+def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "state dict") -> ModelPlan:
+    """The gradscope model equal to the ``mingru-pytorch`` layer(s) whose ``state_dict()`` is ``sd``
+    (``from_state_dict.plan``: its plan).
 
     One layer → a `MinGRU` / `MinLSTM` cell (``g="log-space"``); several → a `gradscope.nets.Stack`.
     ``prefix`` selects one layer of a bigger state dict (e.g. ``"layers.0.2."`` in a ``minLM``).
@@ -123,9 +121,4 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
             )
     used = {p + s for p in prefixes for s in SUFFIXES if p + s in arrays}
     dt = resolve_dtype(dtype, [arrays[k] for k in used])
-    cells = [_layer(arrays, p, source, dt) for p in prefixes]
-    if len(cells) == 1:
-        return cells[0]
-    from gradscope.nets import Stack
-
-    return Stack(tuple(cells))
+    return stack([_layer(arrays, p, source, dt) for p in prefixes])

@@ -35,6 +35,8 @@ from gradscope.io import mingru as _mingru
 from gradscope.io import rglru as _rglru
 from gradscope.io import xlstm as _xlstm
 from gradscope.io._arrays import ImportFormatError
+from gradscope.io._build import Importer
+from gradscope.io._plan import ModelPlan
 
 _MAMBA_KNOWN = ("A_log", "D", "conv1d.weight", "conv1d.bias", "in_proj.weight", "in_proj.bias", "out_proj.weight")
 _KNOWN: dict[str, tuple[str, ...] | None] = {
@@ -84,12 +86,13 @@ def _mingru_modules(keys) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """How one family is found (``modules(keys) -> {prefix: kind}``) and imported (``convert``)."""
+    """How one family is found (``modules(keys) -> {prefix: kind}``) and planned (``plan``, the ``.plan`` of its
+    importer)."""
 
     name: str
     modules: Callable[[Any], dict[str, str]]
-    convert: Callable[..., Any]
-    options: tuple[str, ...]  # what the converter takes besides dtype and source
+    plan: Callable[..., ModelPlan]
+    options: tuple[str, ...]  # what the planner takes besides dtype and source
     flax: bool = False  # also a Flax/JAX parameter tree (`gradscope.io.from_flax`)
 
 
@@ -99,18 +102,22 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture(
             "mamba",
             _mamba._mixer_prefixes,
-            _mamba.from_state_dict,
+            _mamba.from_state_dict.plan,
             ("prefix", "layer", "n_groups", "state_size", "time_step_limit", "config"),
         ),
-        Architecture("xlstm", _xlstm.modules, _xlstm.from_state_dict, ("prefix",)),
-        Architecture("mingru", _mingru_modules, _mingru.from_state_dict, ("prefix",)),
+        Architecture("xlstm", _xlstm.modules, _xlstm.from_state_dict.plan, ("prefix",)),
+        Architecture("mingru", _mingru_modules, _mingru.from_state_dict.plan, ("prefix",)),
         Architecture(
-            "lru", lambda keys: dict.fromkeys(_lru.layer_prefixes(keys), "lru"), _lru.from_state_dict, ("prefix",), True
+            "lru",
+            lambda keys: dict.fromkeys(_lru.layer_prefixes(keys), "lru"),
+            _lru.from_state_dict.plan,
+            ("prefix",),
+            True,
         ),
         Architecture(
             "rglru",
             lambda keys: dict.fromkeys(_rglru.layer_prefixes(keys), "rglru"),
-            _rglru.from_state_dict,
+            _rglru.from_state_dict.plan,
             ("prefix", "reset_at_start"),
             True,
         ),
@@ -219,6 +226,7 @@ def _chosen_prefixes(modules: dict[str, str], prefix: str | None) -> list[str]:
     return []
 
 
+@Importer
 def import_arrays(
     arrays: Mapping,
     *,
@@ -228,8 +236,9 @@ def import_arrays(
     dtype=None,
     source: str = "state dict",
     **options,
-):
-    """The gradscope model of the modern module(s) in ``arrays`` (see the module docstring for the rules)."""
+) -> ModelPlan:
+    """The gradscope model of the modern module(s) in ``arrays`` (see the module docstring for the rules;
+    ``import_arrays.plan``: its plan)."""
     found = detect(arrays, prefix=options.get("prefix"))
     name = choose(found, architecture, source)
     arch = ARCHITECTURES[name]
@@ -245,7 +254,7 @@ def import_arrays(
         options["config"] = _hf_config(path)
     modules = arch.modules(list(arrays))
     _check_known(arrays, modules, _chosen_prefixes(modules, options.get("prefix")), source)
-    return arch.convert(dict(arrays), dtype=dtype, source=source, **options)
+    return arch.plan(dict(arrays), dtype=dtype, source=source, **options)
 
 
 def describe(arrays: Mapping, architecture: str, prefix: str | None = None) -> dict:

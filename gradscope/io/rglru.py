@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
 
 from gradscope._errors import check_bool
-from gradscope.io._build import expect, resolve_dtype, with_name
+from gradscope.io._build import Importer, expect, resolve_dtype
+from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import ImportFormatError, check_float_array, to_numpy_dict
 
 # field of the cell -> the reference's path inside the layer (joined with "/" or ".")
@@ -72,16 +72,15 @@ def _key(arrays, prefix, field) -> str:
     return prefix + "/".join(PARAMS[field])
 
 
+@Importer
 def from_state_dict(
     sd: Mapping, *, prefix: str | None = None, reset_at_start: bool = False, dtype=None, source: str = "state dict"
-):
+) -> ModelPlan:
     """The `RGLRU` cell equal to the recurrentgemma RG-LRU layer whose parameters are ``sd`` (a flat mapping
-    with "/"- or "."-joined keys, or the nested Flax tree). ``prefix`` selects one layer of a bigger tree
-    (e.g. ``"params/blocks.0/recurrent_block/rg_lru/"``). ``dtype``: float32 / float64 (default: float64 when
-    every tensor is float64 and JAX has x64). Missing tensors, wrong shapes, NaN/inf and unrelated tensors
-    raise `ImportFormatError` naming them."""
-    from gradscope.cells.rglru import RGLRU
-
+    with "/"- or "."-joined keys, or the nested Flax tree; ``from_state_dict.plan``: its plan). ``prefix`` selects
+    one layer of a bigger tree (e.g. ``"params/blocks.0/recurrent_block/rg_lru/"``). ``dtype``: float32 / float64
+    (default: float64 when every tensor is float64 and JAX has x64). Missing tensors, wrong shapes, NaN/inf and
+    unrelated tensors raise `ImportFormatError` naming them."""
     reset_at_start = check_bool("reset_at_start", reset_at_start)
     arrays = to_numpy_dict(sd, source=source, sep="/")
     found = layer_prefixes(arrays)
@@ -135,14 +134,5 @@ def from_state_dict(
     }
     params = {f: expect(arrays, _key(arrays, prefix, f), shape, source) for f, shape in shapes.items()}
     dt = resolve_dtype(dtype, list(params.values()))
-    return with_name(
-        RGLRU(
-            **{f: jnp.asarray(v, dt) for f, v in params.items()},
-            input_size=n,
-            hidden_size=n,
-            num_heads=H,
-            c=8.0,
-            reset_at_start=reset_at_start,
-        ),
-        "rglru",
-    )
+    static = {"input_size": n, "hidden_size": n, "num_heads": H, "c": 8.0, "reset_at_start": reset_at_start}
+    return stack([CellPlan("rglru", "RGLRU", static, params, dt, name="rglru")])

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from gradscope.io._arrays import kind_by_gates
-from gradscope.io._build import TORCH_NONLINEARITIES, expect, make_cell, resolve_dtype
-from gradscope.io.deep_bidirectional import DeepBidirectional
+from gradscope.io._build import TORCH_NONLINEARITIES, Importer, expect, make_cell, resolve_dtype
+from gradscope.io._plan import ModelPlan, assemble
 from gradscope.io.formats import (
     DEFAULT_MAX_BYTES,
     ImportFormatError,
@@ -210,6 +210,7 @@ def _read(source, max_bytes: int):
     return arrays, meta, desc, hints
 
 
+@Importer
 def from_torch(
     source,
     *,
@@ -219,8 +220,8 @@ def from_torch(
     dtype=None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     **options,
-):
-    """A gradscope model equal to the PyTorch module whose weights are in ``source``.
+) -> ModelPlan:
+    """A gradscope model equal to the PyTorch module whose weights are in ``source`` (``from_torch.plan``: its plan).
 
     ``source``: an ``nn.Module``, a state dict (torch tensors or numpy arrays), or a path to a ``.safetensors``,
     ``.npz`` or ``.pt``/``.pth`` file (the latter read with ``weights_only=True``, torch >= 2.10).
@@ -255,7 +256,7 @@ def from_torch(
         if prefix is not None:
             options["prefix"] = prefix
         path = source if isinstance(source, (str, os.PathLike)) else None
-        return modern.import_arrays(
+        return modern.import_arrays.plan(
             arrays, architecture=kind, meta=meta, path=path, dtype=dtype, source=desc, **options
         )
     if options:
@@ -295,17 +296,6 @@ def from_torch(
     return assemble(cell, lay["num_layers"], lay["bidirectional"])
 
 
-def assemble(cell, num_layers: int, bidirectional: bool):
-    """cell / Stack / Bidirectional / DeepBidirectional from ``cell(layer, "fwd"|"bwd")``."""
-    from gradscope.nets import Bidirectional, Stack
-
-    if not bidirectional:
-        cells = [cell(l, "fwd") for l in range(num_layers)]
-        return cells[0] if num_layers == 1 else Stack(tuple(cells))
-    layers = [Bidirectional(cell(l, "fwd"), cell(l, "bwd")) for l in range(num_layers)]
-    return layers[0] if num_layers == 1 else DeepBidirectional(tuple(layers))
-
-
 # export lives in gradscope.io.export; these names stay importable from here
 from gradscope.io.export import (  # noqa: E402
     save_npz,
@@ -317,7 +307,6 @@ from gradscope.io.export import (  # noqa: E402
 __all__ = [
     "from_torch",
     "infer_layout",
-    "assemble",
     "to_torch_state_dict",
     "torch_metadata",
     "save_safetensors",

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import block_diag
 
-from gradscope.cells.xlstm import MLSTM, SLSTM
-from gradscope.io._build import expect, resolve_dtype, with_name
+from gradscope.io._build import Importer, expect, resolve_dtype
+from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import ImportFormatError, check_float_array
 
 KINDS = ("slstm-cell", "slstm-layer", "mlstm-cell", "mlstm-layer")
@@ -84,8 +82,12 @@ def _arrays(sd: Mapping) -> dict[str, np.ndarray]:
     return out
 
 
-def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "xlstm state dict"):
-    """The gradscope cell for the sLSTM / mLSTM module in ``sd`` (numpy arrays or torch tensors).
+@Importer
+def from_state_dict(
+    sd: Mapping, *, prefix: str | None = None, dtype=None, source: str = "xlstm state dict"
+) -> ModelPlan:
+    """The gradscope cell for the sLSTM / mLSTM module in ``sd`` (numpy arrays or torch tensors;
+    ``from_state_dict.plan``: its plan).
 
     ``prefix`` picks one module when ``sd`` holds several (a whole xLSTM stack); ``dtype`` float32 or
     float64 (default: float64 when every tensor is float64 and JAX has x64 enabled)."""
@@ -105,11 +107,11 @@ def from_state_dict(sd: Mapping, *, prefix: str | None = None, dtype=None, sourc
     kind = found[prefix]
     dt = resolve_dtype(dtype, [a for k, a in arrays.items() if k.startswith(prefix) and a.dtype.kind == "f"])
     if kind == "slstm-cell":
-        return _slstm(arrays, prefix, None, source, dt)
+        return stack([_slstm(arrays, prefix, None, source, dt)])
     if kind == "slstm-layer":
-        return _slstm_layer(arrays, prefix, source, dt)
+        return stack([_slstm_layer(arrays, prefix, source, dt)])
     if kind == "mlstm-cell":
-        return _mlstm(arrays, prefix, source, dt)
+        return stack([_mlstm(arrays, prefix, source, dt)])
     raise ImportFormatError(
         f"{source}: tensor {prefix + 'conv1d.conv.weight'!r}: an mLSTMLayer's causal conv1d window is recurrent "
         f"state that gradscope's mlstm cell does not model; import its cell with prefix={prefix + _MC!r} "
@@ -135,7 +137,13 @@ def _recurrent(arrays, p, source):
     )
 
 
-def _slstm(arrays, p, weight_ih, source, dt, norm_scale=None):
+def _block_diag(blocks: np.ndarray) -> np.ndarray:
+    """The block-diagonal matrix (K·D, K·D) of ``blocks`` (K, D, D)."""
+    K, D, _ = blocks.shape
+    return np.einsum("kl,kij->kilj", np.eye(K, dtype=blocks.dtype), blocks).reshape(K * D, K * D)
+
+
+def _slstm(arrays, p, weight_ih, source, dt, norm_scale=None) -> CellPlan:
     R, backend = _recurrent(arrays, p, source)
     K, D = R.shape[1], R.shape[2]
     n = K * D
@@ -143,21 +151,12 @@ def _slstm(arrays, p, weight_ih, source, dt, norm_scale=None):
     if backend == "cuda":  # head-major [head, gate, unit] -> gate-major [gate, head, unit]
         b = b.reshape(K, 4, D).transpose(1, 0, 2).reshape(-1)
     W = np.eye(4 * n) if weight_ih is None else weight_ih
-    return with_name(
-        SLSTM(
-            weight_ih=jnp.asarray(W, dt),
-            weight_hh=jnp.asarray(R, dt),
-            bias=jnp.asarray(b, dt),
-            input_size=W.shape[1],
-            hidden_size=n,
-            num_heads=K,
-            norm_scale=None if norm_scale is None else jnp.asarray(norm_scale, dt),
-        ),
-        "slstm",
-    )
+    weights = {"weight_ih": W, "weight_hh": R, "bias": b, "norm_scale": norm_scale}
+    static = {"input_size": W.shape[1], "hidden_size": n, "num_heads": K}
+    return CellPlan("xlstm", "SLSTM", static, weights, dt, name="slstm")
 
 
-def _slstm_layer(arrays, p, source, dt):
+def _slstm_layer(arrays, p, source, dt) -> CellPlan:
     conv = p + "conv1d.conv.weight"
     if conv in arrays:
         raise ImportFormatError(
@@ -170,13 +169,13 @@ def _slstm_layer(arrays, p, source, dt):
     n = K * D
     # the layer computes i, f, z, o = fgate(x), igate(x), zgate(x), ogate(x) (sic) and concatenates them
     blocks = [expect(arrays, p + g + ".weight", (K, D, D), source) for g in ("fgate", "igate", "zgate", "ogate")]
-    W = np.concatenate([np.asarray(block_diag(*list(w))) for w in blocks], axis=0)
+    W = np.concatenate([_block_diag(w) for w in blocks], axis=0)
     gn = p + "group_norm.weight"
     scale = 1.0 + expect(arrays, gn, (n,), source) if gn in arrays else np.ones(n)
     return _slstm(arrays, p + _SC, W, source, dt, norm_scale=scale)
 
 
-def _mlstm(arrays, p, source, dt):
+def _mlstm(arrays, p, source, dt) -> CellPlan:
     key = p + "igate.weight"
     Wi = check_float_array(arrays[key], key, source)
     if Wi.ndim != 2 or Wi.shape[1] % 3 or (Wi.shape[1] // 3) % Wi.shape[0]:
@@ -190,24 +189,20 @@ def _mlstm(arrays, p, source, dt):
     scale = 1.0 + expect(arrays, p + "outnorm.weight", (E,), source)
     eye, zero = np.eye(E), np.zeros((E, E))
     sel = [np.concatenate([eye if j == i else zero for j in range(3)], axis=1) for i in range(3)]
-    z = jnp.zeros((E,), dt)
-    a = lambda v: jnp.asarray(v, dt)  # noqa: E731
-    return with_name(
-        MLSTM(
-            weight_q=a(sel[0]),
-            weight_k=a(sel[1]),
-            weight_v=a(sel[2]),
-            bias_q=z,
-            bias_k=z,
-            bias_v=z,
-            weight_i=a(Wi),
-            weight_f=a(Wf),
-            bias_i=a(bi),
-            bias_f=a(bf),
-            input_size=3 * E,
-            hidden_size=E,
-            num_heads=H,
-            norm_scale=a(scale),
-        ),
-        "mlstm",
+    z = np.zeros((E,))
+    weights = {
+        "weight_q": sel[0],
+        "weight_k": sel[1],
+        "weight_v": sel[2],
+        "bias_q": z,
+        "bias_k": z,
+        "bias_v": z,
+        "weight_i": Wi,
+        "weight_f": Wf,
+        "bias_i": bi,
+        "bias_f": bf,
+        "norm_scale": scale,
+    }
+    return CellPlan(
+        "xlstm", "MLSTM", {"input_size": 3 * E, "hidden_size": E, "num_heads": H}, weights, dt, name="mlstm"
     )
