@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from gradscope.cells._base import Cell
 
 
+class Sizes(TypedDict):
+    """A cell's size fields, as keywords: ``Cell(..., **init.sizes)``."""
+
+    input_size: int
+    hidden_size: int
+
+
 class Init(NamedTuple):
     """What every builder receives besides its options, checked once by `make`: the sizes, the weights' key
     (same key, same weights) and their dtype (float32 or float64)."""
@@ -27,6 +34,11 @@ class Init(NamedTuple):
     hidden_size: int
     key: jax.Array
     dtype: jnp.dtype
+
+    @property
+    def sizes(self) -> Sizes:
+        """The built cell's size fields: ``Cell(..., **init.sizes)``."""
+        return Sizes(input_size=self.input_size, hidden_size=self.hidden_size)
 
 
 @dataclass(frozen=True)

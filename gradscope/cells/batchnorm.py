@@ -282,8 +282,7 @@ def build_bn_lstm(
         *_stats(max_length, 4 * n, dtype),
         *_stats(max_length, 4 * n, dtype),
         *_stats(max_length, n, dtype),
-        input_size=input_size,
-        hidden_size=n,
+        **init.sizes,
         eps=float(eps),
     )
 
@@ -317,8 +316,7 @@ def build_bn_rnn(
         g,
         *_stats(max_length, n, dtype),
         *_stats(max_length, n, dtype),
-        input_size=input_size,
-        hidden_size=n,
+        **init.sizes,
         activation=activation,
         eps=float(eps),
     )

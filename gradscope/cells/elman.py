@@ -124,8 +124,7 @@ def _build(init: Init, activation, recurrent_init, gain, bias):
         weight_hh=recurrent_matrix(k2, hidden_size, recurrent_init, gain, dtype),
         bias_ih=b_ih,
         bias_hh=b_hh,
-        input_size=input_size,
-        hidden_size=hidden_size,
+        **init.sizes,
         activation=activation,
     )
 
@@ -172,7 +171,6 @@ def build_irnn(init: Init, *, scale: float = 1.0, input_std: float = 0.001) -> E
         weight_hh=scale * jnp.eye(hidden_size, dtype=dtype),
         bias_ih=jnp.zeros((hidden_size,), dtype),
         bias_hh=jnp.zeros((hidden_size,), dtype),
-        input_size=input_size,
-        hidden_size=hidden_size,
+        **init.sizes,
         activation="relu",
     )

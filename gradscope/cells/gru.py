@@ -163,8 +163,7 @@ def _builder(cls: type[_G]) -> Callable[..., _G]:
             weight_hh=uniform_init(k2, (3 * n, n), bound, dtype),
             bias_ih=b_ih,
             bias_hh=b_hh,
-            input_size=input_size,
-            hidden_size=n,
+            **init.sizes,
         )
 
     return build

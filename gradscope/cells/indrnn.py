@@ -142,8 +142,7 @@ def build_indrnn(
         weight_ih=uniform_init(k1, (hidden_size, input_size), 1 / math.sqrt(input_size), dtype),
         weight_hh_diag=jax.random.uniform(k2, (hidden_size,), dtype, u_min, u_max),
         bias=jnp.zeros((hidden_size,), dtype),
-        input_size=input_size,
-        hidden_size=hidden_size,
+        **init.sizes,
         activation=activation,
         scan=scan,
     )

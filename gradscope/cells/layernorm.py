@@ -236,8 +236,7 @@ def _norm_lstm(init: Init, forget_bias, eps, norm, groups):
         zero4,
         jnp.ones((n,), dtype),
         jnp.zeros((n,), dtype),
-        input_size=input_size,
-        hidden_size=n,
+        **init.sizes,
         norm=norm,
         groups=groups,
         eps=float(eps),
@@ -269,8 +268,7 @@ def build_ln_rnn(
         recurrent_matrix(k2, n, recurrent_init, gain, dtype),
         jnp.ones((n,), dtype),
         jnp.zeros((n,), dtype),
-        input_size=input_size,
-        hidden_size=n,
+        **init.sizes,
         activation=activation,
         eps=float(eps),
     )
@@ -351,7 +349,6 @@ def build_ln_gru(init: Init, *, eps: float = norms.EPS) -> LNGRU:
         z1,
         o1,
         z1,
-        input_size=input_size,
-        hidden_size=n,
+        **init.sizes,
         eps=float(eps),
     )

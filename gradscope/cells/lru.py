@@ -181,7 +181,6 @@ def build_lru(
         C_re=sc * jax.random.normal(kc1, (m, n), dtype),
         C_im=sc * jax.random.normal(kc2, (m, n), dtype),
         D=jax.random.normal(kd, (m,), dtype),
-        input_size=m,
-        hidden_size=n,
+        **init.sizes,
         normalise=normalise,
     )

@@ -229,7 +229,7 @@ def build_lstm(
     w_hh = w_hh[:, :p]
     b_ih, b_hh = _gate_biases(kb, n, 4, dtype, forget_bias, chrono, f_index=1, i_index=0)
     w_hr = uniform_init(kr, (p, n), 1 / math.sqrt(p), dtype) if proj_size else None
-    return LSTM(w_ih, w_hh, b_ih, b_hh, w_hr, input_size=input_size, hidden_size=n, proj_size=proj_size)
+    return LSTM(w_ih, w_hh, b_ih, b_hh, w_hr, **init.sizes, proj_size=proj_size)
 
 
 @register(
@@ -243,7 +243,7 @@ def build_lstm_nofg(init: Init) -> LSTMNoForget:
     kw, kb = jax.random.split(key)
     w_ih, w_hh = _weights(kw, 3 * n, input_size, n, dtype)
     b_ih, b_hh = _gate_biases(kb, n, 3, dtype, None, None, f_index=0, i_index=0)
-    return LSTMNoForget(w_ih, w_hh, b_ih, b_hh, input_size=input_size, hidden_size=n)
+    return LSTMNoForget(w_ih, w_hh, b_ih, b_hh, **init.sizes)
 
 
 @register(
@@ -258,4 +258,4 @@ def build_lstm_peephole(init: Init, *, forget_bias: float | None = None, chrono:
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)
     b_ih, b_hh = _gate_biases(kb, n, 4, dtype, forget_bias, chrono, f_index=1, i_index=0)
     wc = uniform_init(kp, (3, n), 1 / math.sqrt(n), dtype)
-    return PeepholeLSTM(w_ih, w_hh, b_ih, b_hh, wc[0], wc[1], wc[2], input_size=input_size, hidden_size=n)
+    return PeepholeLSTM(w_ih, w_hh, b_ih, b_hh, wc[0], wc[1], wc[2], **init.sizes)

@@ -177,9 +177,7 @@ def build_mingru(init: Init, *, g: str = "identity", proj_out: bool = False) -> 
     proj_out = _check_options(g, proj_out)
     (w_h, w_z), w_out = _weights(key, 2, input_size, hidden_size, proj_out, dtype)
     zeros = jnp.zeros((hidden_size,), dtype)
-    return MinGRU(
-        w_z, zeros, weight_h=w_h, bias_h=zeros, weight_out=w_out, g=g, input_size=input_size, hidden_size=hidden_size
-    )
+    return MinGRU(w_z, zeros, weight_h=w_h, bias_h=zeros, weight_out=w_out, g=g, **init.sizes)
 
 
 @register(
@@ -202,6 +200,5 @@ def build_minlstm(init: Init, *, g: str = "identity", proj_out: bool = False) ->
         bias_h=zeros,
         weight_out=w_out,
         g=g,
-        input_size=input_size,
-        hidden_size=hidden_size,
+        **init.sizes,
     )

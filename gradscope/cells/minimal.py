@@ -81,6 +81,5 @@ def build_minimalrnn(init: Init, *, gate_bias: float = 0.0) -> MinimalRNN:
         weight_uz=uniform_init(k3, (n, n), bound, dtype),
         bias_z=uniform_init(k4, (n,), bound, dtype),
         bias_u=uniform_init(k5, (n,), bound, dtype) + jnp.asarray(gate_bias, dtype),
-        input_size=input_size,
-        hidden_size=n,
+        **init.sizes,
     )

@@ -218,7 +218,7 @@ def _build(cls: type[_C], init: Init, hs: str, printed: str | None) -> _C:
         w[f"bias_{s}"] = uniform_init(k, (n,), bound, dtype)
     if printed is not None:
         w[printed] = None
-    return cls(**w, input_size=m, hidden_size=n)
+    return cls(**w, **init.sizes)
 
 
 def _h_eq(u):
