@@ -6,6 +6,8 @@ as one line and exit with code 2.
 
 from __future__ import annotations
 
+import math
+
 
 class GradscopeError(Exception):
     """Base class: a problem the user can fix (bad option, shape, file)."""
@@ -84,3 +86,21 @@ def check_chained(layer: int, input_size: int, previous_output: int) -> None:
     also run on their plans without importing JAX)."""
     if input_size != previous_output:
         raise ConfigError(f"layer {layer} has input_size={input_size} but layer {layer - 1} outputs {previous_output}")
+
+
+def check_clip_range(name: str, value: object) -> tuple[float, float] | None:
+    """None, or a clipping range ``(lo, hi)`` of a nonnegative quantity with 0 ≤ lo < hi (hi may be inf), returned
+    as a tuple of floats; the range that clips nothing, (0, inf), is None (Mamba-2's ``time_step_limit`` on Δ:
+    checked by the cell's builder and, without importing JAX, by the importer)."""
+    if value is None:
+        return None
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise bad_value(name, value, "expected None or a pair (lo, hi), e.g. (0.0, 0.1)")
+    lo = check_number(f"{name}[0]", value[0], nonnegative=True)
+    try:
+        hi = float(value[1])  # inf allowed
+    except (TypeError, ValueError):
+        raise bad_value(f"{name}[1]", value[1], "expected a number above lo, or inf") from None
+    if not hi > lo:
+        raise bad_value(name, value, "expected lo < hi")
+    return None if (lo == 0.0 and hi == math.inf) else (lo, hi)

@@ -311,3 +311,21 @@ def test_every_registry_uses_the_helper():
         reproduce.get("deptth")
     with _raises(UnknownNameError, "format='junt' is not allowed; did you mean junit"):
         checks.render(checks.CheckResult(()), "junt")
+
+
+def test_check_clip_range():
+    """`check_clip_range`: None or (lo, hi) with 0 ≤ lo < hi, floats out; (0, inf) clips nothing and is None."""
+    import math
+
+    from gradscope._errors import check_clip_range
+
+    assert check_clip_range("r", None) is None
+    assert check_clip_range("r", [0, math.inf]) is None
+    assert check_clip_range("r", (0.01, 5)) == (0.01, 5.0)
+    assert check_clip_range("r", (0.0, math.inf)) is None and check_clip_range("r", (0.5, math.inf)) == (0.5, math.inf)
+    for bad, where in [((0.2, 0.1), "r="), ((0.1, 0.1), "r="), ((0.0, float("nan")), "r="), ((-1, 2), "r[0]")]:
+        with pytest.raises(ConfigError, match=re.escape(where)):
+            check_clip_range("r", bad)
+    for bad, where in [((0.0, "x"), "r[1]"), (0.1, "r="), ((1, 2, 3), "r=")]:
+        with pytest.raises(ConfigError, match=re.escape(where)):
+            check_clip_range("r", bad)

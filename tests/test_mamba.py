@@ -406,6 +406,9 @@ def test_registry_init_follows_the_reference():
         ("mamba2", {"heads": 2}, "heads"),
         ("mamba2", {"heads": 3, "groups": 2}, "groups"),
         ("mamba2", {"time_step_limit": (0.2, 0.1)}, "time_step_limit"),
+        ("mamba2", {"time_step_limit": (0.0, "inf-ish")}, r"time_step_limit\[1\]"),
+        ("mamba2", {"time_step_limit": (-0.1, 1.0)}, r"time_step_limit\[0\]"),
+        ("mamba2", {"time_step_limit": 0.1}, "time_step_limit"),
     ],
 )
 def test_bad_options_name_the_option(name, opts, word):

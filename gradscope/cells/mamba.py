@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from gradscope._errors import ConfigError, bad_value, check_number, check_positive_int
+from gradscope._errors import ConfigError, bad_value, check_clip_range, check_number, check_positive_int
 from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import Init, registrar
 
@@ -286,19 +286,6 @@ def _check_dt(dt_min, dt_max, dt_floor):
         raise ConfigError(f"dt_min={dt_min!r} is not allowed: it must not exceed dt_max={dt_max!r}")
 
 
-def check_time_step_limit(value: object) -> tuple[float, float] | None:
-    """None, or a pair (lo, hi) with 0 ≤ lo < hi (hi may be inf), returned as a tuple of floats."""
-    if value is None:
-        return None
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
-        raise bad_value("time_step_limit", value, "expected None or a pair (lo, hi), e.g. (0.0, 0.1)")
-    lo = check_number("time_step_limit[0]", value[0], nonnegative=True)
-    hi = float(value[1])
-    if not hi > lo:
-        raise bad_value("time_step_limit", value, "expected lo < hi")
-    return None if (lo == 0.0 and hi == math.inf) else (lo, hi)
-
-
 @register(
     "mamba",
     "Mamba selective SSM core (Gu & Dao 2023): input-dependent diagonal decay exp(Δ_t A), N states per channel",
@@ -365,7 +352,7 @@ def build_mamba2(
     if H % G:
         raise bad_value("groups", groups, f"expected a divisor of heads={H}")
     _check_dt(dt_min, dt_max, dt_floor)
-    limit = check_time_step_limit(time_step_limit)
+    limit = check_clip_range("time_step_limit", time_step_limit)
     kp, kb = jax.random.split(key)
     return Mamba2(
         A_log=jnp.log(jnp.arange(1, H + 1, dtype=dtype)),

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from gradscope._errors import GradscopeError, check_clip_range
 from gradscope.io._build import Importer, expect, resolve_dtype
 from gradscope.io._plan import CellPlan, ModelPlan, stack
 from gradscope.io.formats import ImportFormatError, check_float_array
@@ -139,13 +140,10 @@ def _mamba2(sd, p, source, dtype, hints) -> CellPlan:
     t = {n: expect(sd, p + n, (H,), source) for n in ("A_log", "D", "dt_bias")}
     dt = resolve_dtype(dtype, t.values())
     limit = _hint("time_step_limit", hints, config)
-    if limit is not None:  # the cell's own check (it imports JAX: only for a file that sets a limit)
-        from gradscope.cells.mamba import check_time_step_limit
-
-        try:
-            limit = check_time_step_limit(limit)
-        except Exception as e:  # a ConfigError naming the hint; keep one error type for importers
-            raise ImportFormatError(f"{source}: {e}") from None
+    try:  # the cell's own check (`gradscope.cells.mamba.build_mamba2`), JAX-free
+        limit = check_clip_range("time_step_limit", limit)
+    except GradscopeError as e:  # a ConfigError naming the hint; keep one error type for importers
+        raise ImportFormatError(f"{source}: {e}") from None
     static = {
         "input_size": Dn + gn2 + H,
         "hidden_size": N,
