@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -56,15 +56,19 @@ def figure_workers(n_figures: int) -> int:
     return max(1, min(usable_cpus(), 8, n_figures // FIGURES_PER_WORKER))
 
 
-def digest(kind: str, analysis: Mapping, dpi: int) -> str:
-    """The name of one per-analysis PNG by what it is drawn from: the figure ``kind``, the strict-JSON
-    analysis record (key order included: it orders legends) and the resolution."""
-    text = dumps(clean(analysis), ensure_ascii=False)
-    return hashlib.sha256(f"{kind}\0{dpi}\0{text}".encode()).hexdigest()[:32]
-
-
-def _spec_digest(spec: FigureSpec, dpi: int) -> str | None:
-    return None if spec.source is None else digest(spec.source[0], spec.source[1], dpi)
+def digests(items: Iterable[tuple[str, Mapping]], dpi: int) -> list[str]:
+    """The name of each PNG ``(kind, record)`` by what it is drawn from: the figure ``kind``, the resolution and
+    the strict-JSON text of its record (key order included: it orders legends). Each distinct record is
+    serialised once (a record's figures share it; an analysis record takes ~20 ms to write out)."""
+    hashes: dict[int, str] = {}
+    out = []
+    for kind, record in items:
+        h = hashes.get(id(record))
+        if h is None:
+            text = dumps(clean(record), ensure_ascii=False)
+            h = hashes[id(record)] = hashlib.sha256(text.encode()).hexdigest()
+        out.append(hashlib.sha256(f"{kind}\0{dpi}\0{h}".encode()).hexdigest()[:32])
+    return out
 
 
 def _wait(proc: subprocess.Popen, figures: int) -> None:
@@ -93,9 +97,9 @@ def serve(out_dir: str) -> None:
     _warm_up()
     for line in sys.stdin:
         items, dpi = pickle.loads(Path(line.strip()).read_bytes())
-        for kind, record in items:
+        for (kind, record), name in zip(items, digests(items, dpi), strict=True):
             png = to_png(analysis_figure(kind)(record), dpi)
-            write_bytes(Path(out_dir) / f"{digest(kind, record, dpi)}.png", png)
+            write_bytes(Path(out_dir) / f"{name}.png", png)
 
 
 def _warm_up() -> None:
@@ -114,7 +118,7 @@ def _warm_up() -> None:
 class FigurePool:
     """Worker interpreters that draw each analysis's figures as soon as it is done (`submit`), while the
     caller computes the next; `pngs` then takes a pre-drawn PNG only where the report's record, the figure
-    kind and the resolution are the submitted ones (`digest`), and draws the rest.
+    kind and the resolution are the submitted ones (`digests`), and draws the rest.
 
     Use it as a context manager: leaving it stops the workers and removes their files, also on an error.
     """
@@ -186,7 +190,7 @@ class FigurePool:
             except (OSError, ValueError):  # the worker has gone: its figures are drawn in-process
                 continue
             self._load[i] += len(share)
-            self._submitted.update(digest(kind, record, self.dpi) for kind, record in share)
+            self._submitted.update(digests(share, self.dpi))
 
     def _drain(self) -> dict[str, bytes]:
         """Close the job lists, wait for the workers and read every PNG they delivered, by digest."""
@@ -203,17 +207,18 @@ class FigurePool:
     def pngs(self, report: Mapping) -> dict[str, bytes]:
         """Every figure of ``report`` as PNG bytes, by file name (`pngs`), pre-drawn ones included."""
         specs = figure_specs(report)
-        digests = {s.filename: _spec_digest(s, self.dpi) for s in specs}  # each record hashed once per kind
+        sources = {s.filename: s.source for s in specs if s.source is not None}
+        names = dict(zip(sources, digests(sources.values(), self.dpi), strict=True))
         # the figures not handed out yet that a worker can draw (the comparison figure) join the backlog
-        self._send([s.source for s in specs if s.source is not None and digests[s.filename] not in self._submitted])
-        pending = [s for s in specs if digests[s.filename] in self._submitted]
+        self._send([src for f, src in sources.items() if names[f] not in self._submitted])
+        pending = [s for s in specs if s.filename in names and names[s.filename] in self._submitted]
         taken = {s.filename for s in pending}
         # what no worker can draw (sweep heat-maps, training curves) is drawn here while they finish
         images = _draw([s for s in specs if s.filename not in taken], self.dpi)
         drawn = self._drain()
         self.delivered = 0
         for spec in pending:
-            png = drawn.get(digests[spec.filename] or "")
+            png = drawn.get(names[spec.filename])
             self.delivered += png is not None
             images[spec.filename] = png if png is not None else spec.png(dpi=self.dpi)
         return {spec.filename: images[spec.filename] for spec in specs}
