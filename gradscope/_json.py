@@ -19,7 +19,9 @@ def clean(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
+        # reports hold lists of thousands of numbers: those already strict JSON (a finite float: x − x is NaN
+        # for ±inf and NaN; an int, not a bool; a str) are copied inline, without a call per number
+        return [v if ((t := type(v)) is float and v - v == 0.0) or t is int or t is str else clean(v) for v in obj]
     if obj is None or isinstance(obj, str):
         return obj
     if isinstance(obj, bool) or type(obj).__name__ == "bool_":

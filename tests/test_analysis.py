@@ -14,6 +14,7 @@ from gradscope import engine
 from gradscope._errors import ConfigError
 from gradscope.analysis import analyse
 from gradscope.cells import make
+from gradscope.nets import stack
 
 SUMMARY_KEYS = {
     "log10_norm_lag1",
@@ -195,3 +196,72 @@ def test_sensitivity_section_is_the_engine_curve_batch_mean():
         assert d["sizes"][n] == np.size(getattr(model, n))
     np.testing.assert_allclose(d["log10_total"][1:], agg(ref.log10_total)[1:], atol=1e-12)
     np.testing.assert_allclose(d["log10_state"][1:], agg(ref.log10_state)[1:], atol=1e-12)
+
+
+ROUTE_MODELS = {
+    "lstm": lambda: build("lstm", 3, 4),  # two blocks, the c→c highway
+    "gru": lambda: build("gru", 3, 4),  # a direct path on h
+    "rnn-tanh": lambda: build("rnn-tanh", 3, 4),
+    "stack": lambda: stack("lstm", 3, 3, 3, key=jax.random.key(2), dtype=jnp.float64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUTE_MODELS))
+def test_materialised_and_streaming_routes_give_the_same_analysis(name, monkeypatch):
+    """analyse's two routes: step Jacobians materialised once and read by shared stage programs, or
+    recomputed inside each stage's scan (what it does when they do not fit `MATERIALISE_MAX_BYTES`).
+    The streaming stages are the ones the engine tests check against autodiff and NumPy; the
+    materialised route must give the same numbers (float64, to rounding)."""
+    from gradscope.engine import jacobians
+
+    model = ROUTE_MODELS[name]()
+    xs = inputs(12, 3, B=2)
+    kw = dict(triangle=True, lyapunov_k=4)
+    assert engine.materialise_fits(model, xs)
+    a = analyse(model, xs, **kw).to_dict()
+    monkeypatch.setattr(jacobians, "MATERIALISE_MAX_BYTES", 0)
+    assert not engine.materialise_fits(model, xs)
+    b = analyse(model, xs, **kw).to_dict()
+    assert a.keys() == b.keys() and ("paths" in a) == (name in ("lstm", "gru"))
+
+    def close(x, y, where):
+        if isinstance(x, dict):
+            assert x.keys() == y.keys(), where
+            for k in x:
+                close(x[k], y[k], f"{where}.{k}")
+        elif isinstance(x, list) and "singular_values" in where and x and not isinstance(x[0], list):
+            # one spectrum: float64 resolves a singular value only to ~ε·σ_max, so the two routes agree
+            # to rounding relative to the spectrum's largest value, not to each small value's own size
+            # (None: a value the report marks unresolved, compared as 0)
+            x, y = (np.array([np.nan if v is None else v for v in u], np.float64) for u in (x, y))
+            top = np.nanmax(x)
+            dx, dy = (np.nan_to_num(10.0 ** (u - top)) for u in (x, y))
+            np.testing.assert_allclose(dx, dy, rtol=0, atol=1e-12, err_msg=where)
+        elif isinstance(x, list):
+            assert len(x) == len(y), where
+            for i, (u, v) in enumerate(zip(x, y)):
+                close(u, v, f"{where}[{i}]")
+        elif isinstance(x, float) and isinstance(y, float):
+            assert x == pytest.approx(y, rel=1e-9, abs=1e-9), where
+        else:
+            assert x == y, where
+
+    close(a, b, "analysis")
+
+
+def test_dense_models_of_one_state_layout_share_the_stage_programs():
+    """Cells of one state layout (here rnn-tanh, IRNN and GRU: one block of 4 units) compile the
+    materialised route's stages once: only their rollout-and-Jacobians program is their own."""
+    from gradscope.engine import paths, products, spectra
+
+    xs = inputs(9, 3, B=2)
+    models = [build("rnn-tanh", 3, 4), build("irnn", 3, 4), build("gru", 3, 4, seed=5)]
+    before = {f: f._cache_size() for f in (products._lag_profile_of, spectra._lyapunov_of, spectra._singular_values_of)}
+    for m in models:
+        analyse(m, xs, paths=False)
+    for f, n in before.items():
+        assert f._cache_size() == n + 1, f
+    n = paths._path_split_of._cache_size()
+    analyse(build("gru", 3, 4, seed=6), xs)
+    analyse(build("gru", 3, 4, seed=7), xs)
+    assert paths._path_split_of._cache_size() <= n + 1

@@ -126,3 +126,52 @@ def test_indrnn_diagonal_closed_form(activation):
             np.testing.assert_allclose(g, u ** (Tn - k), rtol=1e-13)
         np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.max(np.abs(g))), atol=1e-10)
         np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(g)), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_trajectory_steps_match_autodiff_and_the_rollout(name):
+    """`trajectory_steps` (one program: rollout + every step Jacobian + the direct path) against the oracles:
+    the states and gate values of `rollout`, jacfwd of each step, the model's own ``direct_path`` per step."""
+    from gradscope._rollout import rollout
+    from gradscope.cells._base import unflatten_state
+    from gradscope.engine.paths import has_direct_path
+
+    model = MODELS[name]()
+    xs = inputs(T, model.input_size)
+    direct = has_direct_path(model)
+    st = engine.trajectory_steps(model, xs, direct=direct)
+    pxs, S, _, J_ad, _ = oracle(model, xs)
+    np.testing.assert_allclose(np.asarray(st.S), np.asarray(S), **TOL)
+    np.testing.assert_allclose(np.asarray(st.xs), np.asarray(pxs), **TOL)
+    np.testing.assert_allclose(np.asarray(st.jac), J_ad, **TOL)
+    tr = rollout(model, xs)
+    assert sorted(st.trajectory.aux) == sorted(tr.aux)
+    for key in tr.aux:
+        np.testing.assert_allclose(np.asarray(st.trajectory.aux[key]), np.asarray(tr.aux[key]), **TOL)
+    if direct:
+        want = [np.asarray(model.direct_path(pxs[k], unflatten_state(model, S[k]), k)) for k in range(T)]
+        np.testing.assert_allclose(np.asarray(st.direct), np.stack(want), **TOL)
+    else:
+        assert st.direct is None
+
+
+def test_batched_trajectory_steps_equal_per_sequence():
+    model = build("gru")
+    xs = inputs(4, 3, B=3)
+    st = engine.trajectory_steps(model, xs, direct=True)
+    assert st.batched and st.jac.shape == (3, 4, 4, 4) and st.direct.shape == (3, 4, 4)
+    for b in range(3):
+        one = engine.trajectory_steps(model, xs[b], direct=True)
+        np.testing.assert_allclose(np.asarray(st.jac[b]), np.asarray(one.jac), **TOL)
+        np.testing.assert_allclose(np.asarray(st.direct[b]), np.asarray(one.direct), **TOL)
+
+
+def test_materialise_fits_counts_batch_length_and_state_squared(monkeypatch):
+    from gradscope.engine import jacobians
+
+    model = build("lstm", 3, 4)  # d = 8, float64: 8 · 8 · 8 bytes = 512 bytes per step and sequence
+    xs = inputs(10, 3, B=2)
+    monkeypatch.setattr(jacobians, "MATERIALISE_MAX_BYTES", 2 * 10 * 512)
+    assert engine.materialise_fits(model, xs)
+    monkeypatch.setattr(jacobians, "MATERIALISE_MAX_BYTES", 2 * 10 * 512 - 1)
+    assert not engine.materialise_fits(model, xs)

@@ -236,11 +236,21 @@ def analyse(
         model, xs, name=name, probes=probes, mode=mode, lyapunov=lyapunov, triangle=triangle, spectra=spectra,
         paths=paths, attribution=attribution, sensitivity=sensitivity,
     )  # fmt: skip
-    pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
+    steps = None
+    if mode == "exact" and not is_diagonal(model) and engine.materialise_fits(model, xs):
+        # one compiled program per model: the rollout and every step Jacobian; the dense stages below then
+        # read arrays only, so their compiled programs are shared by every model of one state layout
+        steps = engine.trajectory_steps(model, xs, state0, direct=paths and has_direct_path(model))
+        pxs, S, batched = steps.xs, steps.S, steps.batched
+    else:
+        pxs, S, batched = prepare(model, xs, state0)  # validates once; the stages re-run the cheap rollout
     T, d = int(pxs.shape[-2]), int(S.shape[-1])
     B = int(pxs.shape[0]) if batched else None
     res: dict[str, Any] = {}
-    if mode == "exact":
+    if steps is not None:
+        lp = engine.lag_profile_of(model, steps)
+        per_seq = lp.log10_spectral
+    elif mode == "exact":
         lp = engine.lag_profile(model, xs, state0)
         per_seq = lp.log10_spectral
     else:
@@ -252,27 +262,35 @@ def analyse(
     if lyapunov:
         # diagonal models get the full spectrum for free; dense ones the top 16 by default
         k = (d if is_diagonal(model) else min(d, 16)) if lyapunov_k is None else lyapunov_k
-        ly = engine.lyapunov_spectrum(model, xs, state0, k=k, warmup=warmup)
+        if steps is not None:
+            ly = engine.lyapunov_spectrum_of(model, steps, k=k, warmup=warmup)
+        else:
+            ly = engine.lyapunov_spectrum(model, xs, state0, k=k, warmup=warmup)
         res["lyapunov"] = ly
         summary["lyapunov_max"] = float(np.mean(np.asarray(ly.exponents, np.float64)[..., 0]))  # arithmetic mean
     else:
         summary["lyapunov_max"] = summary["lyapunov_max_stderr"] = float("nan")
     if triangle:
-        res["triangle"] = engine.triangle(model, xs, state0)
+        res["triangle"] = engine.triangle_of(model, steps) if steps else engine.triangle(model, xs, state0)
     if spectra and mode == "exact":
-        res["spectra"] = engine.singular_values(model, xs, state0, top_k=min(d, 32))
-        steps = np.unique(np.linspace(0, T - 1, min(T, 16)).astype(int))
-        res["step_spectra"] = engine.step_singular_values(model, xs, state0, steps=steps)
+        ts = np.unique(np.linspace(0, T - 1, min(T, 16)).astype(int))
+        if steps is not None:
+            res["spectra"] = engine.singular_values_of(model, steps, top_k=min(d, 32))
+            res["step_spectra"] = engine.step_singular_values_of(model, steps, steps_at=ts)
+        else:
+            res["spectra"] = engine.singular_values(model, xs, state0, top_k=min(d, 32))
+            res["step_spectra"] = engine.step_singular_values(model, xs, state0, steps=ts)
     res["bound"] = engine.bound(model)
     if paths and has_direct_path(model) and mode == "exact":
-        ps = engine.path_split(model, xs, state0)
+        ps = engine.path_split_of(model, steps) if steps else engine.path_split(model, xs, state0)
         res["paths"] = ps
         summary["highway_log10_max_lag"] = float(sm.batch_mean(ps.highway_log10_spectral, batched)[0])
         summary["remainder_log10_max_lag"] = float(sm.batch_mean(ps.remainder_log10_frobenius, batched)[0])
     if gates:
         from gradscope._rollout import rollout
 
-        res["gates"] = engine.gate_statistics(model, rollout(model, xs, state0))
+        traj = steps.trajectory if steps is not None else rollout(model, xs, state0)
+        res["gates"] = engine.gate_statistics(model, traj)
     if attribution:
         res["attribution"] = engine.attribution(model, xs, state0, readout=readout, key=key)
     if sensitivity:

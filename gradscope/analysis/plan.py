@@ -12,7 +12,9 @@ built abstractly by `jax.eval_shape` where it does not exist yet, and the closed
 An analysis runs its stages one after the other, keeping only their small outputs, so its peak is the
 rollout (held twice: by `analyse` and by the stage re-running it), the gate values of the rollout
 `gradscope.engine.gate_statistics` reads, and the largest stage:
-``SLACK · itemsize · (B · (2 · rollout + gates + max_stage) + |θ|)``. A training step holds the forward
+``SLACK · itemsize · (B · (2 · rollout + gates + max_stage) + |θ|)``. A dense exact analysis whose
+``B·T·d²`` step Jacobians take at most a quarter of the budget (`gradscope.engine.materialise_fits`) holds
+them too, once, instead of recomputing them in every stage. A training step holds the forward
 residuals and their cotangents, ``2 · (rollout + gates)`` per sequence, the readout's outputs, and the parameters
 with their gradient and two Adam moments (4 |θ|); its diagnostics snapshot is an analysis of the probe
 batch.

@@ -39,6 +39,28 @@ def per_example(fn: Callable[..., R]) -> Callable[..., R]:
     return wrapped
 
 
+def per_sequence(fn: Callable[..., R]) -> Callable[..., R]:
+    """Wrap ``fn(*arrays, **options)`` written for one sequence's arrays (step Jacobians ``(T, d, d)``, …):
+    ``batched=True`` vmaps it over a leading batch axis of every array — `per_example` for stages that read
+    materialised arrays instead of the model."""
+
+    @functools.wraps(fn)
+    def wrapped(*arrays: Any, batched: bool, **options: Any) -> R:
+        with engine_precision():
+            if batched:
+                return jax.vmap(lambda *a: fn(*a, **options))(*arrays)
+            return fn(*arrays, **options)
+
+    return wrapped
+
+
+def model_jac(model: Any, xs: jax.Array, S: jax.Array) -> Callable[[Any], jax.Array]:
+    """``k ↦ J_k = ∂S_{k+1}/∂S_k`` of one sequence, recomputed from the model at ``(xs[k], S[k])`` where a
+    stage's scan needs it: no ``T·d²`` numbers held. The stages also take ``J.__getitem__`` of materialised
+    Jacobians (`gradscope.engine.jacobians.trajectory_steps`) in its place."""
+    return lambda k: step_jac(model, xs[k], S[k], k)[0]
+
+
 def _trajectory(model, xs, state0):
     tr = _scan(model, xs, state0)
     return model.prepare_inputs(xs), tr.flat
@@ -101,6 +123,8 @@ LN10 = 2.302585092994046
 __all__ = [
     "prepare",
     "per_example",
+    "per_sequence",
+    "model_jac",
     "step_jac",
     "structure",
     "is_diagonal",

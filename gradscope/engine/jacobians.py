@@ -1,7 +1,11 @@
 """Per-step Jacobians ``J[t] = ∂S_{t+1}/∂S_t`` along a trajectory.
 
 Analytic per cell family (each cell's ``jacobian``), forward-mode autodiff for user cells without one.
-This materialises ``T·d²`` numbers; the product stages recompute Jacobians on the fly instead.
+`step_jacobians` materialises ``T·d²`` numbers; the product stages recompute Jacobians on the fly instead,
+unless given a `TrajectorySteps`: one compiled program per model runs the rollout and evaluates every
+step Jacobian, and the stages downstream (`gradscope.engine.lag_profile_of`, …) read only arrays, so one
+compiled stage serves every model of one state layout (`gradscope.analyse` takes this route when the
+``B·T·d²`` numbers fit `materialise_fits`).
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradscope.engine._memory import plan_stage
-from gradscope.engine._prep import per_example, prepare, step_jac
+from gradscope._rollout import Trajectory, _scan, check_inputs
+from gradscope.cells._base import unflatten_state
+from gradscope.engine._memory import budget_bytes, plan_stage
+from gradscope.engine._prep import engine_precision, per_example, prepare, step_jac
+
+#: the most bytes `materialise_fits` lets the materialised step Jacobians take (and at most a quarter of
+#: the memory budget): beyond that the stages recompute them in their scans as before
+MATERIALISE_MAX_BYTES = 128 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,3 +55,60 @@ def step_jacobians(model: Any, xs: ArrayLike, state0: Any = None) -> StepJacobia
     pxs, S, batched = prepare(model, xs, state0)
     J, Jx = _step_jacobians(model, pxs, S, batched)
     return StepJacobians(J, Jx, tuple(model.blocks), tuple(model.block_sizes))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectorySteps:
+    """One rollout with its step Jacobians materialised, shared by an analysis' dense stages.
+
+    ``xs``: the prepared inputs (…, T, m'); ``S``: the flat states S_0..S_T (…, T+1, d); ``jac``:
+    ``J[t] = ∂S_{t+1}/∂S_t`` (…, T, d, d); ``direct``: the diagonal of the model's direct path at every
+    step (…, T, n) (`gradscope.engine.path_split`; None when not asked for); ``trajectory``: the rollout
+    with its aux (gate values); ``batched``: whether there is a leading batch axis."""
+
+    xs: jax.Array
+    S: jax.Array
+    jac: jax.Array
+    direct: jax.Array | None
+    trajectory: Trajectory
+    batched: bool
+
+
+def _steps_one(model, xs, state0, direct):
+    tr = _scan(model, xs, state0)
+    pxs, S = model.prepare_inputs(xs), tr.flat
+    ts = jnp.arange(pxs.shape[0])
+    J = jax.vmap(lambda x, s, t: step_jac(model, x, s, t)[0])(pxs, S[:-1], ts)
+    D = None
+    if direct:
+        D = jax.vmap(lambda x, s, t: model.direct_path(x, unflatten_state(model, s), t))(pxs, S[:-1], ts)
+    return pxs, S, J, D, tr
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "direct"))
+def _trajectory_steps(model, xs, state0, batched, direct):
+    with engine_precision():
+        if batched:
+            return jax.vmap(_steps_one, in_axes=(None, 0, 0, None))(model, xs, state0, direct)
+        return _steps_one(model, xs, state0, direct)
+
+
+def materialise_fits(model: Any, xs: Any) -> bool:
+    """Whether ``model``'s step Jacobians along ``xs`` (B·T·d² numbers) fit `MATERIALISE_MAX_BYTES` and a
+    quarter of the memory budget."""
+    from gradscope.engine._memory import sizes_of
+
+    s = sizes_of(model, xs)
+    if s is None:
+        return False
+    nbytes = s.batch * s.length * s.state * s.state * s.itemsize
+    return nbytes <= min(MATERIALISE_MAX_BYTES, budget_bytes() // 4)
+
+
+def trajectory_steps(model: Any, xs: ArrayLike, state0: Any = None, *, direct: bool = False) -> TrajectorySteps:
+    """Roll ``model`` over ``xs`` and evaluate every step Jacobian in one compiled program (`TrajectorySteps`);
+    ``direct=True`` also records the diagonal of the model's direct path (`model.direct_path`)."""
+    plan_stage("step_jacobians", model, xs)  # before the rollout: refuse what would not fit
+    xs, state0, batched = check_inputs(model, xs, state0)
+    pxs, S, J, D, tr = _trajectory_steps(model, xs, state0, batched, bool(direct))
+    return TrajectorySteps(pxs, S, J, D, tr, batched)

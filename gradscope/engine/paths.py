@@ -24,7 +24,8 @@ from jax.typing import ArrayLike
 from gradscope.cells._base import unflatten_state
 from gradscope.engine import logspace
 from gradscope.engine._memory import plan_stage
-from gradscope.engine._prep import LN10, is_diagonal, per_example, prepare, step_jac  # noqa: F401
+from gradscope.engine._prep import LN10, model_jac, per_example, per_sequence, prepare
+from gradscope.engine.jacobians import TrajectorySteps
 from gradscope.engine.products import _tol, top_singular_value
 
 
@@ -46,20 +47,18 @@ class PathSplit:
     remainder_log10_frobenius: jax.Array
 
 
-@per_example
-def _split(model, xs, S, r0, r1):
-    T, d = xs.shape[0], S.shape[-1]
-    dtype = S.dtype
+def _split(jac_at, direct_at, T, d, dtype, r0, r1):
+    """The path split of one sequence from its step Jacobians ``jac_at(k)`` and the diagonals of its
+    direct path ``direct_at(k)``: (6, T) log10 norms of the total, highway and remainder."""
     tol = _tol(dtype)
     nb = r1 - r0
     v0 = jnp.eye(nb, min(4, nb), dtype=dtype)
 
     def body(c, k):
         P, H, Vt, Vr = c
-        x, st = xs[k], unflatten_state(model, S[k])
         # the total ∂S_T/∂S_k and the highway ∏_{j≥k} diag(direct_j), both in log space
-        P = logspace.update(P, step_jac(model, x, S[k], k)[0])
-        H = logspace.diag_update(H, jnp.log(jnp.abs(model.direct_path(x, st, k))))
+        P = logspace.update(P, jac_at(k))
+        H = logspace.diag_update(H, jnp.log(jnp.abs(direct_at(k))))
         s, L = logspace.log_scale(P), logspace.diag_log_abs(H)
         M = P.matrix
         tot = M[r0:r1, r0:r1]
@@ -83,14 +82,51 @@ def _split(model, xs, S, r0, r1):
     return out.T
 
 
+@per_example
+def _split_model(model, xs, S, r0, r1):
+    def direct_at(k):
+        return model.direct_path(xs[k], unflatten_state(model, S[k]), k)
+
+    return _split(model_jac(model, xs, S), direct_at, xs.shape[0], S.shape[-1], S.dtype, r0, r1)
+
+
 @functools.partial(jax.jit, static_argnames=("batched", "r0", "r1"))
 def _path_split(model, xs, S, batched, r0, r1):
-    return _split(model, xs, S, r0, r1, batched=batched)
+    return _split_model(model, xs, S, r0, r1, batched=batched)
+
+
+@per_sequence
+def _split_jac(J, D, r0, r1):
+    return _split(J.__getitem__, D.__getitem__, J.shape[0], J.shape[-1], J.dtype, r0, r1)
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "r0", "r1"))
+def _path_split_of(J, D, batched, r0, r1):
+    # keyed by shapes and the block's rows alone: cells with a direct path of one layout share the program
+    return _split_jac(J, D, batched=batched, r0=r0, r1=r1)
 
 
 def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     """Split the direct-path block of ``∂S_T/∂S_k`` (LSTM: c→c; GRU, MUT, minimalRNN: h→h) into the
     direct path and the rest, for every k."""
+    block, r0, r1 = _direct_rows(model)
+    plan_stage("path_split", model, xs)  # before the rollout: refuse what would not fit
+    pxs, S, batched = prepare(model, xs, state0)
+    out = _path_split(model, pxs, S, batched, r0, r1)
+    return PathSplit(block, *[out[..., j, :] for j in range(6)])
+
+
+def path_split_of(model: Any, steps: TrajectorySteps) -> PathSplit:
+    """`path_split` from a rollout whose step Jacobians and direct-path diagonals are materialised
+    (`trajectory_steps(..., direct=True)`)."""
+    block, r0, r1 = _direct_rows(model)
+    assert steps.direct is not None, "trajectory_steps(..., direct=True) records the direct path"
+    out = _path_split_of(steps.jac, steps.direct, steps.batched, r0, r1)
+    return PathSplit(block, *[out[..., j, :] for j in range(6)])
+
+
+def _direct_rows(model: Any) -> tuple[str, int, int]:
+    """``(block, first row, end row)`` of the model's direct-path block in the flat state."""
     from gradscope._errors import ConfigError
 
     if not has_direct_path(model):
@@ -103,10 +139,7 @@ def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     i = list(model.blocks).index(block)
     r0 = int(sum(model.block_sizes[:i]))
     r1 = r0 + int(model.block_sizes[i])
-    plan_stage("path_split", model, xs)  # before the rollout: refuse what would not fit
-    pxs, S, batched = prepare(model, xs, state0)
-    out = _path_split(model, pxs, S, batched, r0, r1)
-    return PathSplit(block, *[out[..., j, :] for j in range(6)])
+    return block, r0, r1
 
 
 # --- gate statistics (no differentiation: they read the rollout's aux) --------------------------

@@ -34,7 +34,17 @@ from jax.typing import ArrayLike
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, plan_stage, require
-from gradscope.engine._prep import LN10, is_diagonal, log_diagonals, per_example, prepare, step_jac, structure
+from gradscope.engine._prep import (
+    LN10,
+    is_diagonal,
+    log_diagonals,
+    model_jac,
+    per_example,
+    per_sequence,
+    prepare,
+    structure,
+)
+from gradscope.engine.jacobians import TrajectorySteps
 
 SUBSPACE_RANK = 4
 MAX_ITERS = 50
@@ -134,17 +144,17 @@ class LagProfile:
         return jnp.arange(self.length, 0, -1)
 
 
-@per_example
-def _lag_dense(model, xs, S, pairs, spectral):
-    T, d = xs.shape[0], S.shape[-1]
-    dtype = S.dtype
+def _lag_dense(jac_at, T, d, dtype, slices, spectral):
+    """The dense lag profile of one sequence from its step Jacobians ``jac_at(k)`` = J_k, k = 0..T−1:
+    ``(spectral, Frobenius, per-pair Frobenius, per-pair spectral)``; ``slices`` the ``(rows, cols)`` of
+    each reported block pair."""
     tol = _tol(dtype)
     r = min(SUBSPACE_RANK, d)
     V0 = _init_block(d, r, dtype)
     # block pairs of one shape are one batched norm computation (one while loop, not one per pair);
     # a one-block model's h→h is the whole state and takes the full state's norms
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, (_, (r0, r1), (c0, c1)) in enumerate(pairs):
+    for i, ((r0, r1), (c0, c1)) in enumerate(slices):
         if (r0, r1, c0, c1) != (0, d, 0, d):
             groups.setdefault((r1 - r0, c1 - c0), []).append(i)
     pV0 = [jnp.stack([_init_block(c, min(SUBSPACE_RANK, c), dtype)] * len(ix)) for (_, c), ix in groups.items()]
@@ -152,17 +162,17 @@ def _lag_dense(model, xs, S, pairs, spectral):
 
     def body(carry, k):
         P, V, pV = carry
-        P = logspace.update(P, step_jac(model, xs[k], S[k], k)[0])  # ∂S_T/∂S_k = ∂S_T/∂S_{k+1} · J_k
+        P = logspace.update(P, jac_at(k))  # ∂S_T/∂S_k = ∂S_T/∂S_{k+1} · J_k
         frob = logspace.log10_frobenius(P)
         if spectral:
             sig, V = top_singular_value(P.matrix, V, tol, exact=exact)
             spec = logspace.log10_scaled(P, sig)
         else:
             spec = jnp.full_like(frob, jnp.nan)
-        pf, ps = [frob] * len(pairs), [spec] * len(pairs)
+        pf, ps = [frob] * len(slices), [spec] * len(slices)
         newpV = []
         for ix, v in zip(groups.values(), pV):
-            subs = jnp.stack([P.matrix[r0:r1, c0:c1] for _, (r0, r1), (c0, c1) in (pairs[i] for i in ix)])
+            subs = jnp.stack([P.matrix[r0:r1, c0:c1] for (r0, r1), (c0, c1) in (slices[i] for i in ix)])
             f = logspace.log10_scaled(P, jnp.linalg.norm(subs, axis=(-2, -1)))
             if spectral:
                 sig, v = jax.vmap(lambda m, w: top_singular_value(m, w, tol, exact=exact))(subs, v)
@@ -220,13 +230,52 @@ def _lag_diag(model, xs, S, parallel=None):
     return spec, frob, jnp.stack([f for _, f in pn], -1), jnp.stack([s for s, _ in pn], -1)
 
 
+def pair_slices(model: Any) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """The ``(rows, cols)`` of every `block_pairs` entry: all a dense stage needs of the model's blocks."""
+    return tuple((rows, cols) for _, rows, cols in block_pairs(model))
+
+
+@per_example
+def _lag_model(model, xs, S, slices, spectral):
+    return _lag_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, slices, spectral)
+
+
 @functools.partial(jax.jit, static_argnames=("batched", "diag", "spectral"))
 def _lag_profile(model, xs, S, batched, diag, spectral):
     """``diag``: take the diagonal fast path (the model must be `is_diagonal`); False forces the dense one."""
     if diag:
         return _lag_diag(model, xs, S, batched=batched)
-    pairs = block_pairs(model)
-    return _lag_dense(model, xs, S, pairs, spectral, batched=batched)
+    return _lag_model(model, xs, S, pair_slices(model), spectral, batched=batched)
+
+
+@per_sequence
+def _lag_jac(J, slices, spectral):
+    return _lag_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, slices, spectral)
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "slices", "spectral"))
+def _lag_profile_of(J, batched, slices, spectral):
+    # keyed by shapes and block slices alone, not by the model: cells of one state layout share the program
+    return _lag_jac(J, batched=batched, slices=slices, spectral=spectral)
+
+
+def _lag_record(model, out, T) -> LagProfile:
+    spec, frob, pf, ps = out
+    blocks = {
+        n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(lag_pair_names(model))
+    }
+    return LagProfile(spec, frob, blocks, int(T))
+
+
+def lag_profile_of(model: Any, steps: TrajectorySteps, *, spectral: bool | str = True) -> LagProfile:
+    """`lag_profile` from a rollout whose step Jacobians are materialised (`trajectory_steps`); the same
+    numbers, one compiled program for every dense model of one state layout. Diagonal models take their
+    fast path from the inputs and states."""
+    T = int(steps.xs.shape[-2])
+    if is_diagonal(model):
+        return _lag_record(model, _lag_profile(model, steps.xs, steps.S, steps.batched, True, spectral), T)
+    out = _lag_profile_of(steps.jac, steps.batched, pair_slices(model), spectral)
+    return _lag_record(model, out, T)
 
 
 def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool | str = True) -> LagProfile:
@@ -242,11 +291,7 @@ def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool
         raise ConfigError(f"spectral={spectral!r} is not allowed: use True, False or 'exact'")
     plan_stage("lag_profile", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
-    spec, frob, pf, ps = _lag_profile(model, pxs, S, batched, is_diagonal(model), spectral)
-    blocks = {
-        n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(lag_pair_names(model))
-    }
-    return LagProfile(spec, frob, blocks, int(pxs.shape[-2]))
+    return _lag_record(model, _lag_profile(model, pxs, S, batched, is_diagonal(model), spectral), pxs.shape[-2])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,10 +307,8 @@ def _identity_norms(d, dtype):
     return jnp.asarray([0.5 * math.log10(d), 0.0], dtype)[:, None]
 
 
-@per_example
-def _triangle_one(model, xs, S, chunk, spectral):
-    T, d = xs.shape[0], S.shape[-1]
-    dtype = S.dtype
+def _triangle_dense(jac_at, T, d, dtype, chunk, spectral):
+    """The triangle of one sequence from its step Jacobians ``jac_at(t)``: (2, T+1, T+1) log10 norms."""
     C = chunk
     nc = -(-T // C)
     width = nc * C + 1
@@ -278,7 +321,7 @@ def _triangle_one(model, xs, S, chunk, spectral):
 
         def t_body(t, carry):
             P, out = carry
-            J = step_jac(model, xs[t], S[t], t)[0]
+            J = jac_at(t)
             # every started slot: ∂S_{t+1}/∂S_k = J_t ∂S_t/∂S_k, all C slots in one GEMM (products side by
             # side, (d, C, d)); slot t − k0 (if in this chunk) starts here with J_t itself
             P = logspace.update_wide(P, J)
@@ -340,11 +383,26 @@ def _triangle_diag(model, xs, S):
     return out.at[:, idx, idx].set(_identity_norms(d, dtype))
 
 
+@per_example
+def _triangle_model(model, xs, S, chunk, spectral):
+    return _triangle_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, chunk, spectral)
+
+
 @functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral", "diag"))
 def _triangle(model, xs, S, batched, chunk, spectral, diag=False):
     if diag:
         return _triangle_diag(model, xs, S, batched=batched)
-    return _triangle_one(model, xs, S, chunk, spectral, batched=batched)
+    return _triangle_model(model, xs, S, chunk, spectral, batched=batched)
+
+
+@per_sequence
+def _triangle_jac(J, chunk, spectral):
+    return _triangle_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, chunk, spectral)
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral"))
+def _triangle_of(J, batched, chunk, spectral):
+    return _triangle_jac(J, batched=batched, chunk=chunk, spectral=spectral)
 
 
 def _chunk_size(T, d, batch, itemsize):
@@ -365,10 +423,24 @@ def triangle(
     triangle needs no matrix and no ``chunk``)."""
     plan_stage("triangle", model, xs, chunk=chunk)
     pxs, S, batched = prepare(model, xs, state0)
-    T, d = pxs.shape[-2], S.shape[-1]
-    B = pxs.shape[0] if batched else 1
     diag = is_diagonal(model)
     # planned before the rollout (plan_stage "triangle" counts the diagonal case's T·d products and output)
-    chunk = 1 if diag else chunk or _chunk_size(T, d, B, S.dtype.itemsize)
-    out = _triangle(model, pxs, S, batched, int(chunk), spectral, diag)
+    out = _triangle(model, pxs, S, batched, _chunk_of(pxs, S, batched, diag, chunk), spectral, diag)
+    return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)
+
+
+def _chunk_of(xs, S, batched, diag, chunk) -> int:
+    T, d = xs.shape[-2], S.shape[-1]
+    B = xs.shape[0] if batched else 1
+    return int(1 if diag else chunk or _chunk_size(T, d, B, S.dtype.itemsize))
+
+
+def triangle_of(model: Any, steps: TrajectorySteps, *, spectral: bool = False, chunk: int | None = None) -> Triangle:
+    """`triangle` from a rollout whose step Jacobians are materialised (`trajectory_steps`)."""
+    diag = is_diagonal(model)
+    c = _chunk_of(steps.xs, steps.S, steps.batched, diag, chunk)
+    if diag:
+        out = _triangle(model, steps.xs, steps.S, steps.batched, c, spectral, True)
+    else:
+        out = _triangle_of(steps.jac, steps.batched, c, spectral)
     return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)

@@ -29,7 +29,19 @@ from jax.typing import ArrayLike
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
 from gradscope.engine._memory import plan_stage
-from gradscope.engine._prep import LN10, is_diagonal, log_diagonals, per_example, prepare, step_jac, structure
+from gradscope.engine._prep import (
+    LN10,
+    engine_precision,
+    is_diagonal,
+    log_diagonals,
+    model_jac,
+    per_example,
+    per_sequence,
+    prepare,
+    step_jac,
+    structure,
+)
+from gradscope.engine.jacobians import TrajectorySteps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,21 +54,36 @@ class Lyapunov:
     warmup: int
 
 
-@per_example
-def _lyap_dense(model, xs, S, k, warmup):
-    T, d = xs.shape[0], S.shape[-1]
-    Q0 = jnp.eye(d, k, dtype=S.dtype)
+def _lyap_dense(jac_at, T, d, dtype, k, warmup):
+    """Benettin's recursion over one sequence's step Jacobians ``jac_at(t)``: the running sums of
+    ``log|diag R_t|`` after the warm-up."""
+    Q0 = jnp.eye(d, k, dtype=dtype)
 
     def body(c, t):
         Q, acc = c
-        J = step_jac(model, xs[t], S[t], t)[0]
-        Q, R = jnp.linalg.qr(J @ Q)
+        Q, R = jnp.linalg.qr(jac_at(t) @ Q)
         lr = jnp.log(jnp.abs(jnp.diagonal(R)))
         acc = acc + jnp.where(t >= warmup, lr, 0.0)
         return (Q, acc), acc
 
-    _, accs = jax.lax.scan(body, (Q0, jnp.zeros((k,), S.dtype)), jnp.arange(T))
+    _, accs = jax.lax.scan(body, (Q0, jnp.zeros((k,), dtype)), jnp.arange(T))
     return accs[warmup:]
+
+
+@per_example
+def _lyap_model(model, xs, S, k, warmup):
+    return _lyap_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, k, warmup)
+
+
+@per_sequence
+def _lyap_jac(J, k, warmup):
+    return _lyap_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, k, warmup)
+
+
+def _running_means(accs, k):
+    steps = jnp.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
+    trace = _top_desc(accs / steps, k)
+    return trace[..., -1, :], trace
 
 
 def _state_logs(model, la):
@@ -80,11 +107,14 @@ def _lyap_diag(model, xs, S, k, warmup):
 def _lyapunov(model, xs, S, batched, k, warmup, diag):
     """``diag``: the exact fast path (the model must be `is_diagonal`): running means of every unit's
     ``log|a|``, of which the k largest are kept at each step; dense: QR with a k-column frame."""
-    f = _lyap_diag if diag else _lyap_dense
-    accs = f(model, xs, S, k, warmup, batched=batched)
-    steps = jnp.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
-    trace = _top_desc(accs / steps, k)
-    return trace[..., -1, :], trace
+    f = _lyap_diag if diag else _lyap_model
+    return _running_means(f(model, xs, S, k, warmup, batched=batched), k)
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "k", "warmup"))
+def _lyapunov_of(J, batched, k, warmup):
+    # keyed by shapes alone, not by the model: dense models of one state size share the program
+    return _running_means(_lyap_jac(J, batched=batched, k=k, warmup=warmup), k)
 
 
 def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | None = None, warmup: int = 0) -> Lyapunov:
@@ -92,13 +122,28 @@ def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | No
     steps after ``warmup``; natural log per step. Exact for diagonal and complex-diagonal models."""
     plan_stage("lyapunov", model, xs, k=k)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
-    T, d = pxs.shape[-2], S.shape[-1]
+    k = _check_lyapunov(pxs, S, k, warmup)
+    ex, trace = _lyapunov(model, pxs, S, batched, k, warmup, is_diagonal(model))
+    return Lyapunov(ex, trace, warmup)
+
+
+def _check_lyapunov(xs, S, k, warmup) -> int:
+    T, d = xs.shape[-2], S.shape[-1]
     k = d if k is None else k
     if not (isinstance(k, int) and 1 <= k <= d):
         raise ConfigError(f"k={k!r} is not allowed: expected an integer between 1 and the state size {d}")
     if not (isinstance(warmup, int) and 0 <= warmup < T):
         raise ConfigError(f"warmup={warmup!r} is not allowed: expected an integer in [0, T) with T={T}")
-    ex, trace = _lyapunov(model, pxs, S, batched, k, warmup, is_diagonal(model))
+    return k
+
+
+def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = None, warmup: int = 0) -> Lyapunov:
+    """`lyapunov_spectrum` from a rollout whose step Jacobians are materialised (`trajectory_steps`)."""
+    k = _check_lyapunov(steps.xs, steps.S, k, warmup)
+    if is_diagonal(model):
+        ex, trace = _lyapunov(model, steps.xs, steps.S, steps.batched, k, warmup, True)
+    else:
+        ex, trace = _lyapunov_of(steps.jac, steps.batched, k, warmup)
     return Lyapunov(ex, trace, warmup)
 
 
@@ -122,15 +167,15 @@ def default_ks(T: int, n: int = 12) -> np.ndarray:
     return np.sort(T - lags)
 
 
-@per_example
-def _sv_dense(model, xs, S, ks, top):
-    T, d = xs.shape[0], S.shape[-1]
+def _sv_dense(jac_at, T, d, dtype, ks, top):
+    """log10 singular values of ``∂S_T/∂S_k`` at the start indices ``ks`` of one sequence's step Jacobians
+    ``jac_at(k)``."""
     sel = jnp.zeros((T,), bool).at[jnp.asarray(ks)].set(True)
     pos = jnp.zeros((T,), jnp.int32).at[jnp.asarray(ks)].set(jnp.arange(len(ks), dtype=jnp.int32))
 
     def body(c, k):
         P, out = c
-        P = logspace.update(P, step_jac(model, xs[k], S[k], k)[0])
+        P = logspace.update(P, jac_at(k))
 
         def record(out):
             return out.at[pos[k]].set(logspace.log10_singular_values(P)[:top])
@@ -138,9 +183,24 @@ def _sv_dense(model, xs, S, ks, top):
         out = jax.lax.cond(sel[k], record, lambda o: o, out)
         return (P, out), None
 
-    out0 = jnp.zeros((len(ks), top), S.dtype)
-    (_, out), _ = jax.lax.scan(body, (logspace.init(jnp.eye(d, dtype=S.dtype)), out0), jnp.arange(T), reverse=True)
+    out0 = jnp.zeros((len(ks), top), dtype)
+    (_, out), _ = jax.lax.scan(body, (logspace.init(jnp.eye(d, dtype=dtype)), out0), jnp.arange(T), reverse=True)
     return out
+
+
+@per_example
+def _sv_model(model, xs, S, ks, top):
+    return _sv_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, ks, top)
+
+
+@per_sequence
+def _sv_jac(J, ks, top):
+    return _sv_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, ks, top)
+
+
+@functools.partial(jax.jit, static_argnames=("batched", "ks", "top"))
+def _singular_values_of(J, batched, ks, top):
+    return _sv_jac(J, batched=batched, ks=ks, top=top)
 
 
 @per_example
@@ -152,7 +212,7 @@ def _sv_diag(model, xs, S, ks, top):
 
 @functools.partial(jax.jit, static_argnames=("batched", "ks", "top"))
 def _singular_values(model, xs, S, batched, ks, top):
-    f = _sv_diag if is_diagonal(model) else _sv_dense
+    f = _sv_diag if is_diagonal(model) else _sv_model
     return f(model, xs, S, ks, top, batched=batched)
 
 
@@ -165,15 +225,33 @@ def singular_values(
     """
     plan_stage("singular_values", model, xs)
     pxs, S, batched = prepare(model, xs, state0)
-    T, d = pxs.shape[-2], S.shape[-1]
+    ks, top = _check_sv(pxs, S, ks, top_k)
+    out = _singular_values(model, pxs, S, batched, tuple(int(k) for k in ks), top)
+    return Spectra(ks=ks, log10_sv=out, length=int(pxs.shape[-2]))
+
+
+def _check_sv(xs, S, ks, top_k) -> tuple[np.ndarray, int]:
+    T, d = xs.shape[-2], S.shape[-1]
     ks = default_ks(T) if ks is None else np.asarray(sorted(set(int(k) for k in ks)))
     if ks.size == 0 or ks.min() < 0 or ks.max() >= T:
         raise ConfigError(f"ks={ks.tolist()!r} is not allowed: start indices must lie in [0, T) with T={T}")
     top = d if top_k is None else int(top_k)
     if not 1 <= top <= d:
         raise ConfigError(f"top_k={top_k!r} is not allowed: expected 1..{d}")
-    out = _singular_values(model, pxs, S, batched, tuple(int(k) for k in ks), top)
-    return Spectra(ks=ks, log10_sv=out, length=int(T))
+    return ks, top
+
+
+def singular_values_of(
+    model: Any, steps: TrajectorySteps, *, ks: Iterable[int] | None = None, top_k: int | None = None
+) -> Spectra:
+    """`singular_values` from a rollout whose step Jacobians are materialised (`trajectory_steps`)."""
+    ks, top = _check_sv(steps.xs, steps.S, ks, top_k)
+    kt = tuple(int(k) for k in ks)
+    if is_diagonal(model):
+        out = _singular_values(model, steps.xs, steps.S, steps.batched, kt, top)
+    else:
+        out = _singular_values_of(steps.jac, steps.batched, kt, top)
+    return Spectra(ks=ks, log10_sv=out, length=int(steps.xs.shape[-2]))
 
 
 @functools.partial(jax.jit, static_argnames=("batched",))
@@ -200,3 +278,22 @@ def step_singular_values(
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
     return ts, _step_sv(model, pxs, S, jnp.asarray(ts), batched)
+
+
+@jax.jit
+def _step_sv_of(J, ts):
+    with engine_precision():
+        return jnp.log10(jnp.linalg.svd(J[..., ts, :, :], compute_uv=False))
+
+
+def step_singular_values_of(
+    model: Any, steps: TrajectorySteps, *, steps_at: ArrayLike | None = None
+) -> tuple[np.ndarray, jax.Array]:
+    """`step_singular_values` from a rollout whose step Jacobians are materialised (`trajectory_steps`)."""
+    T = steps.xs.shape[-2]
+    ts = np.arange(T) if steps_at is None else np.asarray(steps_at)
+    if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
+        raise ConfigError(f"steps must lie in [0, T) with T={T}")
+    if is_diagonal(model):
+        return ts, _step_sv(model, steps.xs, steps.S, jnp.asarray(ts), steps.batched)
+    return ts, _step_sv_of(steps.jac, jnp.asarray(ts))
