@@ -12,7 +12,9 @@ compile options and the jax/jaxlib versions; the folder name adds the JAX versio
 an empty folder instead of growing the old one. The cache is bounded (`MAX_BYTES`, least recently used
 entries evicted by JAX). An unreadable or corrupt entry is a cache miss: JAX warns and compiles again
 (``jax_raise_persistent_cache_errors`` stays off). Results are identical with and without the cache: an
-entry is the compiled executable of the same program.
+entry is the compiled executable of the same program. Beside the executables, ``programs/`` keeps the traced
+stage programs (`gradscope.engine._exported`: a warm command skips tracing and lowering too; at most
+`gradscope.engine._exported.MAX_FILES` of them, the least recently used removed first).
 
 The library itself never turns the cache on: only the CLI does, so a user's own process keeps its settings.
 """
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ENV = "GRADSCOPE_CACHE_DIR"
+EXPORT_ENV = "GRADSCOPE_EXPORT_DIR"  # = gradscope.engine._exported.ENV (not imported: this module stays JAX-free)
 OFF = ("off", "none", "0", "")
 #: the bound on the cache folder, in bytes (JAX evicts the least recently used entries beyond it)
 MAX_BYTES = 1 << 30
@@ -61,6 +64,7 @@ def enable(path: Path | None) -> Path | None:
     importing JAX here is not needed (``gradscope check`` stays JAX-free); after, through ``jax.config``.
     """
     if path is None:
+        os.environ.pop(EXPORT_ENV, None)
         return None
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -68,7 +72,10 @@ def enable(path: Path | None) -> Path | None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError:
+        os.environ.pop(EXPORT_ENV, None)
         return None
+    # the traced programs beside the executables (gradscope.engine._exported): read where the engine runs
+    os.environ[EXPORT_ENV] = str(path / "programs")
     settings = {
         "jax_compilation_cache_dir": str(path),
         # JAX's default caches only programs that took > 1 s to compile; most of ours take 0.05-1 s

@@ -73,6 +73,9 @@ def test_cache_is_used_survives_corruption_and_gives_the_same_report(tmp_path):
     _gradscope(ANALYSE, cache, tmp_path, out=tmp_path / "cold")
     entries = sorted(p for p in cache.iterdir() if p.name.endswith("-cache"))
     assert entries, "the first run wrote no compiled programs to the cache"
+    programs = sorted((cache / "programs").glob("*.jaxexport"))
+    assert programs, "the first run stored no traced stage programs (gradscope.engine._exported)"
+    entries += programs
     _gradscope(ANALYSE, cache, tmp_path, out=tmp_path / "warm")
     assert _report(tmp_path / "warm") == _report(tmp_path / "cold")
 
@@ -109,12 +112,15 @@ def test_compare_cached_and_uncached_reports_are_identical(tmp_path):
     _gradscope([*COMPARE, "--quiet"], cache, tmp_path, out=tmp_path / "warm")
     reread = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.name.endswith("-cache")}
     assert reread.keys() == written.keys(), "the warm run compiled programs the cold run had cached"
+    stored = sorted(p.name for p in (cache / "programs").glob("*.jaxexport"))
+    assert stored, "the cold run stored no traced stage programs"
     _gradscope(["--no-cache", *COMPARE, "--quiet"], tmp_path / "never", tmp_path, out=tmp_path / "none")
     cold = _report(tmp_path / "cold")
     assert _report(tmp_path / "warm") == cold and _report(tmp_path / "none") == cold
     figures = sorted(p.name for p in (tmp_path / "cold" / "figures").iterdir())
     for run in ("warm", "none"):
         assert sorted(p.name for p in (tmp_path / run / "figures").iterdir()) == figures
+    assert sorted(p.name for p in (cache / "programs").glob("*.jaxexport")) == stored, "the warm run traced anew"
 
 
 def test_check_and_help_do_not_import_jax(tmp_path):

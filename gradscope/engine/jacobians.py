@@ -20,6 +20,7 @@ from jax.typing import ArrayLike
 
 from gradscope._rollout import Trajectory, _scan, check_inputs
 from gradscope.cells._base import unflatten_state
+from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import budget_bytes, plan_stage
 from gradscope.engine._prep import engine_precision, per_example, prepare, step_jac
 
@@ -82,11 +83,13 @@ def _steps_one(model, xs, state0, direct):
     D = None
     if direct:
         D = jax.vmap(lambda x, s, t: model.direct_path(x, unflatten_state(model, s), t))(pxs, S[:-1], ts)
-    return pxs, S, J, D, tr
+    # plain containers only (the trajectory's states and aux, not the Trajectory): a stored program's
+    # outputs must be serialisable (gradscope.engine._exported)
+    return pxs, S, J, D, tuple(tr.states), dict(tr.aux)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "direct"))
-def _trajectory_steps(model, xs, state0, batched, direct):
+@cached_program(static_argnames=("batched", "direct"))
+def _trajectory_steps(model, xs, state0, *, batched, direct):
     with engine_precision():
         if batched:
             return jax.vmap(_steps_one, in_axes=(None, 0, 0, None))(model, xs, state0, direct)
@@ -110,5 +113,5 @@ def trajectory_steps(model: Any, xs: ArrayLike, state0: Any = None, *, direct: b
     ``direct=True`` also records the diagonal of the model's direct path (`model.direct_path`)."""
     plan_stage("step_jacobians", model, xs)  # before the rollout: refuse what would not fit
     xs, state0, batched = check_inputs(model, xs, state0)
-    pxs, S, J, D, tr = _trajectory_steps(model, xs, state0, batched, bool(direct))
-    return TrajectorySteps(pxs, S, J, D, tr, batched)
+    pxs, S, J, D, states, aux = _trajectory_steps(model, xs, tuple(state0), batched=batched, direct=bool(direct))
+    return TrajectorySteps(pxs, S, J, D, Trajectory(states=states, aux=aux, blocks=tuple(model.blocks)), batched)

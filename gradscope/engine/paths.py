@@ -23,6 +23,7 @@ from jax.typing import ArrayLike
 
 from gradscope.cells._base import unflatten_state
 from gradscope.engine import logspace
+from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import LN10, model_jac, per_example, per_sequence, prepare
 from gradscope.engine.jacobians import TrajectorySteps
@@ -100,8 +101,8 @@ def _split_jac(J, D, r0, r1):
     return _split(J.__getitem__, D.__getitem__, J.shape[0], J.shape[-1], J.dtype, r0, r1)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "r0", "r1"))
-def _path_split_of(J, D, batched, r0, r1):
+@cached_program(static_argnames=("batched", "r0", "r1"))
+def _path_split_of(J, D, *, batched, r0, r1):
     # keyed by shapes and the block's rows alone: cells with a direct path of one layout share the program
     return _split_jac(J, D, batched=batched, r0=r0, r1=r1)
 
@@ -121,7 +122,7 @@ def path_split_of(model: Any, steps: TrajectorySteps) -> PathSplit:
     (`trajectory_steps(..., direct=True)`)."""
     block, r0, r1 = _direct_rows(model)
     assert steps.direct is not None, "trajectory_steps(..., direct=True) records the direct path"
-    out = _path_split_of(steps.jac, steps.direct, steps.batched, r0, r1)
+    out = _path_split_of(steps.jac, steps.direct, batched=steps.batched, r0=r0, r1=r1)
     return PathSplit(block, *[out[..., j, :] for j in range(6)])
 
 

@@ -28,6 +28,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
+from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import (
     LN10,
@@ -111,8 +112,8 @@ def _lyapunov(model, xs, S, batched, k, warmup, diag):
     return _running_means(f(model, xs, S, k, warmup, batched=batched), k)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "k", "warmup"))
-def _lyapunov_of(J, batched, k, warmup):
+@cached_program(static_argnames=("batched", "k", "warmup"))
+def _lyapunov_of(J, *, batched, k, warmup):
     # keyed by shapes alone, not by the model: dense models of one state size share the program
     return _running_means(_lyap_jac(J, batched=batched, k=k, warmup=warmup), k)
 
@@ -143,7 +144,7 @@ def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = Non
     if is_diagonal(model):
         ex, trace = _lyapunov(model, steps.xs, steps.S, steps.batched, k, warmup, True)
     else:
-        ex, trace = _lyapunov_of(steps.jac, steps.batched, k, warmup)
+        ex, trace = _lyapunov_of(steps.jac, batched=steps.batched, k=k, warmup=warmup)
     return Lyapunov(ex, trace, warmup)
 
 
@@ -198,8 +199,8 @@ def _sv_jac(J, ks, top):
     return _sv_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, ks, top)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "ks", "top"))
-def _singular_values_of(J, batched, ks, top):
+@cached_program(static_argnames=("batched", "ks", "top"))
+def _singular_values_of(J, *, batched, ks, top):
     return _sv_jac(J, batched=batched, ks=ks, top=top)
 
 
@@ -250,7 +251,7 @@ def singular_values_of(
     if is_diagonal(model):
         out = _singular_values(model, steps.xs, steps.S, steps.batched, kt, top)
     else:
-        out = _singular_values_of(steps.jac, steps.batched, kt, top)
+        out = _singular_values_of(steps.jac, batched=steps.batched, ks=kt, top=top)
     return Spectra(ks=ks, log10_sv=out, length=int(steps.xs.shape[-2]))
 
 
@@ -280,7 +281,7 @@ def step_singular_values(
     return ts, _step_sv(model, pxs, S, jnp.asarray(ts), batched)
 
 
-@jax.jit
+@cached_program()
 def _step_sv_of(J, ts):
     with engine_precision():
         return jnp.log10(jnp.linalg.svd(J[..., ts, :, :], compute_uv=False))
