@@ -120,3 +120,52 @@ def test_pool_sizes(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert drawing.pool_workers(1) == 2  # at least two figures a worker
     assert drawing.pool_workers(7) == 8  # at most 8
+
+
+def test_png_bytes_do_not_depend_on_what_was_drawn_before(expected):
+    """The renderers, text boxes and mathtext kept from figure to figure (`gradscope.report._render`) hold
+    measurements, never pixels: drawn in the opposite order, every PNG is the same."""
+    report = full_report()
+    assert {s.filename: s.png() for s in reversed(figure_specs(report))} == expected
+
+
+def test_grid_layout_is_constrained_layout():
+    """Where `grid_layout` lays a figure out (every figure of the report but the colour-bar ones), the axes are
+    where constrained layout puts them, and each axes' measured box is matplotlib's tight bounding box."""
+    import io
+
+    from gradscope.report import _render
+
+    laid_out = 0
+    for spec in figure_specs(full_report()):
+        ref = spec.make()
+        ref.savefig(io.BytesIO(), format="png", dpi=100)  # constrained layout, run by savefig
+        fig = spec.make()
+        fig.set_dpi(100)
+        renderer = _render._canvas(fig).get_renderer()
+        for ax in fig.axes:
+            extra = _render._outside(ax.get_default_bbox_extra_artists(), ax)
+            want = ax.get_tightbbox(renderer, for_layout_only=True, bbox_extra_artists=extra)
+            assert _render.layout_bbox(ax, renderer).extents == pytest.approx(want.extents, abs=1e-6)
+        if _render.grid_layout(fig, renderer):
+            laid_out += 1
+            for a, b in zip(ref.axes, fig.axes, strict=True):
+                assert b.get_position().extents == pytest.approx(a.get_position().extents, abs=1e-9), spec.filename
+    assert laid_out >= 6
+
+
+def test_pngs_show_what_savefig_draws(expected):
+    """Drawn once with the layout computed here, each PNG is ``Figure.savefig``'s up to sub-pixel rounding
+    (an edge that lands on half a pixel may fall on the other side): same size, < 1 % of pixels differing."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    for spec in figure_specs(full_report()):
+        buf = io.BytesIO()
+        spec.make().savefig(buf, format="png", dpi=100)
+        want = np.asarray(Image.open(buf).convert("RGBA"), np.int16)
+        got = np.asarray(Image.open(io.BytesIO(expected[spec.filename])).convert("RGBA"), np.int16)
+        assert got.shape == want.shape, spec.filename
+        assert (np.abs(got - want).sum(-1) > 0).mean() < 0.01, spec.filename

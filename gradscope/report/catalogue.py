@@ -7,7 +7,6 @@ against lag on one axis) comes first, then per analysis the figures whose sectio
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -43,10 +42,11 @@ class FigureSpec:
 
 
 def to_png(fig: Figure, dpi: int) -> bytes:
-    """``fig`` as PNG bytes: the one way every report PNG is written, in-process or in a worker."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    """``fig`` as PNG bytes: the one way every report PNG is written, in-process or in a worker (laid out and
+    drawn once, `gradscope.report._render`)."""
+    from gradscope.report._render import to_png as render
+
+    return render(fig, dpi)
 
 
 def slug(name: str) -> str:

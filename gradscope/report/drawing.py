@@ -1,12 +1,12 @@
 """The report's PNGs, drawn in worker interpreters: all at once when the folder is written (`pngs`), or each
 analysis's figures while the next analysis is computed (`FigurePool`).
 
-Matplotlib draws with the GIL held (about 0.4 s a figure on one CPU core), so only processes draw figures in
-parallel. Each worker is a fresh interpreter (not ``multiprocessing``, which would copy JAX's threads with
-fork, or re-run the caller's unguarded ``__main__`` with spawn) that draws from the same JSON-ready records
-with the same functions, so a PNG is byte for byte the one drawn in-process. A figure a worker did not
-deliver (no interpreter to start, a worker that failed or was killed) is drawn in-process, where an error
-is raised as usual.
+Matplotlib draws with the GIL held (about 0.2 s a figure on one CPU core, `gradscope.report._render`), so only
+processes draw figures in parallel. Each worker is a fresh interpreter (not ``multiprocessing``, which would
+copy JAX's threads with fork, or re-run the caller's unguarded ``__main__`` with spawn) that draws from the
+same JSON-ready records with the same functions, so a PNG is byte for byte the one drawn in-process. A figure
+a worker did not deliver (no interpreter to start, a worker that failed or was killed) is drawn in-process,
+where an error is raised as usual.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_fig
 #: figures per worker process below which drawing them in parallel does not pay for starting the workers
 FIGURES_PER_WORKER = 4
 #: how long a worker may take: this many seconds plus `SECONDS_PER_FIGURE` per figure asked of it (a figure
-#: takes ~0.5 s on one core); a worker past it is killed and its figures are drawn in-process (never a hang)
+#: takes ~0.2 s on one core); a worker past it is killed and its figures are drawn in-process (never a hang)
 WORKER_GRACE = 60.0
 SECONDS_PER_FIGURE = 10.0
 #: per-analysis figures of a typical analysis (lag profile aside: spectra, Lyapunov, gates, paths), for sizing pools
@@ -65,7 +65,7 @@ def digests(items: Iterable[tuple[str, Mapping]], dpi: int) -> list[str]:
     for kind, record in items:
         h = hashes.get(id(record))
         if h is None:
-            text = dumps(clean(record), ensure_ascii=False)
+            text = dumps(record, ensure_ascii=False)  # dumps cleans it (once)
             h = hashes[id(record)] = hashlib.sha256(text.encode()).hexdigest()
         out.append(hashlib.sha256(f"{kind}\0{dpi}\0{h}".encode()).hexdigest()[:32])
     return out
