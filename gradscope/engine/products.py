@@ -33,6 +33,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
+from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, plan_stage, require
 from gradscope.engine._prep import (
     LN10,
@@ -253,8 +254,8 @@ def _lag_jac(J, slices, spectral):
     return _lag_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, slices, spectral)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "slices", "spectral"))
-def _lag_profile_of(J, batched, slices, spectral):
+@cached_program(static_argnames=("batched", "slices", "spectral"))
+def _lag_profile_of(J, *, batched, slices, spectral):
     # keyed by shapes and block slices alone, not by the model: cells of one state layout share the program
     return _lag_jac(J, batched=batched, slices=slices, spectral=spectral)
 
@@ -274,7 +275,7 @@ def lag_profile_of(model: Any, steps: TrajectorySteps, *, spectral: bool | str =
     T = int(steps.xs.shape[-2])
     if is_diagonal(model):
         return _lag_record(model, _lag_profile(model, steps.xs, steps.S, steps.batched, True, spectral), T)
-    out = _lag_profile_of(steps.jac, steps.batched, pair_slices(model), spectral)
+    out = _lag_profile_of(steps.jac, batched=steps.batched, slices=pair_slices(model), spectral=spectral)
     return _lag_record(model, out, T)
 
 
@@ -400,8 +401,8 @@ def _triangle_jac(J, chunk, spectral):
     return _triangle_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, chunk, spectral)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral"))
-def _triangle_of(J, batched, chunk, spectral):
+@cached_program(static_argnames=("batched", "chunk", "spectral"))
+def _triangle_of(J, *, batched, chunk, spectral):
     return _triangle_jac(J, batched=batched, chunk=chunk, spectral=spectral)
 
 
@@ -442,5 +443,5 @@ def triangle_of(model: Any, steps: TrajectorySteps, *, spectral: bool = False, c
     if diag:
         out = _triangle(model, steps.xs, steps.S, steps.batched, c, spectral, True)
     else:
-        out = _triangle_of(steps.jac, steps.batched, c, spectral)
+        out = _triangle_of(steps.jac, batched=steps.batched, chunk=c, spectral=spectral)
     return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)
