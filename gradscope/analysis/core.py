@@ -271,7 +271,7 @@ def analyse(
     else:
         summary["lyapunov_max"] = summary["lyapunov_max_stderr"] = float("nan")
     if triangle:
-        res["triangle"] = engine.triangle_of(model, steps) if steps else engine.triangle(model, xs, state0)
+        res["triangle"] = engine.triangle_of(model, steps) if steps is not None else engine.triangle(model, xs, state0)
     if spectra and mode == "exact":
         ts = np.unique(np.linspace(0, T - 1, min(T, 16)).astype(int))
         if steps is not None:
@@ -282,7 +282,7 @@ def analyse(
             res["step_spectra"] = engine.step_singular_values(model, xs, state0, steps=ts)
     res["bound"] = engine.bound(model)
     if paths and has_direct_path(model) and mode == "exact":
-        ps = engine.path_split_of(model, steps) if steps else engine.path_split(model, xs, state0)
+        ps = engine.path_split_of(model, steps) if steps is not None else engine.path_split(model, xs, state0)
         res["paths"] = ps
         summary["highway_log10_max_lag"] = float(sm.batch_mean(ps.highway_log10_spectral, batched)[0])
         summary["remainder_log10_max_lag"] = float(sm.batch_mean(ps.remainder_log10_frobenius, batched)[0])

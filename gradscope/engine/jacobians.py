@@ -21,7 +21,7 @@ from jax.typing import ArrayLike
 from gradscope._rollout import Trajectory, _scan, check_inputs
 from gradscope.cells._base import unflatten_state
 from gradscope.engine._exported import cached_program
-from gradscope.engine._memory import budget_bytes, plan_stage
+from gradscope.engine._memory import budget_bytes, plan_stage, sizes_of
 from gradscope.engine._prep import engine_precision, per_example, prepare, step_jac
 
 #: the most bytes `materialise_fits` lets the materialised step Jacobians take (and at most a quarter of
@@ -99,8 +99,6 @@ def _trajectory_steps(model, xs, state0, *, batched, direct):
 def materialise_fits(model: Any, xs: Any) -> bool:
     """Whether ``model``'s step Jacobians along ``xs`` (B·T·d² numbers) fit `MATERIALISE_MAX_BYTES` and a
     quarter of the memory budget."""
-    from gradscope.engine._memory import sizes_of
-
     s = sizes_of(model, xs)
     if s is None:
         return False
