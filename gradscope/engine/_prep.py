@@ -61,6 +61,28 @@ def model_jac(model: Any, xs: jax.Array, S: jax.Array) -> Callable[[Any], jax.Ar
     return lambda k: step_jac(model, xs[k], S[k], k)[0]
 
 
+def model_route(core: Callable[..., R]) -> Callable[..., R]:
+    """A dense stage ``core(jac_at, T, d, dtype, *options)`` of one sequence as ``f(model, xs, S, *options,
+    batched=...)``: J_k recomputed from the model in the stage's scan (`model_jac`), vmapped over a batch."""
+
+    @per_example
+    def stage(model: Any, xs: jax.Array, S: jax.Array, *options: Any) -> R:
+        return core(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, *options)
+
+    return stage
+
+
+def jac_route(core: Callable[..., R]) -> Callable[..., R]:
+    """The same stage as ``f(J, batched=..., **options)`` on materialised step Jacobians ``J`` (T, d, d):
+    no model, so its compiled program serves every model of one state layout."""
+
+    @per_sequence
+    def stage(J: jax.Array, **options: Any) -> R:
+        return core(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, **options)
+
+    return stage
+
+
 def _trajectory(model, xs, state0):
     tr = _scan(model, xs, state0)
     return model.prepare_inputs(xs), tr.flat
@@ -125,6 +147,8 @@ __all__ = [
     "per_example",
     "per_sequence",
     "model_jac",
+    "model_route",
+    "jac_route",
     "step_jac",
     "structure",
     "is_diagonal",

@@ -38,10 +38,10 @@ from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, plan_stag
 from gradscope.engine._prep import (
     LN10,
     is_diagonal,
+    jac_route,
     log_diagonals,
-    model_jac,
+    model_route,
     per_example,
-    per_sequence,
     prepare,
     structure,
 )
@@ -236,9 +236,8 @@ def pair_slices(model: Any) -> tuple[tuple[tuple[int, int], tuple[int, int]], ..
     return tuple((rows, cols) for _, rows, cols in block_pairs(model))
 
 
-@per_example
-def _lag_model(model, xs, S, slices, spectral):
-    return _lag_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, slices, spectral)
+_lag_model = model_route(_lag_dense)
+_lag_jac = jac_route(_lag_dense)
 
 
 @functools.partial(jax.jit, static_argnames=("batched", "diag", "spectral"))
@@ -247,11 +246,6 @@ def _lag_profile(model, xs, S, batched, diag, spectral):
     if diag:
         return _lag_diag(model, xs, S, batched=batched)
     return _lag_model(model, xs, S, pair_slices(model), spectral, batched=batched)
-
-
-@per_sequence
-def _lag_jac(J, slices, spectral):
-    return _lag_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, slices, spectral)
 
 
 @cached_program(static_argnames=("batched", "slices", "spectral"))
@@ -384,9 +378,8 @@ def _triangle_diag(model, xs, S):
     return out.at[:, idx, idx].set(_identity_norms(d, dtype))
 
 
-@per_example
-def _triangle_model(model, xs, S, chunk, spectral):
-    return _triangle_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, chunk, spectral)
+_triangle_model = model_route(_triangle_dense)
+_triangle_jac = jac_route(_triangle_dense)
 
 
 @functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral", "diag"))
@@ -394,11 +387,6 @@ def _triangle(model, xs, S, batched, chunk, spectral, diag=False):
     if diag:
         return _triangle_diag(model, xs, S, batched=batched)
     return _triangle_model(model, xs, S, chunk, spectral, batched=batched)
-
-
-@per_sequence
-def _triangle_jac(J, chunk, spectral):
-    return _triangle_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, chunk, spectral)
 
 
 @cached_program(static_argnames=("batched", "chunk", "spectral"))

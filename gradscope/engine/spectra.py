@@ -34,10 +34,10 @@ from gradscope.engine._prep import (
     LN10,
     engine_precision,
     is_diagonal,
+    jac_route,
     log_diagonals,
-    model_jac,
+    model_route,
     per_example,
-    per_sequence,
     prepare,
     step_jac,
     structure,
@@ -71,14 +71,8 @@ def _lyap_dense(jac_at, T, d, dtype, k, warmup):
     return accs[warmup:]
 
 
-@per_example
-def _lyap_model(model, xs, S, k, warmup):
-    return _lyap_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, k, warmup)
-
-
-@per_sequence
-def _lyap_jac(J, k, warmup):
-    return _lyap_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, k, warmup)
+_lyap_model = model_route(_lyap_dense)
+_lyap_jac = jac_route(_lyap_dense)
 
 
 def _running_means(accs, k):
@@ -189,14 +183,8 @@ def _sv_dense(jac_at, T, d, dtype, ks, top):
     return out
 
 
-@per_example
-def _sv_model(model, xs, S, ks, top):
-    return _sv_dense(model_jac(model, xs, S), xs.shape[0], S.shape[-1], S.dtype, ks, top)
-
-
-@per_sequence
-def _sv_jac(J, ks, top):
-    return _sv_dense(J.__getitem__, J.shape[0], J.shape[-1], J.dtype, ks, top)
+_sv_model = model_route(_sv_dense)
+_sv_jac = jac_route(_sv_dense)
 
 
 @cached_program(static_argnames=("batched", "ks", "top"))
