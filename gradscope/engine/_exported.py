@@ -31,6 +31,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.core import Tracer
 
 ENV = "GRADSCOPE_EXPORT_DIR"
 #: the most stored programs kept (~25-100 kB each); beyond it the least recently used are removed
@@ -105,7 +106,8 @@ def cached_program(*, static_argnames: tuple[str, ...] = ()) -> Callable:
             if where is None:
                 return jitted(*args, **options)
             leaves, head = jax.tree.flatten(args)
-            if not (_storable(head) and all(isinstance(a, (jax.Array, np.ndarray)) for a in leaves)):
+            concrete = all(isinstance(a, (jax.Array, np.ndarray)) and not isinstance(a, Tracer) for a in leaves)
+            if not (concrete and _storable(head)):  # inside a user's jit or vmap: an ordinary nested jit
                 return jitted(*args, **options)
             key = _key(fn, leaves, options, head)
             exp = memo.get(f"{where}/{key}")
