@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def _write(path: str | os.PathLike[str], fill: Callable[[BinaryIO], None]) -> Path:
+def _write(path: str | os.PathLike[str], fill: Callable[[BinaryIO], None], sync: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -43,7 +43,8 @@ def _write(path: str | os.PathLike[str], fill: Callable[[BinaryIO], None]) -> Pa
         with os.fdopen(fd, "wb") as fh:
             fill(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -52,13 +53,15 @@ def _write(path: str | os.PathLike[str], fill: Callable[[BinaryIO], None]) -> Pa
     return path
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary sibling, fsync, ``os.replace``)."""
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary sibling, fsync, ``os.replace``). ``sync=False`` skips
+    the fsync: for files in a temporary folder that only this run reads (whole, by the rename), where
+    surviving a power cut does not matter."""
 
     def fill(fh: BinaryIO) -> None:
         fh.write(data)
 
-    return _write(path, fill)
+    return _write(path, fill, sync)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -169,3 +169,54 @@ def test_pngs_show_what_savefig_draws(expected):
         got = np.asarray(Image.open(io.BytesIO(expected[spec.filename])).convert("RGBA"), np.int16)
         assert got.shape == want.shape, spec.filename
         assert (np.abs(got - want).sum(-1) > 0).mean() < 0.01, spec.filename
+
+
+def _children(pid: int) -> list[int]:
+    """The live children of ``pid`` (Linux /proc)."""
+    try:
+        text = open(f"/proc/{pid}/task/{pid}/children").read()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = [ln for ln in open(f"/proc/{pid}/status").read().splitlines() if ln.startswith("State:")][0]
+    except (OSError, IndexError):
+        return False
+    return "Z" not in state.split()[1]  # a zombie has exited
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_forked_workers_share_the_jobs(expected):
+    """On a platform that forks, a pool of two is one server process that forks the second worker after its
+    warm-up; both take jobs (each claimed job file carries the claiming worker's pid), and the PNGs are the
+    in-process ones."""
+    report = full_report()
+    with drawing.FigurePool(2) as pool:
+        assert len(pool._procs) == 1
+        for a in report["analyses"]:
+            pool.submit(a)
+        got = drawing.pngs(report, pool=pool)
+        assert pool.delivered == _drawable_elsewhere(report)
+        claimers = {p.name.rsplit(".", 1)[1] for p in pool._dir.glob("job-*.pickle.*")}
+        assert len(claimers) == 2 and str(pool._procs[0].pid) in claimers
+    assert got == expected
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_a_killed_server_leaves_no_forked_worker_behind():
+    import time
+
+    with drawing.FigurePool(2) as pool:
+        server = pool._procs[0].pid
+        deadline = time.monotonic() + 60
+        while not _children(server) and time.monotonic() < deadline:  # the fork follows the warm-up
+            time.sleep(0.05)
+        (child,) = _children(server)
+        os.kill(server, signal.SIGKILL)  # the server alone, not its group
+        pool._procs[0].wait()
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _alive(child)  # it saw its server go and stopped

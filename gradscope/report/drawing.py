@@ -2,8 +2,9 @@
 analysis's figures while the next analysis is computed (`FigurePool`).
 
 Matplotlib draws with the GIL held (about 0.2 s a figure on one CPU core, `gradscope.report._render`), so only
-processes draw figures in parallel. Each worker is a fresh interpreter (not ``multiprocessing``, which would
-copy JAX's threads with fork, or re-run the caller's unguarded ``__main__`` with spawn) that draws from the
+processes draw figures in parallel. The workers start from a fresh interpreter (not ``multiprocessing``, which
+would copy JAX's threads with fork, or re-run the caller's unguarded ``__main__`` with spawn); a pool's server
+warms matplotlib up once and forks the other workers from that thread-free state (`serve`). They draw from the
 same JSON-ready records with the same functions, so a PNG is byte for byte the one drawn in-process. A figure
 a worker did not deliver (no interpreter to start, a worker that failed or was killed) is drawn in-process,
 where an error is raised as usual.
@@ -17,12 +18,13 @@ import itertools
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
 
 from gradscope._atomic import write_bytes  # a reader never sees half a PNG
 from gradscope._json import clean, dumps
@@ -39,8 +41,10 @@ SECONDS_PER_FIGURE = 10.0
 FIGURES_PER_ANALYSIS = 3
 #: what a batch worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
 WORKER = "import sys; from gradscope.report.drawing import draw_share; draw_share(*sys.argv[1:])"
-#: what a pool worker runs: ``python -c SERVER OUT_DIR``, then one job file path per line on stdin
-SERVER = "import sys; from gradscope.report.drawing import serve; serve(sys.argv[1])"
+#: what a pool server runs: ``python -c SERVER JOB_DIR WORKERS`` (`serve`)
+SERVER = "import sys; from gradscope.report.drawing import serve; serve(sys.argv[1], int(sys.argv[2]))"
+#: how often an idle pool worker looks for a job file (seconds)
+POLL = 0.01
 
 
 def usable_cpus() -> int:
@@ -76,8 +80,17 @@ def _wait(proc: subprocess.Popen, figures: int) -> None:
     try:
         proc.wait(timeout=WORKER_GRACE + SECONDS_PER_FIGURE * figures)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _kill(proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill a pool server and the workers it forked (its process group), and reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (AttributeError, OSError):  # no process groups (Windows), or the group is gone
+            proc.kill()
+    proc.wait()
 
 
 def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: str) -> None:
@@ -87,19 +100,67 @@ def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: st
         write_bytes(Path(out_dir) / spec.filename, spec.png(dpi=int(dpi)))
 
 
-def serve(out_dir: str) -> None:
-    """A pool worker: for each job file named on stdin (a pickled ``([(kind, record), ...], dpi)``), draw those
-    figures (`analysis_figure`) into ``out_dir/<digest>.png``; stop at the end of stdin.
+def serve(job_dir: str, workers: int = 1) -> None:
+    """A pool server: warm up (`_warm_up`), then fork ``workers − 1`` copies of itself (where the platform
+    forks), and let each draw the figures of the job files in ``job_dir`` (`_work`) until the caller marks the
+    list complete (the ``done`` file).
 
-    It runs at a lower priority (nice 10): the analyses it overlaps with are the caller's critical path."""
+    The copies share the warmed-up matplotlib (fonts, mathtext, the Agg renderer) instead of paying for an
+    interpreter, the imports and the warm-up each (~1 s of CPU a worker on the 2-core CPU). Forking is safe
+    here: this process has no threads (JAX is not imported). It runs at a lower priority (nice 10): the
+    analyses it overlaps with are the caller's critical path."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)
     _warm_up()
-    for line in sys.stdin:
-        items, dpi = pickle.loads(Path(line.strip()).read_bytes())
-        for (kind, record), name in zip(items, digests(items, dpi), strict=True):
-            png = to_png(analysis_figure(kind)(record), dpi)
-            write_bytes(Path(out_dir) / f"{name}.png", png)
+    parent = os.getpid()
+    children = []
+    for _ in range(max(0, int(workers) - 1) if hasattr(os, "fork") else 0):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the forked copy (coverage does not follow it)
+            code = 0
+            try:
+                _work(Path(job_dir), parent)
+            except BaseException:  # noqa: BLE001 - whatever it did not deliver, the caller draws
+                code = 1
+            os._exit(code)  # never the server's cleanup or atexit handlers
+        children.append(pid)
+    _work(Path(job_dir), None)
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def _work(job_dir: Path, parent: int | None) -> None:
+    """Claim job files (``job-N.pickle``, a pickled ``(kind, record, digest, dpi)``) one at a time by renaming
+    them (atomic: exactly one worker gets each), draw each figure (`analysis_figure`) into
+    ``job_dir/<digest>.png`` (`digests`: the caller's name for it). Return once the ``done`` file exists and
+    no job is left, or when ``parent`` (a forked copy's server) has gone: a killed pool leaves no process
+    behind. A figure that fails here is skipped: the caller draws it again, where its error is raised."""
+    me = os.getpid()
+    while True:
+        if parent is not None and os.getppid() != parent:
+            return
+        done = (job_dir / "done").exists()  # read before listing: a job listed after it is the last batch
+        jobs = sorted(job_dir.glob("job-*.pickle"), key=lambda p: int(p.stem[4:]))
+        claimed = None
+        for job in jobs:
+            mine = job.with_name(f"{job.name}.{me}")
+            try:
+                job.rename(mine)
+            except OSError:  # another worker took it first
+                continue
+            claimed = mine
+            break
+        if claimed is None:
+            if done:
+                return
+            time.sleep(POLL)
+            continue
+        try:
+            kind, record, name, dpi = pickle.loads(claimed.read_bytes())
+            write_bytes(job_dir / f"{name}.png", to_png(analysis_figure(kind)(record), dpi), sync=False)
+        except Exception:  # noqa: BLE001, S112 - drawn (and its error raised) in the caller's process instead
+            continue
 
 
 def _warm_up() -> None:
@@ -116,8 +177,8 @@ def _warm_up() -> None:
 
 
 class FigurePool:
-    """Worker interpreters that draw each analysis's figures as soon as it is done (`submit`), while the
-    caller computes the next; `pngs` then takes a pre-drawn PNG only where the report's record, the figure
+    """Worker processes that draw each analysis's figures as soon as it is done (`submit`), while the
+    caller computes the next (one job file a figure, taken by the first free worker); `pngs` then takes a pre-drawn PNG only where the report's record, the figure
     kind and the resolution are the submitted ones (`digests`), and draws the rest.
 
     Use it as a context manager: leaving it stops the workers and removes their files, also on an error.
@@ -125,8 +186,10 @@ class FigurePool:
 
     def __init__(self, workers: int, *, dpi: int = 100) -> None:
         self.workers, self.dpi = max(0, int(workers)), int(dpi)
+        #: the server processes (`serve`): one that forks the other workers, or one per worker where the
+        #: platform does not fork; each leads its own process group (killed whole)
         self._procs: list[subprocess.Popen] = []
-        self._load: list[int] = []
+        self._figures = 0  # figures handed out
         self._submitted: set[str] = set()
         self._jobs = itertools.count()
         self._dir: Path | None = None
@@ -136,72 +199,62 @@ class FigurePool:
     def __enter__(self) -> FigurePool:
         if self.workers:
             self._dir = Path(tempfile.mkdtemp(prefix="gradscope-figures-"))
+            forks = hasattr(os, "fork")
+            servers, each = (1, self.workers) if forks else (self.workers, 1)
             try:
-                for _ in range(self.workers):
+                for _ in range(servers):
                     self._procs.append(
                         subprocess.Popen(
-                            [sys.executable, "-c", SERVER, str(self._dir)],
-                            stdin=subprocess.PIPE,
+                            [sys.executable, "-c", SERVER, str(self._dir), str(each)],
+                            stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
-                            text=True,
+                            start_new_session=forks,  # its forked workers share its group: killed together
                         )
                     )
             except OSError:  # no interpreter to start (a frozen app, a sandbox): everything is drawn in-process
                 pass
-            self._load = [0] * len(self._procs)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for proc in self._procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
+            _kill(proc)
         self._procs = []
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def submit(self, analysis: Mapping) -> None:
-        """Start drawing the per-analysis figures of ``analysis`` (an ``Analysis.to_dict()`` record), each in
-        the least-loaded worker; a worker that cannot take one leaves it to `pngs`."""
+        """Start drawing the per-analysis figures of ``analysis`` (an ``Analysis.to_dict()`` record): they go
+        to the first worker free to take them; what no worker delivers is left to `pngs`."""
         a = clean(analysis)
         self._send([(kind, a) for kind in analysis_figures(a)])
 
     def _send(self, items: list[tuple[str, Mapping]]) -> None:
-        """Hand the figures ``(kind, record)`` to the workers, one by one to the least loaded (one job file a
-        worker), and remember their digests."""
+        """Hand the figures ``(kind, record)`` to the workers, one job file each (written whole: a worker
+        never reads half of one), and remember their digests."""
         if not self._procs or self._dir is None or not items:
             return
-        shares: dict[int, list[tuple[str, Mapping]]] = {}
-        for item in items:
-            i = min(range(len(self._procs)), key=lambda w: self._load[w] + len(shares.get(w, ())))
-            shares.setdefault(i, []).append(item)
-        for i, share in shares.items():
+        names = digests(items, self.dpi)
+        for (kind, record), name in zip(items, names, strict=True):
             job = self._dir / f"job-{next(self._jobs)}.pickle"
-            job.write_bytes(pickle.dumps((share, self.dpi), protocol=pickle.HIGHEST_PROTOCOL))
-            stdin: IO[str] | None = self._procs[i].stdin
-            try:
-                assert stdin is not None
-                stdin.write(f"{job}\n")
-                stdin.flush()
-            except (OSError, ValueError):  # the worker has gone: its figures are drawn in-process
-                continue
-            self._load[i] += len(share)
-            self._submitted.update(digests(share, self.dpi))
+            try:  # one figure a job: the last analysis's figures are shared out, not left to one worker
+                write_bytes(
+                    job, pickle.dumps((kind, record, name, self.dpi), protocol=pickle.HIGHEST_PROTOCOL), sync=False
+                )
+            except OSError:  # a full or vanished temp folder: drawn in-process
+                return
+            self._figures += 1
+            self._submitted.add(name)
 
     def _drain(self) -> dict[str, bytes]:
-        """Close the job lists, wait for the workers and read every PNG they delivered, by digest."""
-        for proc in self._procs:
-            with contextlib.suppress(OSError, ValueError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-        for proc, figures in zip(self._procs, self._load, strict=True):
-            _wait(proc, figures)
+        """Mark the job list complete, wait for the workers and read every PNG they delivered, by digest."""
         if self._dir is None:
             return {}
+        with contextlib.suppress(OSError):
+            (self._dir / "done").touch()
+        share = -(-self._figures // max(1, self.workers))
+        for proc in self._procs:
+            _wait(proc, share)
         return {p.stem: p.read_bytes() for p in self._dir.glob("*.png")}
 
     def pngs(self, report: Mapping) -> dict[str, bytes]:
