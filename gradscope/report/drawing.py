@@ -178,8 +178,9 @@ def _warm_up() -> None:
 
 class FigurePool:
     """Worker processes that draw each analysis's figures as soon as it is done (`submit`), while the
-    caller computes the next (one job file a figure, taken by the first free worker); `pngs` then takes a pre-drawn PNG only where the report's record, the figure
-    kind and the resolution are the submitted ones (`digests`), and draws the rest.
+    caller computes the next (one job file a figure, taken by the first free worker); `pngs` then takes a
+    pre-drawn PNG only where the report's record, the figure kind and the resolution are the submitted ones
+    (`digests`), and draws the rest.
 
     Use it as a context manager: leaving it stops the workers and removes their files, also on an error.
     """
