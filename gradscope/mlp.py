@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
-from gradscope import norms
+from gradscope import _random, norms
 from gradscope._errors import ConfigError, ShapeError, bad_value, check_positive_int
 from gradscope.cells import _activations
 from gradscope.cells._base import Array, Aux, Cell, Jacobians, State, pytree_cell, static, uniform_init
@@ -206,8 +206,8 @@ def make_mlp(
     if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
         raise bad_value("dtype", dtype, "use float32 or float64")
     dtype = jnp.dtype(dtype)
-    kw, kb = jax.random.split(key)
-    wkeys = jax.random.split(kw, L)
+    kw, kb = _random.split(key)
+    wkeys = _random.split(kw, L)
     if init == "gaussian":
         W = gain * jax.vmap(lambda k: jax.random.normal(k, (n, n), dtype))(wkeys) / math.sqrt(n)
     elif init == "orthogonal":

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import ConfigError, check_chained
 from gradscope.cells._base import (
     Array,
@@ -271,7 +272,7 @@ def stack(
     from gradscope.cells import make
 
     layers = check_positive_int("layers", layers)
-    keys = jax.random.split(key, layers)
+    keys = _random.split(key, layers)
     cells: list[Cell] = []
     m = input_size
     for l in range(layers):
@@ -285,7 +286,7 @@ def bidirectional(name: str, input_size: int, hidden_size: int, *, key: Array, *
     """Forward and backward copies of the registered cell ``name`` with independent weights."""
     from gradscope.cells import make
 
-    kf, kb = jax.random.split(key)
+    kf, kb = _random.split(key)
     return Bidirectional(
         make(name, input_size, hidden_size, key=kf, **opts), make(name, input_size, hidden_size, key=kb, **opts)
     )

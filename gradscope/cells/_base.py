@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, dataclass_tr
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import ShapeError
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def split_gates(z: Array, n: int, k: int) -> tuple[Array, ...]:
 
 def uniform_init(key: Array, shape: tuple[int, ...], bound: float, dtype: Any) -> Array:
     """U(−bound, bound) weights of ``shape`` (PyTorch's default initialisation)."""
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return _random.uniform(key, shape, dtype, -bound, bound)
 
 
 def jacobians(model: Any, x: Float[Array, " m"], state: Sequence[Array], t: Any) -> Jacobians:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradscope import _random
 from gradscope._errors import ConfigError, bad_value
 from gradscope.cells._activations import dsig, sig
 from gradscope.cells._base import Array, uniform_init
@@ -54,7 +54,7 @@ def _check_common(hidden_size: int, eps: object) -> None:
 def _lstm_weights(
     key: Array, n: int, m: int, dtype: DTypeLike, forget_bias: float | None
 ) -> tuple[Array, Array, Array]:
-    k1, k2 = jax.random.split(key)
+    k1, k2 = _random.split(key)
     bound = 1 / math.sqrt(n)
     bias = jnp.zeros((4 * n,), dtype)
     if forget_bias is not None:

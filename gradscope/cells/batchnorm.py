@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from gradscope import norms
+from gradscope import _random, norms
 from gradscope._errors import ShapeError, bad_value
 from gradscope.cells import _activations
 from gradscope.cells._activations import sig
@@ -306,7 +306,7 @@ def build_bn_rnn(
     n = hidden_size
     _check_bn(gamma, max_length, eps, n)
     _activations.get(activation)
-    k1, k2 = jax.random.split(key)
+    k1, k2 = _random.split(key)
     g = jnp.full((n,), gamma, dtype)
     return BNRNN(
         uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),

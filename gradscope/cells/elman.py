@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradscope import _random
 from gradscope._errors import bad_value, check_bool, check_number
 from gradscope.cells import _activations
 from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
@@ -112,7 +113,7 @@ def _build(init: Init, activation, recurrent_init, gain, bias):
     input_size, hidden_size, key, dtype = init
     check_bool("bias", bias)
     _activations.get(activation)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+    k1, k2, k3, k4 = _random.split(key, 4)
     bound = 1 / math.sqrt(hidden_size)
     if bias:
         b_ih = uniform_init(k3, (hidden_size,), bound, dtype)

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import bad_value
 from gradscope.cells._activations import dsig, sig
 from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, uniform_init
@@ -151,7 +152,7 @@ def _builder(cls: type[_G]) -> Callable[..., _G]:
         input_size, n, key, dtype = init
         if not isinstance(bias, bool):
             raise bad_value("bias", bias, "expected True or False")
-        k1, k2, k3, k4 = jax.random.split(key, 4)
+        k1, k2, k3, k4 = _random.split(key, 4)
         bound = 1 / math.sqrt(n)
         if bias:
             b_ih = uniform_init(k3, (3 * n,), bound, dtype)

@@ -37,7 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradscope import norms
+from gradscope import _random, norms
 from gradscope._errors import bad_value
 from gradscope.cells import _activations
 from gradscope.cells._activations import dsig, sig
@@ -261,7 +261,7 @@ def build_ln_rnn(
     input_size, hidden_size, key, dtype = init
     _check_common(hidden_size, eps)
     _activations.get(activation)
-    k1, k2 = jax.random.split(key)
+    k1, k2 = _random.split(key)
     n = hidden_size
     return LNRNN(
         uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),
@@ -330,7 +330,7 @@ def build_ln_gru(init: Init, *, eps: float = norms.EPS) -> LNGRU:
     input_size, hidden_size, key, dtype = init
     _check_common(hidden_size, eps)
     n = hidden_size
-    k1, k2 = jax.random.split(key)
+    k1, k2 = _random.split(key)
     bound = 1 / math.sqrt(n)
     o2, z2, o1, z1 = (
         jnp.ones((2 * n,), dtype),

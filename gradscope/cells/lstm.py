@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells._activations import dsig, sig
 from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
@@ -184,7 +185,7 @@ class PeepholeLSTM(SizedCell):
 
 def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
     """PyTorch-style biases, then the forget-bias / chrono overrides on the total bias."""
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, k3 = _random.split(key, 3)
     bound = 1 / math.sqrt(n)
     b_ih = uniform_init(k1, (gates * n,), bound, dtype)
     b_hh = uniform_init(k2, (gates * n,), bound, dtype)
@@ -198,7 +199,7 @@ def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
     if chrono is not None:
         if not (isinstance(chrono, (int, float)) and math.isfinite(chrono) and chrono > 2):
             raise ConfigError(f"chrono={chrono!r} is not allowed: expected T_max > 2 (the longest dependency)")
-        bf = jnp.log(jax.random.uniform(k3, (n,), dtype, 1.0, chrono - 1.0))
+        bf = jnp.log(_random.uniform(k3, (n,), dtype, 1.0, chrono - 1.0))
         is_ = slice(i_index * n, (i_index + 1) * n)
         b_ih = b_ih.at[fs].set(bf).at[is_].set(-bf)
         b_hh = b_hh.at[fs].set(0.0).at[is_].set(0.0)
@@ -206,7 +207,7 @@ def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
 
 
 def _weights(key, rows, m, n, dtype):
-    k1, k2 = jax.random.split(key)
+    k1, k2 = _random.split(key)
     bound = 1 / math.sqrt(n)
     return uniform_init(k1, (rows, m), bound, dtype), uniform_init(k2, (rows, n), bound, dtype)
 
@@ -223,7 +224,7 @@ def build_lstm(
     n = hidden_size
     if not (isinstance(proj_size, int) and 0 <= proj_size < n):
         raise ConfigError(f"proj_size={proj_size!r} is not allowed: expected 0 <= proj_size < hidden_size={n}")
-    kw, kb, kr = jax.random.split(key, 3)
+    kw, kb, kr = _random.split(key, 3)
     p = proj_size or n
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)
     w_hh = w_hh[:, :p]
@@ -240,7 +241,7 @@ def build_lstm(
 def build_lstm_nofg(init: Init) -> LSTMNoForget:
     input_size, hidden_size, key, dtype = init
     n = hidden_size
-    kw, kb = jax.random.split(key)
+    kw, kb = _random.split(key)
     w_ih, w_hh = _weights(kw, 3 * n, input_size, n, dtype)
     b_ih, b_hh = _gate_biases(kb, n, 3, dtype, None, None, f_index=0, i_index=0)
     return LSTMNoForget(w_ih, w_hh, b_ih, b_hh, **init.sizes)
@@ -254,7 +255,7 @@ def build_lstm_nofg(init: Init) -> LSTMNoForget:
 def build_lstm_peephole(init: Init, *, forget_bias: float | None = None, chrono: float | None = None) -> PeepholeLSTM:
     input_size, hidden_size, key, dtype = init
     n = hidden_size
-    kw, kb, kp = jax.random.split(key, 3)
+    kw, kb, kp = _random.split(key, 3)
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)
     b_ih, b_hh = _gate_biases(kb, n, 4, dtype, forget_bias, chrono, f_index=1, i_index=0)
     wc = uniform_init(kp, (3, n), 1 / math.sqrt(n), dtype)

@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from gradscope import _random
 from gradscope._errors import ConfigError, bad_value, check_clip_range, check_number, check_positive_int
 from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import Init, registrar
@@ -273,7 +274,7 @@ class Mamba2(_SelectiveSSM):
 def dt_bias_init(key: Array, n: int, dt_min: float, dt_max: float, dt_floor: float, dtype: DTypeLike) -> Array:
     """The reference's Δ bias: dt = exp(U(log dt_min, log dt_max)), floored, as its inverse softplus
     dt + log(−expm1(−dt)), so that softplus(bias) = dt at init."""
-    r = jax.random.uniform(key, (n,), dtype)
+    r = _random.uniform(key, (n,), dtype)
     dt = jnp.maximum(jnp.exp(r * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)), dt_floor)
     return dt + jnp.log(-jnp.expm1(-dt))
 
@@ -310,7 +311,7 @@ def build_mamba(
     dt_scale = check_number("dt_scale", dt_scale, positive=True)
     if dt_init not in ("random", "constant"):
         raise bad_value("dt_init", dt_init, "use 'random' or 'constant'")
-    kx, kw, kb = jax.random.split(key, 3)
+    kx, kw, kb = _random.split(key, 3)
     std = dt_scale / math.sqrt(R)
     w_dt = uniform_init(kw, (Dn, R), std, dtype) if dt_init == "random" else jnp.full((Dn, R), std, dtype)
     return Mamba(
@@ -353,7 +354,7 @@ def build_mamba2(
         raise bad_value("groups", groups, f"expected a divisor of heads={H}")
     _check_dt(dt_min, dt_max, dt_floor)
     limit = check_clip_range("time_step_limit", time_step_limit)
-    kp, kb = jax.random.split(key)
+    kp, kb = _random.split(key)
     return Mamba2(
         A_log=jnp.log(jnp.arange(1, H + 1, dtype=dtype)),
         D=jnp.ones((H,), dtype),

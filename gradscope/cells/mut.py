@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import ConfigError, bad_value
 from gradscope.cells._activations import dsig, sig
 from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, uniform_init
@@ -209,7 +210,7 @@ def _build(cls: type[_C], init: Init, hs: str, printed: str | None) -> _C:
     ``hs``, plus the three biases; ``printed`` names the inserted matrix replaced by the identity (None)."""
     m, n, key, dtype = init
     xs = "zrh"
-    keys = jax.random.split(key, len(xs) + len(hs) + 3)
+    keys = _random.split(key, len(xs) + len(hs) + 3)
     bound = 1 / math.sqrt(n)
     w: dict[str, Any] = {}
     for k, name in zip(keys, [f"weight_x{s}" for s in xs] + [f"weight_h{s}" for s in hs]):

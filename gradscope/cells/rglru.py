@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from gradscope import _random
 from gradscope._errors import ConfigError, check_bool, check_number, check_positive_int
 from gradscope.cells._base import Array, Aux, DiagonalCell, SizedCell, State, pytree_cell, static, uniform_init
 from gradscope.cells._registry import Init, registrar
@@ -136,7 +137,7 @@ class RGLRU(DiagonalCell, SizedCell):
 
 def a_param_init(key: Array, n: int, min_rad: float, max_rad: float, dtype: DTypeLike, eps: float = 1e-8) -> Array:
     """Λ with exp(−softplus(Λ)) ∈ [min_rad, max_rad], uniform by area of the ring (the reference's init)."""
-    u = jax.random.uniform(key, (n,), jnp.float64 if dtype == jnp.float64 else jnp.float32)
+    u = _random.uniform(key, (n,), jnp.float64 if dtype == jnp.float64 else jnp.float32)
     a_real = 0.5 * jnp.log(u * (max_rad**2 - min_rad**2) + min_rad**2 + eps)
     return jnp.log(jnp.expm1(-a_real)).astype(dtype)  # softplus⁻¹(−log a)
 
@@ -180,7 +181,7 @@ def build_rglru(
     if projection is None:
         projection = input_size != hidden_size
     k = hidden_size // num_heads
-    k_a, k_i, k_g, k_p = jax.random.split(key, 4)
+    k_a, k_i, k_g, k_p = _random.split(key, 4)
     std = 1.0 / math.sqrt(k)
     zeros = jnp.zeros((num_heads, k), dtype)
     w_in = uniform_init(k_p, (hidden_size, input_size), 1 / math.sqrt(input_size), dtype) if projection else None

@@ -36,6 +36,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell
 from gradscope.cells._registry import Init, registrar
@@ -132,7 +133,7 @@ def build_s4d(init: Init, *, dt_min: float = 0.001, dt_max: float = 0.1) -> S4D:
     if not dt_min <= dt_max:
         raise ConfigError(f"dt_min={dt_min!r} is not allowed: it must not exceed dt_max={dt_max!r}")
     H, N = input_size, hidden_size
-    kc1, kc2, kd, ks = jax.random.split(key, 4)
+    kc1, kc2, kd, ks = _random.split(key, 4)
     c_scale = math.sqrt(0.5)  # C ~ 𝒞𝒩(0, 1): variance 1/2 per real and imaginary part
     return S4D(
         Lambda_re=jnp.full((H, N), -0.5, dtype),
@@ -142,7 +143,7 @@ def build_s4d(init: Init, *, dt_min: float = 0.001, dt_max: float = 0.1) -> S4D:
         C_re=c_scale * jax.random.normal(kc1, (H, N), dtype),
         C_im=c_scale * jax.random.normal(kc2, (H, N), dtype),
         D=jax.random.normal(kd, (H,), dtype),
-        log_step=jax.random.uniform(ks, (H,), dtype, math.log(dt_min), math.log(dt_max)),
+        log_step=_random.uniform(ks, (H,), dtype, math.log(dt_min), math.log(dt_max)),
         input_size=H,
         hidden_size=N,
     )

@@ -84,13 +84,14 @@ def _check_buildable(specs, input_size: int, hidden: int, length: int, dtype: st
     at once, naming the cell, the flags and what the sizes mean for it."""
     import jax
 
+    from gradscope import _random
     from gradscope._errors import GradscopeError
     from gradscope.experiments.models import build_model
 
     for spec in specs:
         sizes = {"input_size": input_size, "hidden": hidden, "length": length, "dtype": dtype}
         try:
-            jax.eval_shape(lambda k, spec=spec: build_model(spec.name, spec.options, key=k, **sizes), jax.random.key(0))
+            jax.eval_shape(lambda k, spec=spec: build_model(spec.name, spec.options, key=k, **sizes), _random.key(0))
         except (GradscopeError, TypeError, ValueError) as exc:
             meaning = f" (for {spec.name}, {SIZE_MEANINGS[spec.name]})" if spec.name in SIZE_MEANINGS else ""
             raise ConfigError(

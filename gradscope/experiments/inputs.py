@@ -105,6 +105,8 @@ def make_inputs(
     import jax
     import jax.numpy as jnp
 
+    from gradscope import _random
+
     check_source(source)
     batch = check_positive_int("batch", batch)
     length = check_positive_int("length", length)
@@ -137,7 +139,7 @@ def make_inputs(
     if source == "noise":
         return jax.random.normal(key, shape, dtype)
     if source == "uniform":
-        return jax.random.uniform(key, shape, dtype)
+        return _random.uniform(key, shape, dtype)
     return jnp.zeros(shape, dtype)  # zeros
 
 

@@ -32,9 +32,9 @@ INDRNN_LAST_LOW = 0.5
 def model_key(seed: int) -> Any:
     """The key the weights of seed ``seed`` are drawn from: ``jax.random.split(jax.random.key(seed))[0]``
     (the other half draws the analysed inputs: `gradscope.experiments.sweep.config_keys`)."""
-    import jax
+    from gradscope import _random
 
-    return jax.random.split(jax.random.key(int(seed)))[0]
+    return _random.split(_random.key(int(seed)))[0]
 
 
 def command_options(name: str, options: Mapping[str, Any], length: int) -> dict:
@@ -71,9 +71,9 @@ def build_model(
     Layer l of a stack is drawn from ``jax.random.split(key, layers)[l]`` with `layer_options`; the input
     size of a layer is the output size of the one below. Every command builds its models here.
     """
-    import jax
     import jax.numpy as jnp
 
+    from gradscope import _random
     from gradscope._errors import check_positive_int
     from gradscope.cells import make
     from gradscope.nets import Stack
@@ -82,7 +82,7 @@ def build_model(
     if layers == 1 and not residual:
         return make(name, input_size, hidden, key=key, dtype=dt, **layer_options(name, options, length, last=True))
     layers = check_positive_int("layers", layers)
-    keys = jax.random.split(key, layers)
+    keys = _random.split(key, layers)
     cells, m = [], input_size
     for l in range(layers):
         opts = layer_options(name, options, length, last=l == layers - 1)

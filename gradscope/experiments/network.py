@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
+from gradscope import _random
 from gradscope._errors import ConfigError, ShapeError
 from gradscope.cells._base import pytree_cell, static
 
@@ -32,10 +33,10 @@ class Readout:
     @classmethod
     def init(cls, key: jax.Array, in_size: int, out_size: int, dtype: Any = jnp.float32) -> Readout:
         """PyTorch's ``Linear`` init: ``U(−1/√in, 1/√in)`` for both weight and bias."""
-        k1, k2 = jax.random.split(key)
+        k1, k2 = _random.split(key)
         b = 1.0 / math.sqrt(in_size)
         return cls(
-            jax.random.uniform(k1, (out_size, in_size), dtype, -b, b), jax.random.uniform(k2, (out_size,), dtype, -b, b)
+            _random.uniform(k1, (out_size, in_size), dtype, -b, b), _random.uniform(k2, (out_size,), dtype, -b, b)
         )
 
     def __call__(self, h: jax.Array) -> jax.Array:

@@ -25,13 +25,14 @@ def plan_config(cfg: Config) -> None:
     """
     import jax
 
+    from gradscope import _random
     from gradscope.experiments.sweep.config import build_model
 
     check_sizes(seed=cfg.seed, layers=cfg.layers, hidden=cfg.hidden, length=cfg.length, batch=cfg.batch)
 
     def sizes(hidden: int) -> Sizes:
         c = dataclasses.replace(cfg, hidden=int(hidden))
-        model = jax.eval_shape(lambda k: build_model(c, k), jax.random.key(0))
+        model = jax.eval_shape(lambda k: build_model(c, k), _random.key(0))
         m = getattr(model, "input_size", cfg.input_size) or 1
         return model_sizes(model, cfg.batch, cfg.length, int(m), hidden=int(hidden), rebuild=sizes)
 

@@ -83,9 +83,9 @@ def plan_config(cfg: Config) -> None:
 def config_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     """(model key, input key) from one seed: independent streams, the input one shared by all cells. The model
     key is `gradscope.experiments.models.model_key`, the one every command draws weights from."""
-    import jax
+    from gradscope import _random
 
-    k_model, k_input = jax.random.split(jax.random.key(int(seed)))
+    k_model, k_input = _random.split(_random.key(int(seed)))
     return k_model, k_input
 
 
