@@ -14,6 +14,7 @@ from jax.typing import ArrayLike
 from gradscope._precision import MATMUL_PRECISION, matmul_precision  # noqa: F401  (re-exported)
 from gradscope._rollout import _scan, check_inputs
 from gradscope.cells._base import flatten_state, jacobians, unflatten_state
+from gradscope.engine._exported import cached_program
 
 R = TypeVar("R")
 
@@ -88,7 +89,7 @@ def _trajectory(model, xs, state0):
     return model.prepare_inputs(xs), tr.flat
 
 
-@functools.partial(jax.jit, static_argnames=("batched",))
+@cached_program(static_argnames=("batched",))
 def _states(model, xs, state0, batched):
     with engine_precision():
         if batched:
@@ -99,7 +100,7 @@ def _states(model, xs, state0, batched):
 def prepare(model: Any, xs: ArrayLike, state0: Any = None) -> tuple[jax.Array, jax.Array, bool]:
     """Validate inputs and run the model: ``(prepared xs (…,T,m'), flat states (…,T+1,d), batched)``."""
     xs, state0, batched = check_inputs(model, xs, state0)
-    pxs, S = _states(model, xs, state0, batched)
+    pxs, S = _states(model, xs, state0, batched=batched)
     return pxs, S, batched
 
 

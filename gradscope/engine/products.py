@@ -240,7 +240,7 @@ _lag_model = model_route(_lag_dense)
 _lag_jac = jac_route(_lag_dense)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "diag", "spectral"))
+@cached_program(static_argnames=("batched", "diag", "spectral"))
 def _lag_profile(model, xs, S, batched, diag, spectral):
     """``diag``: take the diagonal fast path (the model must be `is_diagonal`); False forces the dense one."""
     if diag:
@@ -268,7 +268,9 @@ def lag_profile_of(model: Any, steps: TrajectorySteps, *, spectral: bool | str =
     fast path from the inputs and states."""
     T = int(steps.xs.shape[-2])
     if is_diagonal(model):
-        return _lag_record(model, _lag_profile(model, steps.xs, steps.S, steps.batched, True, spectral), T)
+        return _lag_record(
+            model, _lag_profile(model, steps.xs, steps.S, batched=steps.batched, diag=True, spectral=spectral), T
+        )
     out = _lag_profile_of(steps.jac, batched=steps.batched, slices=pair_slices(model), spectral=spectral)
     return _lag_record(model, out, T)
 
@@ -286,7 +288,9 @@ def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool
         raise ConfigError(f"spectral={spectral!r} is not allowed: use True, False or 'exact'")
     plan_stage("lag_profile", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
-    return _lag_record(model, _lag_profile(model, pxs, S, batched, is_diagonal(model), spectral), pxs.shape[-2])
+    return _lag_record(
+        model, _lag_profile(model, pxs, S, batched=batched, diag=is_diagonal(model), spectral=spectral), pxs.shape[-2]
+    )
 
 
 @dataclasses.dataclass(frozen=True)

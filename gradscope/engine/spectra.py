@@ -17,7 +17,6 @@ and the Lyapunov exponents are exactly the time averages of ``log|a_{t,n}|`` (co
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,7 +97,7 @@ def _lyap_diag(model, xs, S, k, warmup):
     return jnp.cumsum(la[warmup:], axis=0)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "k", "warmup", "diag"))
+@cached_program(static_argnames=("batched", "k", "warmup", "diag"))
 def _lyapunov(model, xs, S, batched, k, warmup, diag):
     """``diag``: the exact fast path (the model must be `is_diagonal`): running means of every unit's
     ``log|a|``, of which the k largest are kept at each step; dense: QR with a k-column frame."""
@@ -118,7 +117,7 @@ def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | No
     plan_stage("lyapunov", model, xs, k=k)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     k = _check_lyapunov(pxs, S, k, warmup)
-    ex, trace = _lyapunov(model, pxs, S, batched, k, warmup, is_diagonal(model))
+    ex, trace = _lyapunov(model, pxs, S, batched=batched, k=k, warmup=warmup, diag=is_diagonal(model))
     return Lyapunov(ex, trace, warmup)
 
 
@@ -136,7 +135,7 @@ def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = Non
     """`lyapunov_spectrum` from a rollout whose step Jacobians are materialised (`trajectory_steps`)."""
     k = _check_lyapunov(steps.xs, steps.S, k, warmup)
     if is_diagonal(model):
-        ex, trace = _lyapunov(model, steps.xs, steps.S, steps.batched, k, warmup, True)
+        ex, trace = _lyapunov(model, steps.xs, steps.S, batched=steps.batched, k=k, warmup=warmup, diag=True)
     else:
         ex, trace = _lyapunov_of(steps.jac, batched=steps.batched, k=k, warmup=warmup)
     return Lyapunov(ex, trace, warmup)
@@ -199,7 +198,7 @@ def _sv_diag(model, xs, S, ks, top):
     return _top_desc(_state_logs(model, L), top) / LN10
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "ks", "top"))
+@cached_program(static_argnames=("batched", "ks", "top"))
 def _singular_values(model, xs, S, batched, ks, top):
     f = _sv_diag if is_diagonal(model) else _sv_model
     return f(model, xs, S, ks, top, batched=batched)
@@ -215,7 +214,7 @@ def singular_values(
     plan_stage("singular_values", model, xs)
     pxs, S, batched = prepare(model, xs, state0)
     ks, top = _check_sv(pxs, S, ks, top_k)
-    out = _singular_values(model, pxs, S, batched, tuple(int(k) for k in ks), top)
+    out = _singular_values(model, pxs, S, batched=batched, ks=tuple(int(k) for k in ks), top=top)
     return Spectra(ks=ks, log10_sv=out, length=int(pxs.shape[-2]))
 
 
@@ -237,13 +236,13 @@ def singular_values_of(
     ks, top = _check_sv(steps.xs, steps.S, ks, top_k)
     kt = tuple(int(k) for k in ks)
     if is_diagonal(model):
-        out = _singular_values(model, steps.xs, steps.S, steps.batched, kt, top)
+        out = _singular_values(model, steps.xs, steps.S, batched=steps.batched, ks=kt, top=top)
     else:
         out = _singular_values_of(steps.jac, batched=steps.batched, ks=kt, top=top)
     return Spectra(ks=ks, log10_sv=out, length=int(steps.xs.shape[-2]))
 
 
-@functools.partial(jax.jit, static_argnames=("batched",))
+@cached_program(static_argnames=("batched",))
 def _step_sv(model, xs, S, ts, batched):
     def one(model, xs, S):
         if is_diagonal(model):  # singular values of diag(a_t): the sorted |a_t|
@@ -266,7 +265,7 @@ def step_singular_values(
     ts = np.arange(T) if steps is None else np.asarray(steps)
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
-    return ts, _step_sv(model, pxs, S, jnp.asarray(ts), batched)
+    return ts, _step_sv(model, pxs, S, jnp.asarray(ts), batched=batched)
 
 
 @cached_program()
@@ -284,5 +283,5 @@ def step_singular_values_of(
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
     if is_diagonal(model):
-        return ts, _step_sv(model, steps.xs, steps.S, jnp.asarray(ts), steps.batched)
+        return ts, _step_sv(model, steps.xs, steps.S, jnp.asarray(ts), batched=steps.batched)
     return ts, _step_sv_of(steps.jac, jnp.asarray(ts))
