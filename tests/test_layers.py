@@ -28,6 +28,7 @@ LAYERS = {
     "_cache": 0,
     "_reservation": 0,
     "_array_like": 0,
+    "_random": 0,
     "norms": 1,
     "cells": 2,
     "nets": 3,
