@@ -220,3 +220,31 @@ def test_a_killed_server_leaves_no_forked_worker_behind():
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not _alive(child)  # it saw its server go and stopped
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_a_killed_command_leaves_no_pool_behind():
+    """The command that started a pool is killed (no clean-up runs): its server and the server's forked worker
+    see it go and stop, instead of waiting for jobs forever."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import time; from gradscope.report import drawing\n"
+        "pool = drawing.FigurePool(2).__enter__()\n"
+        "print(pool._procs[0].pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    command = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert command.stdout is not None
+    server = int(command.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not _children(server) and time.monotonic() < deadline:  # the fork follows the warm-up
+        time.sleep(0.05)
+    (child,) = _children(server)
+    command.kill()
+    command.wait()
+    while (_alive(server) or _alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(server) and not _alive(child)

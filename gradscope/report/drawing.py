@@ -41,8 +41,8 @@ SECONDS_PER_FIGURE = 10.0
 FIGURES_PER_ANALYSIS = 3
 #: what a batch worker runs: ``python -c WORKER REPORT_PICKLE OUT_DIR DPI INDEX COUNT``
 WORKER = "import sys; from gradscope.report.drawing import draw_share; draw_share(*sys.argv[1:])"
-#: what a pool server runs: ``python -c SERVER JOB_DIR WORKERS`` (`serve`)
-SERVER = "import sys; from gradscope.report.drawing import serve; serve(sys.argv[1], int(sys.argv[2]))"
+#: what a pool server runs: ``python -c SERVER JOB_DIR WORKERS CALLER_PID`` (`serve`)
+SERVER = "import sys; from gradscope.report.drawing import serve; serve(sys.argv[1], *map(int, sys.argv[2:]))"
 #: how often an idle pool worker looks for a job file (seconds)
 POLL = 0.01
 
@@ -100,10 +100,11 @@ def draw_share(report_pickle: str, out_dir: str, dpi: str, index: str, count: st
         write_bytes(Path(out_dir) / spec.filename, spec.png(dpi=int(dpi)))
 
 
-def serve(job_dir: str, workers: int = 1) -> None:
+def serve(job_dir: str, workers: int = 1, caller: int | None = None) -> None:
     """A pool server: warm up (`_warm_up`), then fork ``workers − 1`` copies of itself (where the platform
     forks), and let each draw the figures of the job files in ``job_dir`` (`_work`) until the caller marks the
-    list complete (the ``done`` file).
+    list complete (the ``done`` file), or until ``caller`` (the pid of the command that started it; by default
+    its parent) is no longer its parent.
 
     The copies share the warmed-up matplotlib (fonts, mathtext, the Agg renderer) instead of paying for an
     interpreter, the imports and the warm-up each (~1 s of CPU a worker on the 2-core CPU). Forking is safe
@@ -111,6 +112,7 @@ def serve(job_dir: str, workers: int = 1) -> None:
     analyses it overlaps with are the caller's critical path."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)
+    caller = os.getppid() if caller is None else int(caller)  # if the command dies, the pool stops too
     _warm_up()
     parent = os.getpid()
     children = []
@@ -124,22 +126,26 @@ def serve(job_dir: str, workers: int = 1) -> None:
                 code = 1
             os._exit(code)  # never the server's cleanup or atexit handlers
         children.append(pid)
-    _work(Path(job_dir), None)
+    finished = _work(Path(job_dir), caller)
     for pid in children:
+        if not finished:  # the command has gone: no one will mark the list complete
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
 
-def _work(job_dir: Path, parent: int | None) -> None:
+def _work(job_dir: Path, parent: int) -> bool:
     """Claim job files (``job-N.pickle``, a pickled ``(kind, record, digest, dpi)``) one at a time by renaming
     them (atomic: exactly one worker gets each), draw each figure (`analysis_figure`) into
     ``job_dir/<digest>.png`` (`digests`: the caller's name for it). Return once the ``done`` file exists and
-    no job is left, or when ``parent`` (a forked copy's server) has gone: a killed pool leaves no process
-    behind. A figure that fails here is skipped: the caller draws it again, where its error is raised."""
+    no job is left, or when ``parent`` has gone (the server, for a forked copy; the command, for the server):
+    a killed pool or command leaves no process behind (returns False then, True when the list was complete). A
+    figure that fails here is skipped: the caller draws it again, where its error is raised."""
     me = os.getpid()
     while True:
-        if parent is not None and os.getppid() != parent:
-            return
+        if os.getppid() != parent:
+            return False
         done = (job_dir / "done").exists()  # read before listing: a job listed after it is the last batch
         jobs = sorted(job_dir.glob("job-*.pickle"), key=lambda p: int(p.stem[4:]))
         claimed = None
@@ -153,7 +159,7 @@ def _work(job_dir: Path, parent: int | None) -> None:
             break
         if claimed is None:
             if done:
-                return
+                return True
             time.sleep(POLL)
             continue
         try:
@@ -206,7 +212,7 @@ class FigurePool:
                 for _ in range(servers):
                     self._procs.append(
                         subprocess.Popen(
-                            [sys.executable, "-c", SERVER, str(self._dir), str(each)],
+                            [sys.executable, "-c", SERVER, str(self._dir), str(each), str(os.getpid())],
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
