@@ -10,11 +10,10 @@ every bit), computed on the host in microseconds.
 They follow JAX's "partitionable" Threefry layout (``jax_threefry_partitionable``, JAX's default): element i
 of a draw of shape s is the hash of the 64-bit counter i (row-major flat index) under the key; `split` hashes
 the counters 0..n−1 and keeps both output words; `uniform` keeps the xor of the two words and fills a float32's
-mantissa with its top bits. Anything else (a traced key, another
-PRNG implementation, the legacy layout, array-valued bounds, float64, XLA flags whose rounding of the final
-multiply-add is not known, another backend) is handed to `jax.random`. Note that `jax.random.uniform` itself
-rounds that multiply-add once in optimised CPU code and twice at -O0 (the test suite's setting): `uniform`
-follows the process's setting (`_contracted`).
+mantissa with its top bits. Anything else (a traced key, another PRNG implementation, the legacy layout,
+array-valued bounds, float64, XLA flags whose rounding of the final multiply-add is not known, another backend)
+is handed to `jax.random`. Note that `jax.random.uniform` itself rounds that multiply-add once in optimised CPU
+code and twice at -O0 (the test suite's setting): `uniform` follows the process's setting (`_contracted`).
 """
 
 from __future__ import annotations
