@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +144,7 @@ def _core(model, xs, state0, *, diag, k, ks, top, steps, paths, r0, r1):
     pxs, S = _states(model, xs, state0, True)
     spec, frob, pf, ps = _lag_profile(model, pxs, S, True, diag, True)
     ex, trace = _lyapunov(model, pxs, S, True, k, 0, diag)
-    out = {"spec": spec, "frob": frob, "pf": pf, "ps": ps, "lyap": ex, "trace": trace}
+    out: dict[str, Any] = {"spec": spec, "frob": frob, "pf": pf, "ps": ps, "lyap": ex, "trace": trace}
     out["finite"] = jnp.all(jnp.isfinite(S), axis=-1)  # (B, T+1): where the state overflowed
     out["sv"] = _singular_values(model, pxs, S, True, ks, top)
     out["ssv"] = _step_sv(model, pxs, S, jnp.asarray(steps), True)
