@@ -8,8 +8,9 @@
 user's. Subprocesses run with Python's default bytecode cache (``PYTHONDONTWRITEBYTECODE`` dropped, gradscope's
 ``.pyc`` files written before timing, as an install does). Listings (``--help``, ``cells``, ``check``,
 ``inspect``) compile nothing: one row each. The table states the machine, its CPU count and the load average
-before and after, since a loaded machine inflates every number; ``--quick`` runs a 2-cell compare instead of
-the default seven cells.
+before and after, since a loaded machine inflates every number, and each warm command's CPU seconds (all its
+processes, the figure workers included; the least of the repeats), which load distorts less; ``--quick``
+runs a 2-cell compare instead of the default seven cells.
 
 Targets on a 2-core CPU: compare (default) <= 10 s cold, <= 5 s warm; analyse of a small model <= 3 s
 warm; listings <= 1 s.
@@ -23,6 +24,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,11 +46,20 @@ def _env(cache: str) -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], cache: str, cwd: Path) -> float:
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs (the figure workers)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _run(args: list[str], cache: str, cwd: Path, cpu: list[float] | None = None) -> float:
+    """Wall seconds of one command; its CPU seconds (all its processes) appended to ``cpu``."""
+    t0, c0 = time.perf_counter(), _cpu()
     cmd = [sys.executable, "-m", "gradscope", *args]
     res = subprocess.run(cmd, env=_env(cache), cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(_cpu() - c0)
     ok = (0, 1) if args[0] in ("check", "inspect") else (0,)  # a regression / an unmapped file exit 1
     if res.returncode not in ok:
         raise SystemExit(f"gradscope {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
@@ -68,9 +79,10 @@ def measure(repeat: int, quick: bool, tmp: Path) -> list[dict]:
     ):
         cold = min(_run(_writes(args, tmp, "c"), str(tmp / f"cold-{i}"), tmp) for i in range(repeat))
         warm_dir = str(tmp / "cold-0")  # filled by the first cold run
-        warm = min(_run(_writes(args, tmp, "w"), warm_dir, tmp) for _ in range(repeat))
+        warm_cpu: list[float] = []
+        warm = min(_run(_writes(args, tmp, "w"), warm_dir, tmp, warm_cpu) for _ in range(repeat))
         off = min(_run(["--no-cache", *_writes(args, tmp, "n")], "off", tmp) for _ in range(repeat))
-        rows.append({"command": label, "cold_s": cold, "warm_s": warm, "no_cache_s": off})
+        rows.append({"command": label, "cold_s": cold, "warm_s": warm, "no_cache_s": off, "warm_cpu_s": min(warm_cpu)})
         for i in range(repeat):  # every cold run starts empty: drop this command's cache folders
             shutil.rmtree(tmp / f"cold-{i}", ignore_errors=True)
     report = tmp / "out-w"
@@ -90,7 +102,7 @@ def measure(repeat: int, quick: bool, tmp: Path) -> list[dict]:
         ("inspect", ["inspect", str(tmp / "lstm.npz")]),
     ):
         t = min(_run(args, str(tmp / "listing-cache"), tmp) for _ in range(repeat))
-        rows.append({"command": label, "cold_s": t, "warm_s": None, "no_cache_s": None})
+        rows.append({"command": label, "cold_s": t, "warm_s": None, "no_cache_s": None, "warm_cpu_s": None})
     return rows
 
 
@@ -120,13 +132,15 @@ def main() -> None:
         f"{machine['date']}  {machine['platform']}  {machine['cpus']} CPUs  load average "
         f"{machine['load_before']} -> {machine['load_after']}  (min of {a.repeat} runs, seconds)"
     )
-    print(f"{'command':<24}{'cold':>9}{'warm':>9}{'no cache':>10}")
+    print(f"{'command':<24}{'cold':>9}{'warm':>9}{'no cache':>10}{'warm CPU':>10}")
 
     def fmt(v):
         return f"{v:9.2f}" if v is not None else f"{'':>9}"
 
     for r in rows:
-        print(f"{r['command']:<24}{fmt(r['cold_s'])}{fmt(r['warm_s'])}{fmt(r['no_cache_s']):>10}")
+        print(
+            f"{r['command']:<24}{fmt(r['cold_s'])}{fmt(r['warm_s'])}{fmt(r['no_cache_s']):>10}{fmt(r['warm_cpu_s']):>10}"
+        )
     if a.json is not None:
         a.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
 
