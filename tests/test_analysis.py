@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _engine_ref import build, inputs
+from _records import assert_records_close
 
 from gradscope import engine
 from gradscope._errors import ConfigError
@@ -224,29 +225,7 @@ def test_materialised_and_streaming_routes_give_the_same_analysis(name, monkeypa
     b = analyse(model, xs, **kw).to_dict()
     assert a.keys() == b.keys() and ("paths" in a) == (name in ("lstm", "gru"))
 
-    def close(x, y, where):
-        if isinstance(x, dict):
-            assert x.keys() == y.keys(), where
-            for k in x:
-                close(x[k], y[k], f"{where}.{k}")
-        elif isinstance(x, list) and "singular_values" in where and x and not isinstance(x[0], list):
-            # one spectrum: float64 resolves a singular value only to ~ε·σ_max, so the two routes agree
-            # to rounding relative to the spectrum's largest value, not to each small value's own size
-            # (None: a value the report marks unresolved, compared as 0)
-            x, y = (np.array([np.nan if v is None else v for v in u], np.float64) for u in (x, y))
-            top = np.nanmax(x)
-            dx, dy = (np.nan_to_num(10.0 ** (u - top)) for u in (x, y))
-            np.testing.assert_allclose(dx, dy, rtol=0, atol=1e-12, err_msg=where)
-        elif isinstance(x, list):
-            assert len(x) == len(y), where
-            for i, (u, v) in enumerate(zip(x, y)):
-                close(u, v, f"{where}[{i}]")
-        elif isinstance(x, float) and isinstance(y, float):
-            assert x == pytest.approx(y, rel=1e-9, abs=1e-9), where
-        else:
-            assert x == y, where
-
-    close(a, b, "analysis")
+    assert_records_close(a, b, "analysis", rel=1e-9, abs=1e-9, spectrum_atol=1e-12)
 
 
 def test_dense_models_of_one_state_layout_share_the_stage_programs():

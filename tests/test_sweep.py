@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
+from _records import assert_records_close
 
 from gradscope.analysis import batch
 from gradscope.engine._memory import ResourceError
@@ -50,27 +50,7 @@ def test_stacked_sweep_of_gated_cells_equals_serial():
     # once (gradscope.engine.trajectory_steps) and may round the last float32 bit differently for an LSTM,
     # so the records agree to float32 rounding (both routes are checked against autodiff elsewhere)
 
-    def close(a, b, where="record"):
-        if isinstance(a, list) and "singular_values" in where and a and not isinstance(a[0], list):
-            # a spectrum is resolved to float32 rounding relative to its largest value, not to each value's size
-            x, y = (np.array([np.nan if v is None else v for v in u], np.float64) for u in (a, b))
-            top = np.nanmax(x)
-            dx, dy = (np.nan_to_num(10.0 ** (u - top)) for u in (x, y))
-            np.testing.assert_allclose(dx, dy, rtol=0, atol=1e-5, err_msg=where)
-        elif isinstance(a, dict):
-            assert a.keys() == b.keys(), where
-            for k in a:
-                close(a[k], b[k], f"{where}.{k}")
-        elif isinstance(a, list):
-            assert len(a) == len(b), where
-            for i, (u, v) in enumerate(zip(a, b)):
-                close(u, v, f"{where}[{i}]")
-        elif isinstance(a, float) and isinstance(b, float):
-            assert a == pytest.approx(b, rel=1e-4, abs=1e-5), where
-        else:
-            assert a == b, where
-
-    close(recs, serial)
+    assert_records_close(recs, serial, rel=1e-4, abs=1e-5, spectrum_atol=1e-5)
     assert "paths" in recs[0] and recs[0]["model"]["cell"] == "lstm"
 
 
