@@ -12,7 +12,6 @@ the same split.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -91,7 +90,7 @@ def _split_model(model, xs, S, r0, r1):
     return _split(model_jac(model, xs, S), direct_at, xs.shape[0], S.shape[-1], S.dtype, r0, r1)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "r0", "r1"))
+@cached_program(static_argnames=("batched", "r0", "r1"))
 def _path_split(model, xs, S, batched, r0, r1):
     return _split_model(model, xs, S, r0, r1, batched=batched)
 
@@ -113,7 +112,7 @@ def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     block, r0, r1 = _direct_rows(model)
     plan_stage("path_split", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
-    out = _path_split(model, pxs, S, batched, r0, r1)
+    out = _path_split(model, pxs, S, batched=batched, r0=r0, r1=r1)
     return PathSplit(block, *[out[..., j, :] for j in range(6)])
 
 

@@ -23,7 +23,6 @@ a complex diagonal on ``S = [re, im]`` the product is per unit ``|P_n| R(φ_n)``
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -386,8 +385,8 @@ _triangle_model = model_route(_triangle_dense)
 _triangle_jac = jac_route(_triangle_dense)
 
 
-@functools.partial(jax.jit, static_argnames=("batched", "chunk", "spectral", "diag"))
-def _triangle(model, xs, S, batched, chunk, spectral, diag=False):
+@cached_program(static_argnames=("batched", "chunk", "spectral", "diag"))
+def _triangle(model, xs, S, batched, chunk, spectral, diag):
     if diag:
         return _triangle_diag(model, xs, S, batched=batched)
     return _triangle_model(model, xs, S, chunk, spectral, batched=batched)
@@ -418,7 +417,8 @@ def triangle(
     pxs, S, batched = prepare(model, xs, state0)
     diag = is_diagonal(model)
     # planned before the rollout (plan_stage "triangle" counts the diagonal case's T·d products and output)
-    out = _triangle(model, pxs, S, batched, _chunk_of(pxs, S, batched, diag, chunk), spectral, diag)
+    c = _chunk_of(pxs, S, batched, diag, chunk)
+    out = _triangle(model, pxs, S, batched=batched, chunk=c, spectral=spectral, diag=diag)
     return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)
 
 
@@ -433,7 +433,7 @@ def triangle_of(model: Any, steps: TrajectorySteps, *, spectral: bool = False, c
     diag = is_diagonal(model)
     c = _chunk_of(steps.xs, steps.S, steps.batched, diag, chunk)
     if diag:
-        out = _triangle(model, steps.xs, steps.S, steps.batched, c, spectral, True)
+        out = _triangle(model, steps.xs, steps.S, batched=steps.batched, chunk=c, spectral=spectral, diag=True)
     else:
         out = _triangle_of(steps.jac, batched=steps.batched, chunk=c, spectral=spectral)
     return Triangle(out[..., 0, :, :], out[..., 1, :, :] if spectral else None)
