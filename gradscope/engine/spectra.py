@@ -27,6 +27,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
+from gradscope.engine._blas import ready, small_lapack
 from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import (
@@ -117,7 +118,8 @@ def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | No
     plan_stage("lyapunov", model, xs, k=k)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     k = _check_lyapunov(pxs, S, k, warmup)
-    ex, trace = _lyapunov(model, pxs, S, batched=batched, k=k, warmup=warmup, diag=is_diagonal(model))
+    with small_lapack(S.shape[-1]):  # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
+        ex, trace = ready(_lyapunov(model, pxs, S, batched=batched, k=k, warmup=warmup, diag=is_diagonal(model)))
     return Lyapunov(ex, trace, warmup)
 
 
@@ -137,7 +139,8 @@ def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = Non
     if is_diagonal(model):
         ex, trace = _lyapunov(model, steps.xs, steps.S, batched=steps.batched, k=k, warmup=warmup, diag=True)
     else:
-        ex, trace = _lyapunov_of(steps.jac, batched=steps.batched, k=k, warmup=warmup)
+        with small_lapack(steps.S.shape[-1]):
+            ex, trace = ready(_lyapunov_of(steps.jac, batched=steps.batched, k=k, warmup=warmup))
     return Lyapunov(ex, trace, warmup)
 
 
@@ -265,7 +268,8 @@ def step_singular_values(
     ts = np.arange(T) if steps is None else np.asarray(steps)
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
-    return ts, _step_sv(model, pxs, S, jnp.asarray(ts), batched=batched)
+    with small_lapack(S.shape[-1]):  # one SVD per step
+        return ts, ready(_step_sv(model, pxs, S, jnp.asarray(ts), batched=batched))
 
 
 @cached_program()
@@ -284,4 +288,5 @@ def step_singular_values_of(
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
     if is_diagonal(model):
         return ts, _step_sv(model, steps.xs, steps.S, jnp.asarray(ts), batched=steps.batched)
-    return ts, _step_sv_of(steps.jac, jnp.asarray(ts))
+    with small_lapack(steps.S.shape[-1]):
+        return ts, ready(_step_sv_of(steps.jac, jnp.asarray(ts)))
