@@ -66,6 +66,26 @@ def test_lag_profile_matches_jacrev_norms(name):
             )
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_lag_profile_without_blocks_matches_jacrev_norms(name):
+    """``blocks=False``: no block pairs, the full state's norms those of the jacrev product, from the
+    model and from materialised step Jacobians alike."""
+    model = MODELS[name]()
+    T = 6
+    xs = inputs(T, model.input_size, seed=2)
+    _, _, P, _, _ = oracle(model, xs)
+    for lp in (
+        engine.lag_profile(model, xs, blocks=False),
+        engine.lag_profile_of(model, engine.trajectory_steps(model, xs), blocks=False),
+    ):
+        assert lp.blocks == {}
+        for k in range(T):
+            np.testing.assert_allclose(float(lp.log10_spectral[k]), np.log10(np.linalg.norm(P[T, k], 2)), atol=ATOL)
+            np.testing.assert_allclose(float(lp.log10_frobenius[k]), np.log10(np.linalg.norm(P[T, k])), atol=ATOL)
+    with pytest.raises(gs.ConfigError, match="blocks"):
+        engine.lag_profile(model, xs, blocks="no")
+
+
 def test_lag_profile_block_names_refer_to_the_right_derivative():
     # "c→h" is ∂h_T/∂c_k: with W_hh = 0 and T = 1, ∂c_1/∂h_0 = 0 exactly while ∂h_1/∂c_0 ≠ 0
     cell = build("lstm", 3, 3)

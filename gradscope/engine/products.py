@@ -23,11 +23,13 @@ a complex diagonal on ``S = [re, im]`` the product is per unit ``|P_n| R(φ_n)``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
@@ -46,7 +48,7 @@ from gradscope.engine._prep import (
 )
 from gradscope.engine.jacobians import TrajectorySteps
 
-SUBSPACE_RANK = 4
+SUBSPACE_RANK = 8
 MAX_ITERS = 50
 #: blocks up to this size get their spectral norm from an exact SVD; larger ones from subspace iteration
 EXACT_MAX = 16
@@ -71,35 +73,49 @@ def top_singular_value(
     if exact or max(M.shape) <= EXACT_MAX:
         return jnp.linalg.svd(M, compute_uv=False)[0], V
 
-    G = jax.random.normal(jax.random.key(1), V.shape, V.dtype) / jnp.sqrt(V.shape[0])
-    V, _ = jnp.linalg.qr(V + 0.5 * G)
+    G = _mixing_block(V.shape, V.dtype)
     tiny = jnp.finfo(M.dtype).tiny
 
-    def ritz(V):
-        # Rayleigh–Ritz on span(V): top singular triple of M V, and the residual of its right vector
-        u, s, vt = jnp.linalg.svd(M @ V, full_matrices=False)
-        v = V @ vt[0]
-        r = M.T @ (M @ v) - s[0] ** 2 * v
-        return s[0], jnp.linalg.norm(r) / jnp.maximum(s[0] ** 2, tiny)
-
     def body(c):
-        V, _, _, it = c
-        V2, _ = jnp.linalg.qr(M.T @ (M @ V))
-        sig, res = ritz(V2)
-        return V2, sig, res, it + 1
+        W, _, _, _, it = c
+        V, _ = jnp.linalg.qr(W)
+        # Rayleigh–Ritz on span(V): the top eigenpair of the r × r matrix VᵀMᵀMV = BᵀB gives σ² and the
+        # right vector v = V x (an r × r eigh costs less than an SVD of the d × r block B, and σ is the
+        # largest singular value: squaring it loses no relative accuracy). C = MᵀB = MᵀMV serves twice:
+        # the residual MᵀMv − σ²v = Cx − σ²v, and the next block to orthonormalise
+        B = M @ V
+        C = M.T @ B
+        w, X = jnp.linalg.eigh(B.T @ B)
+        s2, x = w[-1], X[:, -1]
+        r = C @ x - s2 * (V @ x)
+        return C, V, jnp.sqrt(jnp.maximum(s2, 0.0)), jnp.linalg.norm(r) / jnp.maximum(s2, tiny), it + 1
 
     def cond(c):
-        # stop on a small residual ‖MᵀMv − σ²v‖/σ²: unlike a small change of σ, it cannot be met while
-        # the iteration is still creeping through a cluster of close singular values
-        return (c[3] < max_iters) & (c[2] > tol)
+        # at least one iteration; then stop on a small residual ‖MᵀMv − σ²v‖/σ²: unlike a small change of
+        # σ, it cannot be met while the iteration is still creeping through a cluster of close values
+        return (c[4] < 1) | ((c[4] < max_iters) & (c[3] > tol))
 
-    V, sig, _, _ = jax.lax.while_loop(cond, body, body((V, jnp.zeros((), M.dtype), jnp.ones((), M.dtype), 0)))
+    # the loop starts from MᵀM times the mixed start block (no separate QR, no copy of the body)
+    c0 = (M.T @ (M @ (V + 0.5 * G)), V, jnp.zeros((), M.dtype), jnp.ones((), M.dtype), 0)
+    _, V, sig, _, _ = jax.lax.while_loop(cond, body, c0)
     return sig, V
 
 
+@functools.cache
+def _normal_block(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    # drawn on the host in float64 (a constant of the program: no random-number code to trace and compile)
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _mixing_block(shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    """The fixed random block mixed into every warm start, columns of norm about 1."""
+    return jnp.asarray(_normal_block(tuple(shape), 1) / math.sqrt(shape[0]), dtype)
+
+
 def _init_block(d, r, dtype):
-    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (d, r), dtype))
-    return q
+    """An orthonormal random d × r start block (a constant of the program)."""
+    q, _ = np.linalg.qr(_normal_block((d, r), 0))
+    return jnp.asarray(q, dtype)
 
 
 def kahan_add(sc: tuple[jax.Array, jax.Array], x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -239,12 +255,13 @@ _lag_model = model_route(_lag_dense)
 _lag_jac = jac_route(_lag_dense)
 
 
-@cached_program(static_argnames=("batched", "diag", "spectral"))
-def _lag_profile(model, xs, S, batched, diag, spectral):
-    """``diag``: take the diagonal fast path (the model must be `is_diagonal`); False forces the dense one."""
+@cached_program(static_argnames=("batched", "diag", "spectral", "blocks"))
+def _lag_profile(model, xs, S, batched, diag, spectral, blocks=True):
+    """``diag``: take the diagonal fast path (the model must be `is_diagonal`); False forces the dense one.
+    ``blocks=False``: the dense path computes no block-pair norms."""
     if diag:
         return _lag_diag(model, xs, S, batched=batched)
-    return _lag_model(model, xs, S, pair_slices(model), spectral, batched=batched)
+    return _lag_model(model, xs, S, pair_slices(model) if blocks else (), spectral, batched=batched)
 
 
 @cached_program(static_argnames=("batched", "slices", "spectral"))
@@ -253,28 +270,39 @@ def _lag_profile_of(J, *, batched, slices, spectral):
     return _lag_jac(J, batched=batched, slices=slices, spectral=spectral)
 
 
-def _lag_record(model, out, T) -> LagProfile:
+def _lag_record(model, out, T, blocks=True) -> LagProfile:
     spec, frob, pf, ps = out
-    blocks = {
-        n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(lag_pair_names(model))
-    }
-    return LagProfile(spec, frob, blocks, int(T))
+    names = lag_pair_names(model) if blocks else []
+    pairs = {n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(names)}
+    return LagProfile(spec, frob, pairs, int(T))
 
 
-def lag_profile_of(model: Any, steps: TrajectorySteps, *, spectral: bool | str = True) -> LagProfile:
+def _check_lag(spectral, blocks) -> None:
+    if spectral not in (True, False, "exact"):
+        raise ConfigError(f"spectral={spectral!r} is not allowed: use True, False or 'exact'")
+    if not isinstance(blocks, bool):
+        raise ConfigError(f"blocks={blocks!r} is not allowed: use True or False")
+
+
+def lag_profile_of(
+    model: Any, steps: TrajectorySteps, *, spectral: bool | str = True, blocks: bool = True
+) -> LagProfile:
     """`lag_profile` from a rollout whose step Jacobians are materialised (`trajectory_steps`); the same
     numbers, one compiled program for every dense model of one state layout. Diagonal models take their
     fast path from the inputs and states."""
+    _check_lag(spectral, blocks)
     T = int(steps.xs.shape[-2])
     if is_diagonal(model):
-        return _lag_record(
-            model, _lag_profile(model, steps.xs, steps.S, batched=steps.batched, diag=True, spectral=spectral), T
-        )
-    out = _lag_profile_of(steps.jac, batched=steps.batched, slices=pair_slices(model), spectral=spectral)
-    return _lag_record(model, out, T)
+        out = _lag_profile(model, steps.xs, steps.S, batched=steps.batched, diag=True, spectral=spectral)
+        return _lag_record(model, out, T, blocks)
+    slices = pair_slices(model) if blocks else ()
+    out = _lag_profile_of(steps.jac, batched=steps.batched, slices=slices, spectral=spectral)
+    return _lag_record(model, out, T, blocks)
 
 
-def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool | str = True) -> LagProfile:
+def lag_profile(
+    model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool | str = True, blocks: bool = True
+) -> LagProfile:
     """log10 spectral and Frobenius norms of ``∂S_T/∂S_k`` for k = 0..T−1, for the full state and per
     block pair (``"h→h"``, ``"c→h"`` = ∂h_T/∂c_k, ...). Batched inputs give a leading B axis.
 
@@ -282,14 +310,15 @@ def lag_profile(model: Any, xs: ArrayLike, state0: Any = None, *, spectral: bool
     (relative residual ≤ 1e-6 in float32, 1e-12 in float64, at most 50 iterations per lag; where the top
     singular values agree to ~1e-4 the estimate can sit up to ~1e-3 log10 low). ``spectral="exact"``
     takes an SVD at every lag instead (slower); ``spectral=False`` skips them (Frobenius only).
-    Diagonal and complex-diagonal models take the O(T·d) fast path: every norm exact, ``spectral`` moot."""
-    if spectral not in (True, False, "exact"):
-        raise ConfigError(f"spectral={spectral!r} is not allowed: use True, False or 'exact'")
+    ``blocks=False`` skips the block pairs (``blocks`` is then empty): the full state's norms only, about
+    half the work of an LSTM's profile. Diagonal and complex-diagonal models take the O(T·d) fast path:
+    every norm exact, ``spectral`` moot."""
+    _check_lag(spectral, blocks)
     plan_stage("lag_profile", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
-    return _lag_record(
-        model, _lag_profile(model, pxs, S, batched=batched, diag=is_diagonal(model), spectral=spectral), pxs.shape[-2]
-    )
+    diag = is_diagonal(model)
+    out = _lag_profile(model, pxs, S, batched=batched, diag=diag, spectral=spectral, blocks=blocks)
+    return _lag_record(model, out, pxs.shape[-2], blocks)
 
 
 @dataclasses.dataclass(frozen=True)
