@@ -4,8 +4,8 @@ Every `jax.random` call on a new shape is a compiled program, and Threefry's is 
 on the 2-core CPU, and ~25 ms to look up and lower from a warm cache. Building the seven models of the default
 ``gradscope compare`` took 2.5 s of compilation cold and 0.6 s warm. Threefry-2x32 (Salmon, Moraes, Dror &
 Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011) is 32-bit integer arithmetic, which NumPy does
-bit for bit, so `key`, `split` and `uniform` here return exactly what `jax.random` returns (the tests compare
-every bit), computed on the host in microseconds.
+bit for bit, so `key`, `split` (and `split_keys`, its keys as a tuple) and `uniform` here return exactly what
+`jax.random` returns (the tests compare every bit), computed on the host in microseconds.
 
 They follow JAX's "partitionable" Threefry layout (``jax_threefry_partitionable``, JAX's default): element i
 of a draw of shape s is the hash of the 64-bit counter i (row-major flat index) under the key; `split` hashes
@@ -83,6 +83,19 @@ def split(key: Any, num: int | tuple[int, ...] = 2) -> jax.Array:
         return jax.random.split(key, num)
     b1, b2 = _hash(data, tuple(int(n) for n in shape))
     return jax.random.wrap_key_data(jax.device_put(np.stack([b1, b2], axis=-1)), impl="threefry2x32")
+
+
+def split_keys(key: Any, num: int = 2) -> tuple[jax.Array, ...]:
+    """The ``num`` keys of ``jax.random.split(key, num)`` as a tuple: unpacking or indexing a key array is a
+    compiled program per shape (``unstack``, ``dynamic_slice``), a tuple of keys made on the host is not."""
+    data = _data(key)
+    if data is None or not (isinstance(num, (int, np.integer)) and num >= 0):
+        return tuple(jax.random.split(key, num))
+    b1, b2 = _hash(data, (int(num),))
+    return tuple(
+        jax.random.wrap_key_data(jax.device_put(np.array([w1, w2], np.uint32)), impl="threefry2x32")
+        for w1, w2 in zip(b1, b2)
+    )
 
 
 def _fma32(a: np.ndarray, b: np.float32, c: np.float32) -> np.ndarray:

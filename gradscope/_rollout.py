@@ -104,7 +104,7 @@ def check_inputs(model: Any, xs: Any, state0: Any = None) -> tuple[Array, State,
     batched = xs.ndim == 3
     batch_shape = xs.shape[:1] if batched else ()
     if state0 is None:
-        S0 = tuple(jnp.zeros(batch_shape + (n,), dtype) for n in model.block_sizes)
+        S0 = tuple(jax.device_put(np.zeros(batch_shape + (n,), dtype)) for n in model.block_sizes)  # no program
     else:
         S0 = tuple(jnp.asarray(s, dtype) for s in check_state(model, state0, batch_shape))
     return xs, S0, batched

@@ -206,7 +206,7 @@ def make_mlp(
     if dtype not in (jnp.float32, jnp.float64, "float32", "float64"):
         raise bad_value("dtype", dtype, "use float32 or float64")
     dtype = jnp.dtype(dtype)
-    kw, kb = _random.split(key)
+    kw, kb = _random.split_keys(key)
     wkeys = _random.split(kw, L)
     if init == "gaussian":
         W = gain * jax.vmap(lambda k: jax.random.normal(k, (n, n), dtype))(wkeys) / math.sqrt(n)

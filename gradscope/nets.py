@@ -272,7 +272,7 @@ def stack(
     from gradscope.cells import make
 
     layers = check_positive_int("layers", layers)
-    keys = _random.split(key, layers)
+    keys = _random.split_keys(key, layers)
     cells: list[Cell] = []
     m = input_size
     for l in range(layers):
@@ -286,7 +286,7 @@ def bidirectional(name: str, input_size: int, hidden_size: int, *, key: Array, *
     """Forward and backward copies of the registered cell ``name`` with independent weights."""
     from gradscope.cells import make
 
-    kf, kb = _random.split(key)
+    kf, kb = _random.split_keys(key)
     return Bidirectional(
         make(name, input_size, hidden_size, key=kf, **opts), make(name, input_size, hidden_size, key=kb, **opts)
     )

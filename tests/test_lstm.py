@@ -215,3 +215,23 @@ def test_chrono_init(name, T):
     assert np.all(b_f >= 0.0) and np.all(b_f <= np.log(T - 1))
     np.testing.assert_array_equal(b_i, -b_f)
     assert np.ptp(b_f) > 0  # drawn, not constant
+
+
+@pytest.mark.parametrize("opts", [{"forget_bias": 1.0}, {"chrono": 50.0}], ids=["forget_bias", "chrono"])
+def test_bias_overrides_the_same_built_concretely_and_traced(opts):
+    """The overrides are written on the host for concrete weights (no compiled index update) and with
+    ``.at[].set`` under a trace (`with_rows`): the same bits either way, and the rows they set."""
+    n, key = 5, jax.random.key(7)
+    cell = gs.cells.make("lstm", 3, n, key=key, **opts)
+    traced = jax.jit(lambda k: gs.cells.make("lstm", 3, n, key=k, **opts))(key)
+    for field in ("bias_ih", "bias_hh"):
+        a, b = np.asarray(getattr(cell, field)), np.asarray(getattr(traced, field))
+        assert a.dtype == b.dtype and np.array_equal(a.view(np.uint32), b.view(np.uint32)), field
+    bi, bf = np.asarray(cell.bias_ih), np.asarray(cell.bias_hh)
+    np.testing.assert_array_equal(bf[n : 2 * n], 0.0)
+    if "forget_bias" in opts:
+        np.testing.assert_array_equal(bi[n : 2 * n], 1.0)
+    else:  # chrono (Tallec & Ollivier 2018): b_f = log U[1, T_max - 1], b_i = -b_f
+        assert np.all((bi[n : 2 * n] >= 0) & (bi[n : 2 * n] <= np.log(49.0) + 1e-6))
+        np.testing.assert_array_equal(bi[:n], -bi[n : 2 * n])
+        np.testing.assert_array_equal(bf[:n], 0.0)

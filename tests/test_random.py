@@ -42,6 +42,11 @@ def test_key_and_split_are_jax_random_bit_for_bit(seed):
     for num in (2, 3, 7, (2, 3)):
         assert _same(jax.random.key_data(_random.split(k, num)), jax.random.key_data(jax.random.split(k, num)))
     assert _same(jax.random.key_data(_random.split(k)), jax.random.key_data(jax.random.split(k)))
+    for num in (0, 1, 2, 5):
+        keys = _random.split_keys(k, num)
+        assert isinstance(keys, tuple) and len(keys) == num
+        for got, want in zip(keys, jax.random.split(k, num)):
+            assert got.shape == () and _same(jax.random.key_data(got), jax.random.key_data(want))
 
 
 @pytest.mark.parametrize("optimised_code", [False, True], ids=["O0", "optimised"])
@@ -71,6 +76,8 @@ def test_the_twins_compile_nothing(caplog):
         caplog.clear()
         _random.uniform(k, (13, 17, 3), jnp.float32, -0.3, 0.3)
         _random.split(_random.key(11), 9)
+        k1, k2, k3 = _random.split_keys(_random.key(12), 3)  # unpacking a key array would compile `unstack`
+        _random.uniform(k3, (13, 17, 3), jnp.float32, -0.3, 0.3)
     assert not [r for r in caplog.records if "ompil" in r.getMessage()]
 
 
@@ -81,6 +88,8 @@ def test_what_the_twins_do_not_reproduce_goes_to_jax_random():
     assert _same(f(k), jax.random.uniform(k, (3,), jnp.float32, -1.0, 0.5))
     g = jax.jit(lambda k: jax.random.key_data(_random.split(k, 3)))
     assert _same(g(k), jax.random.key_data(jax.random.split(k, 3)))
+    h = jax.jit(lambda k: jnp.stack([jax.random.key_data(x) for x in _random.split_keys(k, 3)]))
+    assert _same(h(k), jax.random.key_data(jax.random.split(k, 3)))
     # array-valued bounds and legacy uint32 keys
     lo = jnp.zeros(3)
     assert _same(_random.uniform(k, (3,), jnp.float32, lo, 2.0), jax.random.uniform(k, (3,), jnp.float32, lo, 2.0))

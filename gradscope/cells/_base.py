@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, dataclass_tr
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 
 from gradscope import _random
 from gradscope._errors import ShapeError
@@ -267,6 +269,19 @@ def check_state(model: Model, state: Any, batch_shape: tuple[int, ...] = ()) -> 
 def split_gates(z: Array, n: int, k: int) -> tuple[Array, ...]:
     """Split a stacked pre-activation ``(k*n,)`` into k blocks of n (PyTorch's gate stacking)."""
     return tuple(z[i * n : (i + 1) * n] for i in range(k))
+
+
+def with_rows(a: Array, *updates: tuple[slice, Any]) -> Array:
+    """``a`` with ``a[rows] = value`` for each ``(rows, value)``: on the host when everything is concrete (an
+    index update of a device array is a compiled program per shape), by ``.at[rows].set`` when traced."""
+    if isinstance(a, Tracer) or any(isinstance(v, Tracer) for _, v in updates):
+        for rows, v in updates:
+            a = a.at[rows].set(v)
+        return a
+    h = np.array(a)
+    for rows, v in updates:
+        h[rows] = np.asarray(v)
+    return jax.device_put(h)
 
 
 def uniform_init(key: Array, shape: tuple[int, ...], bound: float, dtype: Any) -> Array:

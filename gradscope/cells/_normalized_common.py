@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from gradscope import _random
@@ -54,9 +56,9 @@ def _check_common(hidden_size: int, eps: object) -> None:
 def _lstm_weights(
     key: Array, n: int, m: int, dtype: DTypeLike, forget_bias: float | None
 ) -> tuple[Array, Array, Array]:
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     bound = 1 / math.sqrt(n)
-    bias = jnp.zeros((4 * n,), dtype)
+    bias = np.zeros((4 * n,), dtype)  # on the host: no compiled program for a constant
     if forget_bias is not None:
-        bias = bias.at[n : 2 * n].set(float(forget_bias))
-    return uniform_init(k1, (4 * n, m), bound, dtype), uniform_init(k2, (4 * n, n), bound, dtype), bias
+        bias[n : 2 * n] = float(forget_bias)
+    return uniform_init(k1, (4 * n, m), bound, dtype), uniform_init(k2, (4 * n, n), bound, dtype), jax.device_put(bias)

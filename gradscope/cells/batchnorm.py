@@ -306,7 +306,7 @@ def build_bn_rnn(
     n = hidden_size
     _check_bn(gamma, max_length, eps, n)
     _activations.get(activation)
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     g = jnp.full((n,), gamma, dtype)
     return BNRNN(
         uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),

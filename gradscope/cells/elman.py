@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from gradscope import _random
@@ -113,7 +114,7 @@ def _build(init: Init, activation, recurrent_init, gain, bias):
     input_size, hidden_size, key, dtype = init
     check_bool("bias", bias)
     _activations.get(activation)
-    k1, k2, k3, k4 = _random.split(key, 4)
+    k1, k2, k3, k4 = _random.split_keys(key, 4)
     bound = 1 / math.sqrt(hidden_size)
     if bias:
         b_ih = uniform_init(k3, (hidden_size,), bound, dtype)
@@ -169,9 +170,10 @@ def build_irnn(init: Init, *, scale: float = 1.0, input_std: float = 0.001) -> E
     check_number("input_std", input_std, nonnegative=True)
     return Elman(
         weight_ih=input_std * jax.random.normal(key, (hidden_size, input_size), dtype),
-        weight_hh=scale * jnp.eye(hidden_size, dtype=dtype),
-        bias_ih=jnp.zeros((hidden_size,), dtype),
-        bias_hh=jnp.zeros((hidden_size,), dtype),
+        # constants made on the host: no compiled program each (jnp.eye is five)
+        weight_hh=jax.device_put(np.eye(hidden_size, dtype=dtype) * np.asarray(scale, dtype)),
+        bias_ih=jax.device_put(np.zeros((hidden_size,), dtype)),
+        bias_hh=jax.device_put(np.zeros((hidden_size,), dtype)),
         **init.sizes,
         activation="relu",
     )

@@ -152,7 +152,7 @@ def _builder(cls: type[_G]) -> Callable[..., _G]:
         input_size, n, key, dtype = init
         if not isinstance(bias, bool):
             raise bad_value("bias", bias, "expected True or False")
-        k1, k2, k3, k4 = _random.split(key, 4)
+        k1, k2, k3, k4 = _random.split_keys(key, 4)
         bound = 1 / math.sqrt(n)
         if bias:
             b_ih = uniform_init(k3, (3 * n,), bound, dtype)

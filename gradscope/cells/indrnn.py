@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradscope import _random
 from gradscope._errors import ConfigError, check_number
@@ -138,11 +139,11 @@ def build_indrnn(
     u_max = check_number("u_max", u_max)
     if not u_min <= u_max:
         raise ConfigError(f"u_min={u_min!r} is not allowed: it must not exceed u_max={u_max!r}")
-    k1, k2, k3 = _random.split(key, 3)
+    k1, k2, k3 = _random.split_keys(key, 3)
     return IndRNN(
         weight_ih=uniform_init(k1, (hidden_size, input_size), 1 / math.sqrt(input_size), dtype),
         weight_hh_diag=_random.uniform(k2, (hidden_size,), dtype, u_min, u_max),
-        bias=jnp.zeros((hidden_size,), dtype),
+        bias=jax.device_put(np.zeros((hidden_size,), dtype)),  # a host constant: no compiled program
         **init.sizes,
         activation=activation,
         scan=scan,

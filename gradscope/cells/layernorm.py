@@ -36,6 +36,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradscope import _random, norms
 from gradscope._errors import bad_value
@@ -225,7 +226,7 @@ def _norm_lstm(init: Init, forget_bias, eps, norm, groups):
     input_size, n, key, dtype = init
     _check_common(n, eps)
     w_ih, w_hh, b = _lstm_weights(key, n, input_size, dtype, forget_bias)
-    one4, zero4 = jnp.ones((4 * n,), dtype), jnp.zeros((4 * n,), dtype)
+    one4, zero4 = jax.device_put(np.ones((4 * n,), dtype)), jax.device_put(np.zeros((4 * n,), dtype))
     return NormLSTM(
         w_ih,
         w_hh,
@@ -234,8 +235,8 @@ def _norm_lstm(init: Init, forget_bias, eps, norm, groups):
         zero4,
         one4,
         zero4,
-        jnp.ones((n,), dtype),
-        jnp.zeros((n,), dtype),
+        jax.device_put(np.ones((n,), dtype)),
+        jax.device_put(np.zeros((n,), dtype)),
         **init.sizes,
         norm=norm,
         groups=groups,
@@ -261,7 +262,7 @@ def build_ln_rnn(
     input_size, hidden_size, key, dtype = init
     _check_common(hidden_size, eps)
     _activations.get(activation)
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     n = hidden_size
     return LNRNN(
         uniform_init(k1, (n, input_size), 1 / math.sqrt(n), dtype),
@@ -330,7 +331,7 @@ def build_ln_gru(init: Init, *, eps: float = norms.EPS) -> LNGRU:
     input_size, hidden_size, key, dtype = init
     _check_common(hidden_size, eps)
     n = hidden_size
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     bound = 1 / math.sqrt(n)
     o2, z2, o1, z1 = (
         jnp.ones((2 * n,), dtype),

@@ -134,7 +134,7 @@ def init_lambda(
     key: Array, n: int, r_min: float, r_max: float, max_phase: float, dtype: DTypeLike
 ) -> tuple[Array, Array]:
     """``(nu_log, theta_log)`` with |λ|² ~ U(r_min², r_max²) and arg λ ~ U(0, max_phase) (Appendix A)."""
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     # u > 0: u = 0 would give log(0) (an infinite nu_log with r_min = 0, or theta_log = −inf)
     tiny = float(jnp.finfo(dtype).eps)
     u1 = _random.uniform(k1, (n,), dtype, tiny, 1.0)
@@ -170,7 +170,7 @@ def build_lru(
     if r_min >= 1.0:
         raise ConfigError(f"r_min={r_min!r} is not allowed: use r_min < 1 (|λ| = 1 means ν = 0, log ν = −∞)")
     m, n = input_size, hidden_size
-    kl, kb1, kb2, kc1, kc2, kd = _random.split(key, 6)
+    kl, kb1, kb2, kc1, kc2, kd = _random.split_keys(key, 6)
     nu_log, theta_log = init_lambda(kl, n, r_min, r_max, max_phase, dtype)
     sb, sc = 1.0 / math.sqrt(2 * m), 1.0 / math.sqrt(n)
     return LRU(

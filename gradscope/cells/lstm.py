@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from gradscope import _random
 from gradscope._errors import ConfigError, check_number
 from gradscope.cells._activations import dsig, sig
-from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init
+from gradscope.cells._base import Array, Aux, Jacobians, SizedCell, State, pytree_cell, static, uniform_init, with_rows
 from gradscope.cells._registry import Init, registrar
 
 register = registrar("lstm")  # every cell this module registers is of the lstm family
@@ -185,7 +185,7 @@ class PeepholeLSTM(SizedCell):
 
 def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
     """PyTorch-style biases, then the forget-bias / chrono overrides on the total bias."""
-    k1, k2, k3 = _random.split(key, 3)
+    k1, k2, k3 = _random.split_keys(key, 3)
     bound = 1 / math.sqrt(n)
     b_ih = uniform_init(k1, (gates * n,), bound, dtype)
     b_hh = uniform_init(k2, (gates * n,), bound, dtype)
@@ -194,20 +194,18 @@ def _gate_biases(key, n, gates, dtype, forget_bias, chrono, f_index, i_index):
     fs = slice(f_index * n, (f_index + 1) * n)
     if forget_bias is not None:
         forget_bias = check_number("forget_bias", forget_bias)  # not a bool: forget_bias=True is a mistake
-        b_ih = b_ih.at[fs].set(forget_bias)
-        b_hh = b_hh.at[fs].set(0.0)
+        b_ih, b_hh = with_rows(b_ih, (fs, forget_bias)), with_rows(b_hh, (fs, 0.0))
     if chrono is not None:
         if not (isinstance(chrono, (int, float)) and math.isfinite(chrono) and chrono > 2):
             raise ConfigError(f"chrono={chrono!r} is not allowed: expected T_max > 2 (the longest dependency)")
         bf = jnp.log(_random.uniform(k3, (n,), dtype, 1.0, chrono - 1.0))
         is_ = slice(i_index * n, (i_index + 1) * n)
-        b_ih = b_ih.at[fs].set(bf).at[is_].set(-bf)
-        b_hh = b_hh.at[fs].set(0.0).at[is_].set(0.0)
+        b_ih, b_hh = with_rows(b_ih, (fs, bf), (is_, -bf)), with_rows(b_hh, (fs, 0.0), (is_, 0.0))
     return b_ih, b_hh
 
 
 def _weights(key, rows, m, n, dtype):
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     bound = 1 / math.sqrt(n)
     return uniform_init(k1, (rows, m), bound, dtype), uniform_init(k2, (rows, n), bound, dtype)
 
@@ -224,7 +222,7 @@ def build_lstm(
     n = hidden_size
     if not (isinstance(proj_size, int) and 0 <= proj_size < n):
         raise ConfigError(f"proj_size={proj_size!r} is not allowed: expected 0 <= proj_size < hidden_size={n}")
-    kw, kb, kr = _random.split(key, 3)
+    kw, kb, kr = _random.split_keys(key, 3)
     p = proj_size or n
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)
     w_hh = w_hh[:, :p]
@@ -241,7 +239,7 @@ def build_lstm(
 def build_lstm_nofg(init: Init) -> LSTMNoForget:
     input_size, hidden_size, key, dtype = init
     n = hidden_size
-    kw, kb = _random.split(key)
+    kw, kb = _random.split_keys(key)
     w_ih, w_hh = _weights(kw, 3 * n, input_size, n, dtype)
     b_ih, b_hh = _gate_biases(kb, n, 3, dtype, None, None, f_index=0, i_index=0)
     return LSTMNoForget(w_ih, w_hh, b_ih, b_hh, **init.sizes)
@@ -255,7 +253,7 @@ def build_lstm_nofg(init: Init) -> LSTMNoForget:
 def build_lstm_peephole(init: Init, *, forget_bias: float | None = None, chrono: float | None = None) -> PeepholeLSTM:
     input_size, hidden_size, key, dtype = init
     n = hidden_size
-    kw, kb, kp = _random.split(key, 3)
+    kw, kb, kp = _random.split_keys(key, 3)
     w_ih, w_hh = _weights(kw, 4 * n, input_size, n, dtype)
     b_ih, b_hh = _gate_biases(kb, n, 4, dtype, forget_bias, chrono, f_index=1, i_index=0)
     wc = uniform_init(kp, (3, n), 1 / math.sqrt(n), dtype)

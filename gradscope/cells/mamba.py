@@ -311,7 +311,7 @@ def build_mamba(
     dt_scale = check_number("dt_scale", dt_scale, positive=True)
     if dt_init not in ("random", "constant"):
         raise bad_value("dt_init", dt_init, "use 'random' or 'constant'")
-    kx, kw, kb = _random.split(key, 3)
+    kx, kw, kb = _random.split_keys(key, 3)
     std = dt_scale / math.sqrt(R)
     w_dt = uniform_init(kw, (Dn, R), std, dtype) if dt_init == "random" else jnp.full((Dn, R), std, dtype)
     return Mamba(
@@ -354,7 +354,7 @@ def build_mamba2(
         raise bad_value("groups", groups, f"expected a divisor of heads={H}")
     _check_dt(dt_min, dt_max, dt_floor)
     limit = check_clip_range("time_step_limit", time_step_limit)
-    kp, kb = _random.split(key)
+    kp, kb = _random.split_keys(key)
     return Mamba2(
         A_log=jnp.log(jnp.arange(1, H + 1, dtype=dtype)),
         D=jnp.ones((H,), dtype),

@@ -160,7 +160,7 @@ def _check_options(g, proj_out):
 
 def _weights(key, k, input_size, hidden_size, proj_out, dtype):
     """``k`` input matrices U(±1/√m) (PyTorch's Linear init, as in the package) and W_out U(±1/√n)."""
-    keys = _random.split(key, k + 1)
+    keys = _random.split_keys(key, k + 1)
     ws = [uniform_init(kk, (hidden_size, input_size), 1 / math.sqrt(input_size), dtype) for kk in keys[:k]]
     w_out = uniform_init(keys[k], (input_size, hidden_size), 1 / math.sqrt(hidden_size), dtype) if proj_out else None
     return ws, w_out

@@ -74,7 +74,7 @@ def build_minimalrnn(init: Init, *, gate_bias: float = 0.0) -> MinimalRNN:
     if isinstance(gate_bias, bool) or not isinstance(gate_bias, (int, float)) or not math.isfinite(gate_bias):
         raise bad_value("gate_bias", gate_bias, "expected a finite number (μ_b added to the update-gate bias)")
     n = hidden_size
-    k1, k2, k3, k4, k5 = _random.split(key, 5)
+    k1, k2, k3, k4, k5 = _random.split_keys(key, 5)
     bound = 1 / math.sqrt(n)
     return MinimalRNN(
         weight_x=uniform_init(k1, (n, input_size), bound, dtype),

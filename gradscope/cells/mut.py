@@ -210,7 +210,7 @@ def _build(cls: type[_C], init: Init, hs: str, printed: str | None) -> _C:
     ``hs``, plus the three biases; ``printed`` names the inserted matrix replaced by the identity (None)."""
     m, n, key, dtype = init
     xs = "zrh"
-    keys = _random.split(key, len(xs) + len(hs) + 3)
+    keys = _random.split_keys(key, len(xs) + len(hs) + 3)
     bound = 1 / math.sqrt(n)
     w: dict[str, Any] = {}
     for k, name in zip(keys, [f"weight_x{s}" for s in xs] + [f"weight_h{s}" for s in hs]):

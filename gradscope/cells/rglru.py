@@ -181,7 +181,7 @@ def build_rglru(
     if projection is None:
         projection = input_size != hidden_size
     k = hidden_size // num_heads
-    k_a, k_i, k_g, k_p = _random.split(key, 4)
+    k_a, k_i, k_g, k_p = _random.split_keys(key, 4)
     std = 1.0 / math.sqrt(k)
     zeros = jnp.zeros((num_heads, k), dtype)
     w_in = uniform_init(k_p, (hidden_size, input_size), 1 / math.sqrt(input_size), dtype) if projection else None

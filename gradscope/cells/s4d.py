@@ -133,7 +133,7 @@ def build_s4d(init: Init, *, dt_min: float = 0.001, dt_max: float = 0.1) -> S4D:
     if not dt_min <= dt_max:
         raise ConfigError(f"dt_min={dt_min!r} is not allowed: it must not exceed dt_max={dt_max!r}")
     H, N = input_size, hidden_size
-    kc1, kc2, kd, ks = _random.split(key, 4)
+    kc1, kc2, kd, ks = _random.split_keys(key, 4)
     c_scale = math.sqrt(0.5)  # C ~ 𝒞𝒩(0, 1): variance 1/2 per real and imaginary part
     return S4D(
         Lambda_re=jnp.full((H, N), -0.5, dtype),

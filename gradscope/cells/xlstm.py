@@ -273,7 +273,7 @@ def build_slstm(
     H = _heads(hidden_size, num_heads)
     _check_forget_gate(forget_gate)
     D = hidden_size // H
-    k1, k2 = _random.split(key)
+    k1, k2 = _random.split_keys(key)
     bias = (
         jnp.zeros((4 * hidden_size,), dtype)
         .at[hidden_size : 2 * hidden_size]
@@ -322,7 +322,7 @@ def build_mlstm(
     _check_forget_gate(forget_gate)
     check_bool("output_gate", output_gate)
     eps = check_number("eps", eps, nonnegative=True)
-    ks = _random.split(key, 7)
+    ks = _random.split_keys(key, 7)
     n, m = hidden_size, input_size
     u = 1 / math.sqrt(m)
     fb = jnp.linspace(3.0, 6.0, H, dtype=dtype) if forget_bias is None else _forget_bias(forget_bias, 1, H, dtype)

@@ -269,7 +269,7 @@ def step_singular_values(
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
     with small_lapack(S.shape[-1]):  # one SVD per step
-        return ts, ready(_step_sv(model, pxs, S, jnp.asarray(ts), batched=batched))
+        return ts, ready(_step_sv(model, pxs, S, jax.device_put(np.asarray(ts, np.int32)), batched=batched))
 
 
 @cached_program()
@@ -287,6 +287,6 @@ def step_singular_values_of(
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
     if is_diagonal(model):
-        return ts, _step_sv(model, steps.xs, steps.S, jnp.asarray(ts), batched=steps.batched)
+        return ts, _step_sv(model, steps.xs, steps.S, jax.device_put(np.asarray(ts, np.int32)), batched=steps.batched)
     with small_lapack(steps.S.shape[-1]):
-        return ts, ready(_step_sv_of(steps.jac, jnp.asarray(ts)))
+        return ts, ready(_step_sv_of(steps.jac, jax.device_put(np.asarray(ts, np.int32))))

@@ -34,7 +34,7 @@ def model_key(seed: int) -> Any:
     (the other half draws the analysed inputs: `gradscope.experiments.sweep.config_keys`)."""
     from gradscope import _random
 
-    return _random.split(_random.key(int(seed)))[0]
+    return _random.split_keys(_random.key(int(seed)))[0]
 
 
 def command_options(name: str, options: Mapping[str, Any], length: int) -> dict:
@@ -82,7 +82,7 @@ def build_model(
     if layers == 1 and not residual:
         return make(name, input_size, hidden, key=key, dtype=dt, **layer_options(name, options, length, last=True))
     layers = check_positive_int("layers", layers)
-    keys = _random.split(key, layers)
+    keys = _random.split_keys(key, layers)
     cells, m = [], input_size
     for l in range(layers):
         opts = layer_options(name, options, length, last=l == layers - 1)

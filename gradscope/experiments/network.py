@@ -33,7 +33,7 @@ class Readout:
     @classmethod
     def init(cls, key: jax.Array, in_size: int, out_size: int, dtype: Any = jnp.float32) -> Readout:
         """PyTorch's ``Linear`` init: ``U(−1/√in, 1/√in)`` for both weight and bias."""
-        k1, k2 = _random.split(key)
+        k1, k2 = _random.split_keys(key)
         b = 1.0 / math.sqrt(in_size)
         return cls(
             _random.uniform(k1, (out_size, in_size), dtype, -b, b), _random.uniform(k2, (out_size,), dtype, -b, b)

@@ -85,7 +85,7 @@ def config_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     key is `gradscope.experiments.models.model_key`, the one every command draws weights from."""
     from gradscope import _random
 
-    k_model, k_input = _random.split(_random.key(int(seed)))
+    k_model, k_input = _random.split_keys(_random.key(int(seed)))
     return k_model, k_input
 
 
