@@ -12,8 +12,8 @@ measured in the same run (a large GEMM, 2048³, and a batch of 800 small ones, 1
 state size, B sequences of T steps:
 
 * lag profile (the full state's spectral and Frobenius norms at every k, as the peers compute; gradscope's
-  default also gives the four block pairs' norms, timed on the same line): the chain ``P ← P J_k``, B·T·2d³ (a spectral norm by warm-started iteration adds O(d²)
-  per iteration);
+  default also gives the four block pairs' norms, timed on the same line): the chain ``P ← P J_k``,
+  B·T·2d³ (a spectral norm by warm-started iteration adds O(d²) per iteration);
 * triangle: one product per pair t − k ≥ 2, B·T(T−1)/2·2d³ (as one large GEMM per step: the large rate);
 * Lyapunov spectrum: ``J_t Q`` plus a Householder QR with its Q formed, B·T·(2 + 8/3)d³.
 
