@@ -551,13 +551,13 @@ def test_update_wide_equals_numpy_products_also_where_squares_underflow():
     d, C = 6, 3
     P = rng.normal(size=(C, d, d)) * np.array([1.0, 1e-25, 0.0])[:, None, None]
     J = 3.0 * rng.normal(size=(d, d))
-    carry = engine.logspace.LogProduct(
-        jnp.asarray(np.moveaxis(P, 0, 1), jnp.float32), jnp.zeros((C,), jnp.float32), jnp.zeros((C,), jnp.float32)
+    carry = engine.logspace.LogProduct(  # the products stored as their transposes, (C, d, d)
+        jnp.asarray(np.swapaxes(P, 1, 2), jnp.float32), jnp.zeros((C,), jnp.float32), jnp.zeros((C,), jnp.float32)
     )
     out = engine.logspace.update_wide(carry, jnp.asarray(J, jnp.float32))
     N = np.einsum("ij,cjk->cik", J, P)
     for c in range(2):
         f = np.linalg.norm(N[c])
         np.testing.assert_allclose(float(engine.logspace.log_scale(out)[c]), np.log(f), rtol=1e-6, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(out.matrix[:, c, :], np.float64), N[c] / f, atol=1e-6)
-    assert np.isneginf(float(engine.logspace.log_scale(out)[2])) and not np.any(np.asarray(out.matrix[:, 2, :]))
+        np.testing.assert_allclose(np.asarray(out.matrix[c], np.float64), N[c].T / f, atol=1e-6)
+    assert np.isneginf(float(engine.logspace.log_scale(out)[2])) and not np.any(np.asarray(out.matrix[2]))

@@ -102,22 +102,24 @@ def update(carry: LogProduct, J: jax.Array, *, left: bool = False) -> LogProduct
 
 
 def update_wide(carry: LogProduct, J: jax.Array) -> LogProduct:
-    """``P_c ← J P_c`` for C products stored side by side: ``carry.matrix`` is ``(…, d, C, d')`` with
-    product c in ``[…, :, c, :]`` (log-scales ``(…, C)``), so the step is ONE GEMM ``J · [P_1 … P_C]``
-    of a d × d by a d × C·d' matrix, not C small ones. J is first scaled to unit Frobenius norm (its log
+    """``P_c ← J P_c`` for C products stored as their transposes: ``carry.matrix`` is ``(…, C, d', d)``
+    with ``[…, c, :, :] = P_cᵀ`` (log-scales ``(…, C)``), so the step is ONE GEMM ``[P_1ᵀ; …; P_Cᵀ] · Jᵀ``
+    of a C·d' × d by a d × d matrix, not C small ones (the tall-skinny orientation: ~5 % faster than
+    ``J · [P_1 … P_C]`` on the reference CPU, 2026-12-06). J is first scaled to unit Frobenius norm (its log
     norm added to every slot), so ``‖J P_c‖_F ≤ ‖P_c‖_F = 1``: nothing can overflow and the per-slot
     norms need no max-abs pre-scaling pass. The sum of squares is taken twice in the same pass, plain
     and with the entries scaled by 2^50, and the scaled one used below 2^−60 (products whose entries
     would otherwise underflow in the squares); then one rescaling pass."""
     Jn, lj = _renorm(J)
     shape = carry.matrix.shape
-    N = (Jn @ carry.matrix.reshape(shape[:-2] + (shape[-2] * shape[-1],))).reshape(shape)
-    s1 = jnp.sum(N * N, axis=(-3, -1))
-    s2 = jnp.sum(jnp.square(N * 2.0**50), axis=(-3, -1))
+    rows = carry.matrix.reshape(shape[:-3] + (shape[-3] * shape[-2], shape[-1]))
+    N = (rows @ jnp.swapaxes(Jn, -1, -2)).reshape(shape)
+    s1 = jnp.sum(N * N, axis=(-2, -1))
+    s2 = jnp.sum(jnp.square(N * 2.0**50), axis=(-2, -1))
     small = s1 < 2.0**-60
     f = jnp.where(small, jnp.sqrt(s2) * 2.0**-50, jnp.sqrt(s1))
     ls = jnp.where(small, 0.5 * jnp.log(s2) - 50 * math.log(2.0), 0.5 * jnp.log(s1))  # −inf for N = 0
-    M = N / jnp.where(f > 0, f, 1)[..., None, :, None]
+    M = N / jnp.where(f > 0, f, 1)[..., None, None]
     s, c = compensated_add(carry.log_scale, carry.compensation, ls + lj[..., None])
     return LogProduct(M, s, c)
 

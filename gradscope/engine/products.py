@@ -349,15 +349,15 @@ def _triangle_dense(jac_at, T, d, dtype, chunk, spectral):
         def t_body(t, carry):
             P, out = carry
             J = jac_at(t)
-            # every started slot: ∂S_{t+1}/∂S_k = J_t ∂S_t/∂S_k, all C slots in one GEMM (products side by
-            # side, (d, C, d)); slot t − k0 (if in this chunk) starts here with J_t itself
+            # every started slot: ∂S_{t+1}/∂S_k = J_t ∂S_t/∂S_k, all C slots in one GEMM (the products'
+            # transposes stacked, (C, d, d)); slot t − k0 (if in this chunk) starts here with J_t itself
             P = logspace.update_wide(P, J)
             j = jnp.minimum(t - k0, C - 1)
             ok = t - k0 < C
-            fresh = logspace.init(J)
-            old = jax.lax.dynamic_slice_in_dim(P.matrix, j, 1, axis=1)
+            fresh = logspace.init(J.T)
+            old = jax.lax.dynamic_slice_in_dim(P.matrix, j, 1, axis=0)
             P = logspace.LogProduct(
-                jax.lax.dynamic_update_slice_in_dim(P.matrix, jnp.where(ok, fresh.matrix[:, None, :], old), j, 1),
+                jax.lax.dynamic_update_slice_in_dim(P.matrix, jnp.where(ok, fresh.matrix[None], old), j, 0),
                 P.log_scale.at[j].set(jnp.where(ok, fresh.log_scale, P.log_scale[j])),
                 P.compensation.at[j].set(jnp.where(ok, fresh.compensation, P.compensation[j])),
             )
@@ -365,7 +365,7 @@ def _triangle_dense(jac_at, T, d, dtype, chunk, spectral):
             live = k0 + slot <= t
             row_f = jnp.where(live, logspace.log10_frobenius(P), jnp.nan)
             if spectral:
-                sig = jnp.linalg.norm(jnp.moveaxis(P.matrix, 1, 0), ord=2, axis=(1, 2))
+                sig = jnp.linalg.norm(P.matrix, ord=2, axis=(1, 2))  # ‖Pᵀ‖₂ = ‖P‖₂
                 row_s = jnp.where(live, logspace.log10_scaled(P, sig), jnp.nan)
             else:
                 row_s = jnp.full_like(row_f, jnp.nan)
@@ -374,7 +374,7 @@ def _triangle_dense(jac_at, T, d, dtype, chunk, spectral):
             return P, out
 
         # slots that have not started are the zero product (log-scale −inf); only live ones are read
-        P0 = logspace.LogProduct(jnp.zeros((d, C, d), dtype), jnp.full((C,), -jnp.inf, dtype), jnp.zeros((C,), dtype))
+        P0 = logspace.LogProduct(jnp.zeros((C, d, d), dtype), jnp.full((C,), -jnp.inf, dtype), jnp.zeros((C,), dtype))
         _, out = jax.lax.fori_loop(k0, T, t_body, (P0, out))
         return out
 
