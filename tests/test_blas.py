@@ -44,6 +44,19 @@ def test_restored_after_an_exception(two_threads):
     assert _blas_threads() == two_threads
 
 
+def test_interleaved_stages_restore_the_count(two_threads):
+    """Two stages that overlap without nesting, as two threads' stages can (A enters, B enters, A leaves
+    while B is still inside, B leaves): B keeps one thread after A has left, and the count after B is the
+    one from before A (a save/restore per stage would restore A's 2 under B, and then B's saved 1)."""
+    a, b = _blas.small_lapack(64), _blas.small_lapack(64)
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert _blas_threads() == [1] * len(two_threads)
+    b.__exit__(None, None, None)
+    assert _blas_threads() == two_threads
+
+
 def test_wide_matrices_left_alone(two_threads):
     with _blas.small_lapack(_blas.SMALL + 1):
         assert _blas_threads() == two_threads

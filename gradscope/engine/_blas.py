@@ -8,15 +8,17 @@ CPU (2026-12-06, a JAX scan of ``qr(J_t Q)``, float32): d = 128 0.295 → 0.075 
 0.166 → 0.086 s, d = 512 0.200 → 0.134 s, d = 1024 0.89 → 0.69 s; a gradscope Lyapunov spectrum of an LSTM
 with n = 64 (d = 128), T = 200, B = 4: 1.23 → 0.34 s; its per-step singular values 0.62 → 0.46 s.
 
-`small_lapack` sets OpenBLAS to one thread for the duration of such a stage (through threadpoolctl, which
-restores the previous count on exit, exceptions included) and `ready` waits for the stage's results inside
-it, since JAX returns before its computation has run. Matrices wider than `SMALL`, other backends, and calls
-inside a user's ``jit`` (nothing runs there) are left alone; so is a process without threadpoolctl.
+`small_lapack` sets OpenBLAS to one thread for the duration of such a stage (through threadpoolctl; the
+previous count is restored when the last stage running in any thread exits, exceptions included) and `ready`
+waits for the stage's results inside it, since JAX returns before its computation has run. Matrices wider
+than `SMALL`, other backends, and calls inside a user's ``jit`` (nothing runs there) are left alone; so is a
+process without threadpoolctl.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,10 +30,17 @@ from jax.core import Tracer
 SMALL = 512
 
 
+_lock = threading.Lock()
+_depth = 0  # stages inside `small_lapack` now, over all threads
+_limits: Any = None  # the threadpoolctl limiter of the outermost one, which restores the count
+
+
 @contextlib.contextmanager
 def small_lapack(d: int) -> Iterator[None]:
     """One OpenBLAS thread while the block runs, for factorisations of matrices at most `SMALL` wide on
-    the CPU; otherwise nothing. The previous thread count is restored on exit."""
+    the CPU; otherwise nothing. The previous thread count is restored when the last such block (over all
+    threads of the process) exits, exceptions included."""
+    global _depth, _limits
     if d > SMALL or jax.default_backend() != "cpu":
         yield
         return
@@ -40,9 +49,19 @@ def small_lapack(d: int) -> Iterator[None]:
     except ImportError:  # pragma: no cover - a declared dependency; without it nothing is limited
         yield
         return
-    # a fresh controller each time (~1 ms): it lists the BLAS libraries loaded by then, jaxlib's included
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _lock:
+        if _depth == 0:
+            # a fresh limiter (~1 ms): it lists the BLAS libraries loaded by then, jaxlib's included
+            _limits = threadpool_limits(limits=1, user_api="blas")
+        _depth += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _limits.restore_original_limits()
+                _limits = None
 
 
 def ready(tree: Any) -> Any:
