@@ -147,11 +147,14 @@ class Analysis:
             } | sm.per_sequence(sv, b)
         if self.paths is not None:
             p = self.paths
-            out["paths"] = {"block": p.block} | {
-                f.name: sm.json_list(sm.batch_mean(getattr(p, f.name), b))
-                for f in dataclasses.fields(p)
-                if f.name != "block"
-            }
+            curves = {f.name: sm.batch_mean(getattr(p, f.name), b) for f in dataclasses.fields(p) if f.name != "block"}
+            note = ""
+            for kind in ("spectral", "frobenius"):
+                name = f"remainder_log10_{kind}"
+                curves[name], note = sm.remainder_resolved(
+                    curves[f"total_log10_{kind}"], curves[name], p.total_log10_spectral.dtype
+                )
+            out["paths"] = {"block": p.block, "resolution": note} | {n: sm.json_list(c) for n, c in curves.items()}
         if self.attribution is not None:
             a = self.attribution
             out["attribution"] = {

@@ -139,6 +139,28 @@ def resolved(log10_sv, *, dense: bool) -> tuple[np.ndarray, str]:
     return a, f"null: below {name} resolution (sigma_i < d * eps * sigma_max, d = {a.shape[-1]})"
 
 
+#: a path-split remainder less than this many decades above ``total · eps`` is round-off
+ROUNDOFF_MARGIN = 1.5
+
+
+def remainder_resolved(total, remainder, dtype) -> tuple[np.ndarray, str]:
+    """The path split's remainder (log10, against the lag) with the values at float round-off made NaN (null
+    in the report), and the note that says so: ``remainder ≤ total + log10(eps) + ROUNDOFF_MARGIN``.
+
+    The remainder is computed as total − highway, a difference whose absolute error is a few ``eps · ‖total‖``.
+    For an LSTM it is exactly zero at lag 1 (c_{t−1} reaches c_t only through f_t: the gates read h_{t−1},
+    not c_{t−1}); in float32 it comes out near 10^−7 of the total, a number that is no property of the model
+    and changes with the order of the operations (the CPU's vector width, the batching of a sweep). Such
+    values are reported as null, the same way every time."""
+    r = np.array(remainder, dtype=np.float64)
+    dt = np.dtype(dtype)
+    name = dt.name if dt.kind == "f" else "float32"
+    floor = np.log10(np.finfo(dt if dt.kind == "f" else np.float32).eps) + ROUNDOFF_MARGIN
+    with np.errstate(invalid="ignore"):
+        r[r <= np.asarray(total, np.float64) + floor] = np.nan
+    return r, f"null: the remainder at {name} round-off (remainder <= total * eps * 10^{ROUNDOFF_MARGIN})"
+
+
 def per_sequence(sv, batched: bool) -> dict:
     """Median, minimum and maximum over the sequences of log10 singular values (B, n, k): values some
     sequence actually has, unlike the batch mean (empty when not batched)."""

@@ -55,7 +55,7 @@ def _split(jac_at, direct_at, T, d, dtype, r0, r1):
     v0 = jnp.eye(nb, min(SUBSPACE_RANK, nb), dtype=dtype)
 
     def body(c, k):
-        P, H, V = c
+        P, H, Vt, Vr = c
         # the total ∂S_T/∂S_k and the highway ∏_{j≥k} diag(direct_j), both in log space
         P = logspace.update(P, jac_at(k))
         H = logspace.diag_update(H, jnp.log(jnp.abs(direct_at(k))))
@@ -65,8 +65,8 @@ def _split(jac_at, direct_at, T, d, dtype, r0, r1):
         m = jnp.maximum(s, jnp.max(L))
         m = jnp.where(jnp.isfinite(m), m, 0.0)
         rem = jnp.exp(s - m) * tot - jnp.diag(jnp.exp(L - m))
-        # the total and the remainder in one batched iteration (one loop to compile and run, not two)
-        (st_, sr), V = jax.vmap(lambda M, V: top_singular_value(M, V, tol))(jnp.stack([tot, rem]), V)
+        st_, Vt = top_singular_value(tot, Vt, tol)
+        sr, Vr = top_singular_value(rem, Vr, tol)
         out = (
             logspace.log10_scaled(P, st_),
             logspace.log10_scaled(P, jnp.linalg.norm(tot)),
@@ -75,9 +75,9 @@ def _split(jac_at, direct_at, T, d, dtype, r0, r1):
             jnp.log10(sr) + m / LN10,
             jnp.log10(jnp.linalg.norm(rem)) + m / LN10,
         )
-        return (P, H, V), jnp.stack(out)
+        return (P, H, Vt, Vr), jnp.stack(out)
 
-    c0 = (logspace.init(jnp.eye(d, dtype=dtype)), logspace.diag_identity((nb,), dtype, False), jnp.stack([v0, v0]))
+    c0 = (logspace.init(jnp.eye(d, dtype=dtype)), logspace.diag_identity((nb,), dtype, False), v0, v0)
     _, out = jax.lax.scan(body, c0, jnp.arange(T), reverse=True)
     return out.T
 

@@ -180,7 +180,8 @@ def remainder_roundoff(analysis: Mapping, total, remainder) -> np.ndarray:
     For an LSTM the remainder at lag 1 is exactly zero (c_{t−1} reaches c_t only through f_t: the gates
     read h_{t−1}, not c_{t−1}); computed as total − highway in float32 it comes out near 10^−7 of the
     total, a spike that is no property of the model. notebooks/03-the-lstm-highway leaves it out of its
-    plots; so does the report."""
+    plots; so does the report. Records written since 2026-12-06 carry these values as null already (the same
+    rule: `gradscope.analysis.summary.remainder_resolved`); this keeps older report.json files drawn alike."""
     dtype = str((analysis.get("precision") or {}).get("dtype", "float32"))
     eps = np.finfo(np.float64 if "64" in dtype else np.float32).eps
     with np.errstate(invalid="ignore"):
