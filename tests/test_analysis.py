@@ -244,3 +244,24 @@ def test_dense_models_of_one_state_layout_share_the_stage_programs():
     analyse(build("gru", 3, 4, seed=6), xs)
     analyse(build("gru", 3, 4, seed=7), xs)
     assert paths._path_split_of._cache_size() <= n + 1
+
+
+def test_path_split_remainder_at_round_off_is_null():
+    """An LSTM's c→c remainder at lag 1 is exactly zero (c_{t−1} reaches c_t only through f_t); computed as
+    total − highway it is round-off, reported as null with a note; at longer lags it is a number."""
+    from gradscope.analysis.summary import remainder_resolved
+
+    r, note = remainder_resolved([0.0, 0.0, -1.0], [-6.0, -3.0, -1.5], np.float32)
+    # float32: eps = 2^-23 (log10 ≈ -6.92); the floor is total - 6.92 + 1.5
+    assert np.isnan(r[0]) and r[1] == -3.0 and r[2] == -1.5 and "float32" in note
+    r64, _ = remainder_resolved([0.0], [-6.0], np.float64)
+    assert r64[0] == -6.0  # far above float64 round-off (-15.65 + 1.5)
+
+    cell = make("lstm", 2, 6, key=jax.random.key(0))
+    xs = jax.random.normal(jax.random.key(1), (2, 12, 2))
+    d = analyse(cell, xs, spectra=False).to_dict()
+    p = d["paths"]
+    assert p["block"] == "c" and "round-off" in p["resolution"]
+    assert p["remainder_log10_frobenius"][-1] is None and p["remainder_log10_spectral"][-1] is None  # lag 1
+    assert all(isinstance(v, float) for v in p["remainder_log10_frobenius"][:-2])
+    json.dumps(d, allow_nan=False)
