@@ -154,8 +154,9 @@ def test_lstm_lag1_roundoff_is_not_drawn():
     a = analyses()[1]  # LSTM, float32
     p = a["paths"]
     total, rem = np.asarray(p["total_log10_spectral"], float), np.asarray(p["remainder_log10_spectral"], float)
-    # the data holds the spike: at lag 1 (last entry) the remainder is ~eps of the total, not a model property
-    assert rem[-1] < total[-1] - 5.5 and np.all(rem[:-1] > total[:-1] - 4)
+    # at lag 1 (last entry) the remainder is round-off (~eps of the total, not a model property): the record
+    # holds null there (gradscope.analysis.summary.remainder_resolved), numbers well above it elsewhere
+    assert np.isnan(rem[-1]) and np.all(rem[:-1] > total[:-1] - 4)
     (ax,) = [ax for ax in F.paths(a).axes if ax.axison]
     (line,) = [ln for ln in ax.get_lines() if str(ln.get_label()).startswith("remainder")]
     x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)

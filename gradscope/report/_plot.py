@@ -184,5 +184,7 @@ def remainder_roundoff(analysis: Mapping, total, remainder) -> np.ndarray:
     rule: `gradscope.analysis.summary.remainder_resolved`); this keeps older report.json files drawn alike."""
     dtype = str((analysis.get("precision") or {}).get("dtype", "float32"))
     eps = np.finfo(np.float64 if "64" in dtype else np.float32).eps
+    remainder, total = np.asarray(remainder, np.float64), np.asarray(total, np.float64)
     with np.errstate(invalid="ignore"):
-        return np.asarray(remainder <= total + np.log10(eps) + ROUNDOFF_MARGIN, bool)
+        below = remainder <= total + np.log10(eps) + ROUNDOFF_MARGIN
+    return np.asarray(below | (np.isnan(remainder) & np.isfinite(total)), bool)  # null: nulled at the source
