@@ -12,7 +12,9 @@ with n = 64 (d = 128), T = 200, B = 4: 1.23 → 0.34 s; its per-step singular va
 previous count is restored when the last stage running in any thread exits, exceptions included) and `ready`
 waits for the stage's results inside it, since JAX returns before its computation has run. Matrices wider
 than `SMALL`, other backends, and calls inside a user's ``jit`` (nothing runs there) are left alone; so is a
-process without threadpoolctl.
+process without threadpoolctl. Seen here (threadpoolctl 3.8, SciPy's OpenBLAS): a limit set from a thread
+other than the main one after the main thread had set a count explicitly did not take effect; that costs
+speed only, never a result.
 """
 
 from __future__ import annotations
