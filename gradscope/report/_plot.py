@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradscope._errors import ConfigError
+from gradscope.analysis.summary import ROUNDOFF_MARGIN, remainder_resolved  # noqa: F401  (re-exported by figures)
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -170,21 +171,11 @@ def _sv_data(sec: Mapping):
     return series(sec.get("log10_singular_values")), None, ""
 
 
-#: a remainder below the total by more than −log10(eps) − this many decades is round-off (drawn as a gap)
-ROUNDOFF_MARGIN = 1.5
-
-
 def remainder_roundoff(analysis: Mapping, total, remainder) -> np.ndarray:
-    """Where the path split's remainder is float round-off: ≤ total + log10(eps) + `ROUNDOFF_MARGIN`.
-
-    For an LSTM the remainder at lag 1 is exactly zero (c_{t−1} reaches c_t only through f_t: the gates
-    read h_{t−1}, not c_{t−1}); computed as total − highway in float32 it comes out near 10^−7 of the
-    total, a spike that is no property of the model. notebooks/03-the-lstm-highway leaves it out of its
-    plots; so does the report. Records written since 2026-12-06 carry these values as null already (the same
-    rule: `gradscope.analysis.summary.remainder_resolved`); this keeps older report.json files drawn alike."""
+    """Where the path split's remainder is float round-off, drawn as a gap: null in the record (records
+    written since 2026-12-06 null it at the source), or at round-off by the same rule for older report.json
+    files (`gradscope.analysis.summary.remainder_resolved`: an LSTM's lag 1, where it is exactly zero and
+    float32 gives ~10^−7 of the total, a spike that is no property of the model)."""
     dtype = str((analysis.get("precision") or {}).get("dtype", "float32"))
-    eps = np.finfo(np.float64 if "64" in dtype else np.float32).eps
-    remainder, total = np.asarray(remainder, np.float64), np.asarray(total, np.float64)
-    with np.errstate(invalid="ignore"):
-        below = remainder <= total + np.log10(eps) + ROUNDOFF_MARGIN
-    return np.asarray(below | (np.isnan(remainder) & np.isfinite(total)), bool)  # null: nulled at the source
+    resolved, _ = remainder_resolved(total, remainder, np.float64 if "64" in dtype else np.float32)
+    return np.isnan(resolved) & np.isfinite(np.asarray(total, np.float64))
