@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import gradscope as gs
 from gradscope.cells import make
-from gradscope.engine import _blas, spectra
+from gradscope.engine import _blas
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="OpenBLAS threads matter on the CPU only")
 
@@ -89,7 +89,7 @@ def spy(monkeypatch):
             calls.append((d, _blas_threads()))
             yield
 
-    monkeypatch.setattr(spectra, "small_lapack", recording)
+    monkeypatch.setattr(_blas, "small_lapack", recording)  # what `on_one_thread` enters
     return calls
 
 

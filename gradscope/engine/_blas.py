@@ -8,9 +8,10 @@ CPU (2026-12-06, a JAX scan of ``qr(J_t Q)``, float32): d = 128 0.295 → 0.075 
 0.166 → 0.086 s, d = 512 0.200 → 0.134 s, d = 1024 0.89 → 0.69 s; a gradscope Lyapunov spectrum of an LSTM
 with n = 64 (d = 128), T = 200, B = 4: 1.23 → 0.34 s; its per-step singular values 0.62 → 0.46 s.
 
-`small_lapack` sets OpenBLAS to one thread for the duration of such a stage (through threadpoolctl; the
-previous count is restored when the last stage running in any thread exits, exceptions included) and `ready`
-waits for the stage's results inside it, since JAX returns before its computation has run. Matrices wider
+`on_one_thread` runs such a stage inside `small_lapack`, which sets OpenBLAS to one thread (through
+threadpoolctl; the previous count is restored when the last stage running in any thread exits, exceptions
+included), and waits for the stage's results inside it (`ready`), since JAX returns before its computation
+has run. Matrices wider
 than `SMALL`, other backends, and calls inside a user's ``jit`` (nothing runs there) are left alone; so is a
 process without threadpoolctl. Seen here (threadpoolctl 3.8, SciPy's OpenBLAS): a limit set from a thread
 other than the main one after the main thread had set a count explicitly did not take effect; that costs
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -71,3 +72,10 @@ def ready(tree: Any) -> Any:
     if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(tree)):
         return tree
     return jax.block_until_ready(tree)
+
+
+def on_one_thread(d: int, program: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """``program(*args, **options)``, computed with one OpenBLAS thread for factorisations ``d`` wide
+    (`small_lapack`; its results awaited inside, `ready`)."""
+    with small_lapack(d):
+        return ready(program(*args, **options))

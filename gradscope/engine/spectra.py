@@ -27,7 +27,7 @@ from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
 from gradscope.engine import logspace
-from gradscope.engine._blas import ready, small_lapack
+from gradscope.engine._blas import on_one_thread
 from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import plan_stage
 from gradscope.engine._prep import (
@@ -118,8 +118,9 @@ def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | No
     plan_stage("lyapunov", model, xs, k=k)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     k = _check_lyapunov(pxs, S, k, warmup)
-    with small_lapack(S.shape[-1]):  # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
-        ex, trace = ready(_lyapunov(model, pxs, S, batched=batched, k=k, warmup=warmup, diag=is_diagonal(model)))
+    # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
+    diag = is_diagonal(model)
+    ex, trace = on_one_thread(S.shape[-1], _lyapunov, model, pxs, S, batched=batched, k=k, warmup=warmup, diag=diag)
     return Lyapunov(ex, trace, warmup)
 
 
@@ -139,8 +140,8 @@ def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = Non
     if is_diagonal(model):
         ex, trace = _lyapunov(model, steps.xs, steps.S, batched=steps.batched, k=k, warmup=warmup, diag=True)
     else:
-        with small_lapack(steps.S.shape[-1]):
-            ex, trace = ready(_lyapunov_of(steps.jac, batched=steps.batched, k=k, warmup=warmup))
+        d = steps.S.shape[-1]
+        ex, trace = on_one_thread(d, _lyapunov_of, steps.jac, batched=steps.batched, k=k, warmup=warmup)
     return Lyapunov(ex, trace, warmup)
 
 
@@ -245,6 +246,11 @@ def singular_values_of(
     return Spectra(ks=ks, log10_sv=out, length=int(steps.xs.shape[-2]))
 
 
+def _indices(ts: np.ndarray) -> jax.Array:
+    """Step indices on the device by a transfer (``jnp.asarray`` of int64 would compile a conversion)."""
+    return jax.device_put(np.asarray(ts, np.int32))
+
+
 @cached_program(static_argnames=("batched",))
 def _step_sv(model, xs, S, ts, batched):
     def one(model, xs, S):
@@ -268,8 +274,7 @@ def step_singular_values(
     ts = np.arange(T) if steps is None else np.asarray(steps)
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
-    with small_lapack(S.shape[-1]):  # one SVD per step
-        return ts, ready(_step_sv(model, pxs, S, jax.device_put(np.asarray(ts, np.int32)), batched=batched))
+    return ts, on_one_thread(S.shape[-1], _step_sv, model, pxs, S, _indices(ts), batched=batched)  # an SVD a step
 
 
 @cached_program()
@@ -287,6 +292,5 @@ def step_singular_values_of(
     if ts.size == 0 or ts.min() < 0 or ts.max() >= T:
         raise ConfigError(f"steps must lie in [0, T) with T={T}")
     if is_diagonal(model):
-        return ts, _step_sv(model, steps.xs, steps.S, jax.device_put(np.asarray(ts, np.int32)), batched=steps.batched)
-    with small_lapack(steps.S.shape[-1]):
-        return ts, ready(_step_sv_of(steps.jac, jax.device_put(np.asarray(ts, np.int32))))
+        return ts, _step_sv(model, steps.xs, steps.S, _indices(ts), batched=steps.batched)
+    return ts, on_one_thread(steps.S.shape[-1], _step_sv_of, steps.jac, _indices(ts))
