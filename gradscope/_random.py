@@ -67,11 +67,16 @@ def _data(key: Any) -> np.ndarray | None:
     return np.asarray(jax.random.key_data(key), np.uint32)
 
 
+def _wrap(words: np.ndarray) -> jax.Array:
+    """Threefry key data ``(…, 2)`` as a key array, by a transfer (no compiled program)."""
+    return jax.random.wrap_key_data(jax.device_put(np.asarray(words, np.uint32)), impl="threefry2x32")
+
+
 def key(seed: int) -> jax.Array:
     """``jax.random.key(seed)``: the key ``(0, seed)`` for 0 ≤ seed < 2³¹ (JAX's ``threefry_seed``)."""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= int(seed) < 2**31:
         if getattr(jax.config, "jax_default_prng_impl") == "threefry2x32":
-            return jax.random.wrap_key_data(jax.device_put(np.array([0, int(seed)], np.uint32)), impl="threefry2x32")
+            return _wrap([0, int(seed)])
     return jax.random.key(seed)
 
 
@@ -82,7 +87,7 @@ def split(key: Any, num: int | tuple[int, ...] = 2) -> jax.Array:
     if data is None or not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
         return jax.random.split(key, num)
     b1, b2 = _hash(data, tuple(int(n) for n in shape))
-    return jax.random.wrap_key_data(jax.device_put(np.stack([b1, b2], axis=-1)), impl="threefry2x32")
+    return _wrap(np.stack([b1, b2], axis=-1))
 
 
 def split_keys(key: Any, num: int = 2) -> tuple[jax.Array, ...]:
@@ -92,10 +97,7 @@ def split_keys(key: Any, num: int = 2) -> tuple[jax.Array, ...]:
     if data is None or not (isinstance(num, (int, np.integer)) and num >= 0):
         return tuple(jax.random.split(key, num))
     b1, b2 = _hash(data, (int(num),))
-    return tuple(
-        jax.random.wrap_key_data(jax.device_put(np.array([w1, w2], np.uint32)), impl="threefry2x32")
-        for w1, w2 in zip(b1, b2)
-    )
+    return tuple(_wrap([w1, w2]) for w1, w2 in zip(b1, b2))
 
 
 def _fma32(a: np.ndarray, b: np.float32, c: np.float32) -> np.ndarray:
