@@ -67,7 +67,7 @@ def _data(key: Any) -> np.ndarray | None:
     return np.asarray(jax.random.key_data(key), np.uint32)
 
 
-def _wrap(words: np.ndarray) -> jax.Array:
+def _wrap(words: Any) -> jax.Array:
     """Threefry key data ``(…, 2)`` as a key array, by a transfer (no compiled program)."""
     return jax.random.wrap_key_data(jax.device_put(np.asarray(words, np.uint32)), impl="threefry2x32")
 
