@@ -69,29 +69,8 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-# XLA's CPU runtime runs independent operations concurrently on its thread pool, and jaxlib's batched
-# LAPACK kernels (QR, SVD) wait on work of their own. On small machines the two can wedge: with jaxlib 0.10
-# on 2 cores, `gs.lag_profile` of an LSTM with a batch of 128 never returned (gdb: every thread asleep,
-# two of them inside jaxlib's LAPACK kernels). Turning the concurrency scheduler off removes the hang and cost
-# nothing measurable here (lag profile, n = 64, T = 200, B = 4: 0.311 vs 0.307 s, identical numbers).
-# It must be set before JAX creates its CPU backend, and only on jaxlib versions known to have the flag
-# (XLA aborts on unknown flags). The user's own XLA_FLAGS setting of it wins.
-_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+# XLA's CPU scheduler and jaxlib's batched LAPACK kernels can deadlock on small machines: the flag that
+# prevents it is set before JAX creates its backend (gradscope._xla, which imports no JAX).
+from gradscope import _xla  # noqa: E402
 
-
-def _avoid_cpu_lapack_hang() -> None:
-    import os
-    from importlib import metadata
-
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_enable_concurrency_optimized_scheduler" in flags:
-        return
-    try:
-        jaxlib_version = metadata.version("jaxlib")
-    except metadata.PackageNotFoundError:
-        return
-    if jaxlib_version.startswith("0.10."):
-        os.environ["XLA_FLAGS"] = f"{flags} {_SCHEDULER_FLAG}".strip()
-
-
-_avoid_cpu_lapack_hang()
+_xla.prefer_flag(_xla.SCHEDULER_FLAG)

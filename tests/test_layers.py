@@ -29,6 +29,7 @@ LAYERS = {
     "_reservation": 0,
     "_array_like": 0,
     "_random": 0,
+    "_xla": 0,
     "norms": 1,
     "cells": 2,
     "nets": 3,

@@ -83,5 +83,9 @@ for _group in GROUPS:
 
 
 def main() -> None:
-    """Console-script entry point (``gradscope``)."""
+    """Console-script entry point (``gradscope``): the process is the CLI's, so XLA's faster-compiling
+    loop emitters are a process flag (`gradscope._xla`), set before JAX starts."""
+    from gradscope import _xla
+
+    _xla.prefer_flag(_xla.EMITTER_FLAG)
     app()

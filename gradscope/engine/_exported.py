@@ -33,6 +33,8 @@ import jax
 import numpy as np
 from jax.core import Tracer
 
+from gradscope._xla import jit
+
 ENV = "GRADSCOPE_EXPORT_DIR"
 #: the most stored programs kept (~25-100 kB each); beyond it the least recently used are removed
 MAX_FILES = 2000
@@ -92,12 +94,13 @@ def folder() -> Path | None:
 
 
 def cached_program(*, static_argnames: tuple[str, ...] = ()) -> Callable:
-    """Decorator: ``fn(*args, **options)`` jitted with ``options`` static (passed by keyword), and stored (see
-    the module docstring) when the CLI's cache is on. The positional arguments may be pytrees (a model, a
-    state tuple): the stored program takes their leaves. ``_cache_size`` is the jit's (programs in memory)."""
+    """Decorator: ``fn(*args, **options)`` jitted with ``options`` static (passed by keyword) and gradscope's
+    compile options (`gradscope._xla`), and stored (see the module docstring) when the CLI's cache is on.
+    The positional arguments may be pytrees (a model, a state tuple): the stored program takes their leaves.
+    ``_cache_size`` is the jit's (programs in memory)."""
 
     def deco(fn: Callable) -> Callable:
-        jitted = jax.jit(fn, static_argnames=static_argnames)
+        jitted = jit(fn, static_argnames=static_argnames)
         memo: dict[str, Any] = {}
 
         @functools.wraps(fn)
@@ -116,6 +119,8 @@ def cached_program(*, static_argnames: tuple[str, ...] = ()) -> Callable:
                 memo[f"{where}/{key}"] = exp
             if exp is _FAILED:
                 return jitted(*args, **options)
+            # called as it is: the CLI (the only user of stored programs) sets gradscope's compile option as a
+            # process flag, since a jit around exp.call would trace every program again (gradscope._xla)
             return exp.call(*leaves)
 
         call._cache_size = jitted._cache_size  # type: ignore[attr-defined]
