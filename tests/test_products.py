@@ -297,6 +297,34 @@ def test_iterative_spectral_norms_of_wide_blocks_match_exact_svd():
         gs.lag_profile(cell, xs, spectral="svd")
 
 
+def test_float32_subspace_iteration_meets_its_residual_bound():
+    """`products._tol`: in float32 the iteration stops at a relative residual of 1e-4, which puts σ² within
+    1e-4 relative of an eigenvalue of MᵀM, so the estimate is within 2.2e-5 log10 of a singular value of M
+    (and, a Ritz value, never above the largest). Checked against NumPy's float64 SVD from a cold start,
+    on spectra with the top two singular values apart and 1e-3 apart; and a looser stop fails the bound."""
+    from gradscope.engine import products
+
+    rng = np.random.default_rng(0)
+    d = 48
+    V0 = products._init_block(d, products.SUBSPACE_RANK, jnp.float32)
+    assert products._tol(jnp.float32) == 1e-4
+
+    def worst(tol):
+        errs = []
+        for gap in (0.5, 1e-3):
+            U, _ = np.linalg.qr(rng.standard_normal((d, d)))
+            W, _ = np.linalg.qr(rng.standard_normal((d, d)))
+            s = np.concatenate([[1.0, 1.0 - gap], np.geomspace(0.45, 1e-3, d - 2)])
+            M = (U * s) @ W.T
+            sig, _ = products.top_singular_value(jnp.asarray(M, jnp.float32), V0, tol)
+            assert float(sig) <= s[0] * (1 + 1e-6)
+            errs.append(np.min(np.abs(np.log10(float(sig)) - np.log10(s))))
+        return max(errs)
+
+    assert worst(products._tol(jnp.float32)) <= 2.2e-5 + 1e-6
+    assert worst(0.5) > 2.2e-5  # the test can fail: a stop at ρ = 0.5 is not within the bound
+
+
 @pytest.mark.slow
 def test_large_batch_lag_profile_returns_on_a_small_cpu():
     """Regression: on 2 cores with jaxlib 0.10, a lag profile with a batch of 128 wedged XLA's CPU thread
