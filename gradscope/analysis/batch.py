@@ -35,6 +35,7 @@ import numpy as np
 
 from gradscope._errors import ConfigError, check_number
 from gradscope._rollout import _scan, check_inputs, refuse_non_finite
+from gradscope._xla import jit
 from gradscope.analysis import summary as sm
 from gradscope.analysis.core import Analysis, _describe, with_findings
 from gradscope.engine._memory import BUDGET_FRACTION, available_bytes, label, require
@@ -154,7 +155,8 @@ def _core(model, xs, state0, *, diag, k, ks, top, steps, paths, r0, r1):
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "diag", "k", "ks", "top", "steps", "paths", "r0", "r1"))
+# compiled as the serial stages are (gradscope._xla): the same code generator, the same bits
+@functools.partial(jit, static_argnames=("mesh", "diag", "k", "ks", "top", "steps", "paths", "r0", "r1"))
 def _stack_core(models, xs, state0, mesh, diag, k, ks, top, steps, paths, r0, r1):
     """vmap of `_core` over the cfg axis, run by `shard_map` on each device's own slice of the stack.
 

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 from jax.typing import ArrayLike
 
 from gradscope._precision import MATMUL_PRECISION, matmul_precision  # noqa: F401  (re-exported)
@@ -22,6 +24,15 @@ R = TypeVar("R")
 def engine_precision() -> contextlib.AbstractContextManager[Any]:
     """Context in which the engine traces its products: ``jax.default_matmul_precision(matmul_precision())``."""
     return jax.default_matmul_precision(matmul_precision())
+
+
+def unstack(a: jax.Array, axis: int) -> list[jax.Array]:
+    """The slices of a stage's output ``a`` along ``axis``, each a `jax.Array`. A computed array is split on
+    the host (a transfer each way): indexing a device array would compile a ``dynamic_slice`` and a
+    ``squeeze`` program per shape, ~25 ms each on a cold start. A traced one (inside a user's jit) is indexed."""
+    if isinstance(a, Tracer):
+        return list(jnp.moveaxis(a, axis, 0))
+    return [jax.device_put(np.ascontiguousarray(x)) for x in np.moveaxis(np.asarray(a), axis, 0)]
 
 
 def per_example(fn: Callable[..., R]) -> Callable[..., R]:

@@ -24,7 +24,7 @@ from gradscope.cells._base import unflatten_state
 from gradscope.engine import logspace
 from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import plan_stage
-from gradscope.engine._prep import LN10, model_jac, per_example, per_sequence, prepare
+from gradscope.engine._prep import LN10, model_jac, per_example, per_sequence, prepare, unstack
 from gradscope.engine.jacobians import TrajectorySteps
 from gradscope.engine.products import SUBSPACE_RANK, _tol, top_singular_value
 
@@ -113,7 +113,7 @@ def path_split(model: Any, xs: ArrayLike, state0: Any = None) -> PathSplit:
     plan_stage("path_split", model, xs)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     out = _path_split(model, pxs, S, batched=batched, r0=r0, r1=r1)
-    return PathSplit(block, *[out[..., j, :] for j in range(6)])
+    return PathSplit(block, *unstack(out, -2))
 
 
 def path_split_of(model: Any, steps: TrajectorySteps) -> PathSplit:
@@ -122,7 +122,7 @@ def path_split_of(model: Any, steps: TrajectorySteps) -> PathSplit:
     block, r0, r1 = _direct_rows(model)
     assert steps.direct is not None, "trajectory_steps(..., direct=True) records the direct path"
     out = _path_split_of(steps.jac, steps.direct, batched=steps.batched, r0=r0, r1=r1)
-    return PathSplit(block, *[out[..., j, :] for j in range(6)])
+    return PathSplit(block, *unstack(out, -2))
 
 
 def _direct_rows(model: Any) -> tuple[str, int, int]:

@@ -45,6 +45,7 @@ from gradscope.engine._prep import (
     per_example,
     prepare,
     structure,
+    unstack,
 )
 from gradscope.engine.jacobians import TrajectorySteps
 
@@ -284,7 +285,9 @@ def _lag_profile_of(J, *, batched, slices, spectral):
 def _lag_record(model, out, T, blocks=True) -> LagProfile:
     spec, frob, pf, ps = out
     names = lag_pair_names(model) if blocks else []
-    pairs = {n: {"log10_spectral": ps[..., i], "log10_frobenius": pf[..., i]} for i, n in enumerate(names)}
+    if names:  # the pairs' columns as arrays of their own
+        pf, ps = unstack(pf, -1), unstack(ps, -1)
+    pairs = {n: {"log10_spectral": ps[i], "log10_frobenius": pf[i]} for i, n in enumerate(names)}
     return LagProfile(spec, frob, pairs, int(T))
 
 
