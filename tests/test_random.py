@@ -67,6 +67,35 @@ def test_uniform_is_jax_random_bit_for_bit(seed, optimised_code, request):
         assert _same(_random.uniform(k, shape), jax.random.uniform(k, shape))
 
 
+NORMAL_SHAPES = {
+    False: [(1,), (9,), (3, 11), (127, 33), (2, 47, 3)],
+    True: [(6,), (19,), (7, 5), (125, 27), (3, 41, 2)],
+}
+
+
+@pytest.mark.parametrize("optimised_code", [False, True], ids=["O0", "optimised"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_normal_is_jax_random_bit_for_bit(seed, optimised_code, request):
+    if optimised_code:
+        request.getfixturevalue("optimised")
+    k = jax.random.split(jax.random.key(seed))[0]
+    for shape in NORMAL_SHAPES[optimised_code]:
+        got = _random.normal(k, shape, jnp.float32)
+        assert isinstance(got, jax.Array)
+        assert _same(got, jax.random.normal(k, shape, jnp.float32)), shape
+    with jax.enable_x64(False):  # the defaults: float32
+        assert _same(_random.normal(k, 4 + optimised_code), jax.random.normal(k, (4 + optimised_code,)))
+
+
+def test_normal_compiles_no_random_number_generator(caplog):
+    """`jax.random.normal` on a fresh shape compiles Threefry with erf⁻¹; the twin only erf⁻¹."""
+    k = jax.random.key(8)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+        _random.normal(k, (13, 21, 2), jnp.float32)
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling ")]
+    assert compiled and all(m.startswith("Compiling jit(_sqrt2_erf_inv)") for m in compiled), compiled
+
+
 def test_the_twins_compile_nothing(caplog):
     """A fresh shape costs `jax.random` a compiled program; the twins none."""
     k = jax.random.key(3)
@@ -103,6 +132,13 @@ def test_what_the_twins_do_not_reproduce_goes_to_jax_random():
         assert got.dtype == jnp.float64
         assert _same(got, jax.random.uniform(k64, (50,), jnp.float64, -0.3, 0.3))
     assert _same(jax.random.key_data(_random.key(-1)), jax.random.key_data(jax.random.key(-1)))
+    # normal: a traced key, a legacy key, float64
+    n = jax.jit(lambda k: _random.normal(k, (3, 2)))
+    assert _same(n(k), jax.random.normal(k, (3, 2)))
+    assert _same(_random.normal(raw, (5,)), jax.random.normal(raw, (5,)))
+    with jax.enable_x64(True):
+        k64 = jax.random.key(9)
+        assert _same(_random.normal(k64, (6,), jnp.float64), jax.random.normal(k64, (6,), jnp.float64))
 
 
 def test_fma32_rounds_once():

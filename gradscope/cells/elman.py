@@ -103,9 +103,9 @@ def recurrent_matrix(key: Array, n: int, init: str | None, gain: float | None, d
         return uniform_init(key, (n, n), bound, dtype)
     g = 1.0 if g is None else g
     if init == "gaussian":  # N(0, g²/n): circular law, spectral radius → g
-        return g * jax.random.normal(key, (n, n), dtype) / math.sqrt(n)
+        return g * _random.normal(key, (n, n), dtype) / math.sqrt(n)
     if init == "orthogonal":  # Haar: Q from the QR of a Gaussian matrix, signs fixed by diag(R) (Mezzadri 2007)
-        q, r = jnp.linalg.qr(jax.random.normal(key, (n, n), dtype))
+        q, r = jnp.linalg.qr(_random.normal(key, (n, n), dtype))
         return g * q * jnp.sign(jnp.diagonal(r))[None, :]
     return g * jnp.eye(n, dtype=dtype)  # identity
 
@@ -169,7 +169,7 @@ def build_irnn(init: Init, *, scale: float = 1.0, input_std: float = 0.001) -> E
     check_number("scale", scale, positive=True)  # 1.0 = identity
     check_number("input_std", input_std, nonnegative=True)
     return Elman(
-        weight_ih=input_std * jax.random.normal(key, (hidden_size, input_size), dtype),
+        weight_ih=input_std * _random.normal(key, (hidden_size, input_size), dtype),
         # constants made on the host: no compiled program each (jnp.eye is five)
         weight_hh=jax.device_put(np.eye(hidden_size, dtype=dtype) * np.asarray(scale, dtype)),
         bias_ih=jax.device_put(np.zeros((hidden_size,), dtype)),
