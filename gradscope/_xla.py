@@ -39,7 +39,8 @@ from collections.abc import Callable
 from typing import Any
 
 SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-EMITTER_FLAG = "--xla_cpu_use_fusion_emitters=false"
+_EMITTERS = "xla_cpu_use_fusion_emitters"  # one setting: a process flag for the CLI, an option per program
+EMITTER_FLAG = f"--{_EMITTERS}=false"
 #: jaxlib versions known to have both flags (prefixes)
 _KNOWN = ("0.10.",)
 
@@ -61,7 +62,7 @@ def prefer_flag(flag: str) -> None:
 
 
 #: the compile options of gradscope's stage programs on the CPU (see the module docstring)
-OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
+OPTIONS: dict[str, Any] = {_EMITTERS: False}
 
 
 def _probe(x: Any) -> Any:
