@@ -8,14 +8,19 @@ log10 norms, or of the exponents). ``--rounds N`` alternates peer and gradscope 
 each), so that a load that comes and goes hits both sides.
 
 Each workload also gets a floor: its matmul flop count divided by this machine's float32 matmul rate,
-measured in the same run (a large GEMM, 2048³, and a batch of 800 small ones, 128³). Flop counts, d the
-state size, B sequences of T steps:
+measured in the same run: a large GEMM (2048³), and small ones (128³) as the faster of a batch of 800 in
+one XLA program and BLAS's own (OpenBLAS through NumPy, one thread, 800 in a row) times the usable CPUs,
+as if the small products of independent sequences ran on every core at once. Flop counts, d the state
+size, B sequences of T steps:
 
 * lag profile (the full state's spectral and Frobenius norms at every k, as the peers compute; gradscope's
   default also gives the four block pairs' norms, timed on the same line): the chain ``P ← P J_k``,
   B·T·2d³ (a spectral norm by warm-started iteration adds O(d²) per iteration);
 * triangle: one product per pair t − k ≥ 2, B·T(T−1)/2·2d³ (as one large GEMM per step: the large rate);
-* Lyapunov spectrum: ``J_t Q`` plus a Householder QR with its Q formed, B·T·(2 + 8/3)d³.
+* Lyapunov spectrum: a Householder QR of ``J_t Q`` (4/3·d³) and its reflectors applied to the next
+  Jacobian (2d³; Q is never formed), B·T·(10/3)d³. (Until 2026-12-06 this counted ``J_t Q`` plus a QR with
+  its Q formed, (2 + 8/3)d³, against XLA's batched rate alone: a floor that gradscope's LAPACK route then
+  ran under.)
 
 The lag profile and the Lyapunov chain are T sequential steps of B small matmuls, so their floor uses
 the small-matmul rate; the triangle's uses the large one.
@@ -115,8 +120,20 @@ def gradscope_workload(workload, w_ih, w_hh, b, xs, dtype):
     return run, checksum
 
 
+def blas_small_rate(repeat=5):
+    """BLAS's float32 rate on 128³ products in FLOP/s: 800 NumPy matmuls in a row on one BLAS thread, times
+    the CPUs this process may use."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.full((128, 128), 0.01, np.float32)
+    with threadpool_limits(1, user_api="blas"):
+        t = time_min(lambda: [a @ a for _ in range(800)], repeat)[0]
+    return 2.0 * 128**3 * 800 / t * len(os.sched_getaffinity(0))
+
+
 def matmul_rates(dtype, repeat=5):
-    """``(large, small)`` float32 matmul rates in FLOP/s: one 2048³ GEMM, and a batch of 800 128³ ones."""
+    """``(large, small)`` float32 matmul rates in FLOP/s: one 2048³ GEMM, and a batch of 800 128³ ones in
+    one program (see `blas_small_rate` for the other small rate)."""
     import jax
     import jax.numpy as jnp
 
@@ -137,7 +154,7 @@ def workload_flops(workload, d, T, B):
         return B * T * 2.0 * d**3, "small"
     if workload == "triangle":
         return B * T * (T - 1) / 2 * 2.0 * d**3, "large"
-    return B * T * (2.0 + 8.0 / 3.0) * d**3, "small"
+    return B * T * (10.0 / 3.0) * d**3, "small"
 
 
 def time_min(fn, repeat):
@@ -169,8 +186,13 @@ def main():
 
     rows = []
     pdir = peer_dir()
-    large, small = matmul_rates(jnp.float32)
-    print(f"matmul rate: large GEMM {large / 1e9:.0f} GFLOP/s, batch of 800 128x128 {small / 1e9:.0f} GFLOP/s")
+    large, xla_small = matmul_rates(jnp.float32)
+    blas_small = blas_small_rate()
+    small = max(xla_small, blas_small)
+    print(
+        f"matmul rate: large GEMM {large / 1e9:.0f} GFLOP/s, 128x128: XLA batch of 800 {xla_small / 1e9:.0f} GFLOP/s, "
+        f"BLAS one thread x {len(os.sched_getaffinity(0))} CPUs {blas_small / 1e9:.0f} GFLOP/s"
+    )
     for workload in a.workloads.split(","):
         for peer in a.peers.split(","):
             if peer == "torch" and workload == "lag" and a.steps * a.hidden > 8000:
@@ -250,6 +272,8 @@ def main():
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "matmul_flops_large": large,
         "matmul_flops_small": small,
+        "matmul_flops_small_xla": xla_small,
+        "matmul_flops_small_blas": blas_small,
         "load_average": os.getloadavg(),
     }
     print(json.dumps(meta))

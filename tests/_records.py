@@ -2,13 +2,18 @@
 
 Floats agree to ``rel``/``abs``; a spectrum (a flat list under a ``singular_values`` key) agrees to ``spectrum_atol``
 relative to its largest value, not to each value's own size: an SVD resolves σ_i only to ~ε·σ_max (None, a
-value the report marks unresolved, compared as 0); everything else exactly.
+value the report marks unresolved, compared as 0); a text that quotes numbers (a verdict's reason, a finding)
+agrees word for word and number to number within the same ``rel``/``abs``; everything else exactly.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+
+_NUMBER = re.compile(r"[-−+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?")
 
 
 def assert_records_close(a, b, where: str = "record", *, rel: float, abs: float, spectrum_atol: float) -> None:
@@ -27,5 +32,9 @@ def assert_records_close(a, b, where: str = "record", *, rel: float, abs: float,
             assert_records_close(u, v, f"{where}[{i}]", rel=rel, abs=abs, spectrum_atol=spectrum_atol)
     elif isinstance(a, float) and isinstance(b, float):
         assert a == pytest.approx(b, rel=rel, abs=abs), where
+    elif isinstance(a, str) and isinstance(b, str) and a != b:
+        assert _NUMBER.split(a) == _NUMBER.split(b), where
+        x, y = ([float(v.replace("−", "-")) for v in _NUMBER.findall(u)] for u in (a, b))
+        assert x == pytest.approx(y, rel=rel, abs=abs), where
     else:
         assert a == b, where

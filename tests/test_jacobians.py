@@ -175,3 +175,24 @@ def test_materialise_fits_counts_batch_length_and_state_squared(monkeypatch):
     assert engine.materialise_fits(model, xs)
     monkeypatch.setattr(jacobians, "MATERIALISE_MAX_BYTES", 2 * 10 * 512 - 1)
     assert not engine.materialise_fits(model, xs)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_host_chunks_are_the_jacrev_step_jacobians(monkeypatch, batched):
+    # chunks of 3 steps over T = 11 (the last padded and cut), a BN cell whose Jacobian depends on t: in
+    # order, each J_t the autodiff Jacobian of the step at (x_t, S_t)
+    from gradscope.engine import jacobians
+    from gradscope.engine._prep import prepare
+
+    model = build("bn-lstm", 3, 3)
+    d = sum(model.block_sizes)
+    B = 2 if batched else 1
+    monkeypatch.setattr(jacobians, "CHUNK_BYTES", 3 * B * d * d * 8)
+    xs = inputs(11, 3, seed=3, B=2 if batched else None)
+    pxs, S, b = prepare(model, xs)
+    chunks = list(jacobians.host_chunks(model, pxs, S, b))
+    assert [c.shape for c in chunks] == [(B, 3, d, d)] * 3 + [(B, 2, d, d)]
+    got = np.concatenate(chunks, axis=1)
+    for i in range(B):
+        _, _, _, J, _ = oracle(model, xs[i] if batched else xs)
+        np.testing.assert_allclose(got[i], J, **TOL)

@@ -30,6 +30,7 @@ LAYERS = {
     "_array_like": 0,
     "_random": 0,
     "_xla": 0,
+    "_cpus": 0,
     "norms": 1,
     "cells": 2,
     "nets": 3,

@@ -36,9 +36,22 @@ def test_stacked_sweep_matches_closed_form_and_serial_analyses(full):
         s = rec["summary"]
         assert s["log10_norm_max_lag"] == pytest.approx(8 * math.log10(c.gain), abs=1e-5)
         assert s["lyapunov_max"] == pytest.approx(math.log(c.gain), abs=1e-5)
-    # the stacked program computes what `analyse` computes one model at a time (bitwise on CPU)
+    # the stacked program computes what `analyse` computes one model at a time: bitwise on CPU but for the
+    # Lyapunov numbers (and the texts that quote them), which `analyse` takes from LAPACK on the host
+    # (gradscope.engine._benettin) and the stacked program from its JAX scan: the same Householder QR,
+    # rounded differently
     for i in (0, 13, 31):
-        assert sweep._record(sweep.analyse_config(cfgs[i])) == full[i]
+        serial = sweep._record(sweep.analyse_config(cfgs[i]))
+        assert_records_close(serial, full[i], rel=1e-6, abs=1e-6, spectrum_atol=0)
+        assert _without_lyapunov(serial) == _without_lyapunov(full[i])
+
+
+def _without_lyapunov(rec):
+    """The record without its Lyapunov numbers and the texts that may quote them."""
+    rec = json.loads(json.dumps(rec))
+    rec.pop("lyapunov"), rec.pop("findings"), rec["summary"].pop("verdict_reason")
+    rec["summary"] = {k: v for k, v in rec["summary"].items() if not k.startswith("lyapunov")}
+    return rec
 
 
 @pytest.mark.slow

