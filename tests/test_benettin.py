@@ -116,3 +116,12 @@ def test_worker_exception_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(_benettin._Sequence, "feed", boom)
     with pytest.raises(ValueError, match="bad chunk"):
         sums(graded(3, 2, 4, 1.0), 4, 0)
+
+
+def test_non_finite_jacobians_give_nan_not_a_crash():
+    # a diverged rollout's NaN or inf reaches LAPACK: the sums from that step on are NaN, as in the JAX route
+    J = graded(2, 6, 5, 1.0, seed=4)
+    J[0, 2, 1, 3], J[1, 3, 0, 0] = np.nan, np.inf
+    got = sums(J, 5, 0)
+    assert np.all(np.isfinite(got[0, :2])) and np.all(np.isnan(got[0, 2:]))
+    assert np.all(np.isfinite(got[1, :3])) and np.all(np.isnan(got[1, 3:]))
