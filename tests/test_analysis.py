@@ -267,3 +267,21 @@ def test_path_split_remainder_at_round_off_is_null():
     assert p["remainder_log10_frobenius"][-1] is None and p["remainder_log10_spectral"][-1] is None  # lag 1
     assert all(isinstance(v, float) for v in p["remainder_log10_frobenius"][:-2])
     json.dumps(d, allow_nan=False)
+
+
+def test_json_list_is_floats_with_none_for_non_finite():
+    import math
+
+    from gradscope.analysis.summary import json_list
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    a[0, 1, 2], a[1, 0, 0], a[1, 2, 3] = np.nan, np.inf, -np.inf
+
+    def ref(x):  # element by element, as the JSON spec reads
+        return [ref(v) for v in x] if np.ndim(x) else (float(x) if math.isfinite(float(x)) else None)
+
+    got = json_list(a)
+    assert got == ref(a) and got[0][1][2] is None and type(got[0][0][0]) is float
+    assert json_list(np.float32(2.5)) == 2.5 and json_list(np.nan) is None and json_list(np.zeros(0)) == []
+    json.dumps(got, allow_nan=False)
