@@ -116,7 +116,8 @@ def _lyapunov_of(J, *, batched, k, warmup):
 def _on_host(a: Any) -> bool:
     """Whether the Benettin recursion runs on the host's LAPACK (`gradscope.engine._benettin`) for step
     Jacobians like ``a`` (the Jacobians, or the states they share a dtype with): computed (not traced), real,
-    in CPU memory."""
+    in CPU memory. Called before `on_one_thread`: `_benettin.available` loads SciPy's LAPACK, which the
+    one-thread BLAS limit can only reach once loaded (not so, two workers ran 2.5× slower)."""
     if isinstance(a, Tracer) or not _benettin.available(a.dtype):
         return False
     devices = getattr(a, "devices", None)
@@ -158,7 +159,7 @@ def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | No
     k = _check_lyapunov(pxs, S, k, warmup)
     diag = is_diagonal(model)
     # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
-    if not diag and _on_host(S) and not any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(model)):
+    if not diag and _on_host(S):  # S is traced too when the model is
         ex, trace = on_one_thread(S.shape[-1], _lyapunov_host_model, model, pxs, S, batched=batched, k=k, warmup=warmup)
     else:
         ex, trace = on_one_thread(S.shape[-1], _lyapunov, model, pxs, S, batched=batched, k=k, warmup=warmup, diag=diag)
