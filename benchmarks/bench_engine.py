@@ -125,10 +125,12 @@ def blas_small_rate(repeat=5):
     the CPUs this process may use."""
     from threadpoolctl import threadpool_limits
 
+    from gradscope._cpus import usable_cpus
+
     a = np.full((128, 128), 0.01, np.float32)
     with threadpool_limits(1, user_api="blas"):
         t = time_min(lambda: [a @ a for _ in range(800)], repeat)[0]
-    return 2.0 * 128**3 * 800 / t * len(os.sched_getaffinity(0))
+    return 2.0 * 128**3 * 800 / t * usable_cpus()
 
 
 def matmul_rates(dtype, repeat=5):
@@ -184,6 +186,8 @@ def main():
     import jax
     import jax.numpy as jnp
 
+    from gradscope._cpus import usable_cpus
+
     rows = []
     pdir = peer_dir()
     large, xla_small = matmul_rates(jnp.float32)
@@ -191,7 +195,7 @@ def main():
     small = max(xla_small, blas_small)
     print(
         f"matmul rate: large GEMM {large / 1e9:.0f} GFLOP/s, 128x128: XLA batch of 800 {xla_small / 1e9:.0f} GFLOP/s, "
-        f"BLAS one thread x {len(os.sched_getaffinity(0))} CPUs {blas_small / 1e9:.0f} GFLOP/s"
+        f"BLAS one thread x {usable_cpus()} CPUs {blas_small / 1e9:.0f} GFLOP/s"
     )
     for workload in a.workloads.split(","):
         for peer in a.peers.split(","):

@@ -92,6 +92,14 @@ def compiler_options() -> dict[str, Any] | None:
     return dict(items) if items else None
 
 
+def traced(tree: Any) -> bool:
+    """Whether any leaf of ``tree`` is a tracer (we are inside a user's jit, vmap or grad)."""
+    import jax
+    from jax.core import Tracer
+
+    return any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(tree))
+
+
 #: JAX's refusal of compile options on a jit inside another trace (the start of its message)
 _NESTED = "`compiler_options` can only be passed to top-level"
 
@@ -117,11 +125,8 @@ class _LazyJit:
         return self._top, self._nested
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import jax
-        from jax.core import Tracer
-
         top, nested = self._jits()
-        if top is nested or any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves((args, kwargs))):
+        if top is nested or traced((args, kwargs)):
             return nested(*args, **kwargs)
         try:
             return top(*args, **kwargs)

@@ -42,7 +42,7 @@ def sums(J, k, warmup, chunk=None):
     L = T if chunk is None else chunk
     chunks = (J[:, t0 : t0 + L] for t0 in range(0, T, L))
     with small_lapack(d):
-        return _benettin.log_r_sums(chunks, B, T, d, k, warmup, J.dtype)
+        return _benettin.log_r_sums(chunks, T, k, warmup)
 
 
 def bound(T, dtype, spread):

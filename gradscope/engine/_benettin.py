@@ -30,6 +30,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import functools
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -126,21 +127,21 @@ def _check(info: int, routine: str) -> None:
         raise RuntimeError(f"LAPACK {routine} returned info={info}")
 
 
-def log_r_sums(chunks: Iterable[np.ndarray], B: int, T: int, d: int, k: int, warmup: int, dtype: Any) -> np.ndarray:
+def log_r_sums(chunks: Iterable[np.ndarray], T: int, k: int, warmup: int) -> np.ndarray:
     """Running sums ``(B, T − warmup, k)`` of ``log|diag R_t|`` after the warm-up, from the step Jacobians
     given in consecutive chunks ``(B, L, d, d)`` (L ≥ 1, T steps in all) of a dtype this route has
     (`available`), on ``min(B, usable CPUs)`` threads (one above `SMALL`). The caller limits BLAS to one
     thread (`gradscope.engine._blas.small_lapack`)."""
-    dtype = np.dtype(dtype)
-    out = np.empty((B, T - warmup, k), dtype)
-    seqs = [_Sequence(d, k, dtype, warmup, out[b]) for b in range(B)]
+    rest = iter(chunks)
+    first = next(rest)  # the first chunk sizes everything
+    B, d = first.shape[0], first.shape[-1]
+    out = np.empty((B, T - warmup, k), first.dtype)
+    seqs = [_Sequence(d, k, first.dtype, warmup, out[b]) for b in range(B)]
     # wider matrices keep BLAS's own threads (`small_lapack` leaves them on): one sequence at a time then
     workers = min(B, usable_cpus()) if d <= SMALL else 1
-    with contextlib.ExitStack() as stack:
-        pool = None
-        if workers > 1:
-            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers, "gradscope-benettin"))
-        for J in chunks:
+    pool = concurrent.futures.ThreadPoolExecutor(workers, "gradscope-benettin") if workers > 1 else None
+    with pool or contextlib.nullcontext():
+        for J in itertools.chain([first], rest):
             if pool is None:
                 for b in range(B):
                     seqs[b].feed(J[b])

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
-from jax.core import Tracer
+
+from gradscope._xla import traced
 
 #: the widest factorised matrix for which one BLAS thread is used (on bigger machines threads may pay
 #: off sooner than on the reference 2-core CPU, where one thread was faster up to 1024)
@@ -69,7 +70,7 @@ def small_lapack(d: int) -> Iterator[None]:
 
 def ready(tree: Any) -> Any:
     """``tree`` once its arrays are computed (`jax.block_until_ready`); tracers are returned as they are."""
-    if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(tree)):
+    if traced(tree):
         return tree
     return jax.block_until_ready(tree)
 

@@ -76,9 +76,11 @@ _lyap_model = model_route(_lyap_dense)
 _lyap_jac = jac_route(_lyap_dense)
 
 
-def _running_means(accs, k):
-    steps = jnp.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
-    trace = _top_desc(accs / steps, k)
+def _running_means(accs, k, xp: Any = jnp):
+    """``(exponents, trace)`` from the running sums ``accs`` (…, T', k′): the means after each step, the k
+    largest sorted descending. ``xp=np`` for the host's sums (`_lyapunov_host`): no program to compile."""
+    steps = xp.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
+    trace = _top_desc(accs / steps, k, xp)
     return trace[..., -1, :], trace
 
 
@@ -88,9 +90,9 @@ def _state_logs(model, la):
     return jnp.concatenate([la, la], -1) if structure(model) == "complex-diagonal" else la
 
 
-def _top_desc(x, k):
-    """The k largest along the last axis, descending (−inf sorts last)."""
-    return -jnp.sort(-x, axis=-1)[..., :k]
+def _top_desc(x, k, xp: Any = jnp):
+    """The k largest along the last axis, descending (−inf sorts last; NaN last, in NumPy as in JAX)."""
+    return -xp.sort(-x, axis=-1)[..., :k]
 
 
 @per_example
@@ -124,27 +126,12 @@ def _on_host(a: Any) -> bool:
     return devices is None or all(dev.platform == "cpu" for dev in devices())
 
 
-def _host_means(accs, batched):
-    """`_running_means` of the host's running sums ``(B, T', k)``, as JAX arrays."""
-    steps = np.arange(1, accs.shape[-2] + 1, dtype=accs.dtype)[:, None]
-    trace = -np.sort(-(accs / steps), axis=-1)  # descending; NaN last, as jnp.sort
-    trace = trace if batched else trace[0]
-    return jax.device_put(trace[..., -1, :]), jax.device_put(trace)
-
-
-def _lyapunov_host(J, *, batched, k, warmup):
-    """`_lyapunov_of` on the host: the same running sums from LAPACK, the same sorted running means."""
-    Jn = np.asarray(J) if batched else np.asarray(J)[None]
-    B, T, d = Jn.shape[:3]
-    return _host_means(_benettin.log_r_sums([Jn], B, T, d, k, warmup, Jn.dtype), batched)
-
-
-def _lyapunov_host_model(model, xs, S, *, batched, k, warmup):
-    """`_lyapunov` of a dense model on the host: its step Jacobians made in chunks (`host_chunks`)."""
-    B = S.shape[0] if batched else 1
-    T, d = xs.shape[-2], S.shape[-1]
-    accs = _benettin.log_r_sums(host_chunks(model, xs, S, batched), B, T, d, k, warmup, S.dtype)
-    return _host_means(accs, batched)
+def _lyapunov_host(chunks, *, T, k, warmup, batched):
+    """`_lyapunov_of` on the host: the running sums from LAPACK over the step Jacobians ``chunks`` (B, L, d, d)
+    (`gradscope.engine._benettin`), then the same sorted running means, as JAX arrays."""
+    accs = _benettin.log_r_sums(chunks, T, k, warmup)
+    ex, trace = _running_means(accs if batched else accs[0], k, np)
+    return jax.device_put(ex), jax.device_put(trace)
 
 
 def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | None = None, warmup: int = 0) -> Lyapunov:
@@ -160,7 +147,10 @@ def lyapunov_spectrum(model: Any, xs: ArrayLike, state0: Any = None, k: int | No
     diag = is_diagonal(model)
     # one QR per step: one BLAS thread is faster (`gradscope.engine._blas`)
     if not diag and _on_host(S):  # S is traced too when the model is
-        ex, trace = on_one_thread(S.shape[-1], _lyapunov_host_model, model, pxs, S, batched=batched, k=k, warmup=warmup)
+        chunks = host_chunks(model, pxs, S, batched)  # made as the host asks for them
+        ex, trace = on_one_thread(
+            S.shape[-1], _lyapunov_host, chunks, T=pxs.shape[-2], k=k, warmup=warmup, batched=batched
+        )
     else:
         ex, trace = on_one_thread(S.shape[-1], _lyapunov, model, pxs, S, batched=batched, k=k, warmup=warmup, diag=diag)
     return Lyapunov(ex, trace, warmup)
@@ -182,9 +172,12 @@ def lyapunov_spectrum_of(model: Any, steps: TrajectorySteps, k: int | None = Non
     if is_diagonal(model):
         ex, trace = _lyapunov(model, steps.xs, steps.S, batched=steps.batched, k=k, warmup=warmup, diag=True)
     else:
-        d = steps.S.shape[-1]
-        stage = _lyapunov_host if _on_host(steps.jac) else _lyapunov_of
-        ex, trace = on_one_thread(d, stage, steps.jac, batched=steps.batched, k=k, warmup=warmup)
+        d, J, batched = steps.S.shape[-1], steps.jac, steps.batched
+        if _on_host(J):
+            chunks = [np.asarray(J) if batched else np.asarray(J)[None]]
+            ex, trace = on_one_thread(d, _lyapunov_host, chunks, T=J.shape[-3], k=k, warmup=warmup, batched=batched)
+        else:
+            ex, trace = on_one_thread(d, _lyapunov_of, J, batched=batched, k=k, warmup=warmup)
     return Lyapunov(ex, trace, warmup)
 
 
